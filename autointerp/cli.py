@@ -1,0 +1,176 @@
+"""The ``autointerp`` command line.
+
+Every stage is a subcommand; ``run`` chains them. Flags override the TOML config (``--config``), which
+overrides the built-in defaults (the embedded offline pair on the factbook corpus). Problems the user
+can fix print one line and exit with status 2; Ctrl-C exits 130 and the next run resumes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import os
+import sys
+import warnings
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.logging import RichHandler
+from rich.table import Table
+
+from autointerp.config import ModelEntry, RunConfig, load_config
+from autointerp.errors import UserError
+from autointerp.progress import console
+
+app = typer.Typer(
+    help="Do different language models learn the same concepts? Harvest -> SAE -> exemplars -> labels -> scores -> cross-model matching -> report.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+PLANNED = {
+    "train": "SAE training (training module)",
+    "exemplars": "exemplar mining (training module)",
+    "explain": "LLM labelling (auto-interp module)",
+    "score": "label scoring (auto-interp module)",
+    "compare": "cross-model matching (comparison module)",
+    "report": "markdown/HTML reports (reports module)",
+}
+
+
+def _setup_logging() -> None:
+    if not logging.getLogger("autointerp").handlers:
+        handler = RichHandler(console=console, show_time=False, show_path=False, markup=False)
+        logging.getLogger("autointerp").addHandler(handler)
+        logging.getLogger("autointerp").setLevel(logging.INFO)
+        logging.getLogger("autointerp").propagate = False
+    warnings.filterwarnings("ignore", module="transformers")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
+    for noisy in ("transformers", "datasets", "huggingface_hub", "accelerate", "torch"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    try:
+        import transformers
+
+        transformers.utils.logging.set_verbosity_error()
+        transformers.utils.logging.disable_progress_bar()
+    except Exception:  # noqa: BLE001 - logging tweaks must never stop a run
+        pass
+
+
+def friendly_errors(func):
+    """Turn UserError into one red line + exit 2, and Ctrl-C into a clean stop (exit 130)."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        _setup_logging()
+        try:
+            return func(*args, **kwargs)
+        except UserError as exc:
+            console.print(f"[bold red]error:[/] {exc.message}", highlight=False, soft_wrap=True)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            console.print("[yellow]interrupted[/]: completed work is saved; run the same command again to resume")
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def _apply_overrides(cfg: RunConfig, corpus: dict, harvest: dict, top: dict) -> RunConfig:
+    """Set the flags the user actually passed (non-None) on top of the config."""
+    pick = lambda d: {k: v for k, v in d.items() if v is not None}  # noqa: E731
+    cfg.corpus = dataclasses.replace(cfg.corpus, **pick(corpus))
+    cfg.harvest = dataclasses.replace(cfg.harvest, **pick(harvest))
+    for key, value in pick(top).items():
+        setattr(cfg, key, value)
+    return cfg
+
+
+ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="TOML run config; flags override it.")]
+RunDirOpt = Annotated[Optional[Path], typer.Option("--run-dir", help="Run directory (default runs/<name>).")]
+NameOpt = Annotated[Optional[str], typer.Option("--name", help="Run name (default 'default').")]
+
+
+@app.command()
+@friendly_errors
+def harvest(
+    model: Annotated[Optional[list[str]], typer.Option("--model", "-m", help="HF hub id, local dir, .gguf path, or embedded: gemma-3-270m, minilm-l6. Repeat for several; default: the config's models.")] = None,
+    layer: Annotated[Optional[int], typer.Option("--layer", "-l", help="Residual stream after block L (negative counts from the end).")] = None,
+    site: Annotated[Optional[str], typer.Option(help="resid (block output) or mlp (the block's MLP output).")] = None,
+    dataset: Annotated[Optional[str], typer.Option("--dataset", "-d", help="factbook (embedded), a .txt/.jsonl/.parquet/.csv file or directory, or a hub dataset name.")] = None,
+    dataset_config: Annotated[Optional[str], typer.Option(help="Hub dataset config name.")] = None,
+    split: Annotated[Optional[str], typer.Option(help="Hub dataset split.")] = None,
+    text_field: Annotated[Optional[str], typer.Option(help="Column holding the text.")] = None,
+    max_tokens: Annotated[Optional[int], typer.Option(help="Token budget for the corpus (whole documents).")] = None,
+    min_chars: Annotated[Optional[int], typer.Option(help="Drop documents shorter than this.")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Corpus shuffle seed.")] = None,
+    ctx_len: Annotated[Optional[int], typer.Option(help="Tokens per context (incl. special tokens).")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Contexts per forward pass.")] = None,
+    level: Annotated[Optional[str], typer.Option(help="token (one row per token) or sequence (one row per document).")] = None,
+    pool: Annotated[Optional[str], typer.Option(help="Sequence level: last (last real token) or mean.")] = None,
+    keep_special: Annotated[Optional[bool], typer.Option("--keep-special/--skip-special", help="Store BOS/CLS/SEP rows (default: skip).")] = None,
+    dtype: Annotated[Optional[str], typer.Option(help="Storage dtype: float32, bfloat16, float16.")] = None,
+    compute_dtype: Annotated[Optional[str], typer.Option(help="auto (bf16 on CUDA, fp32 on CPU), float32, bfloat16.")] = None,
+    device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda, cuda:N.")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Discard an existing harvest with different settings.")] = False,
+    config: ConfigOpt = None,
+    run_dir: RunDirOpt = None,
+    name: NameOpt = None,
+) -> None:
+    """Harvest activations at one layer for one or more models over a shared corpus (resumable)."""
+
+    cfg = _apply_overrides(
+        load_config(config),
+        corpus=dict(dataset=dataset, config_name=dataset_config, split=split, text_field=text_field, min_chars=min_chars, seed=seed),
+        harvest=dict(layer=layer, site=site, ctx_len=ctx_len, batch_size=batch_size, level=level, pool=pool, keep_special=keep_special, dtype=dtype, compute_dtype=compute_dtype, device=device),
+        top=dict(max_tokens=max_tokens, run_dir=str(run_dir) if run_dir else None, name=name),
+    )
+    if model:
+        cfg.models = [ModelEntry(m) for m in model]
+    _harvest_all(cfg, overwrite)
+
+
+def _harvest_all(cfg: RunConfig, overwrite: bool) -> None:
+    from autointerp.stages import harvest_stage, save_resolved_config
+
+    save_resolved_config(cfg)
+    table = Table(title=f"harvest: {cfg.run_path}")
+    for col in ("model", "layer", "level", "rows", "d_model", "shards", "resumed"):
+        table.add_column(col)
+    for entry in cfg.models:
+        result = harvest_stage(cfg, entry, overwrite=overwrite)
+        hcfg = cfg.harvest_for(entry)
+        table.add_row(entry.slug, str(hcfg.layer), hcfg.level, f"{result.n_rows:,}", str(result.d_model), str(result.n_shards), str(result.resumed_shards))
+    console.print(table)
+
+
+@app.command()
+@friendly_errors
+def run(config: ConfigOpt = None, run_dir: RunDirOpt = None, name: NameOpt = None, max_tokens: Annotated[Optional[int], typer.Option(help="Token budget for the corpus.")] = None, overwrite: Annotated[bool, typer.Option(help="Discard stale stage outputs.")] = False) -> None:
+    """Run every available stage for all configured models (no arguments: the embedded offline default)."""
+    cfg = _apply_overrides(load_config(config), {}, {}, dict(max_tokens=max_tokens, run_dir=str(run_dir) if run_dir else None, name=name))
+    _harvest_all(cfg, overwrite)
+    console.print(f"[yellow]note:[/] later stages ({', '.join(PLANNED)}) are not implemented yet; stopped after harvest. Outputs: {cfg.run_path}")
+
+
+def _planned(stage: str, what: str):
+    def command() -> None:
+        console.print(f"[bold red]error:[/] `autointerp {stage}` ({what}) is not implemented yet; only `harvest` works so far", highlight=False)
+        raise typer.Exit(3)
+
+    command.__doc__ = f"(not implemented yet) {what}."
+    return command
+
+
+for _stage, _what in PLANNED.items():
+    app.command(_stage)(_planned(_stage, _what))
+
+
+def main() -> None:  # pragma: no cover - thin wrapper for `python -m autointerp`
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,158 @@
+"""Run configuration: one TOML file drives every stage; CLI flags override it.
+
+```toml
+name = "demo"                 # run directory defaults to runs/<name>
+[corpus]                      # autointerp.data.corpus.CorpusConfig fields, plus max_tokens
+dataset = "factbook"
+max_tokens = 200000
+[harvest]                     # autointerp.training.harvest.HarvestConfig fields (defaults for every model)
+ctx_len = 128
+[[models]]                    # two or more; per-model layer/site override [harvest]
+model = "gemma-3-270m"
+layer = 6
+[[models]]
+model = "minilm-l6"
+layer = 3
+```
+Unknown keys are errors that name the key, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from autointerp.data.corpus import CorpusConfig
+from autointerp.errors import UserError
+from autointerp.training.harvest import HarvestConfig
+
+DEFAULT_MAX_TOKENS = 200_000
+
+
+@dataclass
+class ModelEntry:
+    model: str
+    name: str | None = None  # directory name inside the run; derived from the spec when omitted
+    layer: int | None = None
+    site: str | None = None
+
+    @property
+    def slug(self) -> str:
+        if self.name:
+            return _slugify(self.name)
+        base = Path(self.model.rstrip("/")).name if ("/" in self.model or self.model.endswith(".gguf")) else self.model
+        return _slugify(base.removesuffix(".gguf"))
+
+
+def _slugify(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-") or "model"
+
+
+def default_models() -> list[ModelEntry]:
+    """The embedded offline pair: Gemma 3 270M (causal, 18 blocks) vs all-MiniLM-L6-v2 (BERT, 6 blocks)."""
+    return [ModelEntry("gemma-3-270m", layer=6), ModelEntry("minilm-l6", layer=3)]
+
+
+@dataclass
+class RunConfig:
+    name: str = "default"
+    run_dir: str | None = None
+    max_tokens: int = DEFAULT_MAX_TOKENS
+    corpus: CorpusConfig = field(default_factory=CorpusConfig)
+    harvest: HarvestConfig = field(default_factory=HarvestConfig)
+    models: list[ModelEntry] = field(default_factory=default_models)
+
+    @property
+    def run_path(self) -> Path:
+        return Path(self.run_dir) if self.run_dir else Path("runs") / self.name
+
+    def harvest_for(self, entry: ModelEntry) -> HarvestConfig:
+        """The harvest config for one model: [harvest] defaults with the model's own layer/site."""
+        overrides = {k: v for k, v in (("layer", entry.layer), ("site", entry.site)) if v is not None}
+        return dataclasses.replace(self.harvest, **overrides)
+
+    def to_dict(self) -> dict:
+        corpus = dataclasses.asdict(self.corpus) | {"max_tokens": self.max_tokens}
+        return {
+            "name": self.name,
+            "run_dir": str(self.run_path),
+            "corpus": corpus,
+            "harvest": dataclasses.asdict(self.harvest),
+            "models": [{k: v for k, v in dataclasses.asdict(m).items() if v is not None} for m in self.models],
+        }
+
+
+def _build(cls, data: dict, where: str):
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise UserError(f"unknown key(s) in {where}: {', '.join(unknown)}; valid keys: {', '.join(sorted(names))}")
+    try:
+        return cls(**data)
+    except TypeError as exc:
+        raise UserError(f"invalid {where}: {exc}") from exc
+
+
+def parse_config(data: dict, source: str = "config") -> RunConfig:
+    known = {"name", "run_dir", "corpus", "harvest", "models"}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise UserError(f"unknown top-level key(s) in {source}: {', '.join(unknown)}; valid: {', '.join(sorted(known))}")
+    corpus = dict(data.get("corpus", {}))
+    max_tokens = corpus.pop("max_tokens", DEFAULT_MAX_TOKENS)
+    models = data.get("models")
+    if models is not None and (not isinstance(models, list) or not models):
+        raise UserError(f"[[models]] in {source} must be a non-empty list of tables with at least `model = ...`")
+    cfg = RunConfig(
+        name=str(data.get("name", "default")),
+        run_dir=data.get("run_dir"),
+        max_tokens=int(max_tokens),
+        corpus=_build(CorpusConfig, corpus, f"[corpus] of {source}"),
+        harvest=_build(HarvestConfig, dict(data.get("harvest", {})), f"[harvest] of {source}"),
+        models=[_build(ModelEntry, dict(m), f"[[models]] of {source}") for m in models] if models else default_models(),
+    )
+    slugs = [m.slug for m in cfg.models]
+    if len(set(slugs)) != len(slugs):
+        raise UserError(f"two [[models]] entries share the directory name {slugs}; give them distinct `name = ...`")
+    return cfg
+
+
+def load_config(path: Path | str | None) -> RunConfig:
+    """Read a TOML run config (or the embedded default when ``path`` is None)."""
+    if path is None:
+        return RunConfig()
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise UserError(f"config file not found: {path}") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"cannot read config file {path}: {exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"config file {path} is not valid TOML: {exc}") from exc
+    return parse_config(data, str(path))
+
+
+def to_toml(cfg: RunConfig) -> str:
+    """Serialise a resolved config (saved as runs/<name>/config.toml for provenance)."""
+
+    def value(v) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, (int, float)):
+            return repr(v)
+        return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+    def table(d: dict) -> list[str]:
+        return [f"{k} = {value(v)}" for k, v in d.items() if v is not None]
+
+    data = cfg.to_dict()
+    lines = table({"name": data["name"], "run_dir": data["run_dir"]})
+    for section in ("corpus", "harvest"):
+        lines += ["", f"[{section}]", *table(data[section])]
+    for model in data["models"]:
+        lines += ["", "[[models]]", *table(model)]
+    return "\n".join(lines) + "\n"
