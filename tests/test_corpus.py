@@ -304,3 +304,14 @@ def test_hub_ids_from_id_column(tmp_path):
     docs = list(iter_documents(cfg))
     assert sorted(d.doc_id for d in docs) == sorted(f"row-{i}" for i in range(25))
     assert all(d.text.startswith(f"train row {d.doc_id[4:]} ") for d in docs)
+
+
+def test_unreadable_file_even_as_root(tmp_path):
+    """Reading /proc/self/mem from offset 0 fails with EIO for any user: a real unreadable file."""
+    if not Path("/proc/self/mem").exists():
+        pytest.skip("needs Linux /proc")
+    link = tmp_path / "broken.txt"
+    link.symlink_to("/proc/self/mem")
+    with pytest.raises(UserError, match="cannot read") as exc:
+        iter_documents(_cfg(link))
+    assert "\n" not in str(exc.value)

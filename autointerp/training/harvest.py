@@ -132,16 +132,12 @@ class _TokenText:
         return [self.cache[int(i)] for i in ids]
 
 
-def _select_rows(ctx: Context, hidden: torch.Tensor, cfg: HarvestConfig) -> tuple[torch.Tensor, np.ndarray]:
-    """Rows of one context's activations [len, d] to store, and the positions they came from."""
-    content = ctx.is_content
-    if cfg.level == "token":
-        where = np.arange(len(ctx)) if cfg.keep_special else np.flatnonzero(content)
-        return hidden[torch.from_numpy(where)], where
-    real = np.flatnonzero(content)
-    if cfg.pool == "mean":
+def _pool_sequence(ctx: Context, hidden: torch.Tensor, pool: str) -> tuple[torch.Tensor, np.ndarray]:
+    """One row for a whole context: the last real (non-special) token, or the mean over real tokens."""
+    real = np.flatnonzero(ctx.is_content)
+    if pool == "mean":
         return hidden[torch.from_numpy(real)].mean(0, keepdim=True), real[-1:]
-    return hidden[real[-1]].unsqueeze(0), real[-1:]
+    return hidden[int(real[-1])].unsqueeze(0), real[-1:]
 
 
 def _index_rows(contexts: list[Context], picks: list[tuple[int, np.ndarray]], doc_ids: list[str], token_text: _TokenText) -> pd.DataFrame:
@@ -240,10 +236,18 @@ def harvest(lm: LoadedModel, docs: list[Document], harvest_dir: Path, cfg: Harve
                     members = [shard_contexts[b] for b in batch]
                     ids, mask = pad_batch([contexts[c] for c in members], pad_id)
                     hidden = forward_to_site(lm, module, torch.from_numpy(ids).to(device), torch.from_numpy(mask).to(device))
-                    for row, c in enumerate(members):
-                        acts, where = _select_rows(contexts[c], hidden[row], cfg)
-                        chunks.append(acts.to("cpu", storage))
-                        picks.append((c, where))
+                    if cfg.level == "token":  # one gather per batch, row-major = the order of `picks`
+                        keep = np.zeros(ids.shape, dtype=bool)
+                        for row, c in enumerate(members):
+                            where = np.arange(len(contexts[c])) if cfg.keep_special else np.flatnonzero(contexts[c].is_content)
+                            keep[row, where] = True
+                            picks.append((c, where))
+                        chunks.append(hidden[torch.from_numpy(keep).to(device)].to("cpu", storage))
+                    else:
+                        for row, c in enumerate(members):
+                            acts, where = _pool_sequence(contexts[c], hidden[row], cfg.pool)
+                            chunks.append(acts.to("cpu", storage))
+                            picks.append((c, where))
                     advance(int(mask.sum()))
                 rows = _index_rows(contexts, picks, doc_ids, token_text)
                 if cfg.level == "sequence":

@@ -1,0 +1,34 @@
+# Two commands on a fresh machine:  make demo   (the main job on the embedded default)
+#                                   make test   (the whole test suite, slow real-model tests included)
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# torch is installed first and pinned: 2.13.0 is the CPU wheel available offline here; an unpinned
+# torch would pull several GB of CUDA packages. On a GPU machine: make TORCH_SPEC="torch" ...
+TORCH_SPEC ?= torch==2.13.0
+
+.PHONY: setup demo test test-fast bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet "$(TORCH_SPEC)"
+	$(BIN)/pip install --quiet -e ".[test]"
+	touch $@
+
+demo: setup
+	$(BIN)/autointerp run
+
+test: setup
+	$(BIN)/pytest
+
+test-fast: setup
+	$(BIN)/pytest -m "not slow"
+
+bench: setup
+	$(BIN)/python benchmarks/harvest.py --compare-bf16
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

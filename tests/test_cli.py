@@ -1,0 +1,126 @@
+"""The installed `autointerp` command: stages listed, bad input gives one line + non-zero exit and no
+traceback, a TOML config drives several models over the same documents, flags override it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from autointerp.config import load_config, parse_config
+from autointerp.errors import UserError
+
+ENV = dict(os.environ, AUTOINTERP_PROGRESS="0", COLUMNS="200")
+
+
+def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "autointerp", *map(str, args)], capture_output=True, text=True, env=ENV, cwd=cwd, timeout=300)
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, *needles: str) -> None:
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+
+
+def test_help_lists_every_stage():
+    result = cli("--help")
+    assert result.returncode == 0
+    for stage in ("harvest", "train", "exemplars", "explain", "score", "compare", "report", "run"):
+        assert stage in result.stdout
+
+
+@pytest.mark.parametrize("stage", ["train", "exemplars", "explain", "score", "compare", "report"])
+def test_unimplemented_stages_do_not_pretend(stage):
+    result = cli(stage)
+    assert result.returncode == 3 and "not implemented yet" in result.stderr
+
+
+def test_bad_inputs_are_one_line_errors(tiny_model_dirs, text_corpus, tmp_path):
+    gpt2 = tiny_model_dirs["gpt2"]
+    run = ["--run-dir", tmp_path / "run"]
+    assert_one_line_error(cli("harvest", "--model", gpt2, "--layer", "3", "--dataset", text_corpus, *run), "0..2")
+    assert_one_line_error(cli("harvest", "--model", gpt2, "--layer", "0", "--dataset", tmp_path / "missing.jsonl", *run), "missing.jsonl")
+    assert_one_line_error(cli("harvest", "--model", gpt2, "--layer", "0", "--dataset", text_corpus, "--ctx-len", "100000", *run), "maximum context")
+    assert_one_line_error(cli("harvest", "--model", gpt2, "--layer", "0", "--dataset", text_corpus, "--min-chars", "10000000", *run), "min_chars")
+    (tmp_path / "empty").mkdir()
+    assert_one_line_error(cli("harvest", "--model", gpt2, "--layer", "0", "--dataset", tmp_path / "empty", *run), "empty")
+    assert_one_line_error(cli("harvest", "--model", gpt2, "--level", "paragraph", "--dataset", text_corpus, *run), "level")
+    assert_one_line_error(cli("harvest", "--model", tmp_path / "nope", *run), "nope")
+    assert not (tmp_path / "run" / "gpt2").exists()
+
+
+def test_unknown_model_offline(tmp_path):
+    from autointerp.hub import hub_reachable
+
+    if hub_reachable():
+        pytest.skip("only meaningful without network access")
+    assert_one_line_error(cli("harvest", "--model", "org/not-a-model", "--run-dir", tmp_path), "offline", "gemma-3-270m", "minilm-l6")
+
+
+def test_non_utf8_bytes_are_replaced_counted_and_warned(tiny_model_dirs, tmp_path):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "good.txt").write_text("The harbour city trades coffee and tin along the coast. " * 5, encoding="utf-8")
+    (corpus / "bad.txt").write_bytes(b"Coffee \xff\xfe exports grew along the river delta and the coast. " * 4)
+    result = cli("harvest", "--model", tiny_model_dirs["gpt2"], "--layer", "0", "--dataset", corpus, "--run-dir", tmp_path / "run")
+    assert result.returncode == 0, result.stderr
+    assert "non-UTF-8" in result.stderr or "undecodable" in result.stderr
+    docs = pd.read_parquet(tmp_path / "run" / "corpus" / "documents.parquet")
+    assert docs["text"].str.contains("\ufffd").sum() == 1
+
+
+def test_config_drives_two_models_over_the_same_documents(tiny_model_dirs, text_corpus, tmp_path):
+    config = tmp_path / "run.toml"
+    config.write_text(
+        f"""
+name = "pair"
+run_dir = "{tmp_path / 'pair'}"
+[corpus]
+dataset = "{text_corpus}"
+max_tokens = 400
+[harvest]
+ctx_len = 32
+layer = 1
+[[models]]
+model = "{tiny_model_dirs['gemma3']}"
+name = "A"
+[[models]]
+model = "{tiny_model_dirs['bert']}"
+name = "B"
+layer = 0
+"""
+    )
+    result = cli("run", "--config", config)
+    assert result.returncode == 0, result.stderr
+    index = {m: pd.concat(pd.read_parquet(p) for p in sorted((tmp_path / "pair" / m / "harvest").glob("shard_*.parquet"))) for m in "AB"}
+    saved = pd.read_parquet(tmp_path / "pair" / "corpus" / "documents.parquet")
+    assert set(index["A"]["doc_id"]) == set(index["B"]["doc_id"]) == set(saved["doc_id"])
+    assert len(saved) < 12  # the token budget cut the corpus
+    resolved = load_config(tmp_path / "pair" / "config.toml")
+    assert [m.layer for m in resolved.models] == [None, 0] and resolved.harvest.layer == 1
+    # A flag overrides the config; the changed ctx_len conflicts with the existing harvest: refused, nothing lost.
+    before = sorted(p.name for p in (tmp_path / "pair" / "A" / "harvest").iterdir())
+    assert_one_line_error(cli("harvest", "--config", config, "--ctx-len", "16"), "ctx_len: 32 -> 16")
+    assert sorted(p.name for p in (tmp_path / "pair" / "A" / "harvest").iterdir()) == before
+
+
+def test_config_unknown_keys_are_named(tmp_path):
+    with pytest.raises(UserError, match="ctx_lenn"):
+        parse_config({"harvest": {"ctx_lenn": 3}})
+    with pytest.raises(UserError, match="modles"):
+        parse_config({"modles": []})
+    with pytest.raises(UserError, match="not valid TOML"):
+        (tmp_path / "bad.toml").write_text("[corpus\n")
+        load_config(tmp_path / "bad.toml")
+    with pytest.raises(UserError, match="distinct"):
+        parse_config({"models": [{"model": "a/x"}, {"model": "b/x"}]})
+    cfg = parse_config({"corpus": {"max_tokens": 123, "seed": 5}, "models": [{"model": "m", "layer": -1}]})
+    assert cfg.max_tokens == 123 and cfg.corpus.seed == 5 and cfg.harvest_for(cfg.models[0]).layer == -1
