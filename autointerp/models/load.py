@@ -9,6 +9,7 @@ after block ``L``; negative indices count from the end.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -17,7 +18,7 @@ from safetensors import SafetensorError
 from torch import nn
 
 from autointerp.errors import UserError
-from autointerp.models.resolve import ResolvedModel, resolve_model
+from autointerp.models.resolve import GGUF_MARKER, ResolvedModel, resolve_model
 
 log = logging.getLogger("autointerp")
 
@@ -100,6 +101,16 @@ def _max_positions(config) -> int | None:
     return None
 
 
+def _load_tokenizer(resolved: ResolvedModel, kwargs: dict):
+    """AutoTokenizer, except for our GGUF conversions: their tokenizer.json is loaded as-is by the generic
+    fast class, skipping the model-specific class's rebuild from vocab (Gemma: ~4.5 s -> ~2 s; same ids)."""
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    if (Path(resolved.path) / GGUF_MARKER).is_file():
+        return PreTrainedTokenizerFast.from_pretrained(resolved.path, **kwargs)
+    return AutoTokenizer.from_pretrained(resolved.path, **kwargs)
+
+
 def pick_device(device: str = "auto") -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -124,7 +135,7 @@ def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
 
 def load_model(spec: str, device: str = "auto", dtype: str = "auto") -> LoadedModel:
     """Resolve ``spec`` and load the model in eval mode with a fast tokenizer (needed for char offsets)."""
-    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
 
     resolved = resolve_model(spec)
     dev = pick_device(device)
@@ -137,7 +148,7 @@ def load_model(spec: str, device: str = "auto", dtype: str = "auto") -> LoadedMo
         loader = AutoModelForCausalLM if is_causal else AutoModel
         # The tokenizer (Rust, releases the GIL) parses while the weights load: ~2x faster for big vocabularies.
         with ThreadPoolExecutor(max_workers=1) as pool:
-            tokenizer_future = pool.submit(AutoTokenizer.from_pretrained, resolved.path, **kwargs)
+            tokenizer_future = pool.submit(_load_tokenizer, resolved, kwargs)
             model = loader.from_pretrained(resolved.path, dtype=torch_dtype, **kwargs)
             tokenizer = tokenizer_future.result()
     except UserError:

