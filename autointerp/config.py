@@ -57,6 +57,36 @@ def default_models() -> list[ModelEntry]:
 
 
 @dataclass
+class SAESection:
+    """SAE shape; see autointerp.training.sae.SAEConfig."""
+
+    architecture: str = "topk"  # topk | batchtopk | relu
+    expansion_factor: int = 8  # d_sae = expansion_factor * d_model unless d_sae is set
+    d_sae: int | None = None
+    k: int = 32
+    l1_coefficient: float | None = None  # None: 0.2 for relu, none for TopK (parity config: TopK + 1e-3)
+    normalize_activations: bool = True  # train on inputs scaled to mean norm sqrt(d_in); folded back at save
+
+
+@dataclass
+class TrainSection:
+    """Optimisation; see autointerp.training.trainer.TrainConfig."""
+
+    epochs: float = 5.0  # passes over the training shards (used when total_tokens is unset)
+    total_tokens: int | None = None
+    batch_size: int = 1024
+    lr: float | None = None  # None: 2e-4 / sqrt(d_sae / 16384)
+    warmup_steps: int | None = None
+    b_dec_init: str = "geometric_median"
+    auxk_alpha: float = 1 / 32
+    dead_tokens_threshold: int | None = None
+    checkpoint_every: int = 200
+    seed: int = 0
+    device: str = "auto"
+    n_eval_shards: int = 1  # the last shard(s) of the harvest are held out for evaluation
+
+
+@dataclass
 class RunConfig:
     name: str = "default"
     run_dir: str | None = None
@@ -64,6 +94,8 @@ class RunConfig:
     corpus: CorpusConfig = field(default_factory=CorpusConfig)
     harvest: HarvestConfig = field(default_factory=HarvestConfig)
     models: list[ModelEntry] = field(default_factory=default_models)
+    sae: SAESection = field(default_factory=SAESection)
+    train: TrainSection = field(default_factory=TrainSection)
 
     @property
     def run_path(self) -> Path:
@@ -81,6 +113,8 @@ class RunConfig:
             "run_dir": str(self.run_path),
             "corpus": corpus,
             "harvest": dataclasses.asdict(self.harvest),
+            "sae": dataclasses.asdict(self.sae),
+            "train": dataclasses.asdict(self.train),
             "models": [{k: v for k, v in dataclasses.asdict(m).items() if v is not None} for m in self.models],
         }
 
@@ -97,7 +131,7 @@ def _build(cls, data: dict, where: str):
 
 
 def parse_config(data: dict, source: str = "config") -> RunConfig:
-    known = {"name", "run_dir", "corpus", "harvest", "models"}
+    known = {"name", "run_dir", "corpus", "harvest", "models", "sae", "train"}
     unknown = sorted(set(data) - known)
     if unknown:
         raise UserError(f"unknown top-level key(s) in {source}: {', '.join(unknown)}; valid: {', '.join(sorted(known))}")
@@ -112,6 +146,8 @@ def parse_config(data: dict, source: str = "config") -> RunConfig:
         max_tokens=int(max_tokens),
         corpus=_build(CorpusConfig, corpus, f"[corpus] of {source}"),
         harvest=_build(HarvestConfig, dict(data.get("harvest", {})), f"[harvest] of {source}"),
+        sae=_build(SAESection, dict(data.get("sae", {})), f"[sae] of {source}"),
+        train=_build(TrainSection, dict(data.get("train", {})), f"[train] of {source}"),
         models=[_build(ModelEntry, dict(m), f"[[models]] of {source}") for m in models] if models else default_models(),
     )
     slugs = [m.slug for m in cfg.models]
@@ -121,10 +157,13 @@ def parse_config(data: dict, source: str = "config") -> RunConfig:
 
 
 def load_config(path: Path | str | None) -> RunConfig:
-    """Read a TOML run config (or the embedded default when ``path`` is None)."""
+    """Read a TOML run config: a file, a packaged config's name (``parity``), or None for the default."""
     if path is None:
         return RunConfig()
     path = Path(path)
+    builtin = Path(__file__).parent / "configs" / f"{path}.toml"
+    if not path.exists() and path.suffix == "" and builtin.is_file():
+        path = builtin  # a packaged config by name, e.g. `--config parity`
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
@@ -151,7 +190,7 @@ def to_toml(cfg: RunConfig) -> str:
 
     data = cfg.to_dict()
     lines = table({"name": data["name"], "run_dir": data["run_dir"]})
-    for section in ("corpus", "harvest"):
+    for section in ("corpus", "harvest", "sae", "train"):
         lines += ["", f"[{section}]", *table(data[section])]
     for model in data["models"]:
         lines += ["", "[[models]]", *table(model)]

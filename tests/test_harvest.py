@@ -143,15 +143,15 @@ def _big_corpus(root: Path) -> Path:
     root.mkdir()
     words = "harbour coffee tin mountain river delta export census parliament coast".split()
     rng = np.random.default_rng(0)
-    for i in range(300):
-        (root / f"d{i:03d}.txt").write_text(" ".join(rng.choice(words, size=400)), encoding="utf-8")
+    for i in range(60):
+        (root / f"d{i:03d}.txt").write_text(" ".join(rng.choice(words, size=200)), encoding="utf-8")
     return root
 
 
 def test_resume_after_kill_matches_uninterrupted(tiny_model_dirs, tmp_path):
     corpus = _big_corpus(tmp_path / "corpus")
     model = str(tiny_model_dirs["gpt2"])
-    args = [sys.executable, "-m", "autointerp", "harvest", "--model", model, "--layer", "1", "--dataset", str(corpus), "--ctx-len", "64", "--max-tokens", "10000000", "--shard-tokens", "2000"]
+    args = [sys.executable, "-m", "autointerp", "harvest", "--model", model, "--layer", "1", "--dataset", str(corpus), "--ctx-len", "64", "--max-tokens", "10000000", "--shard-tokens", "1000"]
     env = dict(os.environ, AUTOINTERP_PROGRESS="0")
     killed_dir = tmp_path / "killed"
     proc = subprocess.Popen([*args, "--run-dir", str(killed_dir)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

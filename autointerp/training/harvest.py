@@ -206,7 +206,7 @@ def harvest(lm: LoadedModel, docs: list[Document], harvest_dir: Path, cfg: Harve
         "complete": False,
     }
     harvest_dir.mkdir(parents=True, exist_ok=True)
-    for stale in harvest_dir.glob(".shard_*.tmp"):  # left by a process killed mid-write
+    for stale in harvest_dir.glob(".*.tmp"):  # temp files of a process killed mid-write
         stale.unlink()
     write_json(manifest_path, manifest)
 

@@ -56,9 +56,10 @@ class SAEConfig:
     d_sae: int
     architecture: str = "topk"  # "topk" | "batchtopk" | "relu"
     k: int = 32  # actives per token (TopK) or mean actives per token (BatchTopK); unused by relu
-    # ReLU+L1: penalty = l1_coefficient * sum_n sum_i f_ni ||d_i|| / sum_n ||x_n - mean(x)||, i.e.
-    # the L1 of the code in units of the mean centred token norm, so it is invariant to input scale.
-    l1_coefficient: float = 0.2
+    # L1 penalty = l1_coefficient * sum_n sum_i f_ni ||d_i|| / sum_n ||x_n - mean(x)||, i.e. the L1 of
+    # the code in units of the mean centred token norm, so it is invariant to input scale.
+    # None: 0.2 for relu, no penalty for TopK variants (set it for the original study's TopK + L1).
+    l1_coefficient: float | None = None
     normalize_activations: bool = False  # scale inputs to mean norm sqrt(d_in); folded back at save
     apply_b_dec_to_input: bool = True  # SAELens: encode(x - b_dec); some SAELens SAEs set False
     dtype: str = "float32"
@@ -78,6 +79,12 @@ class SAEConfig:
 
     torch_dtype = property(lambda self: _DTYPES[self.dtype])
 
+    @property
+    def resolved_l1(self) -> float:
+        if self.l1_coefficient is not None:
+            return float(self.l1_coefficient)
+        return 0.2 if self.architecture == "relu" else 0.0
+
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> SAEConfig:
         """Build from our cfg.json or a SAELens one (extra keys are ignored, known ones mapped)."""
@@ -95,7 +102,7 @@ class SAEConfig:
                 if key in raw and raw[key] is not None:
                     metadata.setdefault(key, raw[key])
             return cls(d_in=int(raw["d_in"]), d_sae=int(raw["d_sae"]), architecture=arch, k=int(k),
-                       l1_coefficient=float(raw.get("l1_coefficient", cls.l1_coefficient)),
+                       l1_coefficient=None if raw.get("l1_coefficient") is None else float(raw["l1_coefficient"]),
                        normalize_activations=False,
                        apply_b_dec_to_input=bool(raw.get("apply_b_dec_to_input", True)),
                        dtype=raw.get("dtype", "float32"), metadata=metadata)
@@ -183,8 +190,12 @@ class SparseAutoencoder(nn.Module):
         latents = self._select(pre)
         return latents, self._decode_n(*latents)
 
-    def _l1_loss(self, pre: Tensor, x_n: Tensor) -> Tensor:
-        return pre.new_zeros(())
+    def _l1_loss(self, pre: Tensor, x_n: Tensor, latents: EncoderOutput) -> Tensor:
+        """TopK variants: L1 of the selected activations, only when l1_coefficient is set."""
+        if self.cfg.resolved_l1 == 0:
+            return pre.new_zeros(())
+        l1 = (latents.top_acts * self.W_dec.norm(dim=1)[latents.top_indices]).sum()
+        return self.cfg.resolved_l1 * l1 / (x_n - x_n.mean(0)).norm(dim=-1).sum().clamp_min(1e-12)
 
     def forward(self, x: Tensor, dead_mask: Tensor | None = None) -> ForwardOutput:
         """Losses are computed in the normalised space; FVU and AuxK are scale-invariant ratios."""
@@ -196,7 +207,7 @@ class SparseAutoencoder(nn.Module):
         fvu = e.pow(2).sum() / total_variance
         auxk = self._auxk_loss(pre, e, dead_mask, total_variance)
         x_hat = x_hat_n / self.input_scale.to(x_hat_n.dtype) if self.cfg.normalize_activations else x_hat_n
-        return ForwardOutput(x_hat, latents, fvu, auxk, self._l1_loss(pre, x_n))
+        return ForwardOutput(x_hat, latents, fvu, auxk, self._l1_loss(pre, x_n, latents))
 
     def _auxk_loss(self, pre: Tensor, e: Tensor, dead_mask: Tensor | None, total_variance: Tensor) -> Tensor:
         """Reconstruct the residual with the top-k_aux dead latents so they get gradient again.
@@ -324,9 +335,9 @@ class ReLUSAE(SparseAutoencoder):
             latents = _to_sparse(pre)
         return latents, pre @ self.W_dec + self.b_dec
 
-    def _l1_loss(self, pre: Tensor, x_n: Tensor) -> Tensor:
+    def _l1_loss(self, pre: Tensor, x_n: Tensor, latents: EncoderOutput) -> Tensor:
         l1 = (pre * self.W_dec.norm(dim=1)).sum()
-        return self.cfg.l1_coefficient * l1 / (x_n - x_n.mean(0)).norm(dim=-1).sum().clamp_min(1e-12)
+        return self.cfg.resolved_l1 * l1 / (x_n - x_n.mean(0)).norm(dim=-1).sum().clamp_min(1e-12)
 
 
 def geometric_median(x: Tensor, iters: int = 100, tol: float = 1e-6) -> Tensor:
