@@ -32,7 +32,6 @@ app = typer.Typer(
 )
 
 PLANNED = {
-    "train": "SAE training (training module)",
     "exemplars": "exemplar mining (training module)",
     "explain": "LLM labelling (auto-interp module)",
     "score": "label scoring (auto-interp module)",
@@ -76,6 +75,16 @@ def friendly_errors(func):
             raise typer.Exit(130) from None
 
     return wrapper
+
+
+def _load_run_config(config: Optional[Path], run_dir: Optional[Path], name: Optional[str]) -> RunConfig:
+    """--config if given; else the run directory's saved config.toml (what earlier stages used); else defaults."""
+    if config is not None:
+        cfg = load_config(config)
+    else:
+        folder = run_dir if run_dir is not None else Path("runs") / (name or "default")
+        cfg = load_config(folder / "config.toml") if (folder / "config.toml").is_file() else RunConfig()
+    return _apply_overrides(cfg, {}, {}, dict(run_dir=str(run_dir) if run_dir else None, name=name))
 
 
 def _apply_overrides(cfg: RunConfig, corpus: dict, harvest: dict, top: dict) -> RunConfig:
@@ -133,6 +142,68 @@ def harvest(
     _harvest_all(cfg, overwrite)
 
 
+def _select_models(cfg: RunConfig, model: Optional[list[str]]) -> list[ModelEntry]:
+    """The configured models, or those named by --model (by run-directory name or spec)."""
+    if not model:
+        return cfg.models
+    chosen = [m for m in cfg.models if m.slug in model or m.model in model]
+    known = {m.slug for m in chosen} | {m.model for m in chosen}
+    missing = [m for m in model if m not in known]
+    if missing:
+        raise UserError(f"model(s) {', '.join(missing)} are not in the run config; configured: {', '.join(m.slug for m in cfg.models)}")
+    return chosen
+
+
+@app.command()
+@friendly_errors
+def train(
+    model: Annotated[Optional[list[str]], typer.Option("--model", "-m", help="Train only these configured models (name or spec).")] = None,
+    architecture: Annotated[Optional[str], typer.Option(help="topk (default), batchtopk or relu.")] = None,
+    k: Annotated[Optional[int], typer.Option("--k", help="Active latents per token (TopK/BatchTopK).")] = None,
+    expansion_factor: Annotated[Optional[int], typer.Option(help="d_sae = expansion_factor x d_model.")] = None,
+    d_sae: Annotated[Optional[int], typer.Option(help="Dictionary size (overrides expansion_factor).")] = None,
+    l1_coefficient: Annotated[Optional[float], typer.Option(help="L1 penalty (relu).")] = None,
+    epochs: Annotated[Optional[float], typer.Option(help="Passes over the training shards.")] = None,
+    total_tokens: Annotated[Optional[int], typer.Option(help="Training tokens (overrides epochs).")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Tokens per step.")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Adam learning rate (default 2e-4/sqrt(d_sae/16384)).")] = None,
+    device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda.")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Retrain even if an SAE with other settings exists.")] = False,
+    config: ConfigOpt = None,
+    run_dir: RunDirOpt = None,
+    name: NameOpt = None,
+) -> None:
+    """Train one SAE per model on its harvested activations (resumable; prints metrics)."""
+    cfg = _load_run_config(config, run_dir, name)
+    cfg.sae = dataclasses.replace(cfg.sae, **{k_: v for k_, v in dict(architecture=architecture, k=k, expansion_factor=expansion_factor, d_sae=d_sae, l1_coefficient=l1_coefficient).items() if v is not None})
+    cfg.train = dataclasses.replace(cfg.train, **{k_: v for k_, v in dict(epochs=epochs, total_tokens=total_tokens, batch_size=batch_size, lr=lr, device=device).items() if v is not None})
+    _train_all(cfg, _select_models(cfg, model), overwrite)
+
+
+def _train_all(cfg: RunConfig, models: list[ModelEntry], overwrite: bool) -> None:
+    from autointerp.stages import save_resolved_config, train_stage
+
+    save_resolved_config(cfg)
+    table = Table(title=f"SAE metrics (held-out tokens): {cfg.run_path}")
+    columns = ("model", "d_sae", "tokens", "FVU", "expl. var", "L0", "dead", "gini", "dec cos p95", "CE recovered", "status")
+    for col in columns:
+        table.add_column(col)
+    for entry in models:
+        outcome = train_stage(cfg, entry, overwrite=overwrite)
+        m = outcome.summary
+        if "rank" in m:  # a non-zero data-parallel rank: rank 0 reports
+            continue
+        table.add_row(
+            entry.slug, str(m.get("d_sae", "")), f"{m['train_tokens']:,}", f"{m['fvu']:.3f}", f"{m['explained_variance']:.3f}",
+            f"{m['l0']:.1f}", f"{m['dead_fraction']:.1%}", f"{m['gini']:.2f}", f"{m['decoder_cos_p95']:.2f}",
+            "n/a" if m.get("ce_loss_recovered") is None else f"{m['ce_loss_recovered']:.1%}", "cached" if outcome.skipped else "trained",
+        )
+    from autointerp.training import distributed as ddp
+
+    if ddp.is_main():
+        console.print(table)
+
+
 def _harvest_all(cfg: RunConfig, overwrite: bool) -> None:
     from autointerp.stages import harvest_stage, save_resolved_config
 
@@ -153,12 +224,13 @@ def run(config: ConfigOpt = None, run_dir: RunDirOpt = None, name: NameOpt = Non
     """Run every available stage for all configured models (no arguments: the embedded offline default)."""
     cfg = _apply_overrides(load_config(config), {}, {}, dict(max_tokens=max_tokens, run_dir=str(run_dir) if run_dir else None, name=name))
     _harvest_all(cfg, overwrite)
-    console.print(f"[yellow]note:[/] later stages ({', '.join(PLANNED)}) are not implemented yet; stopped after harvest. Outputs: {cfg.run_path}")
+    _train_all(cfg, cfg.models, overwrite)
+    console.print(f"[yellow]note:[/] later stages ({', '.join(PLANNED)}) are not implemented yet; stopped after train. Outputs: {cfg.run_path}")
 
 
 def _planned(stage: str, what: str):
     def command() -> None:
-        console.print(f"[bold red]error:[/] `autointerp {stage}` ({what}) is not implemented yet; only `harvest` works so far", highlight=False)
+        console.print(f"[bold red]error:[/] `autointerp {stage}` ({what}) is not implemented yet; `harvest` and `train` work so far", highlight=False)
         raise typer.Exit(3)
 
     command.__doc__ = f"(not implemented yet) {what}."

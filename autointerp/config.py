@@ -84,6 +84,7 @@ class TrainSection:
     seed: int = 0
     device: str = "auto"
     n_eval_shards: int = 1  # the last shard(s) of the harvest are held out for evaluation
+    ce_contexts: int = 16  # held-out contexts for CE loss recovered (causal LMs; full forward passes); 0 = skip
 
 
 @dataclass

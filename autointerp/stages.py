@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 from autointerp.config import ModelEntry, RunConfig, to_toml
@@ -76,3 +77,116 @@ def harvest_stage(cfg: RunConfig, entry: ModelEntry, *, overwrite: bool = False,
     lm.check_ctx_len(hcfg.ctx_len)
     docs = prepare_corpus(run_dir, cfg.corpus, cfg.max_tokens, lm.tokenizer, entry.model, overwrite=overwrite)
     return harvest(lm, docs, harvest_dir(run_dir, entry), hcfg, overwrite=overwrite, progress=progress)
+
+
+def sae_dir(run_dir: Path, entry: ModelEntry) -> Path:
+    return run_dir / entry.slug / "sae"
+
+
+@dataclass
+class TrainOutcome:
+    sae_dir: Path
+    skipped: bool  # inputs and config unchanged since a completed run
+    summary: dict
+
+
+def _train_identity(cfg: RunConfig, manifest: dict) -> dict:
+    train = {k: v for k, v in dataclasses.asdict(cfg.train).items() if k not in ("device", "checkpoint_every")}
+    return {"sae": dataclasses.asdict(cfg.sae), "train": train, "harvest": manifest["identity"]}
+
+
+def train_stage(cfg: RunConfig, entry: ModelEntry, *, overwrite: bool = False, progress: bool = True) -> TrainOutcome:
+    """Train an SAE on a model's harvested shards (last shard(s) held out), save it in the SAELens
+    layout with metrics.json; resumes from checkpoints, and is a no-op when nothing changed."""
+    from autointerp.training.buffer import held_out_split, iter_activation_batches
+    from autointerp.training.harvest import load_manifest
+    from autointerp.training.sae import SAEConfig, create_sae
+    from autointerp.training.shards import ShardPaths
+    from autointerp.training.trainer import TrainConfig, train_sae
+
+    from autointerp.training import distributed as ddp
+
+    ddp.init_from_env()  # no-op unless launched by torchrun
+    hdir = harvest_dir(cfg.run_path, entry)
+    manifest = load_manifest(hdir)
+    if not manifest.get("complete"):
+        raise UserError(f"the harvest in {hdir} is incomplete; run `autointerp harvest` again to finish it, then train")
+    out = sae_dir(cfg.run_path, entry)
+    identity = _train_identity(cfg, manifest)
+    record = out / "train.json"
+    if record.is_file():
+        previous = read_json(record)
+        if previous.get("identity") == identity and previous.get("complete") and not overwrite:
+            return TrainOutcome(out, True, previous["summary"])
+        if previous.get("identity") != identity and not overwrite:
+            changed = [k for k in identity if previous.get("identity", {}).get(k) != identity[k]]
+            raise UserError(f"{out} holds an SAE trained with different {', '.join(changed)} settings; pass --overwrite to retrain or use another --run-dir")
+    if overwrite:
+        (out / "checkpoints" / "checkpoint.safetensors").unlink(missing_ok=True)
+    shards = [ShardPaths.of(hdir, s["index"]).activations for s in manifest["shards"]]
+    train_paths, eval_paths = held_out_split(shards, cfg.train.n_eval_shards)
+    rows = {s["index"]: s["rows"] for s in manifest["shards"]}
+    train_rows = sum(rows[int(p.stem.split("_")[1])] for p in train_paths)
+    d_model = int(manifest["d_model"])
+    sae_cfg = SAEConfig(
+        d_in=d_model,
+        d_sae=cfg.sae.d_sae or cfg.sae.expansion_factor * d_model,
+        architecture=cfg.sae.architecture,
+        k=cfg.sae.k,
+        l1_coefficient=cfg.sae.l1_coefficient,
+        normalize_activations=cfg.sae.normalize_activations,
+        metadata={
+            "model_name": entry.model,
+            "hook_name": manifest["hook_name"],
+            "hook_layer": manifest["identity"]["layer"],
+            "context_size": manifest["identity"]["ctx_len"],
+            "dataset_path": cfg.corpus.dataset,
+            "level": manifest["identity"]["level"],
+        },
+    )
+    t = cfg.train
+    total = t.total_tokens or int(t.epochs * train_rows)
+    tcfg = TrainConfig(
+        total_tokens=max(t.batch_size, total - total % t.batch_size),
+        batch_size=t.batch_size,
+        lr=t.lr,
+        warmup_steps=t.warmup_steps,
+        auxk_alpha=t.auxk_alpha,
+        dead_tokens_threshold=t.dead_tokens_threshold,
+        b_dec_init=t.b_dec_init,
+        checkpoint_every=t.checkpoint_every,
+        seed=t.seed,
+        device=t.device,
+    )
+    sae = create_sae(sae_cfg, seed=t.seed)
+    batches = iter_activation_batches(train_paths, t.batch_size, buffer_rows=min(262_144, 4 * train_rows), seed=t.seed, loop=True)
+    result = train_sae(sae, batches, tcfg, checkpoint_dir=out / "checkpoints", progress=progress)
+    if not ddp.is_main():  # every rank holds the same SAE; rank 0 writes it
+        ddp.barrier()
+        return TrainOutcome(out, False, {"rank": ddp.rank(), "train_tokens": result.tokens})
+    sae.save(out, result.log_feature_density())
+    summary = _evaluate_sae(cfg, entry, sae, eval_paths, result, manifest)
+    write_json(out / "metrics.json", summary)
+    write_json(record, {"identity": identity, "complete": result.completed, "summary": summary, "world_size": ddp.world_size()})
+    ddp.barrier()
+    return TrainOutcome(out, False, summary)
+
+
+def _evaluate_sae(cfg: RunConfig, entry: ModelEntry, sae, eval_paths: list[Path], result, manifest: dict) -> dict:
+    """Metrics on the held-out shard(s); for causal LMs also CE loss with the reconstruction spliced in."""
+    from autointerp.training.buffer import iter_activation_batches
+    from autointerp.training.metrics import compute_metrics
+
+    lm = docs = None
+    if cfg.train.ce_contexts > 0 and manifest["identity"]["level"] == "token":
+        lm = load_model(entry.model, device=cfg.train.device, dtype="float32")
+        lm = lm if lm.is_causal else None  # CE loss needs a language-model head
+        docs = load_saved_documents(corpus_dir(cfg.run_path)) if lm is not None else None
+    eval_batches = iter_activation_batches(eval_paths, cfg.train.batch_size, seed=0)
+    metrics = compute_metrics(
+        sae.cpu().eval(), eval_batches, train_result=result, lm=lm, docs=docs,
+        harvest_manifest=manifest if lm is not None else None, ce_contexts=cfg.train.ce_contexts,
+    )
+    summary = dataclasses.asdict(metrics)
+    summary.update(d_sae=sae.cfg.d_sae, train_tokens=result.tokens, train_steps=result.steps, train_fvu=result.fvu)
+    return summary

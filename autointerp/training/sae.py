@@ -197,13 +197,23 @@ class SparseAutoencoder(nn.Module):
         l1 = (latents.top_acts * self.W_dec.norm(dim=1)[latents.top_indices]).sum()
         return self.cfg.resolved_l1 * l1 / (x_n - x_n.mean(0)).norm(dim=-1).sum().clamp_min(1e-12)
 
-    def forward(self, x: Tensor, dead_mask: Tensor | None = None) -> ForwardOutput:
-        """Losses are computed in the normalised space; FVU and AuxK are scale-invariant ratios."""
+    def total_variance(self, x: Tensor) -> Tensor:
+        """Centred sum of squares of a batch in the normalised space (the FVU denominator)."""
+        x_n = self._scale_in(x)
+        return (x_n - x_n.mean(0)).pow(2).sum().clamp_min(1e-12)
+
+    def forward(self, x: Tensor, dead_mask: Tensor | None = None, total_variance: Tensor | None = None) -> ForwardOutput:
+        """Losses are computed in the normalised space; FVU and AuxK are scale-invariant ratios.
+
+        ``total_variance`` overrides the denominator: data-parallel ranks pass the global batch's, so
+        the per-rank losses sum to the single-process loss.
+        """
         x_n = self._scale_in(x)
         pre = self._pre_acts(x_n)
         latents, x_hat_n = self._reconstruct(pre)
         e = x_n - x_hat_n
-        total_variance = (x_n - x_n.mean(0)).pow(2).sum().clamp_min(1e-12)
+        if total_variance is None:
+            total_variance = (x_n - x_n.mean(0)).pow(2).sum().clamp_min(1e-12)
         fvu = e.pow(2).sum() / total_variance
         auxk = self._auxk_loss(pre, e, dead_mask, total_variance)
         x_hat = x_hat_n / self.input_scale.to(x_hat_n.dtype) if self.cfg.normalize_activations else x_hat_n

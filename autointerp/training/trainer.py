@@ -24,6 +24,7 @@ from safetensors.torch import save_file
 from torch import Tensor
 
 from autointerp.errors import UserError
+from autointerp.training import distributed as ddp
 from autointerp.training.sae import SparseAutoencoder, atomic_write
 
 CHECKPOINT_FILE = "checkpoint.safetensors"
@@ -202,7 +203,9 @@ def train_sae(sae: SparseAutoencoder, batches: Iterator[Tensor], cfg: TrainConfi
     because resumption skips the first step*batch_size rows. NaN/inf activations raise ``UserError``
     before the bad batch touches the weights, so the last checkpoint stays valid.
     """
-    device = _resolve_device(cfg.device)
+    device = _resolve_device(ddp.device_for_rank(cfg.device))
+    world, rank = ddp.world_size(), ddp.rank()
+    progress = progress and ddp.is_main()
     sae.to(device).train()
     d_sae, total_steps = sae.cfg.d_sae, cfg.total_steps
     base_lr, dead_after, warmup = cfg.resolved_lr(d_sae), cfg.resolved_dead_threshold(), cfg.resolved_warmup()
@@ -246,26 +249,33 @@ def train_sae(sae: SparseAutoencoder, batches: Iterator[Tensor], cfg: TrainConfi
             for g in opt.param_groups:
                 g["lr"] = lr
             dead_mask = st.since_fired >= dead_after if cfg.auxk_alpha > 0 else None
-            out = sae(batch, dead_mask=dead_mask)
+            if world > 1:  # this rank's slice, normalised by the global batch's variance
+                out = sae(batch[rank::world], dead_mask=dead_mask, total_variance=sae.total_variance(batch))
+            else:
+                out = sae(batch, dead_mask=dead_mask)
             loss = out.fvu + out.l1_loss + cfg.auxk_alpha * out.auxk_loss
             if not torch.isfinite(loss):
                 raise UserError(f"loss became NaN/inf at step {st.step} (lr {lr:.2g} too high?); {where}. "
                                 "Lower lr and re-run to resume")
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            ddp.sum_gradients(sae)
             sae.remove_gradient_parallel_to_decoder_directions()
             opt.step()
             sae.set_decoder_norm_to_unit_norm()
 
             with torch.no_grad():
                 acts, idx = out.latents
-                fired = idx[acts > 0]
-                st.fire_counts += torch.bincount(fired, minlength=d_sae)
+                step_counts = ddp.all_reduce_sum_(torch.bincount(idx[acts > 0], minlength=d_sae))
+                st.fire_counts += step_counts
                 st.since_fired += len(batch)
-                st.since_fired[fired] = 0
-                win["fvu"] += float(out.fvu)
-                win["l0"] += float((acts > 0).sum(-1).float().mean())
-                win["auxk"] += float(out.auxk_loss)
+                st.since_fired[step_counts > 0] = 0
+                # Per-rank FVU/AuxK are partial sums of the global ones; L0 is a per-rank mean.
+                logged = ddp.all_reduce_sum_(torch.stack([out.fvu.detach(), out.auxk_loss.detach(),
+                                                          (acts > 0).sum(-1).float().mean() / world]).float())
+                win["fvu"] += float(logged[0])
+                win["l0"] += float(logged[2])
+                win["auxk"] += float(logged[1])
                 win["n"] += 1
             st.step += 1
             if st.step % cfg.log_every == 0 or st.step == total_steps:
@@ -275,14 +285,16 @@ def train_sae(sae: SparseAutoencoder, batches: Iterator[Tensor], cfg: TrainConfi
                                    "dead_fraction": float((st.since_fired >= dead_after).float().mean())})
                 win = {"fvu": 0.0, "l0": 0.0, "auxk": 0.0, "n": 0}
             if ckpt is not None and (st.step % cfg.checkpoint_every == 0 or st.step == total_steps):
-                _save_checkpoint(ckpt, sae, opt, st, cfg)
+                if ddp.is_main():  # ranks hold identical state; one writer
+                    _save_checkpoint(ckpt, sae, opt, st, cfg)
+                ddp.barrier()
                 last_ckpt = ckpt
             if bar is not None:
                 h = st.history[-1] if st.history else {"fvu": float(out.fvu), "l0": 0.0, "dead_fraction": 0.0}
                 bar.update(task, completed=st.step * cfg.batch_size,
                            stats=f"FVU {h['fvu']:.3f}  L0 {h['l0']:.1f}  dead {h['dead_fraction']:.1%}")
 
-    if ckpt is not None and not completed and st.step > resumed_from:
+    if ckpt is not None and not completed and st.step > resumed_from and ddp.is_main():
         _save_checkpoint(ckpt, sae, opt, st, cfg)  # data ran out mid-interval: keep what was learned
         last_ckpt = ckpt
     last = st.history[-1] if st.history else {"fvu": float("nan"), "l0": float("nan")}
