@@ -32,7 +32,6 @@ app = typer.Typer(
 )
 
 PLANNED = {
-    "exemplars": "exemplar mining (training module)",
     "explain": "LLM labelling (auto-interp module)",
     "score": "label scoring (auto-interp module)",
     "compare": "cross-model matching (comparison module)",
@@ -204,6 +203,37 @@ def _train_all(cfg: RunConfig, models: list[ModelEntry], overwrite: bool) -> Non
         console.print(table)
 
 
+@app.command()
+@friendly_errors
+def exemplars(
+    model: Annotated[Optional[list[str]], typer.Option("--model", "-m", help="Only these configured models (name or spec).")] = None,
+    n_top: Annotated[Optional[int], typer.Option(help="Top windows per feature.")] = None,
+    n_random: Annotated[Optional[int], typer.Option(help="Random non-activating windows per feature.")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Re-mine even if nothing changed.")] = False,
+    config: ConfigOpt = None,
+    run_dir: RunDirOpt = None,
+    name: NameOpt = None,
+) -> None:
+    """Mine per-feature exemplars (top, quantile and random windows, train/test split) with the trained SAEs."""
+    cfg = _load_run_config(config, run_dir, name)
+    cfg.exemplars = dataclasses.replace(cfg.exemplars, **{k_: v for k_, v in dict(n_top=n_top, n_random=n_random).items() if v is not None})
+    _exemplars_all(cfg, _select_models(cfg, model), overwrite)
+
+
+def _exemplars_all(cfg: RunConfig, models: list[ModelEntry], overwrite: bool) -> None:
+    from autointerp.stages import exemplars_stage, save_resolved_config
+
+    save_resolved_config(cfg)
+    table = Table(title=f"exemplars: {cfg.run_path}")
+    for col in ("model", "level", "rows scanned", "features", "dead", "windows", "status"):
+        table.add_column(col)
+    for entry in models:
+        outcome = exemplars_stage(cfg, entry, overwrite=overwrite)
+        c = outcome.counts
+        table.add_row(entry.slug, c["level"], f"{c['n_rows']:,}", str(c["n_features"]), str(c["n_dead"]), f"{c['n_windows']:,}", "cached" if outcome.skipped else "mined")
+    console.print(table)
+
+
 def _harvest_all(cfg: RunConfig, overwrite: bool) -> None:
     from autointerp.stages import harvest_stage, save_resolved_config
 
@@ -225,12 +255,13 @@ def run(config: ConfigOpt = None, run_dir: RunDirOpt = None, name: NameOpt = Non
     cfg = _apply_overrides(load_config(config), {}, {}, dict(max_tokens=max_tokens, run_dir=str(run_dir) if run_dir else None, name=name))
     _harvest_all(cfg, overwrite)
     _train_all(cfg, cfg.models, overwrite)
-    console.print(f"[yellow]note:[/] later stages ({', '.join(PLANNED)}) are not implemented yet; stopped after train. Outputs: {cfg.run_path}")
+    _exemplars_all(cfg, cfg.models, overwrite)
+    console.print(f"[yellow]note:[/] later stages ({', '.join(PLANNED)}) are not implemented yet; stopped after exemplars. Outputs: {cfg.run_path}")
 
 
 def _planned(stage: str, what: str):
     def command() -> None:
-        console.print(f"[bold red]error:[/] `autointerp {stage}` ({what}) is not implemented yet; `harvest` and `train` work so far", highlight=False)
+        console.print(f"[bold red]error:[/] `autointerp {stage}` ({what}) is not implemented yet; `harvest`, `train` and `exemplars` work so far", highlight=False)
         raise typer.Exit(3)
 
     command.__doc__ = f"(not implemented yet) {what}."

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from autointerp.data.corpus import CorpusConfig
 from autointerp.errors import UserError
+from autointerp.training.exemplars import ExemplarConfig
 from autointerp.training.harvest import HarvestConfig
 
 DEFAULT_MAX_TOKENS = 200_000
@@ -97,6 +98,7 @@ class RunConfig:
     models: list[ModelEntry] = field(default_factory=default_models)
     sae: SAESection = field(default_factory=SAESection)
     train: TrainSection = field(default_factory=TrainSection)
+    exemplars: ExemplarConfig = field(default_factory=ExemplarConfig)
 
     @property
     def run_path(self) -> Path:
@@ -116,6 +118,7 @@ class RunConfig:
             "harvest": dataclasses.asdict(self.harvest),
             "sae": dataclasses.asdict(self.sae),
             "train": dataclasses.asdict(self.train),
+            "exemplars": dataclasses.asdict(self.exemplars),
             "models": [{k: v for k, v in dataclasses.asdict(m).items() if v is not None} for m in self.models],
         }
 
@@ -132,7 +135,7 @@ def _build(cls, data: dict, where: str):
 
 
 def parse_config(data: dict, source: str = "config") -> RunConfig:
-    known = {"name", "run_dir", "corpus", "harvest", "models", "sae", "train"}
+    known = {"name", "run_dir", "corpus", "harvest", "models", "sae", "train", "exemplars"}
     unknown = sorted(set(data) - known)
     if unknown:
         raise UserError(f"unknown top-level key(s) in {source}: {', '.join(unknown)}; valid: {', '.join(sorted(known))}")
@@ -149,6 +152,7 @@ def parse_config(data: dict, source: str = "config") -> RunConfig:
         harvest=_build(HarvestConfig, dict(data.get("harvest", {})), f"[harvest] of {source}"),
         sae=_build(SAESection, dict(data.get("sae", {})), f"[sae] of {source}"),
         train=_build(TrainSection, dict(data.get("train", {})), f"[train] of {source}"),
+        exemplars=_build(ExemplarConfig, dict(data.get("exemplars", {})), f"[exemplars] of {source}"),
         models=[_build(ModelEntry, dict(m), f"[[models]] of {source}") for m in models] if models else default_models(),
     )
     slugs = [m.slug for m in cfg.models]
@@ -191,7 +195,7 @@ def to_toml(cfg: RunConfig) -> str:
 
     data = cfg.to_dict()
     lines = table({"name": data["name"], "run_dir": data["run_dir"]})
-    for section in ("corpus", "harvest", "sae", "train"):
+    for section in ("corpus", "harvest", "sae", "train", "exemplars"):
         lines += ["", f"[{section}]", *table(data[section])]
     for model in data["models"]:
         lines += ["", "[[models]]", *table(model)]

@@ -190,3 +190,34 @@ def _evaluate_sae(cfg: RunConfig, entry: ModelEntry, sae, eval_paths: list[Path]
     summary = dataclasses.asdict(metrics)
     summary.update(d_sae=sae.cfg.d_sae, train_tokens=result.tokens, train_steps=result.steps, train_fvu=result.fvu)
     return summary
+
+
+@dataclass
+class ExemplarOutcome:
+    out_dir: Path
+    skipped: bool
+    counts: dict
+
+
+def exemplars_stage(cfg: RunConfig, entry: ModelEntry, *, overwrite: bool = False, progress: bool = True) -> ExemplarOutcome:
+    """Encode the harvest with the trained SAE and mine per-feature exemplars (no-op when unchanged)."""
+    import hashlib
+
+    from autointerp.training.exemplars import mine_exemplars
+    from autointerp.training.sae import WEIGHTS_FILE, load_sae
+
+    sdir = sae_dir(cfg.run_path, entry)
+    if not (sdir / WEIGHTS_FILE).is_file():
+        raise UserError(f"no trained SAE in {sdir}; run `autointerp train` first")
+    out = cfg.run_path / entry.slug
+    digest = hashlib.sha256((sdir / WEIGHTS_FILE).read_bytes()).hexdigest()
+    identity = {"exemplars": dataclasses.asdict(cfg.exemplars), "sae_sha256": digest}
+    record = out / "exemplars_stage.json"
+    if not overwrite and record.is_file() and read_json(record).get("identity") == identity and (out / "exemplars.parquet").is_file():
+        return ExemplarOutcome(out, True, read_json(record)["counts"])
+    sae = load_sae(sdir)
+    docs = load_saved_documents(corpus_dir(cfg.run_path))
+    result = mine_exemplars(sae, harvest_dir(cfg.run_path, entry), docs, out, cfg.exemplars, progress=progress)
+    counts = {"n_rows": result.n_rows, "n_features": result.n_features, "n_dead": result.n_dead, "n_windows": result.n_windows, "level": result.level}
+    write_json(record, {"identity": identity, "counts": counts})
+    return ExemplarOutcome(out, False, counts)

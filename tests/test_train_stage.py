@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from safetensors.torch import load_file
 
@@ -55,6 +56,19 @@ def test_train_writes_saelens_files_and_metrics_then_caches(harvested, tmp_path)
     assert again.returncode == 0 and "cached" in again.stderr + again.stdout
     changed = cli("train", "--run-dir", run, *TRAIN[:-2], "--batch-size", "32")
     assert changed.returncode == 2 and "--overwrite" in changed.stderr
+
+    mined = cli("exemplars", "--run-dir", run, "--n-top", "5")
+    assert mined.returncode == 0, mined.stderr
+    table = pd.read_parquet(run / "gpt2" / "exemplars.parquet")
+    stats = pd.read_parquet(run / "gpt2" / "feature_stats.parquet")
+    docs = pd.read_parquet(run / "corpus" / "documents.parquet").set_index("doc_id")["text"]
+    assert len(stats) == 128 and (~stats["dead"]).sum() > 0
+    top = table[table["kind"] == "top"]
+    assert top.groupby("feature").size().max() <= 5 and set(table["split"]) == {"train", "test"}
+    row = top.iloc[0]
+    assert row["text"] == docs[row["doc_id"]][row["char_start"][0] : row["char_end"][-1]]
+    assert max(row["acts"]) == pytest.approx(row["max_act"], rel=1e-4)
+    assert "cached" in cli("exemplars", "--run-dir", run, "--n-top", "5").stderr
 
 
 def test_train_without_harvest_says_what_to_run(tmp_path):
