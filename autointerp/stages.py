@@ -106,6 +106,8 @@ def train_stage(cfg: RunConfig, entry: ModelEntry, *, overwrite: bool = False, p
 
     from autointerp.training import distributed as ddp
 
+    if cfg.sae.architecture == "jumprelu":
+        raise UserError("architecture 'jumprelu' is inference-only (for SAEs loaded from SAELens); train topk, batchtopk or relu")
     ddp.init_from_env()  # no-op unless launched by torchrun
     hdir = harvest_dir(cfg.run_path, entry)
     manifest = load_manifest(hdir)

@@ -134,7 +134,7 @@ def test_save_load_round_trip(tmp_path, arch, normalize):
     assert torch.allclose(sae.decode(a0, i0), loaded.decode(a1, i1), atol=1e-4)
     assert not loaded.cfg.normalize_activations  # weights act on raw activations now
     raw = json.loads((tmp_path / CFG_FILE).read_text())
-    assert raw["architecture"] == arch and raw["hook_name"] == "blocks.3.hook_resid_post"
+    assert raw["autointerp_architecture"] == arch and raw["hook_name"] == "blocks.3.hook_resid_post"
     assert raw["apply_b_dec_to_input"] is True and raw["normalize_activations"] == "none"
     w = load_file(str(tmp_path / WEIGHTS_FILE))
     assert w["W_enc"].shape == (16, 64) and w["W_dec"].shape == (64, 16)

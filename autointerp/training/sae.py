@@ -30,9 +30,12 @@ from autointerp.errors import UserError
 WEIGHTS_FILE = "sae_weights.safetensors"
 CFG_FILE = "cfg.json"
 SPARSITY_FILE = "sparsity.safetensors"
-_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+_DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16, "bfloat16": torch.bfloat16}
 # SAELens spells ReLU+L1 "standard"; older SAELens TopK SAEs are "standard" + activation_fn_str "topk".
 _ALIASES = {"standard": "relu", "batch_topk": "batchtopk"}
+# cfg.json "architecture" as SAELens spells it; our own name goes in "autointerp_architecture". SAELens stores
+# BatchTopK SAEs for inference as JumpReLU with a threshold per latent (here one global value).
+_SAELENS_ARCH = {"relu": "standard", "topk": "topk", "batchtopk": "jumprelu", "jumprelu": "jumprelu"}
 _SAELENS_META = ("model_name", "hook_name", "hook_layer", "context_size", "dataset_path")  # top-level in cfg.json
 
 
@@ -72,7 +75,7 @@ class SAEConfig:
             raise UserError(f"unknown SAE architecture {self.architecture!r}; use one of {sorted(ARCHITECTURES)}")
         if self.d_in < 1 or self.d_sae < 1:
             raise UserError(f"SAE sizes must be positive (d_in={self.d_in}, d_sae={self.d_sae}); fix the SAE config")
-        if self.architecture != "relu" and not 0 < self.k < self.d_sae:
+        if self.architecture not in ("relu", "jumprelu") and not 0 < self.k < self.d_sae:
             raise UserError(f"k={self.k} must be in [1, d_sae={self.d_sae}); lower k or raise d_sae")
         if self.dtype not in _DTYPES:
             raise UserError(f"unsupported SAE dtype {self.dtype!r}; use one of {sorted(_DTYPES)}")
@@ -89,7 +92,7 @@ class SAEConfig:
     def from_dict(cls, raw: dict[str, Any]) -> SAEConfig:
         """Build from our cfg.json or a SAELens one (extra keys are ignored, known ones mapped)."""
         try:
-            arch = raw.get("architecture", "standard")
+            arch = raw.get("autointerp_architecture") or raw.get("architecture", "standard")
             if arch == "standard" and raw.get("activation_fn_str") == "topk":
                 arch = "topk"
             k = raw.get("k") or (raw.get("activation_fn_kwargs") or {}).get("k") or 32
@@ -274,6 +277,9 @@ class SparseAutoencoder(nn.Module):
         out.update({n: b.clone() for n, b in self.named_buffers() if n != "input_scale"})
         return {n: t.detach().contiguous().cpu() for n, t in out.items()}
 
+    def saelens_architecture(self) -> str:
+        return _SAELENS_ARCH[self.cfg.architecture]
+
     def save(self, directory: str | Path, log_feature_density: Tensor | None = None) -> Path:
         """Write the SAELens layout (weights, cfg.json, optional sparsity) atomically per file."""
         (directory := Path(directory)).mkdir(parents=True, exist_ok=True)
@@ -282,13 +288,18 @@ class SparseAutoencoder(nn.Module):
             sparsity = {"sparsity": log_feature_density.detach().float().contiguous().cpu()}
             atomic_write(directory / SPARSITY_FILE, lambda p: save_file(sparsity, str(p)))
         cfg, md = self.cfg, self.cfg.metadata
+        sl_arch = self.saelens_architecture()
         raw = {  # ours + the keys SAELens' loaders read
             **{k: v for k, v in asdict(cfg).items() if k != "normalize_activations"},
+            "architecture": sl_arch, "autointerp_architecture": cfg.architecture,
             "normalize_activations": "none",  # folded into the weights above (SAELens spelling)
             "folded_input_scale": float(self.input_scale) if cfg.normalize_activations else None,
-            "activation_fn_str": "relu" if cfg.architecture == "relu" else "topk",
-            "activation_fn_kwargs": {} if cfg.architecture == "relu" else {"k": cfg.k},
-            **{key: md.get(key) for key in _SAELENS_META}, "prepend_bos": md.get("prepend_bos", True),
+            # SAELens' pre-6.0 cfg reader turns activation_fn "topk" + k into architecture "topk": only for topk
+            "activation_fn_str": "topk" if sl_arch == "topk" else "relu",
+            "activation_fn_kwargs": {"k": cfg.k} if sl_arch == "topk" else {},
+            # a null hook_name crashes SAELens' reader ("'hook_z' in None"): write only known values
+            **{key: md[key] for key in _SAELENS_META if md.get(key) is not None},
+            "prepend_bos": md.get("prepend_bos", True),
             "device": "cpu", "finetuning_scaling_factor": False, "sae_lens_training_version": None,
         }
         text = json.dumps(raw, indent=2, default=str)
@@ -317,6 +328,18 @@ class BatchTopKSAE(SparseAutoencoder):
         super().__init__(cfg)
         self.register_buffer("threshold", torch.tensor(-1.0))  # < 0: not estimated yet
 
+    def saelens_architecture(self) -> str:  # eval = JumpReLU at the global threshold; TopK until estimated
+        return "jumprelu" if self.threshold >= 0 else "topk"
+
+    @torch.no_grad()
+    def folded_state(self) -> dict[str, Tensor]:
+        out = super().folded_state()
+        if self.saelens_architecture() == "jumprelu":  # SAELens' JumpReLU: one threshold per latent
+            out["threshold"] = out["threshold"].to(self.b_enc.dtype).expand(self.cfg.d_sae).contiguous()
+        else:
+            del out["threshold"]
+        return out
+
     def _select(self, pre: Tensor) -> EncoderOutput:
         if not self.training and self.threshold >= 0:
             return _to_sparse(pre * (pre > self.threshold.to(pre.dtype)))
@@ -330,6 +353,19 @@ class BatchTopKSAE(SparseAutoencoder):
                 m = self.threshold_momentum if self.threshold >= 0 else 0.0
                 self.threshold.copy_(m * self.threshold + (1 - m) * kept.min().float())
         return _to_sparse(torch.zeros_like(flat).scatter(0, idx, vals).view_as(pre))
+
+
+@register("jumprelu")
+class JumpReLUSAE(SparseAutoencoder):
+    """ReLU with a per-latent threshold: SAELens' "jumprelu" (its BatchTopK SAEs, Gemma Scope). Inference only."""
+    uses_auxk = False
+
+    def __init__(self, cfg: SAEConfig):
+        super().__init__(cfg)
+        self.register_buffer("threshold", torch.zeros(cfg.d_sae, dtype=cfg.torch_dtype))
+
+    def _select(self, pre: Tensor) -> EncoderOutput:
+        return _to_sparse(pre * (pre > self.threshold.to(pre.dtype)))
 
 
 @register("relu")
@@ -390,8 +426,19 @@ def load_sae(directory: str | Path, device: str | torch.device = "cpu") -> Spars
         tensors = load_file(str(w_path))
     except Exception as e:  # safetensors raises SafetensorError / OSError / ValueError on bad files
         raise UserError(f"{w_path} is corrupt or truncated ({e}); delete it and re-train or re-download") from e
+    if raw.get("rescale_acts_by_decoder_norm") and {"W_enc", "b_enc", "W_dec"} <= tensors.keys():
+        # SAELens TopK: acts = topk(pre * |W_dec_i|), decoded as acts / |W_dec_i| @ W_dec; fold the norms in
+        norms = tensors["W_dec"].float().norm(dim=1).clamp_min(1e-8)
+        dt = tensors["W_dec"].dtype
+        tensors["W_enc"] = (tensors["W_enc"].float() * norms).to(dt)
+        tensors["b_enc"] = (tensors["b_enc"].float() * norms).to(dt)
+        tensors["W_dec"] = (tensors["W_dec"].float() / norms[:, None]).to(dt)
     sae = create_sae(cfg)
-    expected = {n: tuple(t.shape) for n, t in sae.folded_state().items()}
+    if cfg.architecture == "batchtopk" and "threshold" in tensors and tensors["threshold"].ndim == 1:
+        tensors["threshold"] = tensors["threshold"][0]  # saved as SAELens JumpReLU (a constant per latent)
+    elif cfg.architecture == "batchtopk" and "threshold" not in tensors:
+        tensors["threshold"] = torch.tensor(-1.0)  # saved as TopK: threshold never estimated
+    expected = {n: tuple(t.shape) for n, t in [*sae.named_parameters(), *sae.named_buffers()] if n != "input_scale"}
     for name, shape in expected.items():
         if name not in tensors:
             raise UserError(f"{w_path} has no tensor {name!r}; it is not a {cfg.architecture} SAE in SAELens layout")

@@ -290,7 +290,7 @@ def train_sae(sae: SparseAutoencoder, batches: Iterator[Tensor], cfg: TrainConfi
                 ddp.barrier()
                 last_ckpt = ckpt
             if bar is not None:
-                h = st.history[-1] if st.history else {"fvu": float(out.fvu), "l0": 0.0, "dead_fraction": 0.0}
+                h = st.history[-1] if st.history else {"fvu": float(out.fvu.detach()), "l0": 0.0, "dead_fraction": 0.0}
                 bar.update(task, completed=st.step * cfg.batch_size,
                            stats=f"FVU {h['fvu']:.3f}  L0 {h['l0']:.1f}  dead {h['dead_fraction']:.1%}")
 
