@@ -14,6 +14,17 @@ os.environ.setdefault("AUTOINTERP_PROGRESS", "0")
 from tiny_models import FAMILIES, SAMPLE_TEXT, make_tiny_model  # noqa: E402
 
 
+@pytest.fixture
+def one_thread():
+    """Tiny matmuls: extra OpenMP threads only add sync overhead (and spin on a busy 2-core box)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dirs(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("tiny_models")

@@ -40,12 +40,7 @@ from autointerp.training.sae import SAEConfig, create_sae
 from autointerp.training.trainer import TrainConfig, train_sae
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _identity_sae(d: int):

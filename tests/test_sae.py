@@ -27,13 +27,7 @@ from autointerp.training.trainer import TrainConfig, train_sae
 ARCHS = ["topk", "batchtopk", "relu"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny matmuls: extra OpenMP threads only add sync overhead (and spin on a busy 2-core box)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _dense(acts: torch.Tensor, idx: torch.Tensor, d_sae: int) -> torch.Tensor:

@@ -21,13 +21,7 @@ SAE_CFG = SAEConfig(d_in=32, d_sae=256, k=4)
 BS = 64
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny matmuls: extra OpenMP threads only add sync overhead (and spin on a busy 2-core box)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
