@@ -5,6 +5,7 @@ These run in CI (`make test`); deselect locally with `-m "not slow"`.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -81,10 +82,17 @@ def test_minilm_token_and_sequence_level(tmp_path):
 
 def test_cli_run_on_both_embedded_models(tmp_path):
     config = tmp_path / "run.toml"
-    config.write_text(f'run_dir = "{tmp_path / "run"}"\n[corpus]\nmax_tokens = 1000\n[harvest]\nctx_len = 64\n')
+    config.write_text(
+        f'run_dir = "{tmp_path / "run"}"\n[corpus]\nmax_tokens = 1000\n[harvest]\nctx_len = 64\nshard_tokens = 300\n'
+        "[sae]\nexpansion_factor = 2\nk = 8\n[train]\nepochs = 2\nbatch_size = 128\nce_contexts = 2\n[exemplars]\nn_top = 5\n"
+    )
     env = dict(os.environ, AUTOINTERP_PROGRESS="0")
     result = subprocess.run([sys.executable, "-m", "autointerp", "run", "--config", str(config)], capture_output=True, text=True, env=env, timeout=900)
     assert result.returncode == 0, result.stderr[-2000:]
     for model, d_model in (("gemma-3-270m", 640), ("minilm-l6", 384)):
         manifest = load_manifest(tmp_path / "run" / model / "harvest")
         assert manifest["complete"] and manifest["d_model"] == d_model
+        metrics = json.loads((tmp_path / "run" / model / "sae" / "metrics.json").read_text())
+        assert 0 < metrics["fvu"] < 1 and metrics["l0"] <= 8
+        assert (metrics["ce_loss_recovered"] is not None) == (model == "gemma-3-270m")
+        assert len(pd.read_parquet(tmp_path / "run" / model / "exemplars.parquet")) > 0

@@ -226,7 +226,7 @@ def harvest(lm: LoadedModel, docs: list[Document], harvest_dir: Path, cfg: Harve
         write_json(manifest_path, manifest)
 
     pending: Future | None = None
-    with ThreadPoolExecutor(max_workers=1) as writer, progress_bar(f"harvest {lm.spec} L{layer}", total_rows, "tok", enabled=progress) as advance:
+    with ThreadPoolExecutor(max_workers=1) as writer, progress_bar(f"harvest {lm.spec} L{layer}", total_rows, "tok", enabled=progress and bool(todo)) as advance:
         try:
             for shard_index in todo:
                 shard_contexts = plan[shard_index]
