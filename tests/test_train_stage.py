@@ -92,3 +92,37 @@ def test_two_process_data_parallel_matches_single_process(harvested, tmp_path):
     m1 = json.loads((single / "gpt2" / "sae" / "metrics.json").read_text())
     m2 = json.loads((multi / "gpt2" / "sae" / "metrics.json").read_text())
     assert abs(m1["fvu"] - m2["fvu"]) < 1e-3 and abs(m1["l0"] - m2["l0"]) < 0.05
+
+
+def test_train_killed_and_rerun_matches_uninterrupted(harvested, tmp_path):
+    import signal
+    import time
+
+    from autointerp.config import load_config, to_toml
+
+    runs = {}
+    for name in ("killed", "clean"):
+        runs[name] = tmp_path / name
+        shutil.copytree(harvested, runs[name])
+        cfg = load_config(runs[name] / "config.toml")
+        cfg.run_dir = str(runs[name])
+        cfg.train.checkpoint_every = 5
+        (runs[name] / "config.toml").write_text(to_toml(cfg))
+    args = [sys.executable, "-m", "autointerp", "train", "--run-dir", str(runs["killed"]), *TRAIN[:-3], "12", *TRAIN[-2:]]
+    proc = subprocess.Popen(args, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    ckpt = runs["killed"] / "gpt2" / "sae" / "checkpoints" / "checkpoint.safetensors"
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None and not ckpt.exists():
+        time.sleep(0.02)
+    assert proc.poll() is None, f"training finished before it could be killed: {proc.stderr.read().decode()[-500:]}"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (runs["killed"] / "gpt2" / "sae" / "sae_weights.safetensors").exists()
+    resumed = subprocess.run(args, env=ENV, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    clean = cli("train", "--run-dir", runs["clean"], *TRAIN[:-3], "12", *TRAIN[-2:])
+    assert clean.returncode == 0, clean.stderr
+    w_killed = load_file(str(runs["killed"] / "gpt2" / "sae" / "sae_weights.safetensors"))
+    w_clean = load_file(str(runs["clean"] / "gpt2" / "sae" / "sae_weights.safetensors"))
+    for name in w_clean:
+        assert (w_killed[name] - w_clean[name]).abs().max() < 1e-5, name
