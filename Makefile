@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # torch would pull several GB of CUDA packages. On a GPU machine: make TORCH_SPEC="torch" ...
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: setup demo test test-fast bench clean
+.PHONY: setup demo test test-fast bench bench-sae clean
 
 setup: $(VENV)/.installed
 
@@ -29,6 +29,9 @@ test-fast: setup
 
 bench: setup
 	$(BIN)/python benchmarks/harvest.py --compare-bf16
+
+bench-sae: setup   # builds .venv-bench (eai-sparsify + sae-lens, torch pinned) on first use
+	$(BIN)/python benchmarks/sae_train.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

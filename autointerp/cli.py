@@ -183,20 +183,17 @@ def _train_all(cfg: RunConfig, models: list[ModelEntry], overwrite: bool) -> Non
     from autointerp.stages import save_resolved_config, train_stage
 
     save_resolved_config(cfg)
-    table = Table(title=f"SAE metrics (held-out tokens): {cfg.run_path}")
-    columns = ("model", "d_sae", "tokens", "FVU", "expl. var", "L0", "dead", "gini", "dec cos p95", "CE recovered", "status")
-    for col in columns:
+    table = Table(title=f"SAE metrics on held-out tokens: {cfg.run_path}")
+    for col in ("model", "d_sae", "FVU", "L0", "dead", "Gini", "cos p95", "CE rec."):
         table.add_column(col)
     for entry in models:
         outcome = train_stage(cfg, entry, overwrite=overwrite)
         m = outcome.summary
         if "rank" in m:  # a non-zero data-parallel rank: rank 0 reports
             continue
-        table.add_row(
-            entry.slug, str(m.get("d_sae", "")), f"{m['train_tokens']:,}", f"{m['fvu']:.3f}", f"{m['explained_variance']:.3f}",
-            f"{m['l0']:.1f}", f"{m['dead_fraction']:.1%}", f"{m['gini']:.2f}", f"{m['decoder_cos_p95']:.2f}",
-            "n/a" if m.get("ce_loss_recovered") is None else f"{m['ce_loss_recovered']:.1%}", "cached" if outcome.skipped else "trained",
-        )
+        ce = "n/a" if m.get("ce_loss_recovered") is None else f"{m['ce_loss_recovered']:.1%}"
+        label = entry.slug + (" (cached)" if outcome.skipped else "")
+        table.add_row(label, str(m.get("d_sae", "")), f"{m['fvu']:.3f}", f"{m['l0']:.1f}", f"{m['dead_fraction']:.1%}", f"{m['gini']:.2f}", f"{m['decoder_cos_p95']:.2f}", ce)
     from autointerp.training import distributed as ddp
 
     if ddp.is_main():

@@ -53,7 +53,7 @@ def test_train_writes_saelens_files_and_metrics_then_caches(harvested, tmp_path)
     assert 0 <= metrics["fvu"] < 1 and abs(metrics["explained_variance"] - (1 - metrics["fvu"])) < 1e-6
     assert 0 < metrics["l0"] <= 4 and 0 <= metrics["dead_fraction"] <= 1
     again = cli("train", "--run-dir", run, *TRAIN)
-    assert again.returncode == 0 and "cached" in again.stderr + again.stdout
+    assert again.returncode == 0 and "(cached)" in again.stderr + again.stdout
     changed = cli("train", "--run-dir", run, *TRAIN[:-2], "--batch-size", "32")
     assert changed.returncode == 2 and "--overwrite" in changed.stderr
 
