@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,6 +24,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from autointerp.errors import UserError
+from autointerp.io import atomic_path
 
 WEIGHTS_FILE = "sae_weights.safetensors"
 CFG_FILE = "cfg.json"
@@ -283,10 +282,12 @@ class SparseAutoencoder(nn.Module):
     def save(self, directory: str | Path, log_feature_density: Tensor | None = None) -> Path:
         """Write the SAELens layout (weights, cfg.json, optional sparsity) atomically per file."""
         (directory := Path(directory)).mkdir(parents=True, exist_ok=True)
-        atomic_write(directory / WEIGHTS_FILE, lambda p: save_file(self.folded_state(), str(p)))
+        with atomic_path(directory / WEIGHTS_FILE) as tmp:
+            save_file(self.folded_state(), str(tmp))
         if log_feature_density is not None:
             sparsity = {"sparsity": log_feature_density.detach().float().contiguous().cpu()}
-            atomic_write(directory / SPARSITY_FILE, lambda p: save_file(sparsity, str(p)))
+            with atomic_path(directory / SPARSITY_FILE) as tmp:
+                save_file(sparsity, str(tmp))
         cfg, md = self.cfg, self.cfg.metadata
         sl_arch = self.saelens_architecture()
         raw = {  # ours + the keys SAELens' loaders read
@@ -303,7 +304,8 @@ class SparseAutoencoder(nn.Module):
             "device": "cpu", "finetuning_scaling_factor": False, "sae_lens_training_version": None,
         }
         text = json.dumps(raw, indent=2, default=str)
-        atomic_write(directory / CFG_FILE, lambda p: p.write_text(text))
+        with atomic_path(directory / CFG_FILE) as tmp:
+            tmp.write_text(text)
         return directory
 
 
@@ -396,18 +398,6 @@ def geometric_median(x: Tensor, iters: int = 100, tol: float = 1e-6) -> Tensor:
             return y_new
         y = y_new
     return y
-
-
-def atomic_write(path: Path, writer: Callable[[Path], Any]) -> None:
-    """Write via a temp file in the same directory + os.replace, so readers never see half a file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        writer(Path(tmp))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def load_sae(directory: str | Path, device: str | torch.device = "cpu") -> SparseAutoencoder:

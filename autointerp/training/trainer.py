@@ -24,8 +24,9 @@ from safetensors.torch import save_file
 from torch import Tensor
 
 from autointerp.errors import UserError
+from autointerp.io import atomic_path
 from autointerp.training import distributed as ddp
-from autointerp.training.sae import SparseAutoencoder, atomic_write
+from autointerp.training.sae import SparseAutoencoder
 
 CHECKPOINT_FILE = "checkpoint.safetensors"
 _FORMAT = 1
@@ -154,7 +155,8 @@ def _save_checkpoint(path: Path, sae: SparseAutoencoder, opt: torch.optim.Optimi
             "param_groups": osd["param_groups"], "optim_scalars": scalars, "history": st.history}
     header = {"trainer": json.dumps(meta, default=str)}
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, lambda p: save_file(tensors, str(p), metadata=header))
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=header)
 
 
 def _load_checkpoint(path: Path, sae: SparseAutoencoder, opt: torch.optim.Optimizer, cfg: TrainConfig,
@@ -189,7 +191,13 @@ def _load_checkpoint(path: Path, sae: SparseAutoencoder, opt: torch.optim.Optimi
 def _progress_bar(enabled: bool, total: int):
     if not enabled:
         return contextlib.nullcontext(None)
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
 
     return Progress(TextColumn("[bold]SAE"), BarColumn(), MofNCompleteColumn(), TextColumn("tokens"),
                     TextColumn("{task.fields[stats]}"), TimeRemainingColumn())
