@@ -98,7 +98,7 @@ name = "B"
 layer = 0
 """
     )
-    result = cli("run", "--config", config)
+    result = cli("harvest", "--config", config)
     assert result.returncode == 0, result.stderr
     index = {m: pd.concat(pd.read_parquet(p) for p in sorted((tmp_path / "pair" / m / "harvest").glob("shard_*.parquet"))) for m in "AB"}
     saved = pd.read_parquet(tmp_path / "pair" / "corpus" / "documents.parquet")
