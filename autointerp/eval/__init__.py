@@ -1,1 +1,1 @@
-"""eval"""
+"""Offline evaluation: synthetic superposition benchmarks (and, later, offline label scoring)."""

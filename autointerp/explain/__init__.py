@@ -1,1 +1,1 @@
-"""explain"""
+"""Auto-interp: LLM clients, the explainer and label scorers (planned)."""

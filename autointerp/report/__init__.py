@@ -1,1 +1,1 @@
-"""report"""
+"""Reports: markdown, plots and HTML feature pages (planned)."""

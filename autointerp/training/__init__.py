@@ -1,1 +1,1 @@
-"""training"""
+"""Harvesting (contexts, shards), SAEs (architectures, trainer, metrics) and exemplar mining."""
