@@ -221,6 +221,109 @@ def test_unreadable_file(tmp_path):
         path.chmod(0o644)
 
 
+class _ListHandler(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def test_non_utf8_bytes_replaced_and_counted(tmp_path):
+    (tmp_path / "latin1.txt").write_bytes("café crème ".encode("latin-1") + LONG.encode())
+    (tmp_path / "ok.txt").write_bytes("genuine \ufffd is not counted ".encode() + LONG.encode())
+    (tmp_path / "rows.jsonl").write_bytes(b'{"text": "bad \xff\xfe bytes ' + LONG.encode() + b'"}\n')
+    handler, logger = _ListHandler(), logging.getLogger("autointerp")
+    logger.addHandler(handler)
+    try:
+        docs, stats = collect_documents(_cfg(tmp_path, shuffle=False))
+    finally:
+        logger.removeHandler(handler)
+    assert stats.n_replaced == 4  # é, è (latin-1), \xff, \xfe
+    assert stats.files_with_replacements == ["latin1.txt", "rows.jsonl"]
+    by_id = {d.doc_id: d.text for d in docs}
+    assert by_id["latin1.txt:0"].startswith("caf\ufffd cr\ufffdme")
+    assert "\ufffd\ufffd" in by_id["rows.jsonl:0"]
+    warnings = [m for m in handler.messages if "U+FFFD" in m]
+    assert len(warnings) == 1 and "latin1.txt" in warnings[0] and "4 " in warnings[0]
+
+
+def test_collect_stops_at_token_budget_with_whole_docs(tmp_path):
+    texts = [f"doc{i} " + " ".join(["w"] * 30) for i in range(10)]  # 31 "tokens" each
+    (tmp_path / "d.jsonl").write_text("\n".join(json.dumps({"text": t}) for t in texts))
+    count = lambda t: len(t.split())  # noqa: E731
+    docs, stats = collect_documents(_cfg(tmp_path / "d.jsonl", seed=5), count_tokens=count, max_tokens=100)
+    assert len(docs) == 4  # 3 docs = 93 < 100, 4 docs = 124 >= 100
+    assert all(d.text in texts for d in docs) and stats.n_kept == 4
+    docs, _ = collect_documents(_cfg(tmp_path / "d.jsonl", max_docs=2), count_tokens=count, max_tokens=10_000)
+    assert len(docs) == 2
+
+
+def test_save_load_round_trip(tmp_path):
+    docs = [Document("a:0", "alpha " + LONG), Document("b:1", "béta\nwith newline")]
+    stats = CorpusStats(n_seen=3, n_kept=2, n_too_short=1)
+    cfg = CorpusConfig(dataset="some/where", seed=7)
+    out = tmp_path / "run" / "corpus"
+    save_documents(out, docs, stats, cfg)
+    assert load_saved_documents(out) == docs
+    meta = json.loads((out / "corpus.json").read_text())
+    assert meta["n_docs"] == 2 and meta["n_chars"] == sum(len(d.text) for d in docs)
+    assert meta["config"]["seed"] == 7 and meta["stats"]["n_too_short"] == 1
+    assert sorted(p.name for p in out.iterdir()) == ["corpus.json", "documents.parquet"]  # no temp files left
+    with pytest.raises(UserError, match="corpus stage"):
+        load_saved_documents(tmp_path / "missing")
+
+
+# --------------------------------------------------------------------------------------------- hub
+def test_unreachable_hub_dataset_fails_fast():
+    start = time.perf_counter()
+    with pytest.raises(UserError) as exc:
+        iter_documents(CorpusConfig(dataset="autointerp-test/surely-not-a-dataset", config_name="x"))
+    assert time.perf_counter() - start < 30
+    assert "surely-not-a-dataset" in str(exc.value) and "\n" not in str(exc.value)
+    if not hub_reachable():
+        assert "not available offline" in str(exc.value) and "factbook" in str(exc.value)
+
+
+def _hub_repo(root: Path, with_id: bool) -> Path:
+    (root / "data").mkdir(parents=True)
+    train = {"content": [f"train row {i} " + LONG for i in range(25)], "label": list(range(25))}
+    if with_id:
+        train["id"] = [f"row-{i}" for i in range(25)]
+    pq.write_table(pa.table(train), root / "data" / "train-00000-of-00001.parquet")
+    test = pa.table({"content": ["test row " + LONG], "label": [0]})
+    pq.write_table(test, root / "data" / "test-00000-of-00001.parquet")
+    return root
+
+
+def test_hub_code_path_with_local_repo_dir(tmp_path):
+    repo = _hub_repo(tmp_path / "repo", with_id=False)
+    streamed = load_hub_dataset(str(repo), split="train", streaming=True)
+    assert sorted(streamed.column_names) == ["content", "label"]
+    assert sum(1 for _ in streamed) == 25
+    table = load_hub_dataset(str(repo), split="test", streaming=False, cache_dir=str(tmp_path / "cache"))
+    assert len(table) == 1 and table[0]["content"].startswith("test row")
+    cfg = CorpusConfig(dataset=str(repo), text_field="content", streaming=True)
+    a, b = _ids(cfg), _ids(CorpusConfig(**{**cfg.__dict__, "seed": 1}))
+    assert sorted(a) == sorted(b) == sorted(f"train:{i}" for i in range(25)) and a != b
+    assert a == _ids(cfg)
+    texts = {d.doc_id: d.text for d in iter_documents(cfg)}
+    assert texts["train:7"].startswith("train row 7 ")
+    with pytest.raises(UserError, match="content"):
+        iter_documents(CorpusConfig(dataset=str(repo), streaming=True))  # default text_field 'text' missing
+    with pytest.raises(UserError, match="split"):
+        load_hub_dataset(str(repo), split="nope", streaming=True)
+
+
+def test_hub_ids_from_id_column(tmp_path):
+    repo = _hub_repo(tmp_path / "repo", with_id=True)
+    cfg = CorpusConfig(dataset=str(repo), text_field="content", streaming=True, seed=2)
+    docs = list(iter_documents(cfg))
+    assert sorted(d.doc_id for d in docs) == sorted(f"row-{i}" for i in range(25))
+    assert all(d.text.startswith(f"train row {d.doc_id[4:]} ") for d in docs)
+
+
 def test_unreadable_file_even_as_root(tmp_path):
     """Reading /proc/self/mem from offset 0 fails with EIO for any user: a real unreadable file."""
     if not Path("/proc/self/mem").exists():
