@@ -9,27 +9,16 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer
 
-try:
-    from tiny_models import (
-        BLOCK_PATHS,
-        CAUSAL_FAMILIES,
-        FAMILIES,
-        MAX_POSITIONS,
-        NUM_LAYERS,
-        SAMPLE_TEXT,
-        block_list,
-        make_tiny_model,
-    )
-except ImportError:  # tests/ collected as a package
-    from tests.tiny_models import (
-        CAUSAL_FAMILIES,
-        FAMILIES,
-        MAX_POSITIONS,
-        NUM_LAYERS,
-        SAMPLE_TEXT,
-        block_list,
-        make_tiny_model,
-    )
+from tiny_models import (  # tests/ is on sys.path via conftest.py
+    BLOCK_PATHS,
+    CAUSAL_FAMILIES,
+    FAMILIES,
+    MAX_POSITIONS,
+    NUM_LAYERS,
+    SAMPLE_TEXT,
+    block_list,
+    make_tiny_model,
+)
 
 SENTENCE = "The quick brown fox, aged 12, met a naïve barista at the café in Tokyo (東京)!"
 
