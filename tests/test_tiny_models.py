@@ -10,7 +10,6 @@ from safetensors.torch import load_file
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer
 
 from tiny_models import (  # tests/ is on sys.path via conftest.py
-    BLOCK_PATHS,
     CAUSAL_FAMILIES,
     FAMILIES,
     MAX_POSITIONS,
