@@ -8,20 +8,23 @@ can fix print one line and exit with status 2; Ctrl-C exits 130 and the next run
 from __future__ import annotations
 
 import dataclasses
-import functools
-import logging
-import os
+import importlib
 import sys
-import warnings
-from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.logging import RichHandler
 from rich.table import Table
 
+from autointerp.cli_common import (
+    ConfigOpt,
+    NameOpt,
+    RunDirOpt,
+    apply_overrides,
+    friendly_errors,
+    load_run_config,
+    select_models,
+)
 from autointerp.config import ModelEntry, RunConfig, load_config
-from autointerp.errors import UserError
 from autointerp.progress import console
 
 app = typer.Typer(
@@ -31,74 +34,25 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-PLANNED = {
-    "explain": "LLM labelling (auto-interp module)",
-    "score": "label scoring (auto-interp module)",
-    "compare": "cross-model matching (comparison module)",
-    "report": "markdown/HTML reports (reports module)",
+# Later stages live in their own modules, each exposing a typer command function named after the stage
+# and an ``<stage>_all(cfg, overwrite=...)`` function that ``run`` chains. Until a module lands, its
+# command reports that it is not built yet.
+STAGES = {
+    "explain": ("autointerp.explain.commands", "LLM labelling (auto-interp module)"),
+    "score": ("autointerp.explain.commands", "label scoring (auto-interp module)"),
+    "compare": ("autointerp.compare.commands", "cross-model matching (comparison module)"),
+    "report": ("autointerp.report.commands", "markdown/HTML reports (reports module)"),
 }
 
 
-def _setup_logging() -> None:
-    if not logging.getLogger("autointerp").handlers:
-        handler = RichHandler(console=console, show_time=False, show_path=False, markup=False)
-        logging.getLogger("autointerp").addHandler(handler)
-        logging.getLogger("autointerp").setLevel(logging.INFO)
-        logging.getLogger("autointerp").propagate = False
-    warnings.filterwarnings("ignore", module="transformers")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
-    for noisy in ("transformers", "datasets", "huggingface_hub", "accelerate", "torch"):
-        logging.getLogger(noisy).setLevel(logging.ERROR)
+def _stage_module(stage: str):
+    module_name = STAGES[stage][0]
     try:
-        import transformers
-
-        transformers.utils.logging.set_verbosity_error()
-        transformers.utils.logging.disable_progress_bar()
-    except Exception:  # noqa: BLE001 - logging tweaks must never stop a run
-        pass
-
-
-def friendly_errors(func):
-    """Turn UserError into one red line + exit 2, and Ctrl-C into a clean stop (exit 130)."""
-
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        _setup_logging()
-        try:
-            return func(*args, **kwargs)
-        except UserError as exc:
-            console.print(f"[bold red]error:[/] {exc.message}", highlight=False, soft_wrap=True)
-            raise typer.Exit(exc.exit_code) from None
-        except KeyboardInterrupt:
-            console.print("[yellow]interrupted[/]: completed work is saved; run the same command again to resume")
-            raise typer.Exit(130) from None
-
-    return wrapper
-
-
-def _load_run_config(config: Optional[Path], run_dir: Optional[Path], name: Optional[str]) -> RunConfig:
-    """--config if given; else the run directory's saved config.toml (what earlier stages used); else defaults."""
-    if config is not None:
-        cfg = load_config(config)
-    else:
-        folder = run_dir if run_dir is not None else Path("runs") / (name or "default")
-        cfg = load_config(folder / "config.toml") if (folder / "config.toml").is_file() else RunConfig()
-    return _apply_overrides(cfg, {}, {}, dict(run_dir=str(run_dir) if run_dir else None, name=name))
-
-
-def _apply_overrides(cfg: RunConfig, corpus: dict, harvest: dict, top: dict) -> RunConfig:
-    """Set the flags the user actually passed (non-None) on top of the config."""
-    pick = lambda d: {k: v for k, v in d.items() if v is not None}  # noqa: E731
-    cfg.corpus = dataclasses.replace(cfg.corpus, **pick(corpus))
-    cfg.harvest = dataclasses.replace(cfg.harvest, **pick(harvest))
-    for key, value in pick(top).items():
-        setattr(cfg, key, value)
-    return cfg
-
-
-ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="TOML run config; flags override it.")]
-RunDirOpt = Annotated[Optional[Path], typer.Option("--run-dir", help="Run directory (default runs/<name>).")]
-NameOpt = Annotated[Optional[str], typer.Option("--name", help="Run name (default 'default').")]
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name != module_name:
+            raise
+        return None
 
 
 @app.command()
@@ -130,7 +84,7 @@ def harvest(
 ) -> None:
     """Harvest activations at one layer for one or more models over a shared corpus (resumable)."""
 
-    cfg = _apply_overrides(
+    cfg = apply_overrides(
         load_config(config),
         corpus=dict(dataset=dataset, config_name=dataset_config, split=split, text_field=text_field, min_chars=min_chars, seed=seed),
         harvest=dict(layer=layer, site=site, ctx_len=ctx_len, batch_size=batch_size, level=level, pool=pool, keep_special=keep_special, dtype=dtype, compute_dtype=compute_dtype, device=device, shard_tokens=shard_tokens),
@@ -139,18 +93,6 @@ def harvest(
     if model:
         cfg.models = [ModelEntry(m) for m in model]
     _harvest_all(cfg, overwrite)
-
-
-def _select_models(cfg: RunConfig, model: Optional[list[str]]) -> list[ModelEntry]:
-    """The configured models, or those named by --model (by run-directory name or spec)."""
-    if not model:
-        return cfg.models
-    chosen = [m for m in cfg.models if m.slug in model or m.model in model]
-    known = {m.slug for m in chosen} | {m.model for m in chosen}
-    missing = [m for m in model if m not in known]
-    if missing:
-        raise UserError(f"model(s) {', '.join(missing)} are not in the run config; configured: {', '.join(m.slug for m in cfg.models)}")
-    return chosen
 
 
 @app.command()
@@ -173,10 +115,10 @@ def train(
     name: NameOpt = None,
 ) -> None:
     """Train one SAE per model on its harvested activations (resumable; prints metrics)."""
-    cfg = _load_run_config(config, run_dir, name)
+    cfg = load_run_config(config, run_dir, name)
     cfg.sae = dataclasses.replace(cfg.sae, **{k_: v for k_, v in dict(architecture=architecture, k=k, expansion_factor=expansion_factor, d_sae=d_sae, l1_coefficient=l1_coefficient).items() if v is not None})
     cfg.train = dataclasses.replace(cfg.train, **{k_: v for k_, v in dict(epochs=epochs, total_tokens=total_tokens, batch_size=batch_size, lr=lr, device=device).items() if v is not None})
-    _train_all(cfg, _select_models(cfg, model), overwrite)
+    _train_all(cfg, select_models(cfg, model), overwrite)
 
 
 def _train_all(cfg: RunConfig, models: list[ModelEntry], overwrite: bool) -> None:
@@ -212,9 +154,9 @@ def exemplars(
     name: NameOpt = None,
 ) -> None:
     """Mine per-feature exemplars (top, quantile and random windows, train/test split) with the trained SAEs."""
-    cfg = _load_run_config(config, run_dir, name)
+    cfg = load_run_config(config, run_dir, name)
     cfg.exemplars = dataclasses.replace(cfg.exemplars, **{k_: v for k_, v in dict(n_top=n_top, n_random=n_random).items() if v is not None})
-    _exemplars_all(cfg, _select_models(cfg, model), overwrite)
+    _exemplars_all(cfg, select_models(cfg, model), overwrite)
 
 
 def _exemplars_all(cfg: RunConfig, models: list[ModelEntry], overwrite: bool) -> None:
@@ -248,25 +190,35 @@ def _harvest_all(cfg: RunConfig, overwrite: bool) -> None:
 @app.command()
 @friendly_errors
 def run(config: ConfigOpt = None, run_dir: RunDirOpt = None, name: NameOpt = None, max_tokens: Annotated[Optional[int], typer.Option(help="Token budget for the corpus.")] = None, overwrite: Annotated[bool, typer.Option(help="Discard stale stage outputs.")] = False) -> None:
-    """Run every available stage for all configured models (no arguments: the embedded offline default)."""
-    cfg = _apply_overrides(load_config(config), {}, {}, dict(max_tokens=max_tokens, run_dir=str(run_dir) if run_dir else None, name=name))
+    """Run every stage for all configured models (no arguments: the embedded offline default)."""
+    cfg = apply_overrides(load_config(config), {}, {}, dict(max_tokens=max_tokens, run_dir=str(run_dir) if run_dir else None, name=name))
     _harvest_all(cfg, overwrite)
     _train_all(cfg, cfg.models, overwrite)
     _exemplars_all(cfg, cfg.models, overwrite)
-    console.print(f"[yellow]note:[/] later stages ({', '.join(PLANNED)}) are not implemented yet; stopped after exemplars. Outputs: {cfg.run_path}")
+    missing = []
+    for stage in STAGES:
+        module = _stage_module(stage)
+        if module is None or not hasattr(module, f"{stage}_all"):
+            missing.append(stage)
+            continue
+        getattr(module, f"{stage}_all")(cfg, overwrite=overwrite)
+    if missing:
+        console.print(f"[yellow]note:[/] stages not built yet: {', '.join(missing)}. Outputs: {cfg.run_path}")
 
 
 def _planned(stage: str, what: str):
     def command() -> None:
-        console.print(f"[bold red]error:[/] `autointerp {stage}` ({what}) is not implemented yet; `harvest`, `train` and `exemplars` work so far", highlight=False)
+        console.print(f"[bold red]error:[/] `autointerp {stage}` ({what}) is not implemented yet", highlight=False)
         raise typer.Exit(3)
 
     command.__doc__ = f"(not implemented yet) {what}."
     return command
 
 
-for _stage, _what in PLANNED.items():
-    app.command(_stage)(_planned(_stage, _what))
+for _stage, (_module_name, _what) in STAGES.items():
+    _module = _stage_module(_stage)
+    _command = getattr(_module, _stage, None) if _module is not None else None
+    app.command(_stage)(_command if _command is not None else _planned(_stage, _what))
 
 
 def main() -> None:  # pragma: no cover - thin wrapper for `python -m autointerp`

@@ -25,8 +25,12 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from autointerp.compare.config import CompareConfig
 from autointerp.data.corpus import CorpusConfig
 from autointerp.errors import UserError
+from autointerp.explain.config import ExplainConfig, ScoreConfig
+from autointerp.explain.llm.config import LLMConfig
+from autointerp.report.config import ReportConfig
 from autointerp.training.exemplars import ExemplarConfig
 from autointerp.training.harvest import HarvestConfig
 
@@ -99,6 +103,11 @@ class RunConfig:
     sae: SAESection = field(default_factory=SAESection)
     train: TrainSection = field(default_factory=TrainSection)
     exemplars: ExemplarConfig = field(default_factory=ExemplarConfig)
+    llm: LLMConfig = field(default_factory=LLMConfig)
+    explain: ExplainConfig = field(default_factory=ExplainConfig)
+    score: ScoreConfig = field(default_factory=ScoreConfig)
+    compare: CompareConfig = field(default_factory=CompareConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
 
     @property
     def run_path(self) -> Path:
@@ -119,8 +128,19 @@ class RunConfig:
             "sae": dataclasses.asdict(self.sae),
             "train": dataclasses.asdict(self.train),
             "exemplars": dataclasses.asdict(self.exemplars),
+            **{name: dataclasses.asdict(getattr(self, name)) for name in EXTRA_SECTIONS},
             "models": [{k: v for k, v in dataclasses.asdict(m).items() if v is not None} for m in self.models],
         }
+
+
+# Sections added by later stages: name -> dataclass. Parsed and saved generically.
+EXTRA_SECTIONS = {
+    "llm": LLMConfig,
+    "explain": ExplainConfig,
+    "score": ScoreConfig,
+    "compare": CompareConfig,
+    "report": ReportConfig,
+}
 
 
 def _build(cls, data: dict, where: str):
@@ -135,7 +155,7 @@ def _build(cls, data: dict, where: str):
 
 
 def parse_config(data: dict, source: str = "config") -> RunConfig:
-    known = {"name", "run_dir", "corpus", "harvest", "models", "sae", "train", "exemplars"}
+    known = {"name", "run_dir", "corpus", "harvest", "models", "sae", "train", "exemplars", *EXTRA_SECTIONS}
     unknown = sorted(set(data) - known)
     if unknown:
         raise UserError(f"unknown top-level key(s) in {source}: {', '.join(unknown)}; valid: {', '.join(sorted(known))}")
@@ -153,6 +173,7 @@ def parse_config(data: dict, source: str = "config") -> RunConfig:
         sae=_build(SAESection, dict(data.get("sae", {})), f"[sae] of {source}"),
         train=_build(TrainSection, dict(data.get("train", {})), f"[train] of {source}"),
         exemplars=_build(ExemplarConfig, dict(data.get("exemplars", {})), f"[exemplars] of {source}"),
+        **{name: _build(cls, dict(data.get(name, {})), f"[{name}] of {source}") for name, cls in EXTRA_SECTIONS.items()},
         models=[_build(ModelEntry, dict(m), f"[[models]] of {source}") for m in models] if models else default_models(),
     )
     slugs = [m.slug for m in cfg.models]
@@ -188,6 +209,11 @@ def to_toml(cfg: RunConfig) -> str:
             return "true" if v else "false"
         if isinstance(v, (int, float)):
             return repr(v)
+        if isinstance(v, (list, tuple)):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        if isinstance(v, dict):
+            return "{ " + ", ".join(f"{value(str(k))} = {value(x)}" for k, x in v.items()) + " }"
+
         return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
     def table(d: dict) -> list[str]:
@@ -195,7 +221,7 @@ def to_toml(cfg: RunConfig) -> str:
 
     data = cfg.to_dict()
     lines = table({"name": data["name"], "run_dir": data["run_dir"]})
-    for section in ("corpus", "harvest", "sae", "train", "exemplars"):
+    for section in ("corpus", "harvest", "sae", "train", "exemplars", *EXTRA_SECTIONS):
         lines += ["", f"[{section}]", *table(data[section])]
     for model in data["models"]:
         lines += ["", "[[models]]", *table(model)]

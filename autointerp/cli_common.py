@@ -1,0 +1,100 @@
+"""Pieces every CLI command shares: friendly errors, logging, config loading and common options.
+
+Kept apart from ``cli.py`` so stage modules (``explain/commands.py``, ``compare/commands.py``,
+``report/commands.py``) can define their typer commands without importing the app.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import os
+import warnings
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.logging import RichHandler
+
+from autointerp.config import ModelEntry, RunConfig, load_config
+from autointerp.errors import UserError
+from autointerp.progress import console
+
+def setup_logging() -> None:
+    if not logging.getLogger("autointerp").handlers:
+        handler = RichHandler(console=console, show_time=False, show_path=False, markup=False)
+        logging.getLogger("autointerp").addHandler(handler)
+        logging.getLogger("autointerp").setLevel(logging.INFO)
+        logging.getLogger("autointerp").propagate = False
+    warnings.filterwarnings("ignore", module="transformers")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
+    for noisy in ("transformers", "datasets", "huggingface_hub", "accelerate", "torch"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    try:
+        import transformers
+
+        transformers.utils.logging.set_verbosity_error()
+        transformers.utils.logging.disable_progress_bar()
+    except Exception:  # noqa: BLE001 - logging tweaks must never stop a run
+        pass
+
+
+def friendly_errors(func):
+    """Turn UserError into one red line + exit 2, and Ctrl-C into a clean stop (exit 130)."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        setup_logging()
+        try:
+            return func(*args, **kwargs)
+        except UserError as exc:
+            console.print(f"[bold red]error:[/] {exc.message}", highlight=False, soft_wrap=True)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            console.print("[yellow]interrupted[/]: completed work is saved; run the same command again to resume")
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def load_run_config(config: Optional[Path], run_dir: Optional[Path], name: Optional[str]) -> RunConfig:
+    """--config if given; else the run directory's saved config.toml (what earlier stages used); else defaults."""
+    if config is not None:
+        cfg = load_config(config)
+    else:
+        folder = run_dir if run_dir is not None else Path("runs") / (name or "default")
+        cfg = load_config(folder / "config.toml") if (folder / "config.toml").is_file() else RunConfig()
+    return apply_overrides(cfg, {}, {}, dict(run_dir=str(run_dir) if run_dir else None, name=name))
+
+
+def apply_overrides(cfg: RunConfig, corpus: dict, harvest: dict, top: dict) -> RunConfig:
+    """Set the flags the user actually passed (non-None) on top of the config."""
+    pick = lambda d: {k: v for k, v in d.items() if v is not None}  # noqa: E731
+    cfg.corpus = dataclasses.replace(cfg.corpus, **pick(corpus))
+    cfg.harvest = dataclasses.replace(cfg.harvest, **pick(harvest))
+    for key, value in pick(top).items():
+        setattr(cfg, key, value)
+    return cfg
+
+
+ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="TOML run config; flags override it.")]
+RunDirOpt = Annotated[Optional[Path], typer.Option("--run-dir", help="Run directory (default runs/<name>).")]
+NameOpt = Annotated[Optional[str], typer.Option("--name", help="Run name (default 'default').")]
+
+
+def select_models(cfg: RunConfig, model: Optional[list[str]]) -> list[ModelEntry]:
+    """The configured models, or those named by --model (by run-directory name or spec)."""
+    if not model:
+        return cfg.models
+    chosen = [m for m in cfg.models if m.slug in model or m.model in model]
+    known = {m.slug for m in chosen} | {m.model for m in chosen}
+    missing = [m for m in model if m not in known]
+    if missing:
+        raise UserError(f"model(s) {', '.join(missing)} are not in the run config; configured: {', '.join(m.slug for m in cfg.models)}")
+    return chosen
+
+
+
+ModelsOpt = Annotated[Optional[list[str]], typer.Option("--model", "-m", help="Only these configured models (name or spec).")]
+OverwriteOpt = Annotated[bool, typer.Option(help="Redo the stage even if its outputs are up to date.")]

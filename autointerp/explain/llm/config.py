@@ -1,0 +1,22 @@
+"""``[llm]``: which secondary LLM labels and scores features, and how hard to push it.
+
+Owned by the LLM client layer; fields may grow (every field needs a default).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class LLMConfig:
+    backend: str = "local"  # local (in-process transformers model) | openai (any OpenAI-compatible server)
+    model: str | None = None  # local: a model spec (default the embedded gemma-3-270m); openai: the server's model name
+    base_url: str | None = None  # openai backend; default $OPENAI_BASE_URL, else https://api.openai.com/v1
+    api_key_env: str = "OPENAI_API_KEY"  # name of the environment variable holding the key (never the key itself)
+    concurrency: int = 4
+    max_retries: int = 6
+    timeout_s: float = 120.0  # one request
+    total_timeout_s: float = 1800.0  # one feature's calls, retries included
+    cache: bool = True  # sqlite response cache in the run directory
+    prices: dict = field(default_factory=dict)  # {"model": {"input": usd_per_1M, "output": usd_per_1M}}
