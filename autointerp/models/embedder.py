@@ -1,0 +1,45 @@
+"""Sentence embeddings for labels and windows (label matching, the offline embedding scorer).
+
+One loader so every stage embeds with the same model: the embedded all-MiniLM-L6-v2 by default (shipped
+inside a PyPI package, so it works offline), or any sentence-transformers model by hub id or path.
+Embeddings are L2-normalised, so a dot product is a cosine.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import numpy as np
+
+from autointerp.errors import UserError
+from autointerp.models.resolve import EMBEDDED_MODELS, resolve_model
+
+DEFAULT_EMBEDDER = "minilm-l6"
+
+
+@functools.lru_cache(maxsize=2)
+def load_embedder(spec: str = DEFAULT_EMBEDDER, device: str = "cpu"):
+    """A SentenceTransformer for ``spec``: ``minilm-l6`` (embedded), a local directory or a hub id."""
+    from sentence_transformers import SentenceTransformer
+
+    if spec in EMBEDDED_MODELS and spec != "minilm-l6":
+        raise UserError(f"{spec} is not a sentence embedder; use minilm-l6 or a sentence-transformers model id/path")
+    path = resolve_model(spec).path if (spec in EMBEDDED_MODELS or Path(spec).expanduser().exists()) else spec
+    try:
+        return SentenceTransformer(str(path), device=device, local_files_only=not _looks_remote(spec))
+    except OSError as exc:
+        raise UserError(f"cannot load sentence embedder {spec!r}: {exc}; use minilm-l6 (embedded) or a local sentence-transformers directory") from exc
+
+
+def _looks_remote(spec: str) -> bool:
+    return spec not in EMBEDDED_MODELS and not Path(spec).expanduser().exists()
+
+
+def embed_texts(texts: list[str], spec: str = DEFAULT_EMBEDDER, batch_size: int = 64) -> np.ndarray:
+    """[len(texts), dim] float32, unit-norm rows. Empty input gives a [0, dim] array."""
+    model = load_embedder(spec)
+    if not texts:
+        return np.zeros((0, model.get_sentence_embedding_dimension()), dtype=np.float32)
+    out = model.encode(list(texts), batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
+    return out.astype(np.float32, copy=False)
