@@ -7,21 +7,27 @@ concurrency limits and usage accounting live behind it, so a scorer never knows 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 
 @dataclass
 class Usage:
+    """Tokens, money and requests. Requests sent to a backend = ``calls + retries``."""
+
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost_usd: float = 0.0
-    calls: int = 0  # requests actually sent (cache hits excluded)
-    cached_calls: int = 0
-    retries: int = 0
+    calls: int = 0  # logical calls that reached the backend (cache hits excluded), failed ones included
+    cached_calls: int = 0  # answered from the response cache: no tokens, no cost
+    retries: int = 0  # extra attempts after a transient failure (429, 5xx, timeout, bad body, ...)
+    failed_calls: int = 0  # calls that finally raised LLMError
 
     def add(self, other: Usage) -> None:
-        for name in ("prompt_tokens", "completion_tokens", "cost_usd", "calls", "cached_calls", "retries"):
-            setattr(self, name, getattr(self, name) + getattr(other, name))
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+
+    def copy(self) -> Usage:
+        return Usage(**{f.name: getattr(self, f.name) for f in fields(self)})
 
 
 @dataclass
@@ -44,11 +50,28 @@ class Completion:
 
 
 class LLMError(Exception):
-    """A request that finally failed (after retries); ``reason`` is recorded per feature, never scored as 0."""
+    """A request that finally failed (after retries); ``reason`` is recorded per feature, never scored as 0.
 
-    def __init__(self, reason: str):
+    ``usage`` holds what the failed call still consumed (its retries), so run totals stay honest.
+    """
+
+    def __init__(self, reason: str, usage: Usage | None = None):
         super().__init__(reason)
         self.reason = reason
+        self.usage = usage if usage is not None else Usage()
+
+
+class BackendError(Exception):
+    """One attempt failed inside a backend. Backends raise this (never their library's own exceptions) so the
+    reliability wrapper can decide: ``retryable`` (429, 5xx, timeout, connection, empty/malformed body) or
+    not (401, 404, 400: retrying cannot fix them). ``retry_after_s`` carries a server's Retry-After hint.
+    """
+
+    def __init__(self, reason: str, *, retryable: bool, retry_after_s: float | None = None):
+        super().__init__(reason)
+        self.reason = reason
+        self.retryable = retryable
+        self.retry_after_s = retry_after_s
 
 
 class LLMClient(ABC):

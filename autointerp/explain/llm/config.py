@@ -14,9 +14,13 @@ class LLMConfig:
     model: str | None = None  # local: a model spec (default the embedded gemma-3-270m); openai: the server's model name
     base_url: str | None = None  # openai backend; default $OPENAI_BASE_URL, else https://api.openai.com/v1
     api_key_env: str = "OPENAI_API_KEY"  # name of the environment variable holding the key (never the key itself)
-    concurrency: int = 4
-    max_retries: int = 6
+    device: str = "auto"  # local backend: auto | cpu | cuda | mps
+    concurrency: int = 4  # requests in flight at once
+    max_retries: int = 6  # extra attempts after a transient failure (429, 5xx, timeout, bad body)
     timeout_s: float = 120.0  # one request
-    total_timeout_s: float = 1800.0  # one feature's calls, retries included
-    cache: bool = True  # sqlite response cache in the run directory
+    total_timeout_s: float = 1800.0  # one call, all its retries and back-off waits included
+    backoff_s: float = 1.0  # first back-off cap; doubles per retry (full jitter: sleep uniform(0, cap))
+    backoff_max_s: float = 60.0  # largest back-off cap
+    connect_timeout_s: float = 5.0  # start-up check that the server answers (fails fast on a wrong URL)
+    cache: bool = True  # sqlite response cache in the run directory (runs/<name>/llm_cache.sqlite)
     prices: dict = field(default_factory=dict)  # {"model": {"input": usd_per_1M, "output": usd_per_1M}}

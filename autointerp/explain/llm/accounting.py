@@ -1,0 +1,111 @@
+"""Token and cost accounting: prices per model, running totals, a table to print and a dict to store.
+
+Prices come from ``[llm] prices`` (USD per 1M input / output tokens), never from a built-in list that
+would go stale. A model without a price costs 0 and is reported as "price unknown" rather than silently
+free; the in-process ``local`` backend really is free. Cache hits spend nothing and cost nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+from rich.table import Table
+
+from autointerp.errors import UserError
+from autointerp.explain.llm.base import Completion, LLMClient, LLMError, Usage
+from autointerp.explain.llm.wrapper import ClientWrapper
+
+
+@dataclass(frozen=True)
+class Price:
+    input_per_m: float  # USD per 1M prompt tokens
+    output_per_m: float  # USD per 1M completion tokens
+
+    def cost(self, usage: Usage) -> float:
+        return (usage.prompt_tokens * self.input_per_m + usage.completion_tokens * self.output_per_m) / 1e6
+
+
+FREE = Price(0.0, 0.0)
+
+
+def parse_prices(prices: dict) -> dict[str, Price]:
+    """``{"model": {"input": x, "output": y}}`` -> ``{"model": Price}``; a malformed entry is a UserError."""
+    parsed = {}
+    for model, entry in (prices or {}).items():
+        try:
+            parsed[str(model)] = Price(float(entry["input"]), float(entry["output"]))
+        except (TypeError, KeyError, ValueError) as exc:
+            raise UserError(
+                f"[llm] prices entry for '{model}' is {entry!r}; write it as "
+                f'"{model}" = {{ input = <USD per 1M prompt tokens>, output = <USD per 1M completion tokens> }}'
+            ) from exc
+    return parsed
+
+
+def find_price(model: str, backend: str, prices: dict[str, Price]) -> Price | None:
+    """The price for ``model``: exact name, else the longest configured prefix (``gpt-4o-mini`` covers
+    ``gpt-4o-mini-2024-07-18``); the local backend is free; None when unknown."""
+    if model in prices:
+        return prices[model]
+    prefixes = [name for name in prices if model.startswith(name)]
+    if prefixes:
+        return prices[max(prefixes, key=len)]
+    return FREE if backend == "local" else None
+
+
+class AccountingClient(ClientWrapper):
+    """Prices every completion (``usage.cost_usd``) and keeps the run's totals, failed calls included."""
+
+    def __init__(self, inner: LLMClient, *, backend: str, prices: dict | None = None):
+        super().__init__(inner)
+        self.backend = backend
+        self.price = find_price(inner.model_name, backend, parse_prices(prices or {}))
+
+    async def chat(self, messages, *, max_tokens=256, temperature=0.0, logprobs=None) -> Completion:
+        return await self._account(self.inner.chat(messages, max_tokens=max_tokens, temperature=temperature, logprobs=logprobs))
+
+    async def complete(self, prompt, *, max_tokens=256, temperature=0.0, logprobs=None, echo=False) -> Completion:
+        return await self._account(self.inner.complete(prompt, max_tokens=max_tokens, temperature=temperature, logprobs=logprobs, echo=echo))
+
+    async def _account(self, pending) -> Completion:
+        try:
+            completion = await pending
+        except LLMError as exc:
+            self.usage.add(exc.usage)
+            raise
+        completion.usage.cost_usd = (self.price or FREE).cost(completion.usage)
+        self.usage.add(completion.usage)
+        return completion
+
+    def summary(self) -> dict:
+        """The totals as a JSON-able dict (stored in labels.json under "usage")."""
+        return usage_summary(self.usage, model=self.model_name, backend=self.backend, price=self.price)
+
+
+def usage_summary(usage: Usage, *, model: str, backend: str, price: Price | None) -> dict:
+    totals = {f.name: getattr(usage, f.name) for f in fields(usage)}
+    return {
+        "model": model,
+        "backend": backend,
+        **totals,
+        "cost_usd": round(usage.cost_usd, 6),
+        "requests_sent": usage.calls + usage.retries,
+        "price_known": price is not None,
+        "price_usd_per_1m": {"input": price.input_per_m, "output": price.output_per_m} if price is not None else None,
+    }
+
+
+def usage_table(summaries: list[dict] | dict, title: str = "LLM usage") -> Table:
+    """A rich table of one or more ``summary()`` dicts, for printing at the end of a stage."""
+    rows = [summaries] if isinstance(summaries, dict) else list(summaries)
+    table = Table(title=title)
+    for name, justify in (("model", "left"), ("calls", "right"), ("cached", "right"), ("retries", "right"), ("failed", "right"),
+                          ("prompt tok", "right"), ("completion tok", "right"), ("cost USD", "right")):
+        table.add_column(name, justify=justify)
+    for row in rows:
+        cost = f"{row['cost_usd']:.4f}" if row["price_known"] else "price unknown"
+        table.add_row(
+            f"{row['model']} ({row['backend']})", str(row["calls"]), str(row["cached_calls"]), str(row["retries"]),
+            str(row["failed_calls"]), f"{row['prompt_tokens']:,}", f"{row['completion_tokens']:,}", cost,
+        )
+    return table
