@@ -173,17 +173,23 @@ def _exemplars_all(cfg: RunConfig, models: list[ModelEntry], overwrite: bool) ->
     console.print(table)
 
 
+def _harvest_status(result) -> str:
+    if result.resumed_shards == result.n_shards:
+        return "cached"
+    return f"resumed after {result.resumed_shards} shards" if result.resumed_shards else "harvested"
+
+
 def _harvest_all(cfg: RunConfig, overwrite: bool) -> None:
     from autointerp.stages import harvest_stage, save_resolved_config
 
     save_resolved_config(cfg)
     table = Table(title=f"harvest: {cfg.run_path}")
-    for col in ("model", "layer", "level", "rows", "d_model", "shards", "resumed"):
+    for col in ("model", "layer", "level", "rows", "d_model", "shards", "status"):
         table.add_column(col)
     for entry in cfg.models:
         result = harvest_stage(cfg, entry, overwrite=overwrite)
         hcfg = cfg.harvest_for(entry)
-        table.add_row(entry.slug, str(hcfg.layer), hcfg.level, f"{result.n_rows:,}", str(result.d_model), str(result.n_shards), str(result.resumed_shards))
+        table.add_row(entry.slug, str(hcfg.layer), hcfg.level, f"{result.n_rows:,}", str(result.d_model), str(result.n_shards), _harvest_status(result))
     console.print(table)
 
 

@@ -72,11 +72,45 @@ def harvest_stage(cfg: RunConfig, entry: ModelEntry, *, overwrite: bool = False,
     run_dir = cfg.run_path
     hcfg = cfg.harvest_for(entry)
     hcfg.validate()
+    if not overwrite:
+        done = completed_harvest(cfg, entry)
+        if done is not None:
+            return done
     lm = load_model(entry.model, device=hcfg.device, dtype=hcfg.compute_dtype)
     lm.resolve_layer(hcfg.layer)  # fail on a bad layer before any corpus work
     lm.check_ctx_len(hcfg.ctx_len)
     docs = prepare_corpus(run_dir, cfg.corpus, cfg.max_tokens, lm.tokenizer, entry.model, overwrite=overwrite)
     return harvest(lm, docs, harvest_dir(run_dir, entry), hcfg, overwrite=overwrite, progress=progress)
+
+
+def completed_harvest(cfg: RunConfig, entry: ModelEntry) -> HarvestResult | None:
+    """The finished harvest for ``entry`` when nothing it depends on changed, without loading the model.
+
+    Mirrors ``harvest``'s identity check using only saved files (config, corpus selection, manifest), so a
+    re-run of ``autointerp run`` skips model loading entirely; anything uncertain returns None and the
+    normal path decides (and explains any mismatch).
+    """
+    from autointerp.training.harvest import _identity_fields, corpus_fingerprint, load_manifest
+
+    hdir = harvest_dir(cfg.run_path, entry)
+    selection = corpus_dir(cfg.run_path) / SELECTION
+    if not (hdir / "harvest.json").is_file() or not selection.is_file():
+        return None
+    manifest = load_manifest(hdir)
+    saved = read_json(selection)
+    if not manifest.get("complete") or saved.get("corpus") != dataclasses.asdict(cfg.corpus) or saved.get("max_tokens") != cfg.max_tokens:
+        return None
+    hcfg = cfg.harvest_for(entry)
+    n_layers = manifest.get("model", {}).get("n_layers")
+    layer = hcfg.layer if hcfg.layer >= 0 or n_layers is None else n_layers + hcfg.layer
+    expected = _identity_fields(hcfg) | {"layer": layer, "model": entry.model}
+    old = manifest.get("identity", {})
+    if any(old.get(k) != v for k, v in expected.items()):
+        return None
+    if old.get("corpus") != corpus_fingerprint(load_saved_documents(corpus_dir(cfg.run_path))):
+        return None
+    shards = manifest.get("shards", [])
+    return HarvestResult(hdir, sum(s["rows"] for s in shards), len(shards), int(manifest["d_model"]), resumed_shards=len(shards))
 
 
 def sae_dir(run_dir: Path, entry: ModelEntry) -> Path:

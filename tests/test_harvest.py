@@ -179,3 +179,27 @@ def test_resume_after_kill_matches_uninterrupted(tiny_model_dirs, tmp_path):
     torch.testing.assert_close(acts_k, acts_c)
     pd.testing.assert_frame_equal(index_k, index_c)
     assert not list(shard_dir.glob(".*.tmp"))
+
+
+def test_completed_harvest_skips_model_loading(tiny_model_dirs, text_corpus, tmp_path, monkeypatch):
+    """A re-run over an unchanged, finished harvest must not load the model at all (it reads files only);
+    any change to what the harvest depends on falls back to the normal path, which names the difference."""
+    import dataclasses
+
+    import autointerp.stages as stages
+    from autointerp.config import ModelEntry, RunConfig
+
+    cfg = RunConfig(name="fast", run_dir=str(tmp_path / "run"), max_tokens=2000, models=[ModelEntry(str(tiny_model_dirs["gpt2"]), layer=-1)])
+    cfg.corpus = dataclasses.replace(cfg.corpus, dataset=str(text_corpus), min_chars=1)
+    cfg.harvest = dataclasses.replace(cfg.harvest, ctx_len=32)
+    first = stages.harvest_stage(cfg, cfg.models[0], progress=False)
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("load_model called for an unchanged, complete harvest")
+
+    monkeypatch.setattr(stages, "load_model", no_model)
+    again = stages.harvest_stage(cfg, cfg.models[0], progress=False)
+    assert (again.n_rows, again.n_shards, again.d_model) == (first.n_rows, first.n_shards, first.d_model)
+    assert again.resumed_shards == again.n_shards
+    cfg.harvest = dataclasses.replace(cfg.harvest, ctx_len=48)  # changed settings: the model must be consulted
+    assert stages.completed_harvest(cfg, cfg.models[0]) is None

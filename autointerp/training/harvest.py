@@ -87,9 +87,14 @@ def corpus_fingerprint(docs: list[Document]) -> str:
     return h.hexdigest()
 
 
+def _identity_fields(cfg: HarvestConfig) -> dict:
+    """The config fields a harvest's content depends on (batch size, device and shard size do not)."""
+    return {k: v for k, v in asdict(cfg).items() if k not in ("batch_size", "device", "shard_tokens")}
+
+
 def _identity(lm: LoadedModel, cfg: HarvestConfig, fingerprint: str) -> dict:
     """What a harvest depends on; a mismatch with an existing directory means it is not resumable."""
-    ident = {k: v for k, v in asdict(cfg).items() if k not in ("batch_size", "device", "shard_tokens")}
+    ident = _identity_fields(cfg)
     ident.update(layer=lm.resolve_layer(cfg.layer), model=lm.spec, corpus=fingerprint)
     return ident
 
