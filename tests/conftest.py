@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["llm_fixtures"]
+
 sys.path.insert(0, str(Path(__file__).parent))
 os.environ.setdefault("AUTOINTERP_PROGRESS", "0")
 
