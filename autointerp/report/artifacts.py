@@ -1,0 +1,194 @@
+"""Read everything the report needs from a run directory; what is missing stays ``None``.
+
+The report never fails because a later stage has not run: each missing input is recorded with the
+command that produces it (``Missing``), and the markdown prints that hint in place of the section.
+Inputs that exist but break the agreed artifact contract (a column renamed, say) are a ``UserError``
+naming the file and the column, because silently reporting nothing would hide a real bug.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from autointerp.config import RunConfig
+from autointerp.errors import UserError
+
+SCORERS = ("simulation", "detection", "fuzzing", "embedding")
+
+LABEL_COLUMNS = ("feature", "label", "status")
+MATCH_COLUMNS = ("feature_a", "feature_b", "method", "activation_corr", "label_similarity", "p_value", "shared",
+                 "combined_score", "combined_rank", "label_a", "label_b", "domain")
+STATS_COLUMNS = ("feature", "density", "max_act", "dead")
+
+
+@dataclass(frozen=True)
+class Missing:
+    """An input that does not exist yet, and the command that writes it."""
+
+    what: str
+    path: Path
+    command: str
+
+    def hint(self) -> str:
+        return f"{self.what} not found ({self.path}); run `{self.command}` to produce it."
+
+
+@dataclass
+class ModelInputs:
+    slug: str
+    spec: str
+    layer: int | None
+    site: str | None
+    dir: Path
+    manifest: dict | None = None  # harvest.json
+    metrics: dict | None = None  # sae/metrics.json
+    sae_cfg: dict | None = None  # sae/cfg.json
+    stats: pd.DataFrame | None = None  # feature_stats.parquet
+    exemplars_meta: dict | None = None  # exemplars.json
+    labels: pd.DataFrame | None = None  # labels.parquet
+    labels_meta: dict | None = None  # labels.json
+    missing: list[Missing] = field(default_factory=list)
+
+    @property
+    def exemplars_path(self) -> Path:
+        return self.dir / "exemplars.parquet"
+
+    @property
+    def scorers(self) -> list[str]:
+        """Scorers that ran, in the contract's order (a column score_<S> exists)."""
+        if self.labels is None:
+            return []
+        return [s for s in SCORERS if f"score_{s}" in self.labels.columns]
+
+    @property
+    def n_tokens(self) -> int | None:
+        """Harvested activation rows (tokens; documents at sequence level)."""
+        if self.exemplars_meta and "n_rows" in self.exemplars_meta:
+            return int(self.exemplars_meta["n_rows"])
+        if self.manifest and self.manifest.get("shards"):
+            return int(sum(s.get("rows", 0) for s in self.manifest["shards"]))
+        return None
+
+    @property
+    def level(self) -> str:
+        if self.manifest:
+            return str(self.manifest.get("identity", {}).get("level", "token"))
+        return "token"
+
+
+@dataclass
+class PairInputs:
+    """One compare/<A>__<B>/ directory."""
+
+    a: str
+    b: str
+    dir: Path
+    matches: pd.DataFrame | None = None
+    null: pd.DataFrame | None = None
+    features: pd.DataFrame | None = None
+    stats: dict | None = None
+    missing: list[Missing] = field(default_factory=list)
+
+    @property
+    def key(self) -> str:
+        return f"{self.a}__{self.b}"
+
+
+@dataclass
+class RunInputs:
+    run_dir: Path
+    cfg: RunConfig
+    corpus: dict | None
+    models: list[ModelInputs]
+    pairs: list[PairInputs]
+    missing: list[Missing] = field(default_factory=list)
+
+    def model(self, slug: str) -> ModelInputs | None:
+        return next((m for m in self.models if m.slug == slug), None)
+
+    def input_files(self) -> list[Path]:
+        """Every file the report reads (for the identity hash that makes re-runs a no-op)."""
+        files = [self.run_dir / "config.toml", self.run_dir / "corpus" / "corpus.json"]
+        for m in self.models:
+            files += [m.dir / "harvest" / "harvest.json", m.dir / "sae" / "metrics.json", m.dir / "sae" / "cfg.json",
+                      m.dir / "feature_stats.parquet", m.dir / "exemplars.json", m.exemplars_path,
+                      m.dir / "labels.parquet", m.dir / "labels.json"]
+        for p in self.pairs:
+            files += [p.dir / n for n in ("matches.parquet", "null.parquet", "features.parquet", "stats.json")]
+        return files
+
+
+def _json(path: Path) -> dict | None:
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UserError(f"{path} is not valid JSON ({exc}); re-run the stage that writes it with --overwrite") from exc
+
+
+def _parquet(path: Path, required: tuple[str, ...]) -> pd.DataFrame | None:
+    if not path.is_file():
+        return None
+    try:
+        frame = pd.read_parquet(path)
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for a damaged file
+        raise UserError(f"{path} cannot be read as parquet ({exc}); re-run the stage that writes it with --overwrite") from exc
+    absent = [c for c in required if c not in frame.columns]
+    if absent:
+        raise UserError(f"{path} lacks column(s) {', '.join(absent)} required by the artifact contract; "
+                        f"re-run the stage that writes it (with --overwrite) on this version of autointerp")
+    return frame
+
+
+def load_model_inputs(cfg: RunConfig, run_dir: Path, entry) -> ModelInputs:
+    folder = run_dir / entry.slug
+    hcfg = cfg.harvest_for(entry)
+    m = ModelInputs(slug=entry.slug, spec=entry.model, layer=hcfg.layer, site=hcfg.site, dir=folder)
+    m.manifest = _json(folder / "harvest" / "harvest.json")
+    m.metrics = _json(folder / "sae" / "metrics.json")
+    m.sae_cfg = _json(folder / "sae" / "cfg.json")
+    m.stats = _parquet(folder / "feature_stats.parquet", STATS_COLUMNS)
+    m.exemplars_meta = _json(folder / "exemplars.json")
+    m.labels = _parquet(folder / "labels.parquet", LABEL_COLUMNS)
+    m.labels_meta = _json(folder / "labels.json")
+    if m.manifest is None:
+        m.missing.append(Missing(f"harvest of {entry.slug}", folder / "harvest", "autointerp harvest"))
+    if m.metrics is None:
+        m.missing.append(Missing(f"SAE metrics of {entry.slug}", folder / "sae" / "metrics.json", "autointerp train"))
+    if m.stats is None or not m.exemplars_path.is_file():
+        m.missing.append(Missing(f"exemplars of {entry.slug}", m.exemplars_path, "autointerp exemplars"))
+    if m.labels is None:
+        m.missing.append(Missing(f"labels of {entry.slug}", folder / "labels.parquet", "autointerp explain"))
+    elif not m.scorers:
+        m.missing.append(Missing(f"label scores of {entry.slug}", folder / "labels.parquet", "autointerp score"))
+    return m
+
+
+def load_pair_inputs(run_dir: Path, a: str, b: str) -> PairInputs:
+    folder = run_dir / "compare" / f"{a}__{b}"
+    p = PairInputs(a=a, b=b, dir=folder)
+    p.matches = _parquet(folder / "matches.parquet", MATCH_COLUMNS)
+    p.null = _parquet(folder / "null.parquet", ("corr",))
+    p.features = _parquet(folder / "features.parquet", ("model", "feature"))
+    p.stats = _json(folder / "stats.json")
+    if p.matches is None or p.stats is None:
+        p.missing.append(Missing(f"comparison {a} vs {b}", folder, "autointerp compare"))
+    return p
+
+
+def load_run_inputs(cfg: RunConfig) -> RunInputs:
+    """Everything under ``cfg.run_path`` that the report can use."""
+    run_dir = cfg.run_path
+    if not run_dir.is_dir():
+        raise UserError(f"run directory {run_dir} does not exist; run `autointerp run` (or harvest/train/exemplars) first, or pass --run-dir")
+    models = [load_model_inputs(cfg, run_dir, entry) for entry in cfg.models]
+    slugs = [m.slug for m in models]
+    pairs = [load_pair_inputs(run_dir, a, b) for i, a in enumerate(slugs) for b in slugs[i + 1:]]
+    corpus = _json(run_dir / "corpus" / "corpus.json")
+    missing = [] if corpus else [Missing("corpus", run_dir / "corpus", "autointerp harvest")]
+    return RunInputs(run_dir=run_dir, cfg=cfg, corpus=corpus, models=models, pairs=pairs, missing=missing)

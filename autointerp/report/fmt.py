@@ -1,0 +1,79 @@
+"""Small formatting helpers shared by the markdown sections: numbers, escaping, tables.
+
+Corpus text and LLM labels are untrusted: in markdown they are escaped so that a ``|`` cannot break a
+table, ``*``/``_`` cannot turn into emphasis, and ``<script>`` shows as text in renderers that allow HTML.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Sequence
+
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|~])")
+
+
+def is_missing(value) -> bool:
+    if value is None:
+        return True
+    try:
+        return bool(math.isnan(float(value)))
+    except (TypeError, ValueError):
+        return False
+
+
+def num(value, digits: int = 3) -> str:
+    """A float with ``digits`` decimals; 'n/a' for None/NaN."""
+    if is_missing(value):
+        return "n/a"
+    return f"{float(value):.{digits}f}"
+
+
+def pct(value, digits: int = 1) -> str:
+    if is_missing(value):
+        return "n/a"
+    return f"{100 * float(value):.{digits}f}%"
+
+
+def count(value) -> str:
+    if is_missing(value):
+        return "n/a"
+    return f"{int(value):,}"
+
+
+def pvalue(value) -> str:
+    if is_missing(value):
+        return "n/a"
+    value = float(value)
+    return "<1e-4" if value < 1e-4 else f"{value:.4f}"
+
+
+def md_text(text, limit: int | None = None) -> str:
+    """Untrusted text as one markdown table cell: one line, markdown and HTML specials neutralised."""
+    if text is None or (isinstance(text, float) and math.isnan(text)):
+        return "—"
+    text = " ".join(str(text).split())
+    if limit is not None and len(text) > limit:
+        text = text[: limit - 1] + "…"
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _MD_SPECIAL.sub(r"\\\1", text)
+
+
+def md_marked(before: str, token: str, after: str) -> str:
+    """An exemplar with its max token in bold: ``…context **token** context…`` (all parts escaped)."""
+    token_md = md_text(token.strip()) if token.strip() else "␣"
+    lead = " " if (token[:1].isspace() or before[-1:].isspace()) else ""
+    trail = " " if (token[-1:].isspace() or after[:1].isspace()) else ""
+    left = md_text(before) if before.strip() else ""
+    right = md_text(after) if after.strip() else ""
+    return f"{left}{lead}**{token_md}**{trail}{right}".strip()
+
+
+def md_table(header: Sequence[str], rows: Iterable[Sequence[str]], align: Sequence[str] | None = None) -> str:
+    """A GitHub-flavoured markdown table; ``align`` per column: 'l' or 'r'."""
+    rows = [list(r) for r in rows]
+    align = align or ["l"] + ["r"] * (len(header) - 1)
+    rule = ["---:" if a == "r" else ":---" for a in align]
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(rule) + " |"]
+    lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return "\n".join(lines)

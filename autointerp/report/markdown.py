@@ -1,0 +1,72 @@
+"""Assemble report.md from the sections; every number is read from the run's artifacts.
+
+Sections whose inputs are missing print the command that produces them instead (labels ->
+`autointerp explain` / `autointerp score`, comparison -> `autointerp compare`), so a report can be made
+at any point of a run.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import Callable
+from pathlib import Path
+
+from autointerp import __version__
+from autointerp.report.artifacts import RunInputs
+from autointerp.report.caveats import caveats_section
+from autointerp.report.config import ReportConfig
+from autointerp.report.fmt import md_text
+from autointerp.report.label_quality import label_section
+from autointerp.report.matches import (
+    abstraction_section,
+    disagreement_section,
+    domain_section,
+    matched_table,
+    summary_lines,
+)
+from autointerp.report.overview import metrics_section, setup_section
+from autointerp.report.plots import Plot
+from autointerp.report.windows import Window
+
+LinkLookup = Callable[[str, int], str | None]
+
+
+def build_markdown(run: RunInputs, cfg: ReportConfig, plots: dict[str, list[Plot]], exemplars: dict[tuple[str, int], Window],
+                   link: LinkLookup, pages_index: str | None, source: str) -> str:
+    """The full report. ``exemplars``: (model, feature) -> top window; ``link``: page path of a feature or None."""
+    names = " vs ".join(f"`{m.slug}`" for m in run.models)
+    out = [f"# Do {names} learn the same concepts?", "",
+           f"Report on run `{md_text(run.run_dir.name)}` ({md_text(source)}), generated {_dt.date.today().isoformat()} by autointerp {__version__}. "
+           "All numbers are read from the run's artifacts.", ""]
+    if pages_index:
+        out += [f"Browse the features: [feature pages]({pages_index}).", ""]
+    missing = [x for x in run.missing] + [x for m in run.models for x in m.missing] + [x for p in run.pairs for x in p.missing]
+    if missing:
+        out += ["**Not yet available** (the report shows everything else):", ""] + [f"- {md_text(x.hint())}" for x in missing] + [""]
+    out += [setup_section(run), "", metrics_section(run), ""]
+    out += _figures(plots.get("run", []), "density")
+    out += [label_section(run), ""]
+    out += _figures(plots.get("run", []), "label_scores")
+    out += ["## Cross-model matching", ""]
+    if not run.pairs:
+        out += ["_Only one model configured: nothing to compare. Add a second [[models]] entry._", ""]
+    for p in run.pairs:
+        out += [f"### `{p.a}` vs `{p.b}`", ""]
+        if p.matches is None or p.stats is None:
+            out += [f"> {md_text(p.missing[0].hint())}", ""]
+            continue
+        out += summary_lines(p) + [""]
+        out += [f"#### Matched concepts (best {min(cfg.max_matches, len(p.matches))} of {len(p.matches):,} pairs by combined rank)", ""]
+        out += ["Exemplars: the feature's top window, its max-activating token in **bold**.", ""]
+        out += [matched_table(p, cfg.max_matches, lambda model, f: exemplars.get((model, f)), link, cfg.exemplar_chars), ""]
+        out += _figures(plots.get(p.key, []), "null_")
+        out += _figures(plots.get(p.key, []), "similarity_")
+        out += [disagreement_section(p, cfg.max_disagreements, link), domain_section(p)]
+        out += _figures(plots.get(p.key, []), "domains_")
+        out += [abstraction_section(p)]
+    out += [caveats_section(run)]
+    return "\n".join(out).rstrip() + "\n"
+
+
+def _figures(plots: list[Plot], stem: str) -> list[str]:
+    return [line for x in plots if Path(x.path).name.startswith(stem) for line in (f"![{x.title}]({x.path})", "")]

@@ -1,0 +1,154 @@
+"""Report sections on the cross-model comparison of one pair of models (compare/<A>__<B>/).
+
+Matched concepts (best ``combined_rank`` first) with an exemplar for each side, the disagreements
+between the activation matching and the label matching, concept domains, and the level-of-abstraction
+finding. Findings are the comparison stage's own numbers and sentences (stats.json), quoted, never
+restated by this module.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import pandas as pd
+
+from autointerp.report.artifacts import PairInputs
+from autointerp.report.fmt import count, is_missing, md_marked, md_table, md_text, num, pct, pvalue
+from autointerp.report.windows import Window, snippet
+
+ExemplarLookup = Callable[[str, int], Window | None]
+LinkLookup = Callable[[str, int], str | None]
+
+
+def summary_lines(p: PairInputs) -> list[str]:
+    s = p.stats or {}
+    null = s.get("null") or {}
+    act = s.get("activation") or {}
+    lab = s.get("label") or {}
+    agree = s.get("agreement") or {}
+    lines = [
+        f"- Aligned units: {count(s.get('n_units'))} {md_text(s.get('unit'))}s; features {count(s.get('n_features_a'))} (`{p.a}`, "
+        f"{count(s.get('n_dead_a'))} dead) vs {count(s.get('n_features_b'))} (`{p.b}`, {count(s.get('n_dead_b'))} dead).",
+        f"- Activation matching: {count(act.get('n_pairs'))} pairs, mean correlation {num(act.get('mean_corr'))}, median {num(act.get('median_corr'))}.",
+        f"- Null ({md_text(null.get('method'))}, {count(null.get('n_samples'))} samples): pairs with correlation above "
+        f"{num(null.get('threshold'))} are *shared* (α = {null.get('alpha', 'n/a')}). **Shared pairs: {count(s.get('n_shared'))}**.",
+    ]
+    if lab.get("available"):
+        lines.append(f"- Label matching: {count(lab.get('n_pairs'))} pairs, mean label similarity {num(lab.get('mean_similarity'))}.")
+    else:
+        lines.append("- Label matching: not available (labels missing when `autointerp compare` ran; run `autointerp explain`, then `autointerp compare` again).")
+    lines.append(f"- Agreement: {count(agree.get('n_both'))} pairs chosen by both matchings ({pct(agree.get('fraction'))}).")
+    return lines
+
+
+def matched_table(p: PairInputs, max_rows: int, exemplar: ExemplarLookup, link: LinkLookup, chars: int) -> str:
+    m = top_matches(p.matches, max_rows)
+    if m.empty:
+        return "_No matched pairs._"
+    rows = []
+    for r in m.itertuples(index=False):
+        rows.append([
+            str(int(r.combined_rank)),
+            _feature_cell(p.a, int(r.feature_a), link), md_text(r.label_a, 80),
+            _feature_cell(p.b, int(r.feature_b), link), md_text(r.label_b, 80),
+            num(r.label_similarity), num(r.activation_corr), pvalue(r.p_value), "yes" if bool(r.shared) else "no",
+            str(r.method), _exemplar_cell(exemplar(p.a, int(r.feature_a)), chars), _exemplar_cell(exemplar(p.b, int(r.feature_b)), chars),
+        ])
+    header = ["rank", f"`{p.a}`", "label A", f"`{p.b}`", "label B", "label sim.", "act. corr.", "p", "shared", "method", "exemplar A", "exemplar B"]
+    return md_table(header, rows, ["r", "r", "l", "r", "l", "r", "r", "r", "l", "l", "l", "l"])
+
+
+def top_matches(matches: pd.DataFrame | None, n: int) -> pd.DataFrame:
+    if matches is None or n <= 0:
+        return pd.DataFrame()
+    return matches.sort_values(["combined_rank", "feature_a"]).head(n)
+
+
+def _feature_cell(model: str, feature: int, link: LinkLookup) -> str:
+    href = link(model, feature)
+    return f"[{feature}]({href})" if href else str(feature)
+
+
+def _exemplar_cell(window: Window | None, chars: int) -> str:
+    if window is None:
+        return "—"
+    return md_marked(*snippet(window, chars))
+
+
+def disagreement_section(p: PairInputs, max_rows: int, link: LinkLookup) -> str:
+    """Pairs only one matching chose: same activations / different labels, and the reverse."""
+    m = p.matches
+    lines = ["#### Where the two matchings disagree", ""]
+    agree = (p.stats or {}).get("agreement") or {}
+    lines.append(f"{count(agree.get('n_both'))} pairs were chosen by both matchings ({pct(agree.get('fraction'))}). "
+                 "Below: shared pairs (activation correlation above the null) that label matching did not pick, "
+                 "and the most similar label pairs that activation matching did not pick.")
+    lines.append("")
+    act_only = m[(m["method"] == "activation") & m["shared"].astype(bool)].sort_values("activation_corr", ascending=False).head(max_rows)
+    label_only = m[m["method"] == "label"].sort_values("label_similarity", ascending=False).head(max_rows)
+    for title, frame in (("Same activations, different labels", act_only), ("Similar labels, different activations", label_only)):
+        lines.append(f"**{title}** ({len(frame)} shown)")
+        lines.append("")
+        if frame.empty:
+            lines.append("_none_")
+        else:
+            rows = [[_feature_cell(p.a, int(r.feature_a), link), md_text(r.label_a, 70), _feature_cell(p.b, int(r.feature_b), link),
+                     md_text(r.label_b, 70), num(r.label_similarity), num(r.activation_corr)] for r in frame.itertuples(index=False)]
+            lines.append(md_table([f"`{p.a}`", "label A", f"`{p.b}`", "label B", "label sim.", "act. corr."], rows, ["r", "l", "r", "l", "r", "r"]))
+        lines.append("")
+    return "\n".join(lines)
+
+
+def domain_section(p: PairInputs) -> str:
+    d = (p.stats or {}).get("domains") or {}
+    names = list(d.get("names") or [])
+    lines = ["#### Concept domains", ""]
+    if not names:
+        return "\n".join(lines + ["_No domain assignment in stats.json._", ""])
+    ca, cb, cs = (d.get(k) or {} for k in ("counts_a", "counts_b", "counts_shared"))
+    rows = [[md_text(n), count(ca.get(n, 0)), count(cb.get(n, 0)), count(cs.get(n, 0))] for n in names]
+    lines.append(md_table(["domain", f"`{p.a}` features", f"`{p.b}` features", "shared pairs"], rows))
+    lines.append("")
+    return "\n".join(lines)
+
+
+def abstraction_section(p: PairInputs) -> str:
+    s = p.stats or {}
+    ab = s.get("abstraction") or {}
+    lines = ["#### Level of abstraction", ""]
+    if ab:
+        a, b = ab.get("a") or {}, ab.get("b") or {}
+        lines.append(f"Metric: {md_text(ab.get('metric'))}. `{p.a}`: mean {num(a.get('mean'), 2)}, median {num(a.get('median'), 2)}; "
+                     f"`{p.b}`: mean {num(b.get('mean'), 2)}, median {num(b.get('median'), 2)} "
+                     f"({md_text(ab.get('test'))}: statistic {num(ab.get('statistic'), 3)}, p = {pvalue(ab.get('p_value'))}).")
+        if ab.get("finding"):
+            lines.append("")
+            lines.append(f"> Finding (from the comparison stage): {md_text(ab['finding'])}")
+        lines.append("")
+    levels = s.get("levels") or {}
+    if levels:
+        lines.append("Matching at each unit of alignment:")
+        lines.append("")
+        keys = list(dict.fromkeys(k for summary in levels.values() if isinstance(summary, dict) for k in summary))
+        rows = [[md_text(k), *[_scalar(levels[lv].get(k) if isinstance(levels[lv], dict) else None) for lv in levels]] for k in keys]
+        lines.append(md_table(["", *[md_text(lv) for lv in levels]], rows))
+        lines.append("")
+    if not ab and not levels:
+        lines.append("_No abstraction analysis in stats.json._")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _scalar(value) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return count(value)
+    if isinstance(value, float):
+        return "n/a" if is_missing(value) else (f"{value:.3g}" if abs(value) < 1e-3 and value else f"{value:.3f}")
+    if value is None:
+        return "n/a"
+    if isinstance(value, (dict, list)):
+        return md_text(json.dumps(value, default=str), 60)
+    return md_text(value, 60)

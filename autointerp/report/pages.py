@@ -1,0 +1,166 @@
+"""Write the HTML feature pages: ``pages/index.html`` and ``pages/<model>/<feature>.html``.
+
+The whole tree is written into a temporary sibling directory and swapped in at the end, so readers
+never see a half-written set and pages of features no longer selected do not linger. Every link points
+at a page in the same tree (partners without a page are shown as plain text), which the browser test
+checks.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import NamedTuple
+
+import pandas as pd
+
+from autointerp.progress import progress_bar
+from autointerp.report.artifacts import ModelInputs, RunInputs
+from autointerp.report.config import ReportConfig
+from autointerp.report.html_render import document, esc, fmt, href, shaded_window, table
+from autointerp.report.selection import Partner, page_features, partners
+from autointerp.report.windows import load_windows
+
+PAGES_DIR = "pages"
+
+
+class PagesResult(NamedTuple):
+    index: Path
+    features: dict[str, list[int]]  # per model: the features that have a page
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return {model: len(features) for model, features in self.features.items()}
+
+
+class _Context(NamedTuple):
+    run: RunInputs
+    selected: dict[str, set[int]]
+    partners: dict[tuple[str, int], list[Partner]]
+    compare_info: dict[tuple[str, int], dict]
+
+
+def write_pages(run: RunInputs, cfg: ReportConfig, out_dir: Path, progress: bool = True) -> PagesResult:
+    chosen = page_features(run, cfg)
+    ctx = _Context(run, {k: set(v) for k, v in chosen.items()}, partners(run), _compare_info(run))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".pages.", dir=out_dir))
+    try:
+        total = sum(len(v) for v in chosen.values())
+        with progress_bar("feature pages", total, "pages", enabled=progress) as advance:
+            for m in run.models:
+                (tmp / m.slug).mkdir()
+                windows = load_windows(m.exemplars_path, chosen[m.slug], cfg.page_top_windows, cfg.page_quantile_windows)
+                stats = m.stats.set_index("feature") if m.stats is not None else None
+                labels = m.labels.drop_duplicates("feature", keep="last").set_index("feature") if m.labels is not None else None
+                for feature in chosen[m.slug]:
+                    page = _feature_page(ctx, m, feature, stats, labels, windows.get(feature, []))
+                    (tmp / m.slug / f"{feature}.html").write_text(page, encoding="utf-8")
+                    advance(1)
+        (tmp / "index.html").write_text(_index_page(ctx, chosen), encoding="utf-8")
+        final = out_dir / PAGES_DIR
+        _swap(tmp, final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return PagesResult(final / "index.html", chosen)
+
+
+def _swap(new: Path, final: Path) -> None:
+    """Replace ``final`` with ``new``: two renames, the old tree deleted afterwards."""
+    old = None
+    if final.exists():
+        old = final.with_name(f".{final.name}.old.{os.getpid()}")
+        shutil.rmtree(old, ignore_errors=True)
+        final.rename(old)
+    new.rename(final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _compare_info(run: RunInputs) -> dict[tuple[str, int], dict]:
+    """(model, feature) -> extra columns of compare/*/features.parquet (domain, documents spanned, ...)."""
+    out: dict[tuple[str, int], dict] = {}
+    for p in run.pairs:
+        if p.features is None:
+            continue
+        for row in p.features.to_dict("records"):
+            out.setdefault((str(row["model"]), int(row["feature"])), {}).update({k: v for k, v in row.items() if k not in ("model", "feature")})
+    return out
+
+
+def _feature_link(ctx: _Context, model: str, feature: int, from_index: bool) -> str:
+    if feature in ctx.selected.get(model, ()):
+        target = href(model, f"{feature}.html") if from_index else href("..", model, f"{feature}.html")
+        return f"<a href=\"{esc(target)}\">{feature}</a>"
+    return str(feature)
+
+
+def _label_html(labels: pd.DataFrame | None, feature: int) -> str:
+    if labels is None or feature not in labels.index:
+        return "<span class=\"meta\">not labelled</span>"
+    row = labels.loc[feature]
+    if str(row.get("status")) != "ok" or not isinstance(row.get("label"), str):
+        return f"<span class=\"failed\">label failed: {esc(row.get('error'))}</span>"
+    return esc(row["label"])
+
+
+def _feature_page(ctx: _Context, m: ModelInputs, feature: int, stats: pd.DataFrame | None, labels: pd.DataFrame | None, windows: list) -> str:
+    parts = [f"<p><a href=\"../index.html\">← all features</a></p>", f"<h1>{esc(m.slug)} · feature {feature}</h1>",
+             f"<p class=\"label\">{_label_html(labels, feature)}</p>"]
+    facts = []
+    srow = stats.loc[feature] if stats is not None and feature in stats.index else None
+    if srow is not None:
+        for key in ("density", "n_active_tokens", "n_contexts_active", "max_act", "mean_act", "dead"):
+            if key in srow.index:
+                facts.append((key, fmt(srow[key], 6) if key == "density" else esc(srow[key]) if key == "dead" else fmt(srow[key])))
+    for key, value in ctx.compare_info.get((m.slug, feature), {}).items():
+        facts.append((key, fmt(value) if isinstance(value, float) else esc(value)))
+    if facts:
+        parts.append("<h2>Statistics</h2>")
+        parts.append(table(["", "value"], [[esc(k), v] for k, v in facts], [False, True]))
+    if labels is not None and feature in labels.index and m.scorers:
+        row = labels.loc[feature]
+        rows = [[esc(s), fmt(row.get(f"score_{s}")), fmt(row.get(f"baseline_{s}"))] for s in m.scorers]
+        parts.append("<h2>Label scores</h2>")
+        parts.append(table(["scorer", "score", "shuffled-label baseline"], rows, [False, True, True]))
+    found = ctx.partners.get((m.slug, feature), [])
+    parts.append("<h2>Matched partners</h2>")
+    if found:
+        rows = [[esc(x.model), _feature_link(ctx, x.model, x.feature, False), esc(x.label), esc(x.method), fmt(x.activation_corr),
+                 fmt(x.label_similarity), "yes" if x.shared else "no", str(x.combined_rank)] for x in found]
+        parts.append(table(["model", "feature", "label", "chosen by", "act. corr.", "label sim.", "shared", "rank"], rows,
+                           [False, True, False, False, True, True, False, True]))
+    else:
+        parts.append("<p class=\"meta\">No partner: not matched, or `autointerp compare` has not run.</p>")
+    parts.append("<h2>Exemplars</h2>")
+    if windows:
+        scale = float(srow["max_act"]) if srow is not None and "max_act" in srow.index and float(srow["max_act"]) > 0 else max(w.max_act for w in windows)
+        parts.append("<p class=\"meta\">Orange shading: activation / the feature's max activation; hover a token for its value.</p>")
+        parts += [shaded_window(w, scale) for w in windows]
+    else:
+        parts.append("<p class=\"meta\">No activating windows (dead feature, or exemplars not mined: run `autointerp exemplars`).</p>")
+    return document(f"{m.slug} feature {feature}", "\n".join(parts))
+
+
+def _index_page(ctx: _Context, chosen: dict[str, list[int]]) -> str:
+    run = ctx.run
+    parts = [f"<h1>Feature pages · {esc(run.run_dir.name)}</h1>",
+             "<p class=\"meta\">Pages exist for labelled features, both sides of the best and the shared matched pairs, "
+             "and the densest live features of each model (see [report] in the run config).</p>"]
+    for m in run.models:
+        features = chosen[m.slug]
+        parts.append(f"<h2>{esc(m.slug)} <span class=\"meta\">({len(features)} pages; model {esc(m.spec)})</span></h2>")
+        stats = m.stats.set_index("feature") if m.stats is not None else None
+        labels = m.labels.drop_duplicates("feature", keep="last").set_index("feature") if m.labels is not None else None
+        scorers = m.scorers
+        rows = []
+        for f in features:
+            density = fmt(stats.loc[f, "density"], 6) if stats is not None and f in stats.index else "—"
+            scores = [fmt(labels.loc[f].get(f"score_{s}")) if labels is not None and f in labels.index else "—" for s in scorers]
+            best = ctx.partners.get((m.slug, f), [])[:2]
+            partner = "<br>".join(f"{esc(x.model)} {_feature_link(ctx, x.model, x.feature, True)} ({esc(x.method)}, r={fmt(x.activation_corr, 2)})" for x in best) or "—"
+            rows.append([_feature_link(ctx, m.slug, f, True), _label_html(labels, f), *scores, density, partner])
+        parts.append(table(["feature", "label", *scorers, "density", "partner"], rows, [True, False, *[True] * len(scorers), True, False]))
+    return document(f"feature pages: {run.run_dir.name}", "\n".join(parts))
