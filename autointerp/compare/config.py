@@ -2,12 +2,56 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from autointerp.errors import UserError
+
+UNITS = ("word", "document")
+NULL_METHODS = ("quantile",)
+
+# Zero-shot concept domains: name -> the description that is embedded (the name alone is a weak prompt).
+DEFAULT_DOMAINS: dict[str, str] = {
+    "geography": "geography: terrain, climate, rivers, mountains, coastlines, land area, natural regions",
+    "economy": "economy: GDP, trade, exports, imports, industries, budget, inflation, currency",
+    "politics/government": "politics and government: constitution, elections, parliament, parties, law, courts",
+    "military": "military: armed forces, defense, army, navy, conflicts, security",
+    "people/society": "people and society: population, ethnic groups, religions, languages spoken, health, education",
+    "energy/environment": "energy and environment: electricity, oil, gas, emissions, pollution, natural resources",
+    "transport/communications": "transport and communications: airports, railways, roads, ports, telephones, internet, media",
+    "history": "history: independence, colonial past, historical events, dates of founding, wars of the past",
+    "numbers/units/format": "numbers, units and formatting: digits, percentages, measurements, dates, punctuation, list formatting",
+    "language/grammar": "language and grammar: function words, word pieces, syntax, morphology, parts of speech",
+}
 
 
 @dataclass
 class CompareConfig:
     embedder: str = "minilm-l6"  # label embedder: the embedded MiniLM or any sentence-transformers model
-    unit: str = "word"  # word | char | document: shared units the two tokenizations are pooled onto
-    null_alpha: float = 0.05  # significance level for "shared" pairs
+    unit: str = "word"  # word | document: shared units the two tokenizations are pooled onto (max per unit)
+    document_level: bool = True  # token-level harvests: also match at document level (reported side by side)
+    null_alpha: float = 0.01  # a matched pair is "shared" when its corr exceeds the (1 - alpha) null quantile
+    null_permutations: int = 2  # document derangements whose matched correlations form the null (at least)
+    min_null_samples: int = 4000  # small dictionaries get more derangements, up to max_null_permutations
+    max_null_permutations: int = 64
+    null_method: str = "quantile"
+    chunk_rows: int = 8192  # harvest rows encoded per SAE call
+    unit_chunk: int = 65_536  # aligned units per sparse cross-product step
+    domains: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_DOMAINS))
+    combined_weight: float = 0.5  # weight of the activation signal in combined_score (label gets 1 - weight)
     seed: int = 0
+
+    def validate(self) -> None:
+        if self.unit not in UNITS:
+            raise UserError(f"[compare] unit={self.unit!r} is not supported; use one of {', '.join(UNITS)}")
+        if not 0.0 < self.null_alpha < 1.0:
+            raise UserError(f"[compare] null_alpha={self.null_alpha} must be in (0, 1); e.g. 0.01")
+        if not 1 <= self.null_permutations <= self.max_null_permutations:
+            raise UserError(f"[compare] null_permutations={self.null_permutations} must be in [1, max_null_permutations={self.max_null_permutations}]")
+        if self.null_method not in NULL_METHODS:
+            raise UserError(f"[compare] null_method={self.null_method!r} is unknown; use one of {', '.join(NULL_METHODS)}")
+        if self.chunk_rows < 1 or self.unit_chunk < 1:
+            raise UserError("[compare] chunk_rows and unit_chunk must be >= 1")
+        if not 0.0 <= self.combined_weight <= 1.0:
+            raise UserError(f"[compare] combined_weight={self.combined_weight} must be in [0, 1]")
+        if not self.domains:
+            raise UserError("[compare] domains is empty; give at least one `name = \"description\"` entry or remove the key")

@@ -1,0 +1,135 @@
+"""Activation matching of two models at one or more unit levels, with its null, cached per level.
+
+For each level: correlate over the real alignment, Hungarian on the live features; then the same on
+``null_permutations`` document derangements, whose matched correlations form the null. Each finished
+level is saved under ``<compare dir>/cache/`` (safetensors, keyed by the inputs' identity), so an
+interrupted compare resumes at the first unfinished level and a re-run after new labels skips the
+expensive part entirely.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from safetensors.numpy import load_file, save_file
+
+from autointerp.compare.correlation import Correlation, correlate
+from autointerp.compare.encode import PooledActivations, pool_harvest
+from autointerp.compare.inputs import ModelInputs
+from autointerp.compare.matching import Assignment, NullModel, hungarian, null_model
+from autointerp.compare.units import WordIndex, aligned_pairs, derangement, null_pairs
+from autointerp.data.corpus import Document
+from autointerp.io import atomic_path
+
+log = logging.getLogger("autointerp")
+
+
+@dataclass
+class LevelResult:
+    level: str
+    corr: Correlation
+    assignment: Assignment  # live features only, feature ids
+    null: NullModel
+    null_permutation: np.ndarray  # which derangement each null sample came from
+
+    def summary(self) -> dict:
+        v = self.assignment.values
+        shared = v > self.null.threshold
+        return {
+            "n_units": int(self.corr.n_units), "n_dead_a": int(self.corr.dead_a.sum()), "n_dead_b": int(self.corr.dead_b.sum()),
+            "n_pairs": int(len(v)), "n_shared": int(shared.sum()),
+            "mean_corr": float(v.mean()) if len(v) else None, "median_corr": float(np.median(v)) if len(v) else None,
+            "null_threshold": self.null.threshold, "null_mean": float(self.null.samples.mean()) if len(self.null.samples) else None,
+            "null_max": float(self.null.samples.max()) if len(self.null.samples) else None,
+            "null_samples": int(len(self.null.samples)),
+        }
+
+
+def levels_for(a: ModelInputs, b: ModelInputs, unit: str, document_level: bool) -> list[str]:
+    """Word units need token-level harvests on both sides; document units always work."""
+    if unit == "word" and a.level == "token" and b.level == "token":
+        return ["word", "document"] if document_level else ["word"]
+    return ["document"]
+
+
+def _cache_key(identity: dict, level: str) -> str:
+    return hashlib.sha256(json.dumps({"identity": identity, "level": level}, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _load_cached(path: Path, key: str, level: str, alpha: float) -> LevelResult | None:
+    if not path.is_file():
+        return None
+    try:
+        t = load_file(str(path))
+    except Exception:  # noqa: BLE001 - a damaged cache is recomputed, never trusted
+        return None
+    if bytes(t["key"]).decode() != key:
+        return None
+    corr = Correlation(t["corr"], int(t["n_units"][0]), t["dead_a"].astype(bool), t["dead_b"].astype(bool))
+    assign = Assignment(t["rows"], t["cols"], t["values"])
+    null = null_model([t["null"]], alpha)
+    return LevelResult(level, corr, assign, null, t["null_perm"])
+
+
+def _save_cached(path: Path, key: str, r: LevelResult) -> None:
+    tensors = {
+        "key": np.frombuffer(key.encode(), dtype=np.uint8).copy(), "corr": r.corr.corr, "n_units": np.array([r.corr.n_units], np.int64),
+        "dead_a": r.corr.dead_a.astype(np.uint8), "dead_b": r.corr.dead_b.astype(np.uint8),
+        "rows": r.assignment.rows, "cols": r.assignment.cols, "values": r.assignment.values,
+        "null": r.null.samples, "null_perm": r.null_permutation,
+    }
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp))
+
+
+def _level_result(level: str, pa: PooledActivations, pb: PooledActivations, offsets: np.ndarray, cfg, progress: bool) -> LevelResult:
+    rows_a, rows_b = aligned_pairs(pa.covered, pb.covered)
+    corr = correlate(pa.matrix, pb.matrix, rows_a, rows_b, max_rows=cfg.unit_chunk, progress=progress, label=f"{level} correlation")
+    assign = hungarian(corr.corr, ~corr.dead_a, ~corr.dead_b)
+    rng = np.random.default_rng(cfg.seed)
+    samples, perms = [], []
+    n_perm = cfg.null_permutations
+    if len(assign.values):
+        n_perm = min(max(n_perm, -(-cfg.min_null_samples // len(assign.values))), cfg.max_null_permutations)
+    for p in range(n_perm):
+        perm = derangement(len(offsets) - 1, rng)
+        na, nb = null_pairs(offsets, pa.covered, pb.covered, perm)
+        null_corr = correlate(pa.matrix, pb.matrix, na, nb, max_rows=cfg.unit_chunk, progress=progress, label=f"{level} null {p + 1}")
+        matched = hungarian(null_corr.corr, ~null_corr.dead_a, ~null_corr.dead_b).values
+        samples.append(matched)
+        perms.append(np.full(len(matched), p, np.int32))
+        del null_corr
+    null = null_model(samples, cfg.null_alpha)
+    perm_of = np.concatenate(perms)[np.argsort(np.concatenate(samples), kind="stable")] if samples else np.zeros(0, np.int32)
+    return LevelResult(level, corr, assign, null, perm_of)
+
+
+def activation_levels(a: ModelInputs, b: ModelInputs, docs: list[Document], cfg, identity: dict, cache_dir: Path,
+                      progress: bool = True) -> dict[str, LevelResult]:
+    """LevelResult per level, from the cache where the inputs are unchanged, else computed."""
+    from autointerp.training.sae import load_sae
+
+    levels = levels_for(a, b, cfg.unit, cfg.document_level)
+    keys = {lv: _cache_key(identity, lv) for lv in levels}
+    results = {lv: _load_cached(cache_dir / f"{lv}.safetensors", keys[lv], lv, cfg.null_alpha) for lv in levels}
+    todo = [lv for lv in levels if results[lv] is None]
+    if not todo:
+        return results
+    doc_index_of = {d.doc_id: i for i, d in enumerate(docs)}
+    words = WordIndex.build(docs) if "word" in todo else None
+    pooled = {}
+    for m in (a, b):
+        sae = load_sae(m.sae_dir)
+        pooled[m.slug] = pool_harvest(sae, m.harvest_dir, m.manifest, doc_index_of, words, cfg.chunk_rows, progress, m.slug)
+        del sae
+    for lv in todo:
+        offsets = words.doc_offsets if lv == "word" else np.arange(len(docs) + 1, dtype=np.int64)
+        results[lv] = _level_result(lv, pooled[a.slug][lv], pooled[b.slug][lv], offsets, cfg, progress)
+        _save_cached(cache_dir / f"{lv}.safetensors", keys[lv], results[lv])
+        log.info("compare %s vs %s: %s level done (%d units)", a.slug, b.slug, lv, results[lv].corr.n_units)
+    return results

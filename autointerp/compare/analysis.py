@@ -1,0 +1,109 @@
+"""Beyond the anchors: concept domains of labels, and each model's level of abstraction.
+
+Domains are zero-shot: each label goes to the domain whose description embeds closest to it.
+
+Abstraction is measured, not asserted: for each live feature, how many distinct documents — and distinct
+entities (factbook doc_ids are ``factbook/<country>/<section>``, so the country) — its activating
+exemplar windows (top + quantile) come from. An entity-level feature ("France") fires in a few documents of
+one country; a thematic one ("inflation") in many documents across countries. The two models'
+distributions are compared with a two-sided Mann-Whitney U test. Label specificity, when labels exist, is
+1 - the label's mean cosine to the other labels of its model (generic labels resemble many others).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+from scipy.stats import mannwhitneyu
+
+from autointerp.models.embedder import embed_texts
+
+ACTIVATING_KINDS = ("top", "quantile")
+
+
+def assign_domains(embeddings: np.ndarray, domains: dict[str, str], embedder: str) -> list[str]:
+    """The nearest domain (by description embedding) for each unit-norm label embedding."""
+    if len(embeddings) == 0:
+        return []
+    names = list(domains)
+    centres = embed_texts([domains[n] for n in names], embedder)
+    return [names[i] for i in np.argmax(embeddings @ centres.T, axis=1)]
+
+
+def label_specificity(embeddings: np.ndarray) -> np.ndarray:
+    """1 - mean cosine to the model's other labels (NaN with fewer than two labels)."""
+    n = len(embeddings)
+    if n < 2:
+        return np.full(n, np.nan, dtype=np.float32)
+    mean_other = (embeddings @ embeddings.sum(0) - 1.0) / (n - 1)
+    return (1.0 - mean_other).astype(np.float32)
+
+
+def entity_of(doc_id: str) -> str:
+    """``factbook/fr/economy`` -> ``fr``; ids without that shape are their own entity."""
+    parts = doc_id.split("/")
+    return parts[-2] if len(parts) >= 3 else doc_id
+
+
+def exemplar_spans(path: Path | None, d_sae: int) -> pd.DataFrame:
+    """Per feature: distinct documents and entities among its activating exemplar windows (0 if none)."""
+    out = pd.DataFrame({"feature": np.arange(d_sae, dtype=np.int32), "n_docs_spanned": 0, "n_entities_spanned": 0})
+    if path is None:
+        return out.assign(n_docs_spanned=pd.NA, n_entities_spanned=pd.NA)
+    frame = pq.read_table(path, columns=["feature", "kind", "doc_id"]).to_pandas()
+    frame = frame[frame["kind"].isin(ACTIVATING_KINDS)]
+    frame = frame.assign(entity=frame["doc_id"].map(entity_of))
+    spans = frame.groupby("feature").agg(n_docs_spanned=("doc_id", "nunique"), n_entities_spanned=("entity", "nunique"))
+    spans = spans[spans.index < d_sae]
+    out.loc[spans.index, "n_docs_spanned"] = spans["n_docs_spanned"].to_numpy()
+    out.loc[spans.index, "n_entities_spanned"] = spans["n_entities_spanned"].to_numpy()
+    return out
+
+
+@dataclass
+class AbstractionResult:
+    metric: str
+    a: dict
+    b: dict
+    test: str
+    statistic: float | None
+    p_value: float | None
+    effect: float | None  # P(a feature of A spans more than one of B) + half the ties
+    finding: str
+
+    def as_dict(self) -> dict:
+        return {"metric": self.metric, "a": self.a, "b": self.b, "test": self.test, "statistic": self.statistic,
+                "p_value": self.p_value, "common_language_effect": self.effect, "finding": self.finding}
+
+
+def _summary(values: np.ndarray) -> dict:
+    if len(values) == 0:
+        return {"mean": None, "median": None, "n_features": 0}
+    return {"mean": float(np.mean(values)), "median": float(np.median(values)), "n_features": int(len(values))}
+
+
+def compare_abstraction(name_a: str, spans_a: np.ndarray, name_b: str, spans_b: np.ndarray,
+                        metric: str = "n_entities_spanned", alpha: float = 0.01) -> AbstractionResult:
+    """Mann-Whitney U on features' spans (features with no activating window are left out)."""
+    xa, xb = spans_a[spans_a > 0], spans_b[spans_b > 0]
+    if len(xa) < 2 or len(xb) < 2:
+        return AbstractionResult(metric, _summary(xa), _summary(xb), "mann-whitney-u", None, None, None,
+                                 "not measured: exemplars are missing for at least one model (run `autointerp exemplars`)")
+    test = mannwhitneyu(xa, xb, alternative="two-sided")
+    effect = float(test.statistic) / (len(xa) * len(xb))
+    what = metric.removeprefix("n_").removesuffix("_spanned").replace("_", " ")
+    ma, mb = float(np.median(xa)), float(np.median(xb))
+    stats = f"median {ma:g} vs {mb:g}, mean {xa.mean():.2f} vs {xb.mean():.2f}; Mann-Whitney U={test.statistic:.0f}, p={test.pvalue:.2g}"
+    if test.pvalue >= alpha:
+        finding = (f"{name_a} and {name_b} features span similar numbers of distinct {what} ({stats}): the data do "
+                   "not support calling one model entity-level and the other thematic.")
+    else:
+        broad, narrow = (name_a, name_b) if effect > 0.5 else (name_b, name_a)
+        finding = (f"{broad} features span more distinct {what} than {narrow} features ({stats}; P(A>B)={effect:.2f}): "
+                   f"{broad} is the more thematic model, {narrow} the more entity-level one.")
+    return AbstractionResult(metric, _summary(xa), _summary(xb), "mann-whitney-u (two-sided)", float(test.statistic),
+                             float(test.pvalue), effect, finding)

@@ -1,0 +1,114 @@
+"""Find and check what comparing two models needs, and say which command to run when something is missing.
+
+Both harvests must come from the same documents: the harvest manifest records a fingerprint of the corpus
+it was made on (``identity.corpus``), and the run's ``corpus/documents.parquet`` must be that same corpus,
+because word units are cut from its text with the token character offsets.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from autointerp.config import ModelEntry, RunConfig
+from autointerp.data.corpus import Document, load_saved_documents
+from autointerp.errors import UserError
+from autointerp.io import read_json
+from autointerp.training.harvest import corpus_fingerprint
+from autointerp.training.shards import MANIFEST
+
+LABELS_FILE = "labels.parquet"
+EXEMPLARS_FILE = "exemplars.parquet"
+SAE_WEIGHTS = "sae_weights.safetensors"
+
+
+@dataclass
+class ModelInputs:
+    slug: str
+    model_dir: Path
+    harvest_dir: Path
+    sae_dir: Path
+    manifest: dict
+    labels_path: Path | None  # None until `autointerp explain` has run
+    exemplars_path: Path | None
+
+    @property
+    def level(self) -> str:
+        return (self.manifest.get("identity") or {}).get("level", "token")
+
+    @property
+    def corpus(self) -> str | None:
+        return (self.manifest.get("identity") or {}).get("corpus")
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def model_inputs(run_dir: Path, entry: ModelEntry) -> ModelInputs:
+    """The artifacts of one model in the run, or a UserError naming the command that makes them."""
+    model_dir = run_dir / entry.slug
+    harvest_dir, sae_dir = model_dir / "harvest", model_dir / "sae"
+    if not (harvest_dir / MANIFEST).is_file():
+        raise UserError(f"{entry.slug} has no harvest in {harvest_dir}; run `autointerp harvest --run-dir {run_dir}` first")
+    manifest = read_json(harvest_dir / MANIFEST)
+    if not manifest.get("complete"):
+        raise UserError(f"the harvest of {entry.slug} in {harvest_dir} is incomplete; run `autointerp harvest --run-dir {run_dir}` to finish it")
+    if not (sae_dir / SAE_WEIGHTS).is_file():
+        raise UserError(f"{entry.slug} has no trained SAE in {sae_dir}; run `autointerp train --run-dir {run_dir}` first")
+    labels = model_dir / LABELS_FILE
+    exemplars = model_dir / EXEMPLARS_FILE
+    return ModelInputs(entry.slug, model_dir, harvest_dir, sae_dir, manifest,
+                       labels if labels.is_file() else None, exemplars if exemplars.is_file() else None)
+
+
+def check_same_corpus(run_dir: Path, a: ModelInputs, b: ModelInputs) -> list[Document]:
+    """The run's documents, after checking both harvests were made on exactly them."""
+    if a.corpus != b.corpus:
+        raise UserError(
+            f"{a.slug} and {b.slug} were harvested on different corpora (fingerprints {str(a.corpus)[:12]} vs "
+            f"{str(b.corpus)[:12]}, {a.manifest.get('n_documents')} vs {b.manifest.get('n_documents')} documents); "
+            f"re-harvest one of them on this run's corpus: `autointerp harvest --run-dir {run_dir} -m <model> --overwrite`")
+    corpus = run_dir / "corpus"
+    if not (corpus / "documents.parquet").is_file():
+        raise UserError(f"{corpus / 'documents.parquet'} is missing; run `autointerp harvest --run-dir {run_dir}` to rebuild the corpus")
+    docs = load_saved_documents(corpus)
+    if a.corpus is not None and corpus_fingerprint(docs) != a.corpus:
+        raise UserError(f"{corpus / 'documents.parquet'} is not the corpus {a.slug} and {b.slug} were harvested on; "
+                        f"restore it or re-harvest both models with `autointerp harvest --run-dir {run_dir} --overwrite`")
+    return docs
+
+
+def load_labels(inputs: ModelInputs) -> pd.DataFrame | None:
+    """feature -> label for the features whose labelling succeeded; None when explain has not run."""
+    if inputs.labels_path is None:
+        return None
+    frame = pd.read_parquet(inputs.labels_path)
+    missing = [c for c in ("feature", "label", "status") if c not in frame.columns]
+    if missing:
+        raise UserError(f"{inputs.labels_path} lacks column(s) {', '.join(missing)}; re-run `autointerp explain --overwrite`")
+    ok = frame[(frame["status"] == "ok") & frame["label"].notna()]
+    ok = ok[ok["label"].astype(str).str.strip() != ""]
+    return ok[["feature", "label"]].drop_duplicates("feature").astype({"feature": "int64"}).reset_index(drop=True)
+
+
+def input_identity(a: ModelInputs, b: ModelInputs) -> dict:
+    """What the activation results depend on (hashes, not paths) — unchanged identity means a no-op re-run."""
+    def one(m: ModelInputs) -> dict:
+        return {"sae": file_sha256(m.sae_dir / SAE_WEIGHTS), "harvest": m.manifest.get("identity"),
+                "shards": m.manifest.get("shards")}
+    return {"a": one(a), "b": one(b)}
+
+
+def extra_identity(a: ModelInputs, b: ModelInputs) -> dict:
+    """Labels and exemplars: they change the label/abstraction results but not the correlation matrices."""
+    digest = lambda p: file_sha256(p) if p is not None else None  # noqa: E731
+    return {"labels_a": digest(a.labels_path), "labels_b": digest(b.labels_path),
+            "exemplars_a": digest(a.exemplars_path), "exemplars_b": digest(b.exemplars_path)}

@@ -1,0 +1,173 @@
+"""The compare stage for one pair of models: activation + label matching, agreement, domains, abstraction.
+
+Writes ``runs/<name>/compare/<A>__<B>/`` {matches, null, features}.parquet and stats.json, each atomically,
+and ``compare.json`` (identity of config + inputs) last: an unchanged re-run is a no-op, an interrupted
+one resumes from the per-level cache. Column/key contract: see design notes and ``tables.py``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from autointerp import __version__
+from autointerp.compare.activation import activation_levels
+from autointerp.compare.analysis import assign_domains, compare_abstraction, exemplar_spans, label_specificity
+from autointerp.compare.config import CompareConfig
+from autointerp.compare.inputs import (
+    ModelInputs,
+    check_same_corpus,
+    extra_identity,
+    input_identity,
+    load_labels,
+)
+from autointerp.compare.labels import LabelMatching, label_space, match_labels
+from autointerp.compare.tables import DEFINITIONS, MATCHES_SCHEMA, features_table, matches_table, write_parquet
+from autointerp.io import read_json, write_json
+
+log = logging.getLogger("autointerp")
+RECORD = "compare.json"
+EXPLAIN_HINT = "run `autointerp explain` first"
+
+
+@dataclass
+class CompareOutcome:
+    out_dir: Path
+    skipped: bool
+    stats: dict
+
+
+def pair_dir(run_dir: Path, a: str, b: str) -> Path:
+    return run_dir / "compare" / f"{a}__{b}"
+
+
+def _activation_identity(cfg: CompareConfig, a: ModelInputs, b: ModelInputs) -> dict:
+    keep = ("unit", "document_level", "null_permutations", "min_null_samples", "max_null_permutations", "seed")
+    return {"config": {k: getattr(cfg, k) for k in keep}, "inputs": input_identity(a, b)}
+
+
+def _labels(cfg: CompareConfig, a: ModelInputs, b: ModelInputs) -> tuple[LabelMatching | None, str | None]:
+    frames = {m.slug: load_labels(m) for m in (a, b)}
+    missing = [slug for slug, f in frames.items() if f is None]
+    if missing:
+        return None, f"no labels for {', '.join(missing)}: {EXPLAIN_HINT}"
+    empty = [slug for slug, f in frames.items() if len(f) == 0]
+    if empty:
+        return None, f"no successful labels for {', '.join(empty)}: re-run `autointerp explain` (all labels failed)"
+    spaces = [label_space(frames[m.slug], cfg.embedder) for m in (a, b)]
+    return match_labels(spaces[0], spaces[1], cfg.seed), None
+
+
+def compare_pair(run_dir: Path, a: ModelInputs, b: ModelInputs, cfg: CompareConfig, *, overwrite: bool = False,
+                 progress: bool = True) -> CompareOutcome:
+    cfg.validate()
+    out = pair_dir(run_dir, a.slug, b.slug)
+    docs = check_same_corpus(run_dir, a, b)
+    act_identity = _activation_identity(cfg, a, b)
+    identity = {"version": __version__, "config": dataclasses.asdict(cfg), "activation": act_identity, "extra": extra_identity(a, b)}
+    outputs = [out / n for n in ("matches.parquet", "null.parquet", "features.parquet", "stats.json")]
+    if not overwrite and (out / RECORD).is_file() and all(p.is_file() for p in outputs):
+        if read_json(out / RECORD).get("identity") == identity:
+            return CompareOutcome(out, True, read_json(out / "stats.json"))
+    if overwrite:
+        for stale in (out / "cache").glob("*.safetensors"):
+            stale.unlink()
+
+    levels = activation_levels(a, b, docs, cfg, act_identity, out / "cache", progress)
+    primary = levels["word"] if "word" in levels else levels["document"]
+    labels, label_reason = _labels(cfg, a, b)
+    if label_reason:
+        log.info("label matching skipped: %s", label_reason)
+
+    domains = {}
+    if labels is not None:
+        for side, space in (("a", labels.a), ("b", labels.b)):
+            domains[side] = dict(zip(space.features.tolist(), assign_domains(space.embeddings, cfg.domains, cfg.embedder)))
+    matches = matches_table(primary, labels, domains, cfg.combined_weight)
+    spans = {m.slug: exemplar_spans(m.exemplars_path, d) for m, d in ((a, primary.corr.corr.shape[0]), (b, primary.corr.corr.shape[1]))}
+    feats = features_table(a.slug, b.slug, primary, labels, domains, spans,
+                           {"a": label_specificity(labels.a.embeddings) if labels else None,
+                            "b": label_specificity(labels.b.embeddings) if labels else None})
+    stats = _stats(cfg, a, b, primary, levels, labels, label_reason, matches, feats, spans)
+
+    write_parquet(matches, out / "matches.parquet", MATCHES_SCHEMA)
+    null = pd.DataFrame({"corr": primary.null.samples.astype(np.float32), "permutation": primary.null_permutation.astype(np.int32)})
+    write_parquet(null, out / "null.parquet")
+    write_parquet(feats, out / "features.parquet")
+    write_json(out / "stats.json", stats)
+    write_json(out / RECORD, {"identity": identity})
+    return CompareOutcome(out, False, stats)
+
+
+def _stats(cfg, a, b, primary, levels, labels, label_reason, matches: pd.DataFrame, feats: pd.DataFrame, spans) -> dict:
+    act = matches[matches["method"] != "label"]
+    lab = matches[matches["method"] != "activation"]
+    shared = act[act["shared"]]
+    agreement = _agreement(matches)
+    names = list(cfg.domains)
+    count = lambda s: {n: int((s == n).sum()) for n in names}  # noqa: E731
+    abstraction = compare_abstraction(a.slug, spans[a.slug]["n_entities_spanned"].fillna(0).to_numpy(float),
+                                      b.slug, spans[b.slug]["n_entities_spanned"].fillna(0).to_numpy(float))
+    docs_test = compare_abstraction(a.slug, spans[a.slug]["n_docs_spanned"].fillna(0).to_numpy(float),
+                                    b.slug, spans[b.slug]["n_docs_spanned"].fillna(0).to_numpy(float), metric="n_docs_spanned")
+    v = primary.assignment.values
+    return {
+        "model_a": a.slug, "model_b": b.slug, "unit": primary.level, "n_units": int(primary.corr.n_units),
+        "n_features_a": int(primary.corr.corr.shape[0]), "n_features_b": int(primary.corr.corr.shape[1]),
+        "n_dead_a": int(primary.corr.dead_a.sum()), "n_dead_b": int(primary.corr.dead_b.sum()),
+        "null": {"threshold": primary.null.threshold, "alpha": cfg.null_alpha, "n_samples": int(len(primary.null.samples)),
+                 "method": f"{cfg.null_method}: (1 - alpha) quantile of Hungarian-matched correlations over "
+                           f"{int(primary.null_permutation.max()) + 1 if len(primary.null_permutation) else 0} document derangement(s) between the models",
+                 "quantiles": _quantiles(primary.null.samples)},
+        "n_shared": int(len(shared)),
+        "activation": {"n_pairs": int(len(v)), "mean_corr": float(v.mean()) if len(v) else None,
+                       "median_corr": float(np.median(v)) if len(v) else None, "quantiles": _quantiles(v),
+                       "fraction_shared": float(len(shared) / len(v)) if len(v) else None},
+        "label": {"available": labels is not None, "reason": label_reason, "n_pairs": int(len(lab)),
+                  "mean_similarity": float(lab["label_similarity"].mean()) if len(lab) else None,
+                  "n_labelled_a": int(len(labels.a.features)) if labels else 0, "n_labelled_b": int(len(labels.b.features)) if labels else 0},
+        "agreement": agreement,
+        "domains": {"names": names,
+                    "counts_a": count(feats.loc[feats["model"] == a.slug, "domain"]),
+                    "counts_b": count(feats.loc[feats["model"] == b.slug, "domain"]),
+                    "counts_shared": count(shared["domain"])},
+        "abstraction": abstraction.as_dict() | {"documents": docs_test.as_dict()},
+        "levels": {name: r.summary() for name, r in levels.items()},
+        "definitions": DEFINITIONS,
+    }
+
+
+def _quantiles(values: np.ndarray) -> dict:
+    if len(values) == 0:
+        return {}
+    qs = (0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
+    return {f"q{int(q * 100):02d}": float(x) for q, x in zip(qs, np.quantile(values, qs))} | {"max": float(np.max(values))}
+
+
+def _agreement(matches: pd.DataFrame, n_examples: int = 20) -> dict:
+    """Same partner from both matchings? Counted over A features that got a partner from each."""
+    by_a = {}
+    for method in ("activation", "label"):
+        rows = matches[matches["method"].isin([method, "both"])]
+        by_a[method] = dict(zip(rows["feature_a"].tolist(), rows["feature_b"].tolist()))
+    common = sorted(set(by_a["activation"]) & set(by_a["label"]))
+    n_both = int((matches["method"] == "both").sum())
+    act = matches[matches["method"] != "label"]
+    disagree = act[act["feature_a"].isin([f for f in common if by_a["activation"][f] != by_a["label"][f]])]
+    disagree = disagree.sort_values("activation_corr", ascending=False).head(n_examples)
+    label_partner = {f: by_a["label"][f] for f in disagree["feature_a"].tolist()}
+    return {
+        "n_both": n_both, "n_comparable": len(common), "fraction": (n_both / len(common)) if common else None,
+        "n_shared_both": int(((matches["method"] == "both") & matches["shared"]).sum()),
+        "n_disagree": len(common) - n_both,
+        "disagreements": [{"feature_a": int(r.feature_a), "activation_partner": int(r.feature_b),
+                           "activation_corr": float(r.activation_corr), "shared": bool(r.shared),
+                           "label_partner": int(label_partner[int(r.feature_a)]),
+                           "label_a": r.label_a, "label_b_activation_partner": r.label_b}
+                          for r in disagree.itertuples()],
+    }

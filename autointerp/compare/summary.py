@@ -1,0 +1,63 @@
+"""Console summary of one comparison (rich, on stderr): levels side by side, shared pairs, labels, findings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+from rich.markup import escape
+from rich.table import Table
+
+from autointerp.progress import console
+
+
+def _text(x) -> str:
+    return escape(x) if isinstance(x, str) and x else "-"
+
+
+def _fmt(x, spec: str = ".3f") -> str:
+    return "n/a" if x is None else format(x, spec)
+
+
+def print_summary(out_dir: Path, stats: dict, cached: bool, n_top: int = 10) -> None:
+    a, b = stats["model_a"], stats["model_b"]
+    title = f"compare {a} vs {b}" + (" (cached)" if cached else "") + f": {out_dir}"
+    levels = Table(title=title)
+    for col in ("unit", "units", f"dead {a}", f"dead {b}", "matched", "null thr.", "shared", "mean corr", "median corr"):
+        levels.add_column(col)
+    for name, s in sorted(stats["levels"].items(), key=lambda item: item[0] != stats["unit"]):
+        levels.add_row(name + (" *" if name == stats["unit"] else ""), f"{s['n_units']:,}", str(s["n_dead_a"]), str(s["n_dead_b"]),
+                       str(s["n_pairs"]), _fmt(s["null_threshold"]), f"{s['n_shared']} ({s['n_shared'] / max(s['n_pairs'], 1):.0%})",
+                       _fmt(s["mean_corr"]), _fmt(s["median_corr"]))
+    console.print(levels)
+    null = stats["null"]
+    console.print(f"* primary unit; shared = matched corr above the {1 - null['alpha']:.0%} quantile of {null['n_samples']:,} "
+                  f"null matched correlations (documents deranged between the models)", highlight=False)
+
+    matches = pd.read_parquet(out_dir / "matches.parquet")
+    top = matches[matches["shared"]].sort_values("activation_corr", ascending=False).head(n_top)
+    if len(top):
+        t = Table(title=f"top shared pairs ({stats['unit']} level)")
+        for col in (f"{a} feature", f"{b} feature", "corr", "p", "method", "label A", "label B"):
+            t.add_column(col)
+        for r in top.itertuples():
+            t.add_row(str(r.feature_a), str(r.feature_b), f"{r.activation_corr:.3f}", f"{r.p_value:.2g}", r.method,
+                      _text(r.label_a), _text(r.label_b))
+        console.print(t)
+
+    label = stats["label"]
+    if not label["available"]:
+        console.print(f"[yellow]label matching:[/] {escape(label['reason'])}", highlight=False)
+    else:
+        ag = stats["agreement"]
+        console.print(f"label matching: {label['n_pairs']} pairs, mean cosine {_fmt(label['mean_similarity'])}; "
+                      f"agreement with activation matching: {ag['n_both']}/{ag['n_comparable']} "
+                      f"({_fmt(ag['fraction'], '.1%')}), {ag['n_disagree']} disagreements (listed in stats.json)", highlight=False)
+        doms = stats["domains"]
+        t = Table(title="concept domains (zero-shot on labels)")
+        for col in ("domain", a, b, "shared"):
+            t.add_column(col)
+        for n in doms["names"]:
+            t.add_row(n, str(doms["counts_a"][n]), str(doms["counts_b"][n]), str(doms["counts_shared"][n]))
+        console.print(t)
+    console.print(f"abstraction: {escape(stats['abstraction']['finding'])}", highlight=False)
