@@ -36,6 +36,10 @@ class Missing:
     def hint(self) -> str:
         return f"{self.what} not found ({self.path}); run `{self.command}` to produce it."
 
+    def md_hint(self) -> str:
+        """The hint for markdown: path and command as code spans (backticks are not valid in either)."""
+        return f"{self.what} not found (`{self.path}`); run `{self.command}` to produce it."
+
 
 @dataclass
 class ModelInputs:

@@ -14,6 +14,8 @@ import math
 from collections.abc import Iterable, Sequence
 from urllib.parse import quote
 
+import numpy as np
+
 from autointerp.report.windows import Window, pieces
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; base-uri 'none'; form-action 'none'"
@@ -47,6 +49,10 @@ def href(*parts: str) -> str:
 def fmt(value, digits: int = 3) -> str:
     if value is None:
         return "—"
+    if isinstance(value, (bool, np.bool_)):
+        return "yes" if value else "no"
+    if isinstance(value, (int, np.integer)):
+        return f"{int(value):,}"
     try:
         value = float(value)
     except (TypeError, ValueError):

@@ -52,7 +52,7 @@ def label_section(run: RunInputs, top_labels: int = 5) -> str:
         lines.append(f"### `{m.slug}`")
         lines.append("")
         if m.labels is None:
-            lines.append(f"> Labels are missing: {next(x.hint() for x in m.missing if x.what.startswith('labels'))}")
+            lines.append(f"> Labels are missing: {next(x.md_hint() for x in m.missing if x.what.startswith('labels'))}")
             lines.append("")
             continue
         n, ok, failed = label_counts(m)
@@ -93,11 +93,11 @@ def _best_labels(m: ModelInputs, scorer: str, n: int) -> list[str]:
     if n <= 0:
         return []
     frame = m.labels[m.labels["status"] == "ok"].copy()
-    frame["_score"] = pd.to_numeric(frame[f"score_{scorer}"], errors="coerce")
-    frame = frame.dropna(subset=["_score"]).sort_values("_score", ascending=False).head(n)
+    frame["best_score"] = pd.to_numeric(frame[f"score_{scorer}"], errors="coerce")
+    frame = frame.dropna(subset=["best_score"]).sort_values("best_score", ascending=False).head(n)
     if frame.empty:
         return []
-    rows = [[str(int(r.feature)), md_text(r.label, 100), num(r._score)] for r in frame.itertuples()]
+    rows = [[str(int(r.feature)), md_text(r.label, 100), num(r.best_score)] for r in frame.itertuples()]
     return [f"Best-scored labels ({scorer}):", "", md_table(["feature", "label", scorer], rows, ["r", "l", "r"]), ""]
 
 

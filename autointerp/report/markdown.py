@@ -34,7 +34,7 @@ LinkLookup = Callable[[str, int], str | None]
 def build_markdown(run: RunInputs, cfg: ReportConfig, plots: dict[str, list[Plot]], exemplars: dict[tuple[str, int], Window],
                    link: LinkLookup, pages_index: str | None, source: str) -> str:
     """The full report. ``exemplars``: (model, feature) -> top window; ``link``: page path of a feature or None."""
-    names = " vs ".join(f"`{m.slug}`" for m in run.models)
+    names = " and ".join(f"`{m.slug}`" for m in run.models)
     out = [f"# Do {names} learn the same concepts?", "",
            f"Report on run `{md_text(run.run_dir.name)}` ({md_text(source)}), generated {_dt.date.today().isoformat()} by autointerp {__version__}. "
            "All numbers are read from the run's artifacts.", ""]
@@ -42,7 +42,7 @@ def build_markdown(run: RunInputs, cfg: ReportConfig, plots: dict[str, list[Plot
         out += [f"Browse the features: [feature pages]({pages_index}).", ""]
     missing = [x for x in run.missing] + [x for m in run.models for x in m.missing] + [x for p in run.pairs for x in p.missing]
     if missing:
-        out += ["**Not yet available** (the report shows everything else):", ""] + [f"- {md_text(x.hint())}" for x in missing] + [""]
+        out += ["**Not yet available** (the report shows everything else):", ""] + [f"- {x.md_hint()}" for x in missing] + [""]
     out += [setup_section(run), "", metrics_section(run), ""]
     out += _figures(plots.get("run", []), "density")
     out += [label_section(run), ""]
@@ -53,7 +53,7 @@ def build_markdown(run: RunInputs, cfg: ReportConfig, plots: dict[str, list[Plot
     for p in run.pairs:
         out += [f"### `{p.a}` vs `{p.b}`", ""]
         if p.matches is None or p.stats is None:
-            out += [f"> {md_text(p.missing[0].hint())}", ""]
+            out += [f"> {p.missing[0].md_hint()}", ""]
             continue
         out += summary_lines(p) + [""]
         out += [f"#### Matched concepts (best {min(cfg.max_matches, len(p.matches))} of {len(p.matches):,} pairs by combined rank)", ""]

@@ -19,7 +19,7 @@ METRIC_ROWS = [
     ("ΔLM loss (nats/token)", "delta_lm_loss", lambda v: num(v, 3)),
     ("CE clean / spliced / zero-ablated", None, None),
     ("Gini of feature usage", "gini", lambda v: num(v, 3)),
-    ("decoder |cos| mean / p95 / max", None, None),
+    (r"decoder \|cos\| mean / p95 / max", None, None),
     ("held-out tokens", "n_eval_tokens", count),
     ("training tokens", "train_tokens", count),
 ]
@@ -119,5 +119,5 @@ def _median_density(m: ModelInputs) -> str:
 
 
 def _hints(groups) -> str:
-    hints = [f"- {x.hint()}" for group in groups for x in group if "metrics" in x.what or "harvest" in x.what]
+    hints = [f"- {x.md_hint()}" for group in groups for x in group if "metrics" in x.what or "harvest" in x.what]
     return "\n".join(hints) if hints else "- SAE metrics not found; run `autointerp train`."

@@ -114,9 +114,9 @@ def _feature_page(ctx: _Context, m: ModelInputs, feature: int, stats: pd.DataFra
     if srow is not None:
         for key in ("density", "n_active_tokens", "n_contexts_active", "max_act", "mean_act", "dead"):
             if key in srow.index:
-                facts.append((key, fmt(srow[key], 6) if key == "density" else esc(srow[key]) if key == "dead" else fmt(srow[key])))
+                facts.append((key, fmt(srow[key], 6) if key == "density" else fmt(srow[key])))
     for key, value in ctx.compare_info.get((m.slug, feature), {}).items():
-        facts.append((key, fmt(value) if isinstance(value, float) else esc(value)))
+        facts.append((key, fmt(value)))
     if facts:
         parts.append("<h2>Statistics</h2>")
         parts.append(table(["", "value"], [[esc(k), v] for k, v in facts], [False, True]))

@@ -53,7 +53,7 @@ def density_plot(run: RunInputs, out_dir: Path) -> Plot | None:
         ax.set_title(f"{m.slug}: {live.size:,} live, {int(m.stats['dead'].sum()):,} dead")
         ax.set_xlabel("log10 feature density (fraction of tokens)")
         ax.set_ylabel("features")
-    fig.suptitle("Feature density per model")
+    fig.tight_layout()
     return _save(fig, out_dir, "density.png", "Feature density per model")
 
 

@@ -1,0 +1,227 @@
+"""A small but realistic run directory in the agreed artifact layout, for the report tests.
+
+Written with pandas/pyarrow exactly as the stages write them (harvest.json, sae/metrics.json, cfg.json,
+feature_stats.parquet, exemplars.parquet with the exemplar schema, labels.parquet/json, compare/<A>__<B>/).
+One document is hostile: it carries ``<script>`` and ``<img onerror>`` payloads that would change the
+page title and add an element with id "pwned" if they ever ran, and one label does the same.
+
+The tests in this module check that the fixture itself honours the contract the report validates.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from autointerp.config import ModelEntry, RunConfig, to_toml
+from autointerp.errors import UserError
+from autointerp.io import write_json
+from autointerp.training.exemplars import EXEMPLAR_SCHEMA
+
+PAYLOAD = "<script>document.title='PWNED';document.body.appendChild(document.createElement('div')).id='pwned'</script>"
+IMG_PAYLOAD = "<img src=x onerror=\"document.title='PWNED';var d=document.createElement('div');d.id='pwned';document.body.appendChild(d)\">"
+HOSTILE_DOC = f"Customs report {PAYLOAD} tariffs apply {IMG_PAYLOAD} on imported grain | *bold* _x_ end."
+HOSTILE_LABEL = "<b>tariffs</b> & \"imports\" <script>document.title='PWNED'</script> | *md*"
+
+DOCS = {
+    "fixture/hostile": HOSTILE_DOC,
+    "fixture/fr/geography": "France borders Belgium, Luxembourg, Germany, Switzerland, Italy, Monaco, Andorra and Spain along a long coastline.",
+    "fixture/fr/economy": "The economy of France is diversified; exports include machinery, aircraft, wine and pharmaceuticals in 2023.",
+    "fixture/jp/geography": "Japan is an island chain between the North Pacific Ocean and the Sea of Japan, east of Korea.",
+    "fixture/jp/economy": "Japan exports motor vehicles, iron and steel, semiconductors and auto parts; imports petroleum and grain.",
+    "fixture/br/people": "Brazil has a population of about 217 million people; Portuguese is the official language.",
+    "fixture/br/government": "Brazil is a federal presidential republic with a bicameral National Congress and a supreme court.",
+    "fixture/ke/energy": "Kenya generates most electricity from geothermal and hydroelectric plants near the Rift Valley.",
+}
+D_SAE = 12
+DEAD_FEATURE = 11
+N_LABELLED = 8
+FAILED_FEATURE = 7
+EXPLAINER = "fixture-explainer-0.5b"
+SCORERS = ("embedding", "detection")
+
+METRICS = {
+    "alpha": dict(fvu=0.1234, explained_variance=0.8766, r2=0.8766, l0=4.0, dead_fraction=0.0833, ce_loss_recovered=0.9123,
+                  delta_lm_loss=0.321, ce_clean=3.1, ce_spliced=3.421, ce_zero_ablate=9.0, gini=0.55, decoder_cos_mean=0.05,
+                  decoder_cos_p95=0.11, decoder_cos_max=0.6, n_eval_tokens=321, train_tokens=4096, d_sae=D_SAE),
+    "beta": dict(fvu=0.2345, explained_variance=0.7655, r2=0.7655, l0=4.0, dead_fraction=0.0, ce_loss_recovered=None,
+                 delta_lm_loss=None, ce_clean=None, ce_spliced=None, ce_zero_ablate=None, gini=0.44, decoder_cos_mean=0.06,
+                 decoder_cos_p95=0.12, decoder_cos_max=0.7, n_eval_tokens=299, train_tokens=4000, d_sae=D_SAE),
+}
+
+
+def tokenize(text: str) -> list[tuple[str, int, int]]:
+    return [(m.group(), m.start(), m.end()) for m in re.finditer(r"\w+|[^\w\s]", text)]
+
+
+def fixture_config(root: Path) -> RunConfig:
+    return RunConfig(name="fixture", run_dir=str(root / "run"),
+                     models=[ModelEntry("fixture/alpha-lm", name="alpha", layer=2), ModelEntry("fixture/beta-enc", name="beta", layer=1)])
+
+
+def make_run(root: Path, *, labels: bool = True, scores: bool = True, compare: bool = True, seed: int = 0) -> RunConfig:
+    """Write the fixture run under ``root/run`` and return its config."""
+    cfg = fixture_config(root)
+    run = cfg.run_path
+    rng = np.random.default_rng(seed)
+    run.mkdir(parents=True, exist_ok=True)
+    (run / "config.toml").write_text(to_toml(cfg), encoding="utf-8")
+    docs = pd.DataFrame({"doc_id": list(DOCS), "text": list(DOCS.values())})
+    (run / "corpus").mkdir(exist_ok=True)
+    docs.to_parquet(run / "corpus" / "documents.parquet", index=False)
+    write_json(run / "corpus" / "corpus.json", {"config": {"dataset": "fixture-corpus", "config_name": None}, "n_docs": len(DOCS),
+                                                "n_chars": sum(len(t) for t in DOCS.values())})
+    n_tokens = sum(len(tokenize(t)) for t in DOCS.values())
+    for slug, layer in (("alpha", 2), ("beta", 1)):
+        _model(run / slug, slug, layer, n_tokens, rng)
+        if labels:
+            _labels(run / slug, slug, rng, scores)
+    if compare:
+        _compare(run / "compare" / "alpha__beta", rng, with_labels=labels)
+    return cfg
+
+
+def _model(folder: Path, slug: str, layer: int, n_tokens: int, rng) -> None:
+    write_json(folder / "harvest" / "harvest.json", {
+        "complete": True, "d_model": 16 if slug == "alpha" else 8, "hook_name": f"layers.{layer}", "n_contexts": 10,
+        "n_documents": len(DOCS), "n_shards": 1, "shards": [{"index": 0, "rows": n_tokens}],
+        "identity": {"layer": layer, "site": "resid", "level": "token", "ctx_len": 32, "model": f"fixture/{slug}"},
+        "model": {"n_layers": 4 if slug == "alpha" else 3, "spec": f"fixture/{slug}"},
+    })
+    write_json(folder / "sae" / "metrics.json", METRICS[slug] | {"definitions": {"fvu": "fraction of variance unexplained (fixture)"}})
+    write_json(folder / "sae" / "cfg.json", {"d_sae": D_SAE, "architecture": "topk", "k": 4})
+    density = np.round(np.linspace(0.30, 0.01, D_SAE), 4)
+    density[DEAD_FEATURE] = 0.0
+    max_act = np.round(np.linspace(5.0, 1.0, D_SAE), 3).astype(np.float32)
+    max_act[DEAD_FEATURE] = 0.0
+    stats = pd.DataFrame({"feature": np.arange(D_SAE, dtype=np.int32), "n_active_tokens": (density * n_tokens).astype(np.int64),
+                          "density": density, "max_act": max_act, "mean_act": (max_act / 2).astype(np.float32),
+                          "n_contexts_active": np.minimum(10, (density * 40).astype(np.int64)), "dead": density == 0})
+    stats.to_parquet(folder / "feature_stats.parquet", index=False)
+    rows = []
+    doc_ids = list(DOCS)
+    for feature in range(D_SAE):
+        if feature == DEAD_FEATURE:
+            continue
+        for kind, n in (("top", 3), ("quantile", 2), ("random", 1)):
+            for rank in range(n):
+                # Feature 0's best window is the hostile document: its page must show the payload as text.
+                doc = "fixture/hostile" if (feature == 0 and kind == "top" and rank == 0) else doc_ids[int(rng.integers(1, len(doc_ids)))]
+                rows.append(_window(feature, kind, rank, doc, float(max_act[feature]) * (1 - 0.1 * rank), rng))
+    table = pa.Table.from_pylist(rows, schema=EXEMPLAR_SCHEMA)
+    pq.write_table(table, folder / "exemplars.parquet")
+    write_json(folder / "exemplars.json", {"n_rows": n_tokens, "level": "token", "n_features": D_SAE, "n_dead": 1, "n_windows": len(rows)})
+
+
+def _window(feature: int, kind: str, rank: int, doc_id: str, peak: float, rng) -> dict:
+    text = DOCS[doc_id]
+    toks = tokenize(text)
+    centre = next(i for i, t in enumerate(toks) if t[0] == "script") if doc_id == "fixture/hostile" else int(rng.integers(0, len(toks)))
+    lo, hi = (0, len(toks)) if doc_id == "fixture/hostile" else (max(0, centre - 12), min(len(toks), centre + 4))
+    window = toks[lo:hi]
+    acts = [0.0 if kind == "random" else (peak if i == centre else round(peak * 0.3, 3) if abs(i - centre) == 1 else 0.0) for i in range(lo, hi)]
+    return {"feature": feature, "split": "train" if kind != "random" else "test", "kind": kind, "rank_or_quantile": rank if kind != "quantile" else 9 - rank,
+            "context_id": feature * 100 + rank, "doc_id": doc_id, "max_act": 0.0 if kind == "random" else peak, "max_index": centre - lo,
+            "tokens": [t[0] for t in window], "token_ids": [sum(t[0].encode()) % 1000 for t in window], "acts": acts,
+            "char_start": [t[1] for t in window], "char_end": [t[2] for t in window], "text": text[window[0][1]:window[-1][2]]}
+
+
+def label_text(slug: str, feature: int) -> str:
+    if slug == "alpha" and feature == 0:
+        return HOSTILE_LABEL
+    topics = ["country borders", "exports of goods", "island geography", "population counts", "government type", "energy sources", "years and dates"]
+    return f"{topics[feature % len(topics)]} ({slug})"
+
+
+def _labels(folder: Path, slug: str, rng, scores: bool) -> None:
+    n = N_LABELLED
+    status = ["failed" if f == FAILED_FEATURE else "ok" for f in range(n)]
+    frame = pd.DataFrame({
+        "feature": np.arange(n, dtype=np.int32),
+        "label": [None if s == "failed" else label_text(slug, f) for f, s in enumerate(status)],
+        "raw": [f"Explanation: {label_text(slug, f)}" for f in range(n)],
+        "status": status,
+        "error": ["timeout after 3 retries" if s == "failed" else None for s in status],
+        "explainer_model": EXPLAINER,
+        "prompt_tokens": rng.integers(400, 900, n).astype(np.int64),
+        "completion_tokens": rng.integers(10, 40, n).astype(np.int64),
+        "cost_usd": np.zeros(n),
+    })
+    if scores:
+        for s in SCORERS:
+            score = np.round(rng.uniform(0.55, 0.95, n), 4)
+            base = np.round(rng.uniform(0.40, 0.60, n), 4)
+            score[FAILED_FEATURE] = base[FAILED_FEATURE] = np.nan
+            frame[f"score_{s}"], frame[f"baseline_{s}"] = score, base
+    frame.to_parquet(folder / "labels.parquet", index=False)
+    write_json(folder / "labels.json", {"usage": {"prompt_tokens": int(frame["prompt_tokens"].sum()), "completion_tokens": int(frame["completion_tokens"].sum()),
+                                                  "cost_usd": 0.0, "calls": n}, "explainer_model": EXPLAINER,
+                                        "scorers": list(SCORERS) if scores else [], "definitions": {"embedding": "AUROC of label-window similarity (fixture)"}})
+
+
+def _compare(folder: Path, rng, with_labels: bool) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = []
+    # 0..5: both matchings agree; 6..8: activation only; 9, 10: label only (different partners).
+    for i in range(11):
+        method = "both" if i < 6 else "activation" if i < 9 else "label"
+        fb = i if i < 9 else (i + 1) % D_SAE
+        corr = round(0.9 - 0.07 * i, 4) if method != "label" else round(0.02 * i, 4)
+        sim = round(0.85 - 0.05 * i, 4) if with_labels and i < N_LABELLED else float("nan")
+        rows.append({"feature_a": i, "feature_b": fb, "method": method, "activation_corr": corr, "label_similarity": sim,
+                     "p_value": float("nan") if method == "label" else 10.0 ** (-(9 - i)), "shared": method != "label" and corr > 0.3,
+                     "combined_score": 0.0, "combined_rank": 0,
+                     "label_a": label_text("alpha", i) if with_labels and i < N_LABELLED and i != FAILED_FEATURE else None,
+                     "label_b": label_text("beta", fb) if with_labels and fb < N_LABELLED and fb != FAILED_FEATURE else None,
+                     "domain": ["geography", "economy", "people"][i % 3]})
+    frame = pd.DataFrame(rows)
+    frame["combined_score"] = (frame["activation_corr"].fillna(0) + frame["label_similarity"].fillna(0)).astype(np.float32)
+    frame["combined_rank"] = frame["combined_score"].rank(ascending=False, method="first").astype(np.int32)
+    frame = frame.astype({"feature_a": np.int32, "feature_b": np.int32, "activation_corr": np.float32, "label_similarity": np.float32})
+    frame.to_parquet(folder / "matches.parquet", index=False)
+    pd.DataFrame({"corr": rng.normal(0, 0.08, 400).astype(np.float32)}).to_parquet(folder / "null.parquet", index=False)
+    feats = pd.DataFrame([{"model": m, "feature": f, "dead": f == DEAD_FEATURE, "domain": ["geography", "economy", "people"][f % 3],
+                           "n_docs_spanned": int(1 + f % 5), "label_specificity": 0.5} for m in ("alpha", "beta") for f in range(D_SAE)])
+    feats.astype({"feature": np.int32, "n_docs_spanned": np.int32}).to_parquet(folder / "features.parquet", index=False)
+    act = frame[frame["method"] != "label"]["activation_corr"]
+    write_json(folder / "stats.json", {
+        "model_a": "alpha", "model_b": "beta", "unit": "word", "n_units": 777, "n_features_a": D_SAE, "n_features_b": D_SAE,
+        "n_dead_a": 1, "n_dead_b": 1, "null": {"threshold": 0.3, "alpha": 0.05, "n_samples": 400, "method": "document shuffle"},
+        "n_shared": int(frame["shared"].sum()), "activation": {"n_pairs": int(len(act)), "mean_corr": float(act.mean()), "median_corr": float(act.median())},
+        "label": {"available": with_labels, "n_pairs": 8, "mean_similarity": 0.6},
+        "agreement": {"n_both": 6, "fraction": 6 / 11},
+        "domains": {"names": ["geography", "economy", "people"], "counts_a": {"geography": 4, "economy": 4, "people": 3},
+                    "counts_b": {"geography": 5, "economy": 3, "people": 3}, "counts_shared": {"geography": 3, "economy": 3, "people": 2}},
+        "abstraction": {"metric": "n_docs_spanned", "a": {"mean": 2.5, "median": 2.0}, "b": {"mean": 3.5, "median": 3.0},
+                        "test": "Mann-Whitney U", "statistic": 41.0, "p_value": 0.0123,
+                        "finding": "beta's features span more documents than alpha's (fixture finding 42)"},
+        "levels": {"word": {"n_shared": 8, "mean_corr": 0.6}, "document": {"n_shared": 5, "mean_corr": 0.7}},
+        "definitions": {"shared": "activation correlation above the fixture null threshold 0.3"},
+    })
+
+
+# ------------------------------------------------------------------ the fixture honours the contract
+def test_fixture_loads_as_contract(tmp_path):
+    from autointerp.report.artifacts import load_run_inputs
+
+    run = load_run_inputs(make_run(tmp_path))
+    assert [m.slug for m in run.models] == ["alpha", "beta"]
+    assert all(not m.missing for m in run.models) and not run.pairs[0].missing
+    assert run.models[0].scorers == list(s for s in ("simulation", "detection", "fuzzing", "embedding") if s in SCORERS)
+    assert pq.read_schema(run.models[0].exemplars_path).equals(EXEMPLAR_SCHEMA)
+
+
+def test_contract_violation_names_file_and_column(tmp_path):
+    from autointerp.report.artifacts import load_run_inputs
+
+    cfg = make_run(tmp_path)
+    path = cfg.run_path / "compare" / "alpha__beta" / "matches.parquet"
+    pd.read_parquet(path).rename(columns={"combined_rank": "rank"}).to_parquet(path, index=False)
+    with pytest.raises(UserError, match=r"matches\.parquet lacks column\(s\) combined_rank"):
+        load_run_inputs(cfg)
