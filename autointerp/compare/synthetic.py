@@ -47,6 +47,10 @@ class SyntheticSpec:
     shard_rows: int = 2000
     seed: int = 0
     docs_model_b: int | None = None  # harvest only the first N documents for B (a different corpus)
+    n_dead_a: int = 0  # extra SAE latents that never fire
+    n_dead_b: int = 0
+    n_entities: int = 20  # doc_ids synth/e<entity>/s<n>: documents d and d + n_entities share an entity
+    entity_level_a_only: bool = False  # A's own concepts fire in the documents of a single entity only
 
 
 @dataclass
@@ -82,15 +86,19 @@ def _documents(spec: SyntheticSpec, rng: np.random.Generator) -> tuple[list[Docu
                 parts.append(",")
                 text_spans.append((pos, pos + 1))
                 pos += 1
-        docs.append(Document(f"synth/e{d % 20:02d}/s{d // 20}", "".join(parts)))
+        docs.append(Document(f"synth/e{d % spec.n_entities:02d}/s{d // spec.n_entities}", "".join(parts)))
         spans.append(np.array(text_spans, np.int64))
     return docs, spans
 
 
 def _codes(spec: SyntheticSpec, n_units_per_doc: list[int], n_concepts: int, rng: np.random.Generator) -> np.ndarray:
+    on = rng.random((len(n_units_per_doc), n_concepts)) < spec.doc_rate
+    if spec.entity_level_a_only:
+        entity = np.arange(len(n_units_per_doc)) % spec.n_entities
+        for c in range(spec.n_shared, spec.n_shared + spec.n_a_only):
+            on[:, c] = entity == rng.integers(spec.n_entities)
     blocks = []
-    for n in n_units_per_doc:
-        on_doc = rng.random(n_concepts) < spec.doc_rate
+    for n, on_doc in zip(n_units_per_doc, on):
         fires = (rng.random((n, n_concepts)) < spec.word_rate) & on_doc
         blocks.append(np.where(fires, rng.uniform(0.5, 2.0, (n, n_concepts)), 0.0).astype(np.float32))
     return np.concatenate(blocks)
@@ -114,17 +122,18 @@ def _tokens(spans: list[np.ndarray], split: bool) -> pd.DataFrame:
 
 def _write_model(run_dir: Path, slug: str, docs: list[Document], tokens: pd.DataFrame, codes: np.ndarray,
                  features: np.ndarray, d_in: int, spec: SyntheticSpec, ctx_len: int, rng: np.random.Generator,
-                 fingerprint: str) -> None:
+                 fingerprint: str, n_dead: int) -> None:
     n_feat = len(features)
-    w_dec = _orthonormal(rng, n_feat, d_in)  # SAE feature j writes direction w_dec[j] for concept features[j]
-    x = (codes[tokens["unit"].to_numpy()][:, features] * tokens["weight"].to_numpy()[:, None]) @ w_dec
+    w_dec = _orthonormal(rng, n_feat + n_dead, d_in)  # SAE feature j writes direction w_dec[j] for concept features[j]
+    x = (codes[tokens["unit"].to_numpy()][:, features] * tokens["weight"].to_numpy()[:, None]) @ w_dec[:n_feat]
     x += spec.noise * rng.standard_normal(x.shape).astype(np.float32)
-    sae = create_sae(SAEConfig(d_in=d_in, d_sae=n_feat, architecture="topk", k=spec.k,
+    sae = create_sae(SAEConfig(d_in=d_in, d_sae=n_feat + n_dead, architecture="topk", k=spec.k,
                                metadata={"model_name": slug, "hook_name": "synthetic", "level": "token"}))
     with torch.no_grad():
         sae.W_dec.copy_(torch.from_numpy(w_dec))
         sae.W_enc.copy_(torch.from_numpy(w_dec.T.copy()))
         sae.b_enc.fill_(-3 * spec.noise)
+        sae.b_enc[n_feat:] = -100.0  # dead latents: never positive
         sae.b_dec.zero_()
     sae.save(run_dir / slug / "sae")
 
@@ -179,10 +188,10 @@ def make_synthetic_run(run_dir: Path, spec: SyntheticSpec = SyntheticSpec(), slu
     concepts_a = rng.permutation(np.concatenate([shared, spec.n_shared + np.arange(spec.n_a_only)]))
     concepts_b = rng.permutation(np.concatenate([shared, spec.n_shared + spec.n_a_only + np.arange(spec.n_b_only)]))
     fingerprint = corpus_fingerprint(docs)
-    _write_model(run_dir, slugs[0], docs, _tokens(spans, split=False), codes, concepts_a, spec.d_a, spec, spec.ctx_a, rng, fingerprint)
+    _write_model(run_dir, slugs[0], docs, _tokens(spans, split=False), codes, concepts_a, spec.d_a, spec, spec.ctx_a, rng, fingerprint, spec.n_dead_a)
     docs_b = docs[: spec.docs_model_b] if spec.docs_model_b else docs
     fp_b = corpus_fingerprint(docs_b)
-    _write_model(run_dir, slugs[1], docs, _tokens(spans[: len(docs_b)], split=True), codes, concepts_b, spec.d_b, spec, spec.ctx_b, rng, fp_b)
+    _write_model(run_dir, slugs[1], docs, _tokens(spans[: len(docs_b)], split=True), codes, concepts_b, spec.d_b, spec, spec.ctx_b, rng, fp_b, spec.n_dead_b)
     where_b = {int(c): j for j, c in enumerate(concepts_b)}
     truth = {(j, where_b[int(c)]) for j, c in enumerate(concepts_a) if int(c) in where_b}
     return SyntheticRun(run_dir, slugs, truth, concepts_a, concepts_b, len(codes), docs)
