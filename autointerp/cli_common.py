@@ -7,6 +7,7 @@ Kept apart from ``cli.py`` so stage modules (``explain/commands.py``, ``compare/
 from __future__ import annotations
 
 import dataclasses
+import errno
 import functools
 import logging
 import os
@@ -40,6 +41,26 @@ def setup_logging() -> None:
         pass
 
 
+# Write failures that mean "no room": a full disk, a quota, or a file-size limit. Writes are atomic
+# (autointerp.io.atomic_path), so reporting and stopping leaves only complete files behind.
+_DISK_FULL = {errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+
+def _disk_full_errno(exc: BaseException) -> int | None:
+    """The errno when ``exc`` (or what caused it) means the disk is full. Some writers (safetensors' Rust
+    core) report it only in the message, so the message is checked too."""
+    seen = 0
+    while exc is not None and seen < 5:
+        if isinstance(exc, OSError) and exc.errno in _DISK_FULL:
+            return exc.errno
+        text = str(exc)
+        for code in _DISK_FULL:
+            if os.strerror(code) in text:
+                return code
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return None
+
+
 def friendly_errors(func):
     """Turn UserError into one red line + exit 2, and Ctrl-C into a clean stop (exit 130)."""
 
@@ -51,6 +72,14 @@ def friendly_errors(func):
         except UserError as exc:
             console.print(f"[bold red]error:[/] {exc.message}", highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
+        except Exception as exc:
+            code = _disk_full_errno(exc)
+            if code is None:
+                raise
+            filename = getattr(exc, "filename", None)
+            where = f" writing {filename}" if filename else ""
+            console.print(f"[bold red]error:[/] out of disk space{where} ({os.strerror(code)}); free space or use another --run-dir, then run the same command again (completed work is kept, nothing half-written)", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
         except KeyboardInterrupt:
             console.print("[yellow]interrupted[/]: completed work is saved; run the same command again to resume")
             raise typer.Exit(130) from None

@@ -124,3 +124,40 @@ def test_config_unknown_keys_are_named(tmp_path):
         parse_config({"models": [{"model": "a/x"}, {"model": "b/x"}]})
     cfg = parse_config({"corpus": {"max_tokens": 123, "seed": 5}, "models": [{"model": "m", "layer": -1}]})
     assert cfg.max_tokens == 123 and cfg.corpus.seed == 5 and cfg.harvest_for(cfg.models[0]).layer == -1
+
+
+def _limit_file_size(limit_bytes: int):
+    """preexec_fn: files this process writes may not grow past limit_bytes (EFBIG, like a full disk)."""
+
+    def apply() -> None:
+        import resource
+        import signal
+
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # get EFBIG from write() instead of being killed
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
+
+    return apply
+
+
+def test_disk_full_stops_cleanly_and_resumes(tiny_model_dirs, text_corpus, tmp_path):
+    """Running out of space mid-harvest: one line, exit 2, only complete files left; the next run finishes."""
+    run_dir = tmp_path / "run"
+    args = [sys.executable, "-m", "autointerp", "harvest", "--model", str(tiny_model_dirs["gpt2"]), "--layer", "1",
+            "--dataset", str(text_corpus), "--min-chars", "1", "--ctx-len", "32", "--shard-tokens", "1024", "--run-dir", str(run_dir)]
+    full = subprocess.run(args, capture_output=True, text=True, env=ENV, timeout=300, preexec_fn=_limit_file_size(60_000))  # a shard is ~130 kB
+    assert_one_line_error(full, "out of disk space", "run the same command again")
+    leftovers = [p for p in run_dir.rglob("*") if p.name.endswith(".tmp")]
+    assert not leftovers, leftovers
+    harvest_dir = run_dir / Path(tiny_model_dirs["gpt2"]).name / "harvest"
+    if (harvest_dir / "harvest.json").is_file():  # whatever was recorded is whole and readable
+        from autointerp.training.harvest import load_manifest
+        from autointerp.training.shards import ShardPaths, read_shard
+
+        for shard in load_manifest(harvest_dir)["shards"]:
+            assert ShardPaths.of(harvest_dir, shard["index"]).activations.is_file()
+            read_shard(harvest_dir, shard["index"])
+    done = subprocess.run(args, capture_output=True, text=True, env=ENV, timeout=300)
+    assert done.returncode == 0, done.stderr
+    from autointerp.training.harvest import load_manifest
+
+    assert load_manifest(harvest_dir)["complete"]
