@@ -161,3 +161,15 @@ def test_disk_full_stops_cleanly_and_resumes(tiny_model_dirs, text_corpus, tmp_p
     from autointerp.training.harvest import load_manifest
 
     assert load_manifest(harvest_dir)["complete"]
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in (Path(__file__).parents[1] / "autointerp" / "configs").glob("*.toml")))
+def test_packaged_configs_parse_and_round_trip(name):
+    """Every config shipped with the package loads by name, and its saved form reads back identically."""
+    import tomllib
+
+    from autointerp.config import to_toml
+
+    cfg = load_config(name)
+    again = parse_config(tomllib.loads(to_toml(cfg)))
+    assert again.to_dict() == cfg.to_dict()
