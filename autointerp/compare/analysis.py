@@ -97,13 +97,14 @@ def compare_abstraction(name_a: str, spans_a: np.ndarray, name_b: str, spans_b: 
     effect = float(test.statistic) / (len(xa) * len(xb))
     what = metric.removeprefix("n_").removesuffix("_spanned").replace("_", " ")
     ma, mb = float(np.median(xa)), float(np.median(xb))
-    stats = f"median {ma:g} vs {mb:g}, mean {xa.mean():.2f} vs {xb.mean():.2f}; Mann-Whitney U={test.statistic:.0f}, p={test.pvalue:.2g}"
+    stats = (f"median {name_a} {ma:g} vs {name_b} {mb:g}, mean {xa.mean():.2f} vs {xb.mean():.2f}; "
+             f"Mann-Whitney U={test.statistic:.0f}, p={test.pvalue:.2g}")
     if test.pvalue >= alpha:
         finding = (f"{name_a} and {name_b} features span similar numbers of distinct {what} ({stats}): the data do "
                    "not support calling one model entity-level and the other thematic.")
     else:
         broad, narrow = (name_a, name_b) if effect > 0.5 else (name_b, name_a)
-        finding = (f"{broad} features span more distinct {what} than {narrow} features ({stats}; P(A>B)={effect:.2f}): "
+        finding = (f"{broad} features span more distinct {what} than {narrow} features ({stats}; P({name_a} > {name_b})={effect:.2f}): "
                    f"{broad} is the more thematic model, {narrow} the more entity-level one.")
     return AbstractionResult(metric, _summary(xa), _summary(xb), "mann-whitney-u (two-sided)", float(test.statistic),
                              float(test.pvalue), effect, finding)
