@@ -1,0 +1,104 @@
+"""The explainer: show a feature's training exemplars to an LLM and parse a short label from its answer.
+
+Prompt: the ``explainer`` template filled with numbered examples, each the window text with the tokens the
+feature fires on marked <<like this>> and their strengths normalised to 0-10 against the feature's max.
+Parsing is defensive because small models ramble: first non-empty line, boilerplate ("Explanation:",
+"This neuron detects ...") stripped, quotes removed, length capped; an empty or garbage answer becomes
+a failed label (recorded with its reason and retried next run), never an empty string that gets scored.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from autointerp.explain.llm.base import LLMClient, Usage
+from autointerp.explain.prompts import Template
+from autointerp.explain.windows import Window, scale_0_10, split_windows
+
+_BOILERPLATE = re.compile(
+    r"^\s*(?:\d+[.)]\s*)?(?:explanation|label|answer|description|the neuron|this neuron|neuron|it)\b"
+    r"(?:\s*(?:detects|fires on|responds to|is|activates on|looks for)\b)?\s*[:\-–]?\s*",
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True)
+class ExplainSettings:
+    n_top: int = 6  # highest-activating train windows shown
+    n_quantile: int = 4  # lower-activation train windows shown (so labels cover more than the peak)
+    window_before: int = 10
+    window_after: int = 3
+    max_tokens: int = 24
+    max_label_chars: int = 200
+    chat: bool = False  # send the prompt as a chat message instead of a raw completion
+
+
+@dataclass
+class Explanation:
+    feature: int
+    label: str | None  # None when the answer held no usable label
+    raw: str
+    error: str | None
+    usage: Usage
+
+
+def choose_examples(windows: list[Window], settings: ExplainSettings) -> list[Window]:
+    top = split_windows(windows, "train", ("top",))[: settings.n_top]
+    quantile = sorted(split_windows(windows, "train", ("quantile",)), key=lambda w: -w.max_act)
+    step = max(1, len(quantile) // max(1, settings.n_quantile))
+    return top + quantile[::step][: settings.n_quantile]
+
+
+def format_example(window: Window, feature_max: float, number: int) -> str:
+    values = scale_0_10(window.acts, feature_max)
+    mask = values >= 1
+    if not mask.any():  # weak windows still show their strongest token
+        mask = np.zeros_like(mask)
+        mask[int(np.argmax(window.acts))] = True
+    strongest = sorted(np.flatnonzero(mask), key=lambda i: -window.acts[i])[:3]
+    notes = ", ".join(f"{window.pieces[i].strip() or '_'}={max(1, int(values[i]))}" for i in strongest)
+    return f"{number}. {window.marked(mask)} ({notes})"
+
+
+def build_prompt(template: Template, windows: list[Window], settings: ExplainSettings) -> str:
+    chosen = [w.trimmed(settings.window_before, settings.window_after) for w in choose_examples(windows, settings)]
+    feature_max = max((w.max_act for w in chosen), default=0.0)
+    lines = [format_example(w, feature_max, i + 1) for i, w in enumerate(chosen)]
+    return template.render(examples="\n".join(lines))
+
+
+def parse_label(raw: str, max_chars: int) -> str | None:
+    """The label in an explainer answer, or None when there is nothing usable."""
+    for line in raw.replace("\r", "\n").split("\n"):
+        text = _BOILERPLATE.sub("", line, count=1).strip()
+        text = text.strip(" \"'`*.,;:-").strip()
+        if not text:
+            continue
+        if not re.search(r"[A-Za-z]", text) or text.lower().startswith(("examples", "1.", "<<")):
+            return None  # digits/punctuation only, or the model started another example block
+        if len(text) > max_chars:
+            text = text[:max_chars].rsplit(" ", 1)[0].rstrip(" ,;:-") or text[:max_chars]
+        return text
+    return None
+
+
+async def explain_feature(client: LLMClient, template: Template, feature: int, windows: list[Window], settings: ExplainSettings) -> Explanation:
+    """Ask the LLM for one feature's label; failures are returned (with reason), not raised."""
+    from autointerp.explain.llm.base import LLMError
+
+    if not split_windows(windows, "train", ("top", "quantile")):
+        return Explanation(feature, None, "", "no training exemplars (feature never fired in the harvest)", Usage())
+    prompt = build_prompt(template, windows, settings)
+    try:
+        if settings.chat:
+            out = await client.chat([{"role": "user", "content": prompt}], max_tokens=settings.max_tokens)
+        else:
+            out = await client.complete(prompt, max_tokens=settings.max_tokens)
+    except LLMError as exc:
+        return Explanation(feature, None, "", f"LLM request failed: {exc.reason}", Usage())
+    label = parse_label(out.text, settings.max_label_chars)
+    error = None if label else f"no usable label in the answer {out.text.strip()[:80]!r}"
+    return Explanation(feature, label, out.text, error, out.usage)
