@@ -2,9 +2,10 @@
 
 Domains are zero-shot: each label goes to the domain whose description embeds closest to it.
 
-Abstraction is measured, not asserted: for each live feature, how many distinct documents — and distinct
-entities (factbook doc_ids are ``factbook/<country>/<section>``, so the country) — its activating
-exemplar windows (top + quantile) come from. An entity-level feature ("France") fires in a few documents of
+Abstraction is measured, not asserted: for each live feature, how many distinct entities (factbook
+doc_ids are ``factbook/<country>/<section>``, so the country) — and documents — its top exemplar windows
+come from, over features with a full set of top windows (so rarer features, e.g. of a larger dictionary,
+are not penalised for having fewer windows). An entity-level feature ("France") fires in a few documents of
 one country; a thematic one ("inflation") in many documents across countries. The two models'
 distributions are compared with a two-sided Mann-Whitney U test. Label specificity, when labels exist, is
 1 - the label's mean cosine to the other labels of its model (generic labels resemble many others).
@@ -50,18 +51,35 @@ def entity_of(doc_id: str) -> str:
 
 
 def exemplar_spans(path: Path | None, d_sae: int) -> pd.DataFrame:
-    """Per feature: distinct documents and entities among its activating exemplar windows (0 if none)."""
-    out = pd.DataFrame({"feature": np.arange(d_sae, dtype=np.int32), "n_docs_spanned": 0, "n_entities_spanned": 0})
+    """Per feature: distinct documents and entities among its activating exemplar windows (top + quantile),
+    and among its top windows alone (``n_top_windows`` of them). NA everywhere when exemplars are missing."""
+    cols = ("n_docs_spanned", "n_entities_spanned", "n_top_windows", "top_docs_spanned", "top_entities_spanned")
+    out = pd.DataFrame({"feature": np.arange(d_sae, dtype=np.int32), **{c: 0 for c in cols}})
     if path is None:
-        return out.assign(n_docs_spanned=pd.NA, n_entities_spanned=pd.NA)
+        return out.assign(**{c: pd.NA for c in cols})
     frame = pq.read_table(path, columns=["feature", "kind", "doc_id"]).to_pandas()
-    frame = frame[frame["kind"].isin(ACTIVATING_KINDS)]
+    frame = frame[frame["kind"].isin(ACTIVATING_KINDS) & (frame["feature"] < d_sae)]
     frame = frame.assign(entity=frame["doc_id"].map(entity_of))
     spans = frame.groupby("feature").agg(n_docs_spanned=("doc_id", "nunique"), n_entities_spanned=("entity", "nunique"))
-    spans = spans[spans.index < d_sae]
-    out.loc[spans.index, "n_docs_spanned"] = spans["n_docs_spanned"].to_numpy()
-    out.loc[spans.index, "n_entities_spanned"] = spans["n_entities_spanned"].to_numpy()
+    top = frame[frame["kind"] == "top"].groupby("feature").agg(
+        n_top_windows=("doc_id", "size"), top_docs_spanned=("doc_id", "nunique"), top_entities_spanned=("entity", "nunique"))
+    for part in (spans, top):
+        for col in part.columns:
+            out.loc[part.index, col] = part[col].to_numpy()
     return out
+
+
+def abstraction_sample(spans: pd.DataFrame, column: str = "top_entities_spanned") -> tuple[np.ndarray, int]:
+    """Values of ``column`` for features with a full set of top windows (the most common count, i.e. n_top).
+
+    Comparing a fixed number of windows per feature keeps dictionary size and feature density out of the
+    measure: a rarer feature has fewer windows and would otherwise span fewer entities for that reason alone.
+    """
+    n_top = pd.to_numeric(spans["n_top_windows"], errors="coerce").fillna(0).to_numpy(int)
+    if not (n_top > 0).any():
+        return np.zeros(0), 0
+    full = int(n_top.max())
+    return pd.to_numeric(spans[column], errors="coerce").to_numpy(float)[n_top == full], full
 
 
 @dataclass
@@ -87,7 +105,7 @@ def _summary(values: np.ndarray) -> dict:
 
 
 def compare_abstraction(name_a: str, spans_a: np.ndarray, name_b: str, spans_b: np.ndarray,
-                        metric: str = "n_entities_spanned", alpha: float = 0.01) -> AbstractionResult:
+                        metric: str = "top_entities_spanned", alpha: float = 0.01) -> AbstractionResult:
     """Mann-Whitney U on features' spans (features with no activating window are left out)."""
     xa, xb = spans_a[spans_a > 0], spans_b[spans_b > 0]
     if len(xa) < 2 or len(xb) < 2:
@@ -95,7 +113,7 @@ def compare_abstraction(name_a: str, spans_a: np.ndarray, name_b: str, spans_b: 
                                  "not measured: exemplars are missing for at least one model (run `autointerp exemplars`)")
     test = mannwhitneyu(xa, xb, alternative="two-sided")
     effect = float(test.statistic) / (len(xa) * len(xb))
-    what = metric.removeprefix("n_").removesuffix("_spanned").replace("_", " ")
+    what = metric.removeprefix("n_").removeprefix("top_").removesuffix("_spanned").replace("_", " ")
     ma, mb = float(np.median(xa)), float(np.median(xb))
     stats = (f"median {name_a} {ma:g} vs {name_b} {mb:g}, mean {xa.mean():.2f} vs {xb.mean():.2f}; "
              f"Mann-Whitney U={test.statistic:.0f}, p={test.pvalue:.2g}")

@@ -17,7 +17,13 @@ import pandas as pd
 
 from autointerp import __version__
 from autointerp.compare.activation import activation_levels
-from autointerp.compare.analysis import assign_domains, compare_abstraction, exemplar_spans, label_specificity
+from autointerp.compare.analysis import (
+    abstraction_sample,
+    assign_domains,
+    compare_abstraction,
+    exemplar_spans,
+    label_specificity,
+)
 from autointerp.compare.config import CompareConfig
 from autointerp.compare.inputs import (
     ModelInputs,
@@ -111,10 +117,10 @@ def _stats(cfg, a, b, primary, levels, labels, label_reason, matches: pd.DataFra
     agreement = _agreement(matches)
     names = list(cfg.domains)
     count = lambda s: {n: int((s == n).sum()) for n in names}  # noqa: E731
-    abstraction = compare_abstraction(a.slug, spans[a.slug]["n_entities_spanned"].fillna(0).to_numpy(float),
-                                      b.slug, spans[b.slug]["n_entities_spanned"].fillna(0).to_numpy(float))
-    docs_test = compare_abstraction(a.slug, spans[a.slug]["n_docs_spanned"].fillna(0).to_numpy(float),
-                                    b.slug, spans[b.slug]["n_docs_spanned"].fillna(0).to_numpy(float), metric="n_docs_spanned")
+    tests = {}
+    for metric in ("top_entities_spanned", "top_docs_spanned"):
+        (xa, full_a), (xb, full_b) = abstraction_sample(spans[a.slug], metric), abstraction_sample(spans[b.slug], metric)
+        tests[metric] = compare_abstraction(a.slug, xa, b.slug, xb, metric).as_dict() | {"n_top_windows": [full_a, full_b]}
     v = primary.assignment.values
     return {
         "model_a": a.slug, "model_b": b.slug, "unit": primary.level, "n_units": int(primary.corr.n_units),
@@ -136,7 +142,7 @@ def _stats(cfg, a, b, primary, levels, labels, label_reason, matches: pd.DataFra
                     "counts_a": count(feats.loc[feats["model"] == a.slug, "domain"]),
                     "counts_b": count(feats.loc[feats["model"] == b.slug, "domain"]),
                     "counts_shared": count(shared["domain"])},
-        "abstraction": abstraction.as_dict() | {"documents": docs_test.as_dict()},
+        "abstraction": tests["top_entities_spanned"] | {"documents": tests["top_docs_spanned"]},
         "levels": {name: r.summary() for name, r in levels.items()},
         "definitions": DEFINITIONS,
     }

@@ -37,6 +37,8 @@ DEFINITIONS = {
     "domain": "zero-shot: the [compare] domains description whose embedding is nearest to the label (pair: label_a's domain, else label_b's)",
     "n_docs_spanned": "distinct documents among the feature's activating exemplar windows (top + quantile)",
     "n_entities_spanned": "distinct entities among those windows (factbook: the country in factbook/<country>/<section>)",
+    "top_entities_spanned": "distinct entities among the feature's top windows only (n_top_windows of them)",
+    "abstraction": "Mann-Whitney U (two-sided) between the models' top_entities_spanned over features with a full set of top windows; 'documents' repeats it for top_docs_spanned",
     "label_specificity": "1 - mean cosine of the label's embedding to the model's other labels",
 }
 
@@ -108,7 +110,7 @@ def features_table(slug_a: str, slug_b: str, primary, labels, domains: dict, spa
             "model": slug, "feature": np.arange(n, dtype=np.int32), "dead": dead.astype(bool),
             "domain": [dom.get(i) for i in range(n)],
             "n_docs_spanned": span["n_docs_spanned"].astype("Int32").to_numpy(),
-            "n_entities_spanned": span["n_entities_spanned"].astype("Int32").to_numpy(),
+            **{c: span[c].astype("Int32").to_numpy() for c in ("n_entities_spanned", "n_top_windows", "top_docs_spanned", "top_entities_spanned")},
             "label_specificity": spec, "label": label, "activation_partner": partner.astype(np.int32),
             "partner_corr": pcorr, "shared": np.nan_to_num(pcorr, nan=-2.0) > primary.null.threshold,
         }))
