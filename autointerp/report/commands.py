@@ -50,11 +50,11 @@ def _report(cfg: RunConfig, out: Path | None, overwrite: bool) -> None:
     outcome = report_stage(cfg, out, overwrite=overwrite)
     console.print(summary_table(outcome.run))
     state = "unchanged (inputs and settings as before)" if outcome.skipped else "written"
-    console.print(f"report {state}: [bold]{outcome.report}[/]", highlight=False)
+    console.print(f"report {state}: [bold]{outcome.report}[/]", highlight=False, soft_wrap=True)
     if outcome.pages_index is not None:
-        console.print(f"feature pages: [bold]{outcome.pages_index}[/] ({sum(outcome.pages.values()):,} pages)", highlight=False)
+        console.print(f"feature pages: [bold]{outcome.pages_index}[/] ({sum(outcome.pages.values()):,} pages)", highlight=False, soft_wrap=True)
     for hint in sorted({x.hint() for x in _missing(outcome.run)}):
-        console.print(f"[yellow]note:[/] {hint}", highlight=False)
+        console.print(f"[yellow]note:[/] {hint}", highlight=False, soft_wrap=True)
 
 
 def _missing(run):

@@ -137,7 +137,9 @@ def score_plot(run: RunInputs, out_dir: Path) -> Plot | None:
     ax.bar(x + 0.2, [0 if np.isnan(s.mean_baseline) else s.mean_baseline for _, s in bars], 0.4, label="shuffled-label baseline", color="#bbbbbb")
     ax.set_xticks(x, [f"{slug}\n{s.scorer}" for slug, s in bars], fontsize=8)
     ax.set_ylabel("mean score")
-    ax.legend(fontsize=8)
+    tallest = max([s.mean_score for _, s in bars] + [s.mean_baseline for _, s in bars if not np.isnan(s.mean_baseline)] + [0.0])
+    ax.set_ylim(min(0.0, ax.get_ylim()[0]), max(tallest, 0.0) * 1.3 + 1e-6)
+    ax.legend(fontsize=8, loc="upper right", ncols=2)
     ax.set_title("Label scores vs shuffled-label baseline")
     return _save(fig, out_dir, "label_scores.png", "Label scores vs shuffled-label baseline")
 
