@@ -126,3 +126,12 @@ def test_sequence_level_harvests_compare_at_document_level(tmp_path):
     out = compare_models(cfg, cfg.models, progress=False)[0]
     assert out.stats["unit"] == "document" and set(out.stats["levels"]) == {"document"}
     assert out.stats["n_units"] == SMALL.n_docs
+
+
+def test_labels_of_another_sae_are_refused(tmp_path):
+    from autointerp.compare.synthetic import write_labels
+
+    run, cfg = make_run(tmp_path)
+    write_labels(run.run_dir / "synth-a", {0: "first", 500: "beyond the dictionary"})
+    write_labels(run.run_dir / "synth-b", {0: "first"})
+    expect_error(cfg, "labels.parquet", "500", "autointerp explain")

@@ -34,6 +34,7 @@ from autointerp.compare.inputs import (
 )
 from autointerp.compare.labels import LabelMatching, label_space, match_labels
 from autointerp.compare.tables import DEFINITIONS, MATCHES_SCHEMA, features_table, matches_table, write_parquet
+from autointerp.errors import UserError
 from autointerp.io import read_json, write_json
 
 log = logging.getLogger("autointerp")
@@ -57,8 +58,13 @@ def _activation_identity(cfg: CompareConfig, a: ModelInputs, b: ModelInputs) -> 
     return {"config": {k: getattr(cfg, k) for k in keep}, "inputs": input_identity(a, b)}
 
 
-def _labels(cfg: CompareConfig, a: ModelInputs, b: ModelInputs) -> tuple[LabelMatching | None, str | None]:
+def _labels(cfg: CompareConfig, a: ModelInputs, b: ModelInputs, sizes: tuple[int, int]) -> tuple[LabelMatching | None, str | None]:
     frames = {m.slug: load_labels(m) for m in (a, b)}
+    for m, d_sae in zip((a, b), sizes):
+        f = frames[m.slug]
+        if f is not None and len(f) and (f["feature"].max() >= d_sae or f["feature"].min() < 0):
+            raise UserError(f"{m.labels_path} labels feature {int(f['feature'].max())} but the SAE of {m.slug} has {d_sae} "
+                            "features; the labels belong to another SAE - re-run `autointerp explain --overwrite`")
     missing = [slug for slug, f in frames.items() if f is None]
     if missing:
         return None, f"no labels for {', '.join(missing)}: {EXPLAIN_HINT}"
@@ -86,7 +92,7 @@ def compare_pair(run_dir: Path, a: ModelInputs, b: ModelInputs, cfg: CompareConf
 
     levels = activation_levels(a, b, docs, cfg, act_identity, out / "cache", progress)
     primary = levels["word"] if "word" in levels else levels["document"]
-    labels, label_reason = _labels(cfg, a, b)
+    labels, label_reason = _labels(cfg, a, b, primary.corr.corr.shape)
     if label_reason:
         log.info("label matching skipped: %s", label_reason)
 
