@@ -56,6 +56,7 @@ def labelled(tmp_path_factory):
     return run, truth, (xa, xb, ya, yb), compare_models(cfg, cfg.models, progress=False)[0], cfg
 
 
+@pytest.mark.slow  # real MiniLM embeddings + exemplar mining: ~40 s on a busy 2-core box
 def test_label_matching_recovers_synonym_pairs(labelled):
     run, truth, _, outcome, _ = labelled
     matches = pd.read_parquet(outcome.out_dir / "matches.parquet")
@@ -68,6 +69,7 @@ def test_label_matching_recovers_synonym_pairs(labelled):
     assert row["label_similarity"] > 0.5 and row["shared"] and row["method"] == "both"
 
 
+@pytest.mark.slow  # real MiniLM embeddings + exemplar mining: ~40 s on a busy 2-core box
 def test_agreement_and_disagreements_are_reported(labelled):
     run, truth, (xa, xb, ya, yb), outcome, _ = labelled
     ag = outcome.stats["agreement"]
@@ -84,6 +86,7 @@ def test_agreement_and_disagreements_are_reported(labelled):
     assert max(ranks[p] for p in truth[:3]) < ranks[(xa, xb)]
 
 
+@pytest.mark.slow  # real MiniLM embeddings + exemplar mining: ~40 s on a busy 2-core box
 def test_domains_zero_shot(labelled):
     run, truth, _, outcome, _ = labelled
     feats = pd.read_parquet(outcome.out_dir / "features.parquet")
@@ -94,6 +97,7 @@ def test_domains_zero_shot(labelled):
     assert sum(counts.values()) == 14 and outcome.stats["domains"]["counts_shared"]["economy"] >= 1
 
 
+@pytest.mark.slow  # real MiniLM embeddings + exemplar mining: ~40 s on a busy 2-core box
 def test_abstraction_detects_entity_level_model(labelled):
     """A's own concepts fire in one entity's documents only: A must come out as the more entity-level model."""
     run, _, _, outcome, _ = labelled
@@ -102,6 +106,8 @@ def test_abstraction_detects_entity_level_model(labelled):
     assert ab["finding"].startswith(f"{run.slugs[1]} features span more distinct entities")
     feats = pd.read_parquet(outcome.out_dir / "features.parquet")
     assert (feats.loc[~feats["dead"], "n_docs_spanned"] > 0).all()
+    spec = ab["label_specificity"]
+    assert spec["a"]["n_features"] == 14 and 0 < spec["a"]["median"] < 1 and 0 <= spec["p_value"] <= 1
 
 
 def test_abstraction_no_difference_is_said_plainly():
@@ -110,6 +116,7 @@ def test_abstraction_no_difference_is_said_plainly():
     assert res.p_value > 0.01 and "do not support" in res.finding
 
 
+@pytest.mark.slow  # real MiniLM embeddings + exemplar mining: ~40 s on a busy 2-core box
 def test_new_labels_rerun_reuses_the_activation_cache(labelled):
     run, truth, _, outcome, cfg = labelled
     cache = sorted((outcome.out_dir / "cache").glob("*.safetensors"))

@@ -126,3 +126,15 @@ def compare_abstraction(name_a: str, spans_a: np.ndarray, name_b: str, spans_b: 
                    f"{broad} is the more thematic model, {narrow} the more entity-level one.")
     return AbstractionResult(metric, _summary(xa), _summary(xb), "mann-whitney-u (two-sided)", float(test.statistic),
                              float(test.pvalue), effect, finding)
+
+
+def compare_specificity(spec_a: np.ndarray | None, spec_b: np.ndarray | None) -> dict | None:
+    """Mann-Whitney U between the models' label specificities (None without labels on both sides)."""
+    if spec_a is None or spec_b is None:
+        return None
+    xa, xb = spec_a[np.isfinite(spec_a)], spec_b[np.isfinite(spec_b)]
+    if len(xa) < 2 or len(xb) < 2:
+        return None
+    test = mannwhitneyu(xa, xb, alternative="two-sided")
+    return {"a": _summary(xa), "b": _summary(xb), "test": "mann-whitney-u (two-sided)",
+            "statistic": float(test.statistic), "p_value": float(test.pvalue)}

@@ -21,6 +21,7 @@ from autointerp.compare.analysis import (
     abstraction_sample,
     assign_domains,
     compare_abstraction,
+    compare_specificity,
     exemplar_spans,
     label_specificity,
 )
@@ -102,10 +103,11 @@ def compare_pair(run_dir: Path, a: ModelInputs, b: ModelInputs, cfg: CompareConf
             domains[side] = dict(zip(space.features.tolist(), assign_domains(space.embeddings, cfg.domains, cfg.embedder)))
     matches = matches_table(primary, labels, domains, cfg.combined_weight)
     spans = {m.slug: exemplar_spans(m.exemplars_path, d) for m, d in ((a, primary.corr.corr.shape[0]), (b, primary.corr.corr.shape[1]))}
-    feats = features_table(a.slug, b.slug, primary, labels, domains, spans,
-                           {"a": label_specificity(labels.a.embeddings) if labels else None,
-                            "b": label_specificity(labels.b.embeddings) if labels else None})
+    specificity = {"a": label_specificity(labels.a.embeddings) if labels else None,
+                   "b": label_specificity(labels.b.embeddings) if labels else None}
+    feats = features_table(a.slug, b.slug, primary, labels, domains, spans, specificity)
     stats = _stats(cfg, a, b, primary, levels, labels, label_reason, matches, feats, spans)
+    stats["abstraction"]["label_specificity"] = compare_specificity(specificity["a"], specificity["b"])
 
     write_parquet(matches, out / "matches.parquet", MATCHES_SCHEMA)
     null = pd.DataFrame({"corr": primary.null.samples.astype(np.float32), "permutation": primary.null_permutation.astype(np.int32)})
