@@ -107,7 +107,7 @@ def train(
     epochs: Annotated[Optional[float], typer.Option(help="Passes over the training shards.")] = None,
     total_tokens: Annotated[Optional[int], typer.Option(help="Training tokens (overrides epochs).")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Tokens per step.")] = None,
-    lr: Annotated[Optional[float], typer.Option(help="Adam learning rate (default 2e-4/sqrt(d_sae/16384)).")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Adam learning rate (default 1e-3/sqrt(d_sae/16384)).")] = None,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Retrain even if an SAE with other settings exists.")] = False,
     config: ConfigOpt = None,

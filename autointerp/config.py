@@ -34,7 +34,7 @@ from autointerp.report.config import ReportConfig
 from autointerp.training.exemplars import ExemplarConfig
 from autointerp.training.harvest import HarvestConfig
 
-DEFAULT_MAX_TOKENS = 200_000
+DEFAULT_MAX_TOKENS = 120_000
 
 
 @dataclass
@@ -77,10 +77,10 @@ class SAESection:
 class TrainSection:
     """Optimisation; see autointerp.training.trainer.TrainConfig."""
 
-    epochs: float = 5.0  # passes over the training shards (used when total_tokens is unset)
+    epochs: float = 2.0  # passes over the training shards (used when total_tokens is unset)
     total_tokens: int | None = None
     batch_size: int = 1024
-    lr: float | None = None  # None: 2e-4 / sqrt(d_sae / 16384)
+    lr: float | None = None  # None: 1e-3 / sqrt(d_sae / 16384) (see TrainConfig.resolved_lr)
     warmup_steps: int | None = None
     b_dec_init: str = "geometric_median"
     auxk_alpha: float = 1 / 32

@@ -39,7 +39,7 @@ _RESUME_KEYS = ("batch_size", "total_tokens", "lr", "warmup_steps", "decay_fract
 class TrainConfig:
     total_tokens: int = 50_000_000
     batch_size: int = 4096
-    lr: float | None = None  # None: 2e-4 / sqrt(d_sae / 16384) (sparsify's scaling rule)
+    lr: float | None = None  # None: 1e-3 / sqrt(d_sae / 16384): sparsify's scaling rule x5, for short runs (see resolved_lr)
     warmup_steps: int | None = None  # linear warmup from 0; None: min(1000, total_steps // 20)
     decay_fraction: float = 0.2  # linear decay to 0 over this final fraction of steps
     auxk_alpha: float = 1 / 32
@@ -68,7 +68,10 @@ class TrainConfig:
         return self.total_tokens // self.batch_size
 
     def resolved_lr(self, d_sae: int) -> float:
-        return self.lr if self.lr is not None else 2e-4 / math.sqrt(d_sae / 2**14)
+        """sparsify's 1/sqrt(width) rule, scaled x5: its 2e-4 base is tuned for runs of billions of tokens,
+        while runs here are 0.1-10M tokens. Measured at 100k MiniLM / 150k Gemma tokens: FVU 0.288 -> 0.149
+        and 0.182 -> 0.077 going from 1x to ~4-5x (higher still lowers FVU but kills many more latents)."""
+        return self.lr if self.lr is not None else 1e-3 / math.sqrt(d_sae / 2**14)
 
     def resolved_warmup(self) -> int:
         return self.warmup_steps if self.warmup_steps is not None else min(1000, self.total_steps // 20)
