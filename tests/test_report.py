@@ -5,12 +5,17 @@ from __future__ import annotations
 import dataclasses
 import re
 from html.parser import HTMLParser
-from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
-from test_report_fixture import EXPLAINER, HOSTILE_DOC, HOSTILE_LABEL, METRICS, SCORERS, make_run
+from test_report_fixture import (
+    EXPLAINER,
+    HOSTILE_DOC,
+    HOSTILE_LABEL,
+    METRICS,
+    SCORERS,
+    make_run,
+)
 from typer.testing import CliRunner
 
 from autointerp.report.stage import report_stage
@@ -213,7 +218,7 @@ def test_windows_pieces_rebuild_text_and_mark_max_token(report):
     assert set(windows) == {0, 3} and all(len(w) == 3 for w in windows.values())
     for w in windows[0] + windows[3]:
         assert "".join(p.text for p in pieces(w)) == w.text
-        before, token, after = snippet(w, 40)
+        _, token, _ = snippet(w, 40)
         assert token == w.tokens[w.max_index]
     assert [w.kind for w in windows[3]] == ["top", "top", "quantile"]
     assert windows[3][0].max_act >= windows[3][1].max_act

@@ -193,7 +193,7 @@ def _compare(folder: Path, rng, with_labels: bool) -> None:
     write_json(folder / "stats.json", {
         "model_a": "alpha", "model_b": "beta", "unit": "word", "n_units": 777, "n_features_a": D_SAE, "n_features_b": D_SAE,
         "n_dead_a": 1, "n_dead_b": 1, "null": {"threshold": 0.3, "alpha": 0.05, "n_samples": 400, "method": "document shuffle"},
-        "n_shared": int(frame["shared"].sum()), "activation": {"n_pairs": int(len(act)), "mean_corr": float(act.mean()), "median_corr": float(act.median())},
+        "n_shared": int(frame["shared"].sum()), "activation": {"n_pairs": len(act), "mean_corr": float(act.mean()), "median_corr": float(act.median())},
         "label": {"available": with_labels, "n_pairs": 8, "mean_similarity": 0.6},
         "agreement": {"n_both": 6, "fraction": 6 / 11},
         "domains": {"names": ["geography", "economy", "people"], "counts_a": {"geography": 4, "economy": 4, "people": 3},
@@ -213,7 +213,7 @@ def test_fixture_loads_as_contract(tmp_path):
     run = load_run_inputs(make_run(tmp_path))
     assert [m.slug for m in run.models] == ["alpha", "beta"]
     assert all(not m.missing for m in run.models) and not run.pairs[0].missing
-    assert run.models[0].scorers == list(s for s in ("simulation", "detection", "fuzzing", "embedding") if s in SCORERS)
+    assert run.models[0].scorers == [s for s in ("simulation", "detection", "fuzzing", "embedding") if s in SCORERS]
     assert pq.read_schema(run.models[0].exemplars_path).equals(EXEMPLAR_SCHEMA)
 
 

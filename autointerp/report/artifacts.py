@@ -140,7 +140,7 @@ def _parquet(path: Path, required: tuple[str, ...]) -> pd.DataFrame | None:
         return None
     try:
         frame = pd.read_parquet(path)
-    except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for a damaged file
+    except Exception as exc:
         raise UserError(f"{path} cannot be read as parquet ({exc}); re-run the stage that writes it with --overwrite") from exc
     absent = [c for c in required if c not in frame.columns]
     if absent:

@@ -13,7 +13,14 @@ from typing import Annotated, Optional
 
 import typer
 
-from autointerp.cli_common import ConfigOpt, NameOpt, OverwriteOpt, RunDirOpt, friendly_errors, load_run_config
+from autointerp.cli_common import (
+    ConfigOpt,
+    NameOpt,
+    OverwriteOpt,
+    RunDirOpt,
+    friendly_errors,
+    load_run_config,
+)
 from autointerp.config import RunConfig
 from autointerp.progress import console
 

@@ -14,7 +14,16 @@ from collections.abc import Callable
 import pandas as pd
 
 from autointerp.report.artifacts import PairInputs
-from autointerp.report.fmt import count, is_missing, md_marked, md_table, md_text, num, pct, pvalue
+from autointerp.report.fmt import (
+    count,
+    is_missing,
+    md_marked,
+    md_table,
+    md_text,
+    num,
+    pct,
+    pvalue,
+)
 from autointerp.report.windows import Window, snippet
 
 ExemplarLookup = Callable[[str, int], Window | None]
@@ -85,6 +94,9 @@ def disagreement_section(p: PairInputs, max_rows: int, link: LinkLookup) -> str:
                  "Below: shared pairs (activation correlation above the null) that label matching did not pick, "
                  "and the most similar label pairs that activation matching did not pick.")
     lines.append("")
+    if not ((p.stats or {}).get("label") or {}).get("available"):
+        lines.append("_Label matching did not run (no labels): run `autointerp explain`, then `autointerp compare` again._")
+        return "\n".join(lines + [""])
     act_only = m[(m["method"] == "activation") & m["shared"].astype(bool)].sort_values("activation_corr", ascending=False).head(max_rows)
     label_only = m[m["method"] == "label"].sort_values("label_similarity", ascending=False).head(max_rows)
     for title, frame in (("Same activations, different labels", act_only), ("Similar labels, different activations", label_only)):
@@ -107,6 +119,10 @@ def domain_section(p: PairInputs) -> str:
     if not names:
         return "\n".join(lines + ["_No domain assignment in stats.json._", ""])
     ca, cb, cs = (d.get(k) or {} for k in ("counts_a", "counts_b", "counts_shared"))
+    if not any(c.get(n, 0) for c in (ca, cb, cs) for n in names):
+        lines.append(f"_No feature has a domain yet ({len(names)} domains configured). Domains are assigned from labels: "
+                     "run `autointerp explain`, then `autointerp compare` again._")
+        return "\n".join(lines + [""])
     rows = [[md_text(n), count(ca.get(n, 0)), count(cb.get(n, 0)), count(cs.get(n, 0))] for n in names]
     lines.append(md_table(["domain", f"`{p.a}` features", f"`{p.b}` features", "shared pairs"], rows))
     lines.append("")
@@ -122,9 +138,15 @@ def abstraction_section(p: PairInputs) -> str:
         lines.append(f"Metric: {md_text(ab.get('metric'))}. `{p.a}`: mean {num(a.get('mean'), 2)}, median {num(a.get('median'), 2)}; "
                      f"`{p.b}`: mean {num(b.get('mean'), 2)}, median {num(b.get('median'), 2)} "
                      f"({md_text(ab.get('test'))}: statistic {num(ab.get('statistic'), 3)}, p = {pvalue(ab.get('p_value'))}).")
-        if ab.get("finding"):
+        findings = [ab["finding"]] if ab.get("finding") else []
+        findings += [v["finding"] for v in ab.values() if isinstance(v, dict) and v.get("finding")]
+        for finding in findings:
             lines.append("")
-            lines.append(f"> Finding (from the comparison stage): {md_text(ab['finding'])}")
+            lines.append(f"> Finding (from the comparison stage): {md_text(finding)}")
+        definition = ((s.get("definitions") or {}).get("abstraction"))
+        if definition:
+            lines.append("")
+            lines.append(f"Definition: {md_text(definition)}")
         lines.append("")
     levels = s.get("levels") or {}
     if levels:

@@ -42,7 +42,9 @@ class _Context(NamedTuple):
     compare_info: dict[tuple[str, int], dict]
 
 
-def write_pages(run: RunInputs, cfg: ReportConfig, out_dir: Path, progress: bool = True) -> PagesResult:
+def write_pages(run: RunInputs, cfg: ReportConfig, out_dir: Path, progress: bool = True,
+                windows: dict[str, dict[int, list]] | None = None) -> PagesResult:
+    """``windows``: per model, feature -> exemplar windows already loaded (read from exemplars.parquet if None)."""
     chosen = page_features(run, cfg)
     ctx = _Context(run, {k: set(v) for k, v in chosen.items()}, partners(run), _compare_info(run))
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -52,11 +54,12 @@ def write_pages(run: RunInputs, cfg: ReportConfig, out_dir: Path, progress: bool
         with progress_bar("feature pages", total, "pages", enabled=progress) as advance:
             for m in run.models:
                 (tmp / m.slug).mkdir()
-                windows = load_windows(m.exemplars_path, chosen[m.slug], cfg.page_top_windows, cfg.page_quantile_windows)
+                shown = windows.get(m.slug, {}) if windows is not None else load_windows(
+                    m.exemplars_path, chosen[m.slug], cfg.page_top_windows, cfg.page_quantile_windows)
                 stats = m.stats.set_index("feature") if m.stats is not None else None
                 labels = m.labels.drop_duplicates("feature", keep="last").set_index("feature") if m.labels is not None else None
                 for feature in chosen[m.slug]:
-                    page = _feature_page(ctx, m, feature, stats, labels, windows.get(feature, []))
+                    page = _feature_page(ctx, m, feature, stats, labels, _shown(shown.get(feature, []), cfg))
                     (tmp / m.slug / f"{feature}.html").write_text(page, encoding="utf-8")
                     advance(1)
         (tmp / "index.html").write_text(_index_page(ctx, chosen), encoding="utf-8")
@@ -65,6 +68,12 @@ def write_pages(run: RunInputs, cfg: ReportConfig, out_dir: Path, progress: bool
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return PagesResult(final / "index.html", chosen)
+
+
+def _shown(windows: list, cfg: ReportConfig) -> list:
+    """The page's share of a feature's loaded windows (the caller may have loaded more for other uses)."""
+    top = [w for w in windows if w.kind == "top"][: cfg.page_top_windows]
+    return top + [w for w in windows if w.kind == "quantile"][: cfg.page_quantile_windows]
 
 
 def _swap(new: Path, final: Path) -> None:
@@ -107,7 +116,7 @@ def _label_html(labels: pd.DataFrame | None, feature: int) -> str:
 
 
 def _feature_page(ctx: _Context, m: ModelInputs, feature: int, stats: pd.DataFrame | None, labels: pd.DataFrame | None, windows: list) -> str:
-    parts = [f"<p><a href=\"../index.html\">← all features</a></p>", f"<h1>{esc(m.slug)} · feature {feature}</h1>",
+    parts = ["<p><a href=\"../index.html\">← all features</a></p>", f"<h1>{esc(m.slug)} · feature {feature}</h1>",
              f"<p class=\"label\">{_label_html(labels, feature)}</p>"]
     facts = []
     srow = stats.loc[feature] if stats is not None and feature in stats.index else None

@@ -110,7 +110,7 @@ def similarity_scatter(p: PairInputs, out_dir: Path) -> Plot | None:
 def domain_plot(p: PairInputs, out_dir: Path) -> Plot | None:
     d = (p.stats or {}).get("domains") or {}
     names = list(d.get("names") or [])
-    if not names:
+    if not names or not any((d.get(k) or {}).get(n, 0) for k in ("counts_a", "counts_b", "counts_shared") for n in names):
         return None
     plt = _pyplot()
     series = [(f"{p.a} features", d.get("counts_a") or {}), (f"{p.b} features", d.get("counts_b") or {}), ("shared pairs", d.get("counts_shared") or {})]

@@ -21,6 +21,7 @@ from autointerp.report.markdown import build_markdown
 from autointerp.report.matches import top_matches
 from autointerp.report.pages import PAGES_DIR, write_pages
 from autointerp.report.plots import PLOTS_DIR, all_plots
+from autointerp.report.selection import page_features
 from autointerp.report.windows import load_windows
 
 log = logging.getLogger("autointerp")
@@ -73,7 +74,8 @@ def report_stage(cfg: RunConfig, out_dir: Path | None = None, *, overwrite: bool
 
     plots = all_plots(run, out) if rcfg.plots else {}
     _remove_stale_plots(out, plots)
-    pages = write_pages(run, rcfg, out, progress=progress) if rcfg.pages else None
+    windows = _load_windows(run, rcfg)
+    pages = write_pages(run, rcfg, out, progress=progress, windows=windows) if rcfg.pages else None
     if not rcfg.pages:
         _remove_tree(out / PAGES_DIR)
     paged = {model: set(features) for model, features in pages.features.items()} if pages else {}
@@ -81,7 +83,7 @@ def report_stage(cfg: RunConfig, out_dir: Path | None = None, *, overwrite: bool
     def link(model: str, feature: int) -> str | None:
         return f"{PAGES_DIR}/{model}/{feature}.html" if feature in paged.get(model, ()) else None
 
-    exemplars = _table_exemplars(run, rcfg)
+    exemplars = {(model, f): ws[0] for model, per in windows.items() for f, ws in per.items() if ws and ws[0].kind == "top"}
     text = build_markdown(run, rcfg, plots, exemplars, link, f"{PAGES_DIR}/index.html" if pages else None, str(run.run_dir))
     with atomic_path(out / REPORT_FILE) as tmp:
         tmp.write_text(text, encoding="utf-8")
@@ -92,20 +94,21 @@ def report_stage(cfg: RunConfig, out_dir: Path | None = None, *, overwrite: bool
     return ReportOutcome(out / REPORT_FILE, pages_index, plot_paths, pages.counts if pages else {}, False, run)
 
 
-def _table_exemplars(run: RunInputs, rcfg: ReportConfig) -> dict:
-    """(model, feature) -> top window, for the features of the matched-concepts table."""
+def _load_windows(run: RunInputs, rcfg: ReportConfig) -> dict[str, dict[int, list]]:
+    """One read of each exemplars.parquet for both the matched-concepts table (the top window of each
+    feature in it) and the feature pages (top and quantile windows)."""
     wanted: dict[str, set[int]] = {m.slug: set() for m in run.models}
     for p in run.pairs:
         best = top_matches(p.matches, rcfg.max_matches)
         if not best.empty:
             wanted[p.a] |= {int(f) for f in best["feature_a"]}
             wanted[p.b] |= {int(f) for f in best["feature_b"]}
-    out = {}
-    for m in run.models:
-        for feature, windows in load_windows(m.exemplars_path, wanted[m.slug], 1, 0).items():
-            if windows:
-                out[(m.slug, feature)] = windows[0]
-    return out
+    if rcfg.pages:
+        for model, features in page_features(run, rcfg).items():
+            wanted[model] |= set(features)
+    n_top = max(1, rcfg.page_top_windows if rcfg.pages else 1)
+    n_quantile = rcfg.page_quantile_windows if rcfg.pages else 0
+    return {m.slug: load_windows(m.exemplars_path, wanted[m.slug], n_top, n_quantile) for m in run.models}
 
 
 def _remove_stale_plots(out: Path, plots: dict) -> None:

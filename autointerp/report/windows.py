@@ -13,6 +13,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import NamedTuple
 
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 COLUMNS = ["feature", "kind", "rank_or_quantile", "doc_id", "max_act", "max_index", "tokens", "acts", "char_start", "char_end", "text"]
@@ -45,22 +47,40 @@ def load_windows(path: Path, features: Iterable[int], n_top: int, n_quantile: in
     wanted = sorted({int(f) for f in features})
     if not wanted or not Path(path).is_file() or (n_top <= 0 and n_quantile <= 0):
         return {}
-    kinds = [k for k, n in (("top", n_top), ("quantile", n_quantile)) if n > 0]
-    table = pq.read_table(path, columns=COLUMNS, filters=[("feature", "in", wanted), ("kind", "in", kinds)])
-    frame = table.to_pandas()
+    rows = _read_rows(Path(path), wanted, n_top, n_quantile)
+    grouped: dict[int, list[Window]] = {}
+    for row in rows:
+        grouped.setdefault(int(row["feature"]), []).append(Window(
+            int(row["feature"]), row["kind"], int(row["rank_or_quantile"]), str(row["doc_id"]), float(row["max_act"]),
+            int(row["max_index"]), list(row["tokens"]), list(row["acts"]), list(row["char_start"]), list(row["char_end"]),
+            row["text"] if isinstance(row["text"], str) else None))
     out: dict[int, list[Window]] = {}
-    for feature, group in frame.groupby("feature", sort=True):
-        top = group[group["kind"] == "top"].sort_values("rank_or_quantile").head(n_top)
-        quantile = group[group["kind"] == "quantile"].sort_values(["rank_or_quantile", "max_act"], ascending=False).head(n_quantile)
-        out[int(feature)] = [_window(row) for part in (top, quantile) for row in part.itertuples(index=False)]
+    for feature in sorted(grouped):
+        windows = grouped[feature]
+        top = sorted((w for w in windows if w.kind == "top"), key=lambda w: w.rank)[:n_top]
+        quantile = sorted((w for w in windows if w.kind == "quantile"), key=lambda w: (-w.rank, -w.max_act))[:n_quantile]
+        out[feature] = top + quantile
     return out
 
 
-def _window(row) -> Window:
-    text = row.text if isinstance(row.text, str) else None
-    return Window(int(row.feature), str(row.kind), int(row.rank_or_quantile), str(row.doc_id), float(row.max_act),
-                  int(row.max_index), [str(t) for t in row.tokens], [float(a) for a in row.acts],
-                  [int(c) for c in row.char_start], [int(c) for c in row.char_end], text)
+def _read_rows(path: Path, wanted: list[int], n_top: int, n_quantile: int) -> list[dict]:
+    """Row group by row group: decide from the small columns which rows are needed, and read the list
+    columns only for row groups holding some (the file is written in feature order, so most are skipped
+    when the wanted features are few); only the chosen rows become Python objects."""
+    parquet = pq.ParquetFile(path)
+    value_set = pa.array(wanted, pa.int32())
+    chosen = []
+    for group in range(parquet.num_row_groups):
+        stats = parquet.metadata.row_group(group).column(parquet.schema_arrow.get_field_index("feature")).statistics
+        if stats is not None and stats.has_min_max and (stats.max < wanted[0] or stats.min > wanted[-1]):
+            continue
+        keys = parquet.read_row_group(group, columns=["feature", "kind", "rank_or_quantile"])
+        top = pc.and_(pc.equal(keys["kind"], "top"), pc.less(keys["rank_or_quantile"], n_top))
+        mask = pc.and_(pc.is_in(keys["feature"], value_set=value_set), pc.or_(top, pc.and_(pc.equal(keys["kind"], "quantile"), pa.scalar(n_quantile > 0))))
+        if not pc.any(mask).as_py():
+            continue
+        chosen.append(parquet.read_row_group(group, columns=COLUMNS).filter(mask))
+    return pa.concat_tables(chosen).to_pylist() if chosen else []
 
 
 def pieces(window: Window) -> list[Piece]:
