@@ -270,3 +270,18 @@ def test_bad_report_config_is_a_user_error(tmp_path):
     cfg.report = dataclasses.replace(cfg.report, max_matches=-1)
     with pytest.raises(UserError, match="max_matches must be >= 0"):
         report_stage(cfg, progress=False)
+
+
+def test_damaged_input_fails_cleanly_and_keeps_the_previous_report(tmp_path):
+    from autointerp.errors import UserError
+
+    cfg = make_run(tmp_path)
+    first = report_stage(cfg, progress=False)
+    before = first.report.read_text(encoding="utf-8")
+    pages_before = sorted(p.name for p in (cfg.run_path / "pages" / "alpha").iterdir())
+    (cfg.run_path / "compare" / "alpha__beta" / "matches.parquet").write_bytes(b"not parquet")
+    with pytest.raises(UserError, match=r"matches\.parquet cannot be read as parquet"):
+        report_stage(cfg, progress=False)
+    assert first.report.read_text(encoding="utf-8") == before
+    assert sorted(p.name for p in (cfg.run_path / "pages" / "alpha").iterdir()) == pages_before
+    assert not list(cfg.run_path.glob(".pages.*")) and not list(cfg.run_path.glob(".report.md.*"))

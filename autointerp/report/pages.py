@@ -124,8 +124,10 @@ def _feature_page(ctx: _Context, m: ModelInputs, feature: int, stats: pd.DataFra
         for key in ("density", "n_active_tokens", "n_contexts_active", "max_act", "mean_act", "dead"):
             if key in srow.index:
                 facts.append((key, fmt(srow[key], 6) if key == "density" else fmt(srow[key])))
+    shown = {k for k, _ in facts} | {"label"}  # the label is the page's headline
     for key, value in ctx.compare_info.get((m.slug, feature), {}).items():
-        facts.append((key, fmt(value)))
+        if key not in shown:
+            facts.append((key, fmt(value)))
     if facts:
         parts.append("<h2>Statistics</h2>")
         parts.append(table(["", "value"], [[esc(k), v] for k, v in facts], [False, True]))
