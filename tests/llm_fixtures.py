@@ -18,6 +18,8 @@ from __future__ import annotations
 import collections
 import http.client
 import random
+import select
+import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -51,6 +53,7 @@ class FaultProxy:
         self.authorization_headers: list[str] = []
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True  # stalled handlers must not block shutdown
+        self._server.block_on_close = False
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
 
@@ -124,14 +127,28 @@ class FaultProxy:
                 elif fault == "500":
                     self._reply(500, b'{"error": {"message": "injected server error", "type": "server_error"}}')
                 elif fault == "stall":
-                    time.sleep(proxy.stall_s)
-                    self._reply(504, b'{"error": {"message": "stalled"}}')
+                    if self._stall_until_client_leaves(proxy.stall_s):
+                        self._reply(504, b'{"error": {"message": "stalled"}}')
                 elif fault == "empty":
                     self._reply(200, b"")
                 elif fault == "malformed":
                     self._reply(200, b'{"id": "cmpl-1", "object": "text_completion", "choices": [{"text": "tru')
                 else:  # pragma: no cover - a typo in a test's fault list
                     raise ValueError(f"unknown fault kind {fault}")
+
+            def _stall_until_client_leaves(self, seconds: float) -> bool:
+                """Hold the request open; False as soon as the client hangs up (so it stops counting as
+                in flight), True if it was still waiting after ``seconds``."""
+                deadline = time.monotonic() + seconds
+                while time.monotonic() < deadline:
+                    readable, _, _ = select.select([self.connection], [], [], 0.05)
+                    if readable:
+                        try:
+                            if not self.connection.recv(1, socket.MSG_PEEK):
+                                return False
+                        except OSError:
+                            return False
+                return True
 
             def _forward(self, body: bytes | None):
                 conn = http.client.HTTPConnection(proxy.upstream_host, proxy.upstream_port, timeout=300)
