@@ -191,6 +191,8 @@ def test_rerun_is_a_noop_until_an_input_changes(tmp_path):
     stamp = first.report.stat().st_mtime_ns
     second = report_stage(cfg, progress=False)
     assert second.skipped and second.report.stat().st_mtime_ns == stamp
+    (cfg.run_path / "plots" / "density.png").unlink()  # a deleted output is rewritten even when inputs are unchanged
+    assert not report_stage(cfg, progress=False).skipped and (cfg.run_path / "plots" / "density.png").is_file()
     labels_path = cfg.run_path / "alpha" / "labels.parquet"
     labels = pd.read_parquet(labels_path)
     labels.loc[labels["feature"] == 1, "score_detection"] = 0.0

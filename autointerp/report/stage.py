@@ -68,7 +68,8 @@ def report_stage(cfg: RunConfig, out_dir: Path | None = None, *, overwrite: bool
     record_path = out / RECORD_FILE
     if not overwrite and record_path.is_file() and (out / REPORT_FILE).is_file():
         record = read_json(record_path)
-        if record.get("identity") == identity:
+        outputs = [Path(p) for p in record.get("plots", [])] + ([Path(record["pages_index"])] if record.get("pages_index") else [])
+        if record.get("identity") == identity and all(p.is_file() for p in outputs):
             return ReportOutcome(out / REPORT_FILE, Path(record["pages_index"]) if record.get("pages_index") else None,
                                  [Path(p) for p in record.get("plots", [])], record.get("pages", {}), True, run)
 
