@@ -86,7 +86,7 @@ class FaultProxy:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def log_message(self, format, *args):  # noqa: A002 - keep test output quiet
+            def log_message(self, format, *args):
                 pass
 
             def do_GET(self):

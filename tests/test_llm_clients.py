@@ -27,14 +27,15 @@ from autointerp.explain.llm.cache import CACHE_FILENAME, ResponseCache
 from autointerp.explain.llm.config import LLMConfig
 from autointerp.explain.llm.factory import open_client
 from autointerp.explain.llm.llama_server import free_port
+from autointerp.explain.llm.reliable import ReliableClient
 
 SECRET = "sk-test-DO-NOT-LEAK-4b1f9c0e7d"
 PRICES = {"gemma-3-270m": {"input": 0.5, "output": 1.5}}
 
 
 def openai_cfg(base_url: str, model: str | None = "gemma-3-270m", **overrides) -> LLMConfig:
-    fast = dict(backend="openai", base_url=base_url, model=model, concurrency=3, max_retries=8, timeout_s=20.0,
-                total_timeout_s=120.0, backoff_s=0.05, backoff_max_s=0.2, prices=PRICES)
+    fast = {"backend": "openai", "base_url": base_url, "model": model, "concurrency": 3, "max_retries": 8, "timeout_s": 20.0,
+            "total_timeout_s": 120.0, "backoff_s": 0.05, "backoff_max_s": 0.2, "prices": PRICES}
     return LLMConfig(**(fast | overrides))
 
 
@@ -290,3 +291,13 @@ def test_cache_survives_a_process_killed_mid_write(tmp_path):
     cache.put("after", {"p": 1}, {"text": "still writable"})
     assert cache.get("after") == {"text": "still writable"}
     cache.close()
+
+
+def test_backoff_is_full_jitter_capped_and_honours_retry_after():
+    client = ReliableClient(_Named("m"), backoff_s=0.5, backoff_max_s=4.0, seed=0)
+    for retry, cap in ((0, 0.5), (1, 1.0), (2, 2.0), (3, 4.0), (8, 4.0)):
+        delays = [client.backoff_delay(retry) for _ in range(300)]
+        assert all(0.0 <= d <= cap for d in delays)
+        assert max(delays) > 0.8 * cap and min(delays) < 0.2 * cap  # spread over the whole range
+    assert all(client.backoff_delay(0, retry_after_s=3.0) >= 3.0 for _ in range(20))
+    assert client.backoff_delay(0, retry_after_s=600.0) == 4.0  # a huge Retry-After is capped
