@@ -15,9 +15,9 @@ class LLMConfig:
     base_url: str | None = None  # openai backend; default $OPENAI_BASE_URL, else https://api.openai.com/v1
     api_key_env: str = "OPENAI_API_KEY"  # name of the environment variable holding the key (never the key itself)
     device: str = "auto"  # local backend: auto | cpu | cuda | mps
-    concurrency: int = 4  # requests in flight at once
+    concurrency: int = 4  # requests in flight at once (the local backend always runs one at a time)
     max_retries: int = 6  # extra attempts after a transient failure (429, 5xx, timeout, bad body)
-    timeout_s: float = 120.0  # one request
+    timeout_s: float = 120.0  # one request to a server (the local backend is bounded by total_timeout_s only)
     total_timeout_s: float = 1800.0  # one call, all its retries and back-off waits included
     backoff_s: float = 1.0  # first back-off cap; doubles per retry (full jitter: sleep uniform(0, cap))
     backoff_max_s: float = 60.0  # largest back-off cap

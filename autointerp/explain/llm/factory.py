@@ -32,11 +32,15 @@ async def open_client(cfg: LLMConfig, run_dir: Path) -> AsyncIterator[Accounting
     backend = await build_backend(cfg)
     cache = ResponseCache(Path(run_dir) / CACHE_FILENAME) if cfg.cache else None
     try:
+        # The in-process model computes one request at a time in its own worker thread: more slots would
+        # only queue inside it and count queueing against the per-request timeout, and a timed-out
+        # generation cannot be stopped mid-thread, so only the total bound applies there.
+        local = cfg.backend == "local"
         client: LLMClient = ReliableClient(
             backend,
-            concurrency=cfg.concurrency,
+            concurrency=1 if local else cfg.concurrency,
             max_retries=cfg.max_retries,
-            timeout_s=cfg.timeout_s,
+            timeout_s=cfg.total_timeout_s if local else cfg.timeout_s,
             total_timeout_s=cfg.total_timeout_s,
             backoff_s=cfg.backoff_s,
             backoff_max_s=cfg.backoff_max_s,
