@@ -16,10 +16,10 @@ import numpy as np
 
 from autointerp.explain.llm.base import LLMClient, Usage
 from autointerp.explain.prompts import Template
-from autointerp.explain.windows import Window, scale_0_10, split_windows
+from autointerp.explain.windows import MARK_OPEN, Window, scale_0_10, split_windows
 
 _BOILERPLATE = re.compile(
-    r"^\s*(?:\d+[.)]\s*)?(?:explanation|label|answer|description|the neuron|this neuron|neuron|it)\b"
+    r"^\s*(?:\d+[.)]\s*)?(?:explanation|label|answer|description|(?:the |this )?neuron(?: [a-z])?|it)\b"
     r"(?:\s*(?:detects|fires on|responds to|is|activates on|looks for)\b)?\s*[:\-–]?\s*",
     re.IGNORECASE,
 )
@@ -27,11 +27,11 @@ _BOILERPLATE = re.compile(
 
 @dataclass(frozen=True)
 class ExplainSettings:
-    n_top: int = 6  # highest-activating train windows shown
-    n_quantile: int = 4  # lower-activation train windows shown (so labels cover more than the peak)
-    window_before: int = 10
-    window_after: int = 3
-    max_tokens: int = 24
+    n_top: int = 5  # highest-activating train windows shown
+    n_quantile: int = 3  # lower-activation train windows shown (so labels cover more than the peak)
+    window_before: int = 8
+    window_after: int = 2
+    max_tokens: int = 12
     max_label_chars: int = 200
     chat: bool = False  # send the prompt as a chat message instead of a raw completion
 
@@ -52,21 +52,21 @@ def choose_examples(windows: list[Window], settings: ExplainSettings) -> list[Wi
     return top + quantile[::step][: settings.n_quantile]
 
 
-def format_example(window: Window, feature_max: float, number: int) -> str:
+def format_example(window: Window, feature_max: float) -> str:
+    """One line: the window's text with firing tokens marked and their 0-10 strength, e.g. <<Paris>>(10)."""
     values = scale_0_10(window.acts, feature_max)
     mask = values >= 1
-    if not mask.any():  # weak windows still show their strongest token
+    if not mask.any():  # a weak window still shows its strongest token
         mask = np.zeros_like(mask)
         mask[int(np.argmax(window.acts))] = True
-    strongest = sorted(np.flatnonzero(mask), key=lambda i: -window.acts[i])[:3]
-    notes = ", ".join(f"{window.pieces[i].strip() or '_'}={max(1, int(values[i]))}" for i in strongest)
-    return f"{number}. {window.marked(mask)} ({notes})"
+        values = np.maximum(values, 1)
+    return window.marked(mask, values)
 
 
 def build_prompt(template: Template, windows: list[Window], settings: ExplainSettings) -> str:
     chosen = [w.trimmed(settings.window_before, settings.window_after) for w in choose_examples(windows, settings)]
     feature_max = max((w.max_act for w in chosen), default=0.0)
-    lines = [format_example(w, feature_max, i + 1) for i, w in enumerate(chosen)]
+    lines = [format_example(w, feature_max) for w in chosen]
     return template.render(examples="\n".join(lines))
 
 
@@ -77,7 +77,7 @@ def parse_label(raw: str, max_chars: int) -> str | None:
         text = text.strip(" \"'`*.,;:-").strip()
         if not text:
             continue
-        if not re.search(r"[A-Za-z]", text) or text.lower().startswith(("examples", "1.", "<<")):
+        if not re.search(r"[A-Za-z]", text) or MARK_OPEN in text or text.lower().startswith(("examples", "neuron ")):
             return None  # digits/punctuation only, or the model started another example block
         if len(text) > max_chars:
             text = text[:max_chars].rsplit(" ", 1)[0].rstrip(" ,;:-") or text[:max_chars]

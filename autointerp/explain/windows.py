@@ -43,22 +43,32 @@ class Window:
         gaps = ("",) + self.gaps[lo + 1:hi]
         return Window(self.feature, self.split, self.kind, self.pieces[lo:hi], gaps, self.acts[lo:hi], self.max_act, self.max_index - lo)
 
-    def marked(self, mask: np.ndarray) -> str:
-        """The text with the tokens where ``mask`` is true wrapped in <<...>> (runs of tokens share one mark)."""
-        out, inside = [], False
+    def marked(self, mask: np.ndarray, values: np.ndarray | None = None) -> str:
+        """The text with the tokens where ``mask`` is true wrapped in <<...>> (runs of tokens share one mark);
+        with ``values``, each mark is followed by the run's largest value, e.g. <<Paris>>(10)."""
+        out: list[str] = []
+        run_max: int | None = None
+
+        def close() -> None:
+            out.append(MARK_CLOSE + (f"({run_max})" if values is not None else ""))
+
         for i, (gap, piece) in enumerate(zip(self.gaps, self.pieces)):
             lead = piece[: len(piece) - len(piece.lstrip())]
-            body = piece[len(lead):]
-            if mask[i] and not inside:
-                out.append(gap + lead + MARK_OPEN + body)
-                inside = True
-            elif not mask[i] and inside:
-                out.append(MARK_CLOSE + gap + piece)
-                inside = False
+            if mask[i]:
+                value = int(values[i]) if values is not None else 0
+                if run_max is None:
+                    out.append(gap + lead + MARK_OPEN + piece[len(lead):])
+                    run_max = value
+                else:
+                    out.append(gap + piece)
+                    run_max = max(run_max, value)
             else:
+                if run_max is not None:
+                    close()
+                    run_max = None
                 out.append(gap + piece)
-        if inside:
-            out.append(MARK_CLOSE)
+        if run_max is not None:
+            close()
         return _one_line("".join(out))
 
 
