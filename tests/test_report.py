@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from html.parser import HTMLParser
 
@@ -61,6 +62,9 @@ def test_label_quality_table_matches_labels_parquet(report):
         assert row[1:5] == [str(len(score)), f"{score.mean():.3f}", f"{base.mean():.3f}", f"{score.mean() - base.mean():.3f}"]
     assert "7 of 8 labelled features have a label (1 failed)" in section
     assert "timeout after 3 retries (1)" in section
+    meta = json.loads((cfg.run_path / "beta" / "labels.json").read_text())
+    assert f"score usage: {meta['usage']['score']['prompt_tokens']:,} prompt" in section and f"{2 * 8} calls" in section
+    assert "*score\\_embedding*: AUROC of label-window similarity" in md and "not a scorer" not in md
 
 
 def test_matched_concepts_table_in_rank_order_with_exemplars(report):

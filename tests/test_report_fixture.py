@@ -160,9 +160,10 @@ def _labels(folder: Path, slug: str, rng, scores: bool) -> None:
             score[FAILED_FEATURE] = base[FAILED_FEATURE] = np.nan
             frame[f"score_{s}"], frame[f"baseline_{s}"] = score, base
     frame.to_parquet(folder / "labels.parquet", index=False)
-    write_json(folder / "labels.json", {"usage": {"prompt_tokens": int(frame["prompt_tokens"].sum()), "completion_tokens": int(frame["completion_tokens"].sum()),
-                                                  "cost_usd": 0.0, "calls": n}, "explainer_model": EXPLAINER,
-                                        "scorers": list(SCORERS) if scores else [], "definitions": {"embedding": "AUROC of label-window similarity (fixture)"}})
+    usage = {"prompt_tokens": int(frame["prompt_tokens"].sum()), "completion_tokens": int(frame["completion_tokens"].sum()), "cost_usd": 0.0, "calls": n}
+    # As `autointerp explain` / `score` write it: usage per stage.
+    write_json(folder / "labels.json", {"usage": {"explain": usage, "score": usage | {"calls": 2 * n}}, "explainer_model": EXPLAINER,
+                                        "scorers": list(SCORERS) if scores else [], "definitions": {"score_embedding": "AUROC of label-window similarity (fixture)", "raw": "not a scorer"}})
 
 
 def _compare(folder: Path, rng, with_labels: bool) -> None:

@@ -59,10 +59,7 @@ def label_section(run: RunInputs, top_labels: int = 5) -> str:
         meta = m.labels_meta or {}
         explainer = meta.get("explainer_model") or _first(m.labels, "explainer_model")
         lines.append(f"{count(ok)} of {count(n)} labelled features have a label ({count(failed)} failed); explainer: {md_text(explainer)}.")
-        usage = meta.get("usage") or {}
-        if usage:
-            lines.append(f"LLM usage: {count(usage.get('prompt_tokens'))} prompt + {count(usage.get('completion_tokens'))} completion tokens, "
-                         f"{count(usage.get('calls'))} calls, ${num(usage.get('cost_usd', 0.0), 4)}.")
+        lines += _usage_lines(meta.get("usage") or {})
         if failed:
             reasons = m.labels.loc[m.labels["status"] == "failed", "error"].fillna("unknown").astype(str) if "error" in m.labels.columns else pd.Series(["unknown"] * failed)
             common = reasons.value_counts().head(3)
@@ -80,13 +77,20 @@ def label_section(run: RunInputs, top_labels: int = 5) -> str:
         lines += _best_labels(m, summaries[0].scorer, top_labels)
     definitions = {}
     for m in run.models:
-        definitions.update((m.labels_meta or {}).get("definitions") or {})
+        definitions.update({k: v for k, v in ((m.labels_meta or {}).get("definitions") or {}).items() if k.startswith(("score_", "baseline_"))})
     if definitions:
         lines.append("Scorer definitions (from labels.json):")
         lines.append("")
         lines += [f"- *{md_text(k)}*: {md_text(v)}" for k, v in sorted(definitions.items())]
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _usage_lines(usage: dict) -> list[str]:
+    """LLM usage, flat ({prompt_tokens, ...}) or per stage ({"explain": {...}, "score": {...}})."""
+    stages = {k: v for k, v in usage.items() if isinstance(v, dict)} or ({"LLM": usage} if usage else {})
+    return [f"{md_text(name)} usage: {count(u.get('prompt_tokens'))} prompt + {count(u.get('completion_tokens'))} completion tokens, "
+            f"{count(u.get('calls'))} calls, ${num(u.get('cost_usd') or 0.0, 4)}." for name, u in stages.items()]
 
 
 def _best_labels(m: ModelInputs, scorer: str, n: int) -> list[str]:
