@@ -25,7 +25,7 @@ from autointerp.config import RunConfig
 from autointerp.progress import console
 
 OutOpt = Annotated[Optional[Path], typer.Option("--out", "-o", help="Write report.md, plots/ (and pages/) into this directory instead of the run directory, e.g. reports/.")]
-PagesOpt = Annotated[Optional[bool], typer.Option("--pages/--no-pages", help="Write the HTML feature pages (default: [report] pages).")]
+PagesOpt = Annotated[Optional[bool], typer.Option("--pages/--no-pages", help="Write the HTML feature pages (default: the run config's report.pages, true).")]
 
 
 @friendly_errors
