@@ -42,8 +42,8 @@ import scipy.sparse as sp
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("AUTOINTERP_PROGRESS", "0")
 
-from autointerp.compare.correlation import correlate  # noqa: E402
-from autointerp.compare.matching import hungarian  # noqa: E402
+from autointerp.compare.correlation import correlate
+from autointerp.compare.matching import hungarian
 
 GIB = 1024**3
 
@@ -142,7 +142,7 @@ def main() -> None:
         log(f"16k streaming correlation over {args.large_units:,} units: {l_s:.1f}s, peak {l_peak:.2f} GiB "
             f"(accumulator {big * big * 8 / GIB:.0f} GiB float64 + output {big * big * 4 / GIB:.0f} GiB float32)")
         del la, lb
-        lassign, lh_s, lh_peak = measured(hungarian, lres.corr, ~lres.dead_a, ~lres.dead_b)
+        _lassign, lh_s, lh_peak = measured(hungarian, lres.corr, ~lres.dead_a, ~lres.dead_b)
         log(f"16k Hungarian {(~lres.dead_a).sum()} x {(~lres.dead_b).sum()}: {lh_s:.1f}s, peak {lh_peak:.2f} GiB")
 
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2

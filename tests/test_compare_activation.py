@@ -55,7 +55,7 @@ def test_recovers_shared_pairs_above_null_and_almost_none_unshared(compared):
 
 
 def test_dead_features_excluded_and_rectangular(compared):
-    run, outcome = compared
+    _run, outcome = compared
     stats = outcome.stats
     assert (stats["n_features_a"], stats["n_features_b"]) == (67, 85)
     assert (stats["n_dead_a"], stats["n_dead_b"]) == (3, 5)

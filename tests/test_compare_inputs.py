@@ -40,9 +40,9 @@ def expect_error(cfg, *needles, models=None):
 def test_cli_refuses_harvests_of_different_corpora(tmp_path):
     from dataclasses import replace
 
-    run, cfg = make_run(tmp_path, replace(SMALL, docs_model_b=12))
+    run, _cfg = make_run(tmp_path, replace(SMALL, docs_model_b=12))
     result = subprocess.run([sys.executable, "-m", "autointerp", "compare", "--run-dir", str(run.run_dir)],
-                            capture_output=True, text=True, env=ENV, timeout=300)
+                            capture_output=True, text=True, env=ENV, timeout=300, check=False)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "different corpora" in lines[0] and "autointerp harvest" in lines[0], result.stderr
@@ -73,7 +73,7 @@ def test_corpus_file_changed_after_harvest(tmp_path):
 
 
 def test_bad_compare_settings(tmp_path):
-    run, cfg = make_run(tmp_path)
+    _run, cfg = make_run(tmp_path)
     cfg.compare.unit = "char"
     expect_error(cfg, "unit", "word")
     cfg.compare.unit, cfg.compare.null_alpha = "word", 1.5
@@ -81,7 +81,7 @@ def test_bad_compare_settings(tmp_path):
 
 
 def test_unchanged_rerun_is_a_noop_and_overwrite_recomputes(tmp_path):
-    run, cfg = make_run(tmp_path)
+    _run, cfg = make_run(tmp_path)
     first = compare_models(cfg, cfg.models, progress=False)[0]
     assert not first.skipped
     files = sorted(p for p in first.out_dir.rglob("*") if p.is_file())
@@ -95,7 +95,7 @@ def test_unchanged_rerun_is_a_noop_and_overwrite_recomputes(tmp_path):
 
 
 def test_interrupted_compare_resumes_from_the_level_cache(tmp_path):
-    run, cfg = make_run(tmp_path)
+    _run, cfg = make_run(tmp_path)
     first = compare_models(cfg, cfg.models, progress=False)[0]
     matches = pd.read_parquet(first.out_dir / "matches.parquet")
     # as if killed after the word level finished: document level and final outputs missing

@@ -58,7 +58,7 @@ def labelled(tmp_path_factory):
 
 @pytest.mark.slow  # real MiniLM embeddings + exemplar mining: ~40 s on a busy 2-core box
 def test_label_matching_recovers_synonym_pairs(labelled):
-    run, truth, _, outcome, _ = labelled
+    _run, truth, _, outcome, _ = labelled
     matches = pd.read_parquet(outcome.out_dir / "matches.parquet")
     by_label = matches[matches["method"].isin(["label", "both"])]
     label_pairs = set(zip(by_label["feature_a"].tolist(), by_label["feature_b"].tolist()))
@@ -71,7 +71,7 @@ def test_label_matching_recovers_synonym_pairs(labelled):
 
 @pytest.mark.slow  # real MiniLM embeddings + exemplar mining: ~40 s on a busy 2-core box
 def test_agreement_and_disagreements_are_reported(labelled):
-    run, truth, (xa, xb, ya, yb), outcome, _ = labelled
+    _run, truth, (xa, xb, ya, yb), outcome, _ = labelled
     ag = outcome.stats["agreement"]
     assert ag["n_comparable"] == 14 and ag["n_both"] >= 11 and ag["fraction"] == pytest.approx(ag["n_both"] / 14)
     listed = {d["feature_a"] for d in ag["disagreements"]}
@@ -123,7 +123,7 @@ def test_new_labels_rerun_reuses_the_activation_cache(labelled):
     before = {p: p.stat().st_mtime_ns for p in cache}
     again = compare_models(cfg, cfg.models, progress=False)[0]
     assert again.skipped  # unchanged inputs: a no-op
-    fa, fb = truth[15]
+    fa, _fb = truth[15]
     labels = pd.read_parquet(run.run_dir / run.slugs[0] / "labels.parquet")
     labels.loc[len(labels)] = {**labels.iloc[0].to_dict(), "feature": fa, "label": "coastline length in kilometres"}
     labels.to_parquet(run.run_dir / run.slugs[0] / "labels.parquet", index=False)

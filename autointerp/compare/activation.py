@@ -42,11 +42,11 @@ class LevelResult:
         shared = v > self.null.threshold
         return {
             "n_units": int(self.corr.n_units), "n_dead_a": int(self.corr.dead_a.sum()), "n_dead_b": int(self.corr.dead_b.sum()),
-            "n_pairs": int(len(v)), "n_shared": int(shared.sum()),
+            "n_pairs": len(v), "n_shared": int(shared.sum()),
             "mean_corr": float(v.mean()) if len(v) else None, "median_corr": float(np.median(v)) if len(v) else None,
             "null_threshold": self.null.threshold, "null_mean": float(self.null.samples.mean()) if len(self.null.samples) else None,
             "null_max": float(self.null.samples.max()) if len(self.null.samples) else None,
-            "null_samples": int(len(self.null.samples)),
+            "null_samples": len(self.null.samples),
         }
 
 

@@ -101,7 +101,7 @@ class AbstractionResult:
 def _summary(values: np.ndarray) -> dict:
     if len(values) == 0:
         return {"mean": None, "median": None, "n_features": 0}
-    return {"mean": float(np.mean(values)), "median": float(np.median(values)), "n_features": int(len(values))}
+    return {"mean": float(np.mean(values)), "median": float(np.median(values)), "n_features": len(values)}
 
 
 def compare_abstraction(name_a: str, spans_a: np.ndarray, name_b: str, spans_b: np.ndarray,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -25,9 +25,9 @@ from autointerp.errors import UserError
 @friendly_errors
 def compare(
     model: ModelsOpt = None,
-    unit: Annotated[Optional[str], typer.Option(help="Shared unit: word (token-level harvests) or document.")] = None,
-    alpha: Annotated[Optional[float], typer.Option(help="Significance level of the null threshold.")] = None,
-    embedder: Annotated[Optional[str], typer.Option(help="Label embedder: minilm-l6 (embedded) or a sentence-transformers model.")] = None,
+    unit: Annotated[str | None, typer.Option(help="Shared unit: word (token-level harvests) or document.")] = None,
+    alpha: Annotated[float | None, typer.Option(help="Significance level of the null threshold.")] = None,
+    embedder: Annotated[str | None, typer.Option(help="Label embedder: minilm-l6 (embedded) or a sentence-transformers model.")] = None,
     overwrite: OverwriteOpt = False,
     config: ConfigOpt = None,
     run_dir: RunDirOpt = None,
@@ -35,7 +35,7 @@ def compare(
 ) -> None:
     """Match features across models by activation correlation (with a null) and by label similarity."""
     cfg = load_run_config(config, run_dir, name)
-    overrides = {k: v for k, v in dict(unit=unit, null_alpha=alpha, embedder=embedder).items() if v is not None}
+    overrides = {k: v for k, v in {"unit": unit, "null_alpha": alpha, "embedder": embedder}.items() if v is not None}
     cfg.compare = dataclasses.replace(cfg.compare, **overrides)
     compare_models(cfg, select_models(cfg, model), overwrite=overwrite)
 

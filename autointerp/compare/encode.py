@@ -94,7 +94,7 @@ def pool_harvest(sae, harvest_dir: Path, manifest: dict, doc_index_of: dict[str,
             for shard in shards:
                 try:
                     acts, index = read_shard(harvest_dir, shard["index"])
-                except Exception as e:  # noqa: BLE001 - missing/truncated files raise different errors
+                except Exception as e:
                     raise UserError(f"shard {shard['index']} in {harvest_dir} is missing or corrupt ({e}); re-run `autointerp harvest --overwrite`") from e
                 if acts.shape[1] != sae.cfg.d_in:
                     raise UserError(f"the SAE in {harvest_dir.parent / 'sae'} expects d_in={sae.cfg.d_in} but {harvest_dir} holds d_model={acts.shape[1]}; retrain with `autointerp train --overwrite`")

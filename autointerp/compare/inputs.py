@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from autointerp.config import ModelEntry, RunConfig
+from autointerp.config import ModelEntry
 from autointerp.data.corpus import Document, load_saved_documents
 from autointerp.errors import UserError
 from autointerp.io import read_json
@@ -109,6 +109,6 @@ def input_identity(a: ModelInputs, b: ModelInputs) -> dict:
 
 def extra_identity(a: ModelInputs, b: ModelInputs) -> dict:
     """Labels and exemplars: they change the label/abstraction results but not the correlation matrices."""
-    digest = lambda p: file_sha256(p) if p is not None else None  # noqa: E731
+    digest = lambda p: file_sha256(p) if p is not None else None
     return {"labels_a": digest(a.labels_path), "labels_b": digest(b.labels_path),
             "exemplars_a": digest(a.exemplars_path), "exemplars_b": digest(b.exemplars_path)}

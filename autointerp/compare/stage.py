@@ -34,7 +34,13 @@ from autointerp.compare.inputs import (
     load_labels,
 )
 from autointerp.compare.labels import LabelMatching, label_space, match_labels
-from autointerp.compare.tables import DEFINITIONS, MATCHES_SCHEMA, features_table, matches_table, write_parquet
+from autointerp.compare.tables import (
+    DEFINITIONS,
+    MATCHES_SCHEMA,
+    features_table,
+    matches_table,
+    write_parquet,
+)
 from autointerp.errors import UserError
 from autointerp.io import read_json, write_json
 
@@ -84,9 +90,9 @@ def compare_pair(run_dir: Path, a: ModelInputs, b: ModelInputs, cfg: CompareConf
     act_identity = _activation_identity(cfg, a, b)
     identity = {"version": __version__, "config": dataclasses.asdict(cfg), "activation": act_identity, "extra": extra_identity(a, b)}
     outputs = [out / n for n in ("matches.parquet", "null.parquet", "features.parquet", "stats.json")]
-    if not overwrite and (out / RECORD).is_file() and all(p.is_file() for p in outputs):
-        if read_json(out / RECORD).get("identity") == identity:
-            return CompareOutcome(out, True, read_json(out / "stats.json"))
+    done = not overwrite and (out / RECORD).is_file() and all(p.is_file() for p in outputs)
+    if done and read_json(out / RECORD).get("identity") == identity:
+        return CompareOutcome(out, True, read_json(out / "stats.json"))
     if overwrite:
         for stale in (out / "cache").glob("*.safetensors"):
             stale.unlink()
@@ -124,7 +130,7 @@ def _stats(cfg, a, b, primary, levels, labels, label_reason, matches: pd.DataFra
     shared = act[act["shared"]]
     agreement = _agreement(matches)
     names = list(cfg.domains)
-    count = lambda s: {n: int((s == n).sum()) for n in names}  # noqa: E731
+    count = lambda s: {n: int((s == n).sum()) for n in names}
     tests = {}
     for metric in ("top_entities_spanned", "top_docs_spanned"):
         (xa, full_a), (xb, full_b) = abstraction_sample(spans[a.slug], metric), abstraction_sample(spans[b.slug], metric)
@@ -134,17 +140,17 @@ def _stats(cfg, a, b, primary, levels, labels, label_reason, matches: pd.DataFra
         "model_a": a.slug, "model_b": b.slug, "unit": primary.level, "n_units": int(primary.corr.n_units),
         "n_features_a": int(primary.corr.corr.shape[0]), "n_features_b": int(primary.corr.corr.shape[1]),
         "n_dead_a": int(primary.corr.dead_a.sum()), "n_dead_b": int(primary.corr.dead_b.sum()),
-        "null": {"threshold": primary.null.threshold, "alpha": cfg.null_alpha, "n_samples": int(len(primary.null.samples)),
+        "null": {"threshold": primary.null.threshold, "alpha": cfg.null_alpha, "n_samples": len(primary.null.samples),
                  "method": f"{cfg.null_method}: (1 - alpha) quantile of Hungarian-matched correlations over "
                            f"{int(primary.null_permutation.max()) + 1 if len(primary.null_permutation) else 0} document derangement(s) between the models",
                  "quantiles": _quantiles(primary.null.samples)},
-        "n_shared": int(len(shared)),
-        "activation": {"n_pairs": int(len(v)), "mean_corr": float(v.mean()) if len(v) else None,
+        "n_shared": len(shared),
+        "activation": {"n_pairs": len(v), "mean_corr": float(v.mean()) if len(v) else None,
                        "median_corr": float(np.median(v)) if len(v) else None, "quantiles": _quantiles(v),
                        "fraction_shared": float(len(shared) / len(v)) if len(v) else None},
-        "label": {"available": labels is not None, "reason": label_reason, "n_pairs": int(len(lab)),
+        "label": {"available": labels is not None, "reason": label_reason, "n_pairs": len(lab),
                   "mean_similarity": float(lab["label_similarity"].mean()) if len(lab) else None,
-                  "n_labelled_a": int(len(labels.a.features)) if labels else 0, "n_labelled_b": int(len(labels.b.features)) if labels else 0},
+                  "n_labelled_a": len(labels.a.features) if labels else 0, "n_labelled_b": len(labels.b.features) if labels else 0},
         "agreement": agreement,
         "domains": {"names": names,
                     "counts_a": count(feats.loc[feats["model"] == a.slug, "domain"]),

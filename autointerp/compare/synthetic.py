@@ -140,7 +140,7 @@ def _write_model(run_dir: Path, slug: str, docs: list[Document], tokens: pd.Data
     # contexts never cross documents; harvested in a shuffled (not document) order
     tokens = tokens.assign(position=tokens.groupby("doc").cumcount())
     tokens["context_id"] = -1
-    contexts, next_id = [], 0
+    contexts, _next_id = [], 0
     for _, group in tokens.groupby("doc", sort=True):
         for s in range(0, len(group), ctx_len):
             contexts.append(group.index[s : s + ctx_len].to_numpy())
@@ -168,7 +168,7 @@ def _write_model(run_dir: Path, slug: str, docs: list[Document], tokens: pd.Data
             "context_id": ctx, "ctx_pos": np.concatenate([np.arange(len(contexts[c])) for c in members]).astype(np.int32),
         })
         write_shard(hdir, index, torch.from_numpy(np.ascontiguousarray(x[idx])), frame, {"model": slug})
-        manifest_shards.append({"index": index, "rows": int(len(idx)), "contexts": len(members)})
+        manifest_shards.append({"index": index, "rows": len(idx), "contexts": len(members)})
     write_json(hdir / MANIFEST, {
         "complete": True, "d_model": d_in, "hook_name": "synthetic", "n_documents": len(docs),
         "n_contexts": len(contexts), "n_shards": len(shards), "shards": manifest_shards,
@@ -178,7 +178,8 @@ def _write_model(run_dir: Path, slug: str, docs: list[Document], tokens: pd.Data
     })
 
 
-def make_synthetic_run(run_dir: Path, spec: SyntheticSpec = SyntheticSpec(), slugs: tuple[str, str] = ("synth-a", "synth-b")) -> SyntheticRun:
+def make_synthetic_run(run_dir: Path, spec: SyntheticSpec | None = None, slugs: tuple[str, str] = ("synth-a", "synth-b")) -> SyntheticRun:
+    spec = spec or SyntheticSpec()
     rng = np.random.default_rng(spec.seed)
     docs, spans = _documents(spec, rng)
     save_documents(run_dir / "corpus", docs, CorpusStats(n_seen=len(docs), n_kept=len(docs)), CorpusConfig(dataset="synthetic"))

@@ -41,7 +41,7 @@ class WordIndex:
         return np.diff(self.doc_offsets)
 
     @classmethod
-    def build(cls, docs: list[Document]) -> "WordIndex":
+    def build(cls, docs: list[Document]) -> WordIndex:
         starts, ends, counts, char_offsets, pos = [], [], [], [], 0
         for doc in docs:
             spans = np.array([m.span() for m in WORD_PATTERN.finditer(doc.text)], dtype=np.int64).reshape(-1, 2)
