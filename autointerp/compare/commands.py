@@ -51,7 +51,7 @@ def compare_models(cfg: RunConfig, models: list[ModelEntry], *, overwrite: bool 
     from autointerp.compare.summary import print_summary
 
     if len(models) < 2:
-        raise UserError(f"compare needs at least two models; the run config lists {', '.join(m.slug for m in models) or 'none'} - add another [[models]] entry")
+        raise UserError(f"compare needs at least two models; the run config lists {', '.join(m.slug for m in models) or 'none'} - add another model to the run config (a second models entry)")
     cfg.compare.validate()
     outcomes = []
     for ea, eb in itertools.combinations(models, 2):

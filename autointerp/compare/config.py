@@ -42,16 +42,16 @@ class CompareConfig:
 
     def validate(self) -> None:
         if self.unit not in UNITS:
-            raise UserError(f"[compare] unit={self.unit!r} is not supported; use one of {', '.join(UNITS)}")
+            raise UserError(f"compare setting unit={self.unit!r} is not supported; use one of {', '.join(UNITS)}")
         if not 0.0 < self.null_alpha < 1.0:
-            raise UserError(f"[compare] null_alpha={self.null_alpha} must be in (0, 1); e.g. 0.01")
+            raise UserError(f"compare setting null_alpha={self.null_alpha} must be in (0, 1); e.g. 0.01")
         if not 1 <= self.null_permutations <= self.max_null_permutations:
-            raise UserError(f"[compare] null_permutations={self.null_permutations} must be in [1, max_null_permutations={self.max_null_permutations}]")
+            raise UserError(f"compare setting null_permutations={self.null_permutations} must be in [1, max_null_permutations={self.max_null_permutations}]")
         if self.null_method not in NULL_METHODS:
-            raise UserError(f"[compare] null_method={self.null_method!r} is unknown; use one of {', '.join(NULL_METHODS)}")
+            raise UserError(f"compare setting null_method={self.null_method!r} is unknown; use one of {', '.join(NULL_METHODS)}")
         if self.chunk_rows < 1 or self.unit_chunk < 1:
-            raise UserError("[compare] chunk_rows and unit_chunk must be >= 1")
+            raise UserError("compare settings chunk_rows and unit_chunk must be >= 1")
         if not 0.0 <= self.combined_weight <= 1.0:
-            raise UserError(f"[compare] combined_weight={self.combined_weight} must be in [0, 1]")
+            raise UserError(f"compare setting combined_weight={self.combined_weight} must be in [0, 1]")
         if not self.domains:
-            raise UserError("[compare] domains is empty; give at least one `name = \"description\"` entry or remove the key")
+            raise UserError("compare setting domains is empty; give at least one `name = \"description\"` entry or remove the key")
