@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # torch would pull several GB of CUDA packages. On a GPU machine: make TORCH_SPEC="torch" ...
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: setup demo test test-fast bench bench-sae clean
+.PHONY: setup test-deps demo test test-fast bench bench-sae clean
 
 setup: $(VENV)/.installed
 
@@ -21,10 +21,19 @@ $(VENV)/.installed: pyproject.toml
 demo: setup
 	$(BIN)/autointerp run
 
-test: setup
+# Test-only tools: the llama.cpp OpenAI-compatible server (llama-cpp-python builds from source once, ~5 min;
+# pip caches the wheel) and Chromium from Debian packages for the browser test of the HTML pages.
+test-deps: $(VENV)/.test-deps
+
+$(VENV)/.test-deps: $(VENV)/.installed scripts/install_chromium.sh
+	$(BIN)/pip install --quiet -e ".[test,server]"
+	bash scripts/install_chromium.sh
+	touch $@
+
+test: setup test-deps
 	$(BIN)/pytest
 
-test-fast: setup
+test-fast: setup test-deps
 	$(BIN)/pytest -m "not slow"
 
 bench: setup

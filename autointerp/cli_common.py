@@ -17,6 +17,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.logging import RichHandler
+from rich.markup import escape
 
 from autointerp.config import ModelEntry, RunConfig, load_config
 from autointerp.errors import UserError
@@ -70,14 +71,14 @@ def friendly_errors(func):
         try:
             return func(*args, **kwargs)
         except UserError as exc:
-            console.print(f"[bold red]error:[/] {exc.message}", highlight=False, soft_wrap=True)
+            console.print(f"[bold red]error:[/] {escape(exc.message)}", highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
         except Exception as exc:
             code = _disk_full_errno(exc)
             if code is None:
                 raise
             filename = getattr(exc, "filename", None)
-            where = f" writing {filename}" if filename else ""
+            where = f" writing {escape(str(filename))}" if filename else ""
             console.print(f"[bold red]error:[/] out of disk space{where} ({os.strerror(code)}); free space or use another --run-dir, then run the same command again (completed work is kept, nothing half-written)", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:

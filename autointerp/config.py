@@ -31,8 +31,7 @@ from autointerp.errors import UserError
 from autointerp.explain.config import ExplainConfig, ScoreConfig
 from autointerp.explain.llm.config import LLMConfig
 from autointerp.report.config import ReportConfig
-from autointerp.training.exemplars import ExemplarConfig
-from autointerp.training.harvest import HarvestConfig
+from autointerp.training.settings import ExemplarConfig, HarvestConfig
 
 DEFAULT_MAX_TOKENS = 120_000
 

@@ -35,37 +35,11 @@ from autointerp.training.contexts import (
     pad_batch,
     tokenize_documents,
 )
+from autointerp.training.settings import LEVELS, POOLS, HarvestConfig  # noqa: F401 - re-exported
 from autointerp.training.shards import MANIFEST, STORAGE_DTYPES, ShardPaths, write_shard
 
 log = logging.getLogger("autointerp")
 
-LEVELS = ("token", "sequence")
-POOLS = ("last", "mean")
-
-
-@dataclass
-class HarvestConfig:
-    layer: int = 6
-    site: str = "resid"  # resid: residual stream after block `layer`; mlp: that block's MLP output
-    ctx_len: int = 128
-    batch_size: int = 16
-    level: str = "token"  # token: one row per token; sequence: one row per document
-    pool: str = "last"  # sequence level: last real (non-special) token, or mean over real tokens
-    keep_special: bool = False  # store BOS/CLS/SEP rows too (token level)
-    dtype: str = "float32"  # storage dtype of the shards
-    compute_dtype: str = "auto"  # auto: bf16 on CUDA, float32 on CPU
-    device: str = "auto"
-    shard_tokens: int = 65_536  # approximate rows per shard (token level)
-
-    def validate(self) -> None:
-        if self.level not in LEVELS:
-            raise UserError(f"unknown level '{self.level}'; use one of {', '.join(LEVELS)}")
-        if self.pool not in POOLS:
-            raise UserError(f"unknown pool '{self.pool}'; use one of {', '.join(POOLS)}")
-        if self.dtype not in STORAGE_DTYPES:
-            raise UserError(f"unknown storage dtype '{self.dtype}'; use one of {', '.join(STORAGE_DTYPES)}")
-        if self.batch_size < 1 or self.shard_tokens < 1:
-            raise UserError("--batch-size and shard_tokens must be positive")
 
 
 @dataclass
