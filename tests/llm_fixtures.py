@@ -181,11 +181,10 @@ class FaultProxy:
 @pytest.fixture(scope="session")
 def llama_server(tmp_path_factory):
     """The real llama.cpp OpenAI-compatible server serving the embedded Gemma GGUF on loopback."""
-    from autointerp.explain.llm.llama_server import serve_gguf
-    from autointerp.models.resolve import embedded_gguf_path
+    from autointerp.explain.llm.llama_server import serve_embedded
 
     log_dir = tmp_path_factory.mktemp("llama_server")
-    with serve_gguf(embedded_gguf_path(), model_alias="gemma-3-270m", log_path=log_dir / "server.log") as server:
+    with serve_embedded(log_path=log_dir / "server.log") as server:
         yield server
 
 

@@ -8,6 +8,8 @@ exit. Settings that matter for auto-interp:
   logprobs (prompt-token logprobs, the one-request simulation scorer) needs them for every position.
 - ``n_ctx`` 4096: explainer prompts with a dozen exemplar windows run to a few thousand tokens.
 - ``model_alias``: the name clients put in ``[llm] model`` (instead of the file path).
+- ``chat_format``: the embedded Gemma GGUF carries no chat template, and llama-cpp-python's fallback
+  (llama-2) makes Gemma answer chat requests with nothing; ``serve_embedded`` passes ``gemma``.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from pathlib import Path
 from autointerp.errors import UserError
 
 INSTALL_HINT = "pip install 'llama-cpp-python[server]'"
+EMBEDDED_MODEL = "gemma-3-270m"
+EMBEDDED_CHAT_FORMAT = "gemma"
 
 
 @dataclass(frozen=True)
@@ -45,13 +49,23 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def port_in_use(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
 def check_installed() -> None:
     for module in ("llama_cpp", "uvicorn", "fastapi", "sse_starlette", "pydantic_settings"):
         if importlib.util.find_spec(module) is None:
             raise UserError(f"the llama.cpp server needs the package llama-cpp-python with its server extra (missing: {module}); {INSTALL_HINT}")
 
 
-def server_command(gguf_path: Path, *, port: int, model_alias: str, n_ctx: int, n_threads: int | None, extra_args: list[str]) -> list[str]:
+def server_command(gguf_path: Path, *, port: int, model_alias: str, n_ctx: int, n_threads: int | None, chat_format: str | None,
+                   extra_args: list[str]) -> list[str]:
     command = [
         sys.executable, "-m", "llama_cpp.server",
         "--model", str(gguf_path),
@@ -62,6 +76,8 @@ def server_command(gguf_path: Path, *, port: int, model_alias: str, n_ctx: int, 
         "--logits_all", "True",  # prompt-token logprobs (echo=True + logprobs)
         "--n_gpu_layers", "0",
     ]
+    if chat_format:
+        command += ["--chat_format", chat_format]
     if n_threads:
         command += ["--n_threads", str(n_threads), "--n_threads_batch", str(n_threads)]
     return command + list(extra_args)
@@ -74,6 +90,7 @@ def serve_gguf(
     model_alias: str | None = None,
     n_ctx: int = 4096,
     n_threads: int | None = None,
+    chat_format: str | None = None,
     port: int | None = None,
     startup_timeout_s: float = 180.0,
     log_path: Path | str | None = None,
@@ -84,11 +101,15 @@ def serve_gguf(
     gguf_path = Path(gguf_path)
     if not gguf_path.is_file():
         raise UserError(f"GGUF file not found: {gguf_path}; check the path")
+    if port and port_in_use(port):
+        # another server there would answer our readiness check and be mistaken for this one
+        raise UserError(f"port {port} on 127.0.0.1 is already in use; choose another port or leave it unset for a free one")
     port = port or free_port()
     alias = model_alias or gguf_path.stem
     log_path = Path(log_path) if log_path else Path(os.environ.get("TMPDIR", "/tmp")) / f"llama_server_{port}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    command = server_command(gguf_path, port=port, model_alias=alias, n_ctx=n_ctx, n_threads=n_threads, extra_args=extra_args or [])
+    command = server_command(gguf_path, port=port, model_alias=alias, n_ctx=n_ctx, n_threads=n_threads,
+                             chat_format=chat_format, extra_args=extra_args or [])
     with open(log_path, "wb") as log_file:
         process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     base_url = f"http://127.0.0.1:{port}/v1"
@@ -97,6 +118,16 @@ def serve_gguf(
         yield LlamaServer(base_url=base_url, model=alias, pid=process.pid, log_path=log_path)
     finally:
         _stop(process)
+
+
+@contextlib.contextmanager
+def serve_embedded(**kwargs) -> Iterator[LlamaServer]:
+    """Serve the embedded Gemma 3 270M (model name ``gemma-3-270m``) with its chat format."""
+    from autointerp.models.resolve import embedded_gguf_path
+
+    kwargs = {"model_alias": EMBEDDED_MODEL, "chat_format": EMBEDDED_CHAT_FORMAT, **kwargs}
+    with serve_gguf(embedded_gguf_path(), **kwargs) as server:
+        yield server
 
 
 def _wait_until_ready(process: subprocess.Popen, base_url: str, timeout_s: float, log_path: Path) -> None:
