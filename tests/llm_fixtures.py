@@ -9,8 +9,9 @@ Registered in conftest.py via ``pytest_plugins = ["llm_fixtures"]``; usable from
   stall_s=3.0, require_key=None) -> FaultProxy``. The proxy is a real ``ThreadingHTTPServer``; POST
   requests (the LLM calls) are answered, with probability ``fault_rate``, by one injected fault instead of
   the upstream's answer. The n-th POST gets the n-th draw of ``random.Random(seed)``, so the fault sequence
-  is deterministic given the seed. It counts what it injected, what it forwarded and the most requests it
-  had in flight at once. GET requests (``/v1/models``) always pass through.
+  is deterministic given the seed. It counts what it injected, what it forwarded (and how many of those
+  the client had abandoned, timed out, before the upstream answered) and the most requests it had in
+  flight at once. GET requests (``/v1/models``) always pass through.
 """
 
 from __future__ import annotations
@@ -45,7 +46,8 @@ class FaultProxy:
         self._lock = threading.Lock()
         self._random = random.Random(seed)
         self.injected: collections.Counter[str] = collections.Counter()
-        self.forwarded = 0
+        self.forwarded = 0  # POSTs passed to the upstream
+        self.abandoned = 0  # ... of which the client had hung up (timed out) before the answer came
         self.requests = 0  # every request received, GETs included
         self.posts = 0
         self.in_flight = 0
@@ -68,7 +70,7 @@ class FaultProxy:
     def reset_counts(self) -> None:
         with self._lock:
             self.injected.clear()
-            self.forwarded = self.requests = self.posts = self.max_in_flight = 0
+            self.forwarded = self.abandoned = self.requests = self.posts = self.max_in_flight = 0
             self.authorization_headers.clear()
 
     def close(self) -> None:
@@ -116,7 +118,7 @@ class FaultProxy:
                     else:
                         self._forward(body)
                 except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client gave up (e.g. after a stall): nothing to answer
+                    pass  # the client gave up: nothing to answer
                 finally:
                     with proxy._lock:
                         proxy.in_flight -= 1
@@ -141,29 +143,57 @@ class FaultProxy:
                 in flight), True if it was still waiting after ``seconds``."""
                 deadline = time.monotonic() + seconds
                 while time.monotonic() < deadline:
-                    readable, _, _ = select.select([self.connection], [], [], 0.05)
-                    if readable:
-                        try:
-                            if not self.connection.recv(1, socket.MSG_PEEK):
-                                return False
-                        except OSError:
-                            return False
+                    if self._client_gone(wait_s=0.05):
+                        return False
                 return True
 
+            def _client_gone(self, wait_s: float = 0.0) -> bool:
+                """True if the client closed its end (it waits for our answer, so it sends nothing else)."""
+                readable, _, _ = select.select([self.connection], [], [], wait_s)
+                if not readable:
+                    return False
+                try:
+                    return not self.connection.recv(1, socket.MSG_PEEK)
+                except OSError:
+                    return True
+
             def _forward(self, body: bytes | None):
+                """Pass the request upstream (in a helper thread) while watching the client: a client that
+                hangs up (times out) stops counting as in flight at once, and its answer is dropped."""
+                result: dict = {}
+                worker = threading.Thread(target=self._call_upstream, args=(body, result), daemon=True)
+                worker.start()
+                gone = False
+                while worker.is_alive():
+                    worker.join(0.02)
+                    if self.command == "POST" and worker.is_alive() and self._client_gone(wait_s=0.03):
+                        gone = True
+                        break
+                if self.command == "POST":
+                    gone = gone or self._client_gone()
+                    with proxy._lock:
+                        proxy.forwarded += 1
+                        proxy.abandoned += gone
+                if gone:
+                    return  # the client timed out before the upstream answered: it will retry
+                if "error" in result:
+                    self._reply(502, b'{"error": {"message": "upstream unreachable"}}')
+                else:
+                    self._reply(result["status"], result["data"], {"Content-Type": result["content_type"]})
+
+            def _call_upstream(self, body: bytes | None, result: dict):
                 conn = http.client.HTTPConnection(proxy.upstream_host, proxy.upstream_port, timeout=300)
                 try:
                     headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection", "content-length")}
                     conn.request(self.command, self.path, body=body, headers=headers)
                     upstream = conn.getresponse()
-                    data = upstream.read()
-                    content_type = upstream.getheader("Content-Type", "application/json")
+                    result["data"] = upstream.read()
+                    result["status"] = upstream.status
+                    result["content_type"] = upstream.getheader("Content-Type", "application/json")
+                except OSError as exc:
+                    result["error"] = exc
                 finally:
                     conn.close()
-                if self.command == "POST":
-                    with proxy._lock:
-                        proxy.forwarded += 1
-                self._reply(upstream.status, data, {"Content-Type": content_type})
 
             def _reply(self, status: int, data: bytes, headers: dict | None = None):
                 self.send_response(status)
