@@ -16,13 +16,18 @@ import numpy as np
 
 from autointerp.explain.llm.base import LLMClient, Usage
 from autointerp.explain.prompts import Template
-from autointerp.explain.windows import MARK_OPEN, Window, scale_0_10, split_windows
+from autointerp.explain.windows import MARK_CLOSE, MARK_OPEN, Window, scale_0_10, split_windows
 
 _BOILERPLATE = re.compile(
     r"^\s*(?:\d+[.)]\s*)?(?:explanation|label|answer|description|(?:the |this )?neuron(?: [a-z])?|it)\b"
     r"(?:\s*(?:detects|fires on|responds to|is|activates on|looks for)\b)?\s*[:\-–]?\s*",
     re.IGNORECASE,
 )
+
+
+_ANNOTATION = re.compile(r"\(\s*\d{1,2}\s*(?:\)|$)")  # "(10)" strength notes, also cut off ones like "(1"
+_EDGE_PUNCTUATION = " \"'`*.,;:-–()[]/|>"
+_LIST_MARKER = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+")
 
 
 @dataclass(frozen=True)
@@ -71,16 +76,21 @@ def build_prompt(template: Template, windows: list[Window], settings: ExplainSet
 
 
 def parse_label(raw: str, max_chars: int) -> str | None:
-    """The label in an explainer answer, or None when there is nothing usable."""
+    """The label in an explainer answer, or None when there is nothing usable.
+
+    Lenient on purpose: a small model often copies the example format into its answer, so marks and
+    strength annotations are removed rather than the answer thrown away; the scorers judge the result.
+    """
     for line in raw.replace("\r", "\n").split("\n"):
-        text = _BOILERPLATE.sub("", line, count=1).strip()
-        text = text.strip(" \"'`*.,;:-").strip()
+        text = _BOILERPLATE.sub("", _LIST_MARKER.sub("", line), count=1)
+        text = _ANNOTATION.sub("", text.replace(MARK_OPEN, "").replace(MARK_CLOSE, ""))
+        text = " ".join(text.split()).strip(_EDGE_PUNCTUATION)
         if not text:
             continue
-        if not re.search(r"[A-Za-z]", text) or MARK_OPEN in text or text.lower().startswith(("examples", "neuron ")):
+        if not re.search(r"[A-Za-z]{2}", text) or text.lower().startswith(("examples", "neuron ")):
             return None  # digits/punctuation only, or the model started another example block
         if len(text) > max_chars:
-            text = text[:max_chars].rsplit(" ", 1)[0].rstrip(" ,;:-") or text[:max_chars]
+            text = text[:max_chars].rsplit(" ", 1)[0].rstrip(_EDGE_PUNCTUATION) or text[:max_chars]
         return text
     return None
 

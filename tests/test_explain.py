@@ -1,0 +1,197 @@
+"""Templates, explainer formatting/parsing, the local backend's logprobs, and explain + score end to end."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from autointerp.config import ModelEntry, RunConfig
+from autointerp.errors import UserError
+from autointerp.explain.explainer import ExplainSettings, build_prompt, format_example, parse_label
+from autointerp.explain.prompts import REQUIRED, load_template
+from autointerp.explain.windows import Window, load_windows
+from autointerp.io import write_json
+from explain_helpers import make_run
+
+
+def test_packaged_templates_load_with_their_placeholders():
+    for name, needed in REQUIRED.items():
+        template = load_template(name)
+        assert set(needed) <= template.placeholders
+        assert len(template.text) < 1200  # short enough for a 270M model's speed
+
+
+def test_user_template_overrides_and_missing_placeholder_is_named(tmp_path):
+    (tmp_path / "explainer.txt").write_text("Tell me about:\n{{examples}}\nAnswer:", encoding="utf-8")
+    assert load_template("explainer", tmp_path).text.startswith("Tell me about")
+    assert load_template("simulator", tmp_path).path.parent.name == "prompts"  # not overridden: packaged
+    (tmp_path / "simulator.txt").write_text("Neuron: {{label}}\nno examples slot here", encoding="utf-8")
+    with pytest.raises(UserError, match=r"simulator.*\{\{examples\}\}"):
+        load_template("simulator", tmp_path)
+    (tmp_path / "detection.txt").write_text("{{label}} {{example}} {{mystery}}", encoding="utf-8")
+    with pytest.raises(UserError, match="mystery"):
+        load_template("detection", tmp_path).render(label="x", example="y")
+    with pytest.raises(UserError, match="not a directory"):
+        load_template("explainer", tmp_path / "missing")
+
+
+def _window(pieces, acts, kind="top", split="train"):
+    acts = np.asarray(acts, dtype=np.float32)
+    return Window(0, split, kind, tuple(pieces), ("",) * len(pieces), acts, float(acts.max()), int(acts.argmax()))
+
+
+def test_explainer_marks_firing_tokens_with_0_10_strengths(tmp_path):
+    w = _window(["the", " capital", " is", " Paris", " and", " Lyon"], [0, 0, 0, 2.0, 0, 1.0])
+    assert format_example(w, feature_max=2.0) == "the capital is <<Paris>>(10) and <<Lyon>>(5)"
+    run = make_run(tmp_path)
+    windows = load_windows(run / "gemma-3-270m" / "exemplars.parquet", [0])[0]
+    prompt = build_prompt(load_template("explainer"), windows, ExplainSettings(n_top=3, n_quantile=0))
+    block = prompt.rsplit("Neuron C fires", 1)[1]
+    assert block.count("\n") == 5 and "<<volcano>>(10)" in block and prompt.rstrip().endswith("Neuron C detects:")
+    assert all("<<" in line for line in block.splitlines()[1:4])  # only train windows, each with a mark
+    assert "test" not in block and "eruption lasted three days" not in block  # held-out windows never shown
+
+
+@pytest.mark.parametrize(("raw", "label"), [
+    (" names of European cities\nNeuron D fires on", "names of European cities"),
+    ("Explanation: \"coffee exports\".", "coffee exports"),
+    (" The neuron detects: percentages", "percentages"),
+    ("\n\n  military ranks", "military ranks"),
+    (" " + "very long label " * 30, None),  # capped, checked below
+    (" 12 34", None), ("", None), (" - votes in the <<Constitutional>>(10", "votes in the Constitutional"),
+    ("1. 2019 - 100", None), (" <<(10)10\n<<(10", None), ("Examples:\n1. x", None),
+])
+def test_parse_label(raw, label):
+    parsed = parse_label(raw, max_chars=40)
+    if "very long" in raw:
+        assert parsed is not None and len(parsed) <= 40 and parsed.startswith("very long label")
+    else:
+        assert parsed == label
+
+
+def test_exemplars_from_another_sae_is_a_user_error(tmp_path):
+    from autointerp.explain.stage import check_inputs
+    from autointerp.training.sae import WEIGHTS_FILE
+
+    model_dir = make_run(tmp_path) / "gemma-3-270m"
+    (model_dir / "sae").mkdir()
+    (model_dir / "sae" / WEIGHTS_FILE).write_bytes(b"weights v2")
+    write_json(model_dir / "exemplars_stage.json", {"identity": {"sae_sha256": hashlib.sha256(b"weights v1").hexdigest()}})
+    with pytest.raises(UserError, match="different SAE"):
+        check_inputs(model_dir)
+    write_json(model_dir / "exemplars_stage.json", {"identity": {"sae_sha256": hashlib.sha256(b"weights v2").hexdigest()}})
+    check_inputs(model_dir)
+
+
+def test_score_without_labels_and_embedding_scoring_without_llm(tmp_path):
+    """`score --scorer embedding` runs with no LLM at all, on labels written by hand."""
+    from autointerp.explain.commands import score_all
+    from autointerp.explain.labels import merge_rows, empty_table, write_labels
+
+    run = make_run(tmp_path)
+    cfg = RunConfig(run_dir=str(run), models=[ModelEntry("gemma-3-270m")])
+    cfg.llm = dataclasses.replace(cfg.llm, backend="openai", base_url="http://127.0.0.1:9/v1")  # unreachable: must not be used
+    with pytest.raises(UserError, match="autointerp explain"):
+        score_all(cfg, scorers=["embedding"])
+    rows = [dict(feature=f, label=lbl, raw=lbl, status="ok", error=None, explainer_model="hand", prompt_tokens=0, completion_tokens=0, cost_usd=0.0)
+            for f, lbl in ((0, "volcanoes and lava"), (1, "coffee, tea and cocoa"), (2, "navy and army"))]
+    write_labels(run / "gemma-3-270m", merge_rows(empty_table(), rows))
+    score_all(cfg, scorers=["embedding"])
+    table = pd.read_parquet(run / "gemma-3-270m" / "labels.parquet")
+    assert (table["score_embedding"] > table["baseline_embedding"]).all()
+    assert pq.read_schema(run / "gemma-3-270m" / "labels.parquet").field("feature").type == "int32"
+    before = (run / "gemma-3-270m" / "labels.parquet").stat().st_mtime_ns
+    score_all(cfg, scorers=["embedding"])  # up to date: a no-op
+    assert (run / "gemma-3-270m" / "labels.parquet").stat().st_mtime_ns == before
+
+
+@pytest.mark.slow
+def test_local_echo_logprobs_equal_a_direct_forward_pass():
+    import torch
+
+    from autointerp.explain.llm.local import LocalClient
+
+    client = LocalClient()
+    prompt = "The capital of France is Paris.\tunknown\n7"
+    out = asyncio.run(client.complete(prompt, max_tokens=2, logprobs=5, echo=True))
+    lm = client.loaded()
+    ids = lm.tokenizer(prompt, return_tensors="pt")["input_ids"]
+    with torch.inference_mode():
+        logp = torch.log_softmax(lm.model(input_ids=ids).logits[0].float(), dim=-1)
+    n = ids.shape[1]
+    assert out.usage.prompt_tokens == n and out.usage.completion_tokens == 2
+    echoed = out.logprobs[: n - 1]  # the BOS is not echoed
+    assert "".join(r.token for r in echoed) == prompt
+    for pos, record in enumerate(echoed):  # record pos is token pos + 1, predicted by the logits at pos
+        assert record.logprob == pytest.approx(float(logp[pos, ids[0, pos + 1]]), abs=1e-3)
+        best = torch.topk(logp[pos], 5)
+        assert list(record.top.values())[0] == pytest.approx(float(best.values[0]), abs=1e-3)
+        assert prompt[record.text_offset:].startswith(record.token)
+    plain = asyncio.run(client.complete(prompt, max_tokens=2))
+    assert out.text == prompt + plain.text  # echo does not change what is generated
+    asyncio.run(client.aclose())
+
+
+def _run_end_to_end(tmp_path, llm_overrides: dict) -> tuple:
+    from autointerp.explain.commands import explain_all, score_all
+
+    run = make_run(tmp_path)
+    cfg = RunConfig(run_dir=str(run), models=[ModelEntry("gemma-3-270m")])
+    cfg.llm = dataclasses.replace(cfg.llm, **llm_overrides)
+    cfg.explain = dataclasses.replace(cfg.explain, n_features=3)
+    cfg.score = dataclasses.replace(cfg.score, scorers=["simulation", "detection", "embedding"], n_activating=3, n_random=2)
+    usage = explain_all(cfg)["gemma-3-270m"]
+    assert usage["calls"] == 3
+    score_all(cfg)
+    table = pd.read_parquet(run / "gemma-3-270m" / "labels.parquet")
+    meta = pd.read_json(run / "gemma-3-270m" / "labels.json", typ="series")
+    return cfg, run, table, meta
+
+
+def _check_table(table, meta):
+    assert list(table["feature"]) == [0, 1, 2]  # the dead feature 3 is never chosen
+    assert set(table["status"]) <= {"ok", "failed"}
+    ok = table[table["status"] == "ok"]
+    assert len(ok) >= 1 and ok["label"].str.len().gt(0).all()
+    assert table.loc[table["status"] == "failed", "error"].notna().all()
+    for name in ("simulation", "detection", "embedding"):
+        assert ok[f"status_{name}"].eq("ok").all() and ok[f"score_{name}"].notna().all()
+        assert f"baseline_{name}" in table.columns
+    assert (ok["prompt_tokens"] > 0).all() and {"usage", "scorers", "definitions", "explainer_model"} <= set(meta.index)
+
+
+@pytest.mark.slow
+def test_explain_and_score_end_to_end_on_the_local_backend(tmp_path):
+    from autointerp.explain.commands import explain_all, score_all
+
+    cfg, run, table, meta = _run_end_to_end(tmp_path, {"backend": "local"})
+    _check_table(table, meta)
+    assert meta["usage"]["explain"]["backend"] == "local"
+    # Re-running makes no new LLM calls: ok labels and scores are kept; failed labels are retried (from the cache).
+    rerun = explain_all(cfg)
+    assert all(summary["calls"] == 0 for summary in rerun.values())
+    assert score_all(cfg) == {}
+    from autointerp.explain.labels import write_labels
+
+    feature = int(table.loc[table["status"] == "ok", "feature"].iloc[0])
+    table.loc[table["feature"] == feature, ["status", "label", "error"]] = ["failed", None, "injected"]
+    write_labels(run / "gemma-3-270m", table)
+    again = explain_all(cfg)["gemma-3-270m"]
+    assert again["calls"] == 0 and again["cached_calls"] >= 1  # same prompt: answered by the sqlite cache
+    relabelled = pd.read_parquet(run / "gemma-3-270m" / "labels.parquet").set_index("feature")
+    assert relabelled.loc[feature, "status"] == "ok" and pd.isna(relabelled.loc[feature, "error"])
+
+
+@pytest.mark.slow
+def test_explain_and_score_end_to_end_against_llama_cpp_server(tmp_path, llama_server):
+    """The real llama.cpp server: completions with echo + logprobs drive simulation through the HTTP API."""
+    cfg, run, table, meta = _run_end_to_end(tmp_path, {"backend": "openai", "base_url": llama_server.base_url, "model": llama_server.model})
+    _check_table(table, meta)
+    assert meta["usage"]["explain"]["backend"] == "openai"
+    assert table["score_simulation"].notna().all()

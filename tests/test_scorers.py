@@ -1,0 +1,121 @@
+"""Scorer math on constructed cases where the right answer is known, with real embeddings and real files."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import re
+
+import numpy as np
+import pytest
+
+from autointerp.explain.labels import derangement
+from autointerp.explain.llm.base import Completion, LLMClient, TokenLogprob, Usage
+from autointerp.explain.pipeline import baseline_labels
+from autointerp.explain.scorers import ScoreSettings, make_scorer
+from autointerp.explain.scorers.base import answer_probability, auroc, balanced_accuracy, pearson
+from autointerp.explain.scorers.simulation import build_block, expected_digit
+from autointerp.explain.windows import load_windows
+from explain_helpers import FEATURES, make_run
+
+
+class KeywordOracle(LLMClient):
+    """A deterministic LLM stand-in that 'understands' a label exactly: a word fires iff it occurs in the label.
+
+    It is not the component under test (the scorers are): it gives each scorer a reader whose answers are
+    known, so a perfect label must score ~1 and a shuffled one ~chance. Logprobs are real log(probabilities).
+    """
+
+    model_name = "keyword-oracle"
+    supports_logprobs = True
+
+    def __init__(self):
+        self.usage = Usage()
+
+    async def chat(self, messages, *, max_tokens=256, temperature=0.0, logprobs=None):
+        return await self.complete(messages[-1]["content"], max_tokens=max_tokens, logprobs=logprobs)
+
+    async def complete(self, prompt, *, max_tokens=256, temperature=0.0, logprobs=None, echo=False):
+        label_words = set(re.search(r"detects: (.*)", prompt).group(1).lower().split())
+        usage = Usage(prompt_tokens=len(prompt.split()), completion_tokens=1, calls=1)
+        if echo:  # simulation: one record per character run; slots are the characters after a tab
+            records, pos = [], 0
+            for line in prompt.splitlines(keepends=True):
+                if "\t" in line and not line.startswith(("the\t", "capital\t", "Paris\t")):
+                    word, rest = line.split("\t", 1)
+                    fires = word.strip().lower() in label_words
+                    top = {"10": math.log(0.9), "0": math.log(0.1)} if fires else {"0": math.log(0.95), "1": math.log(0.05)}
+                    records.append(TokenLogprob(word + "\t", -1.0, {}, pos))
+                    records.append(TokenLogprob(rest, -1.0, top, pos + len(word) + 1))
+                else:
+                    records.append(TokenLogprob(line, -1.0, {}, pos))
+                pos += len(line)
+            return Completion(prompt, usage, records)
+        text = prompt.rsplit("Text:", 1)[1].lower()
+        marked = re.findall(r"<<(.*?)>>", text)
+        hits = [w for w in (marked or re.findall(r"[a-z]+", text)) if set(w.split()) & label_words]
+        fires = bool(hits) and (not marked or len(hits) == len(marked))
+        p_yes = 0.9 if fires else 0.1
+        return Completion(" yes" if fires else " no", usage, [TokenLogprob(" yes" if fires else " no", 0.0, {" yes": math.log(p_yes), " no": math.log(1 - p_yes)})])
+
+
+def test_auroc_balanced_accuracy_pearson_known_values():
+    assert auroc([1, 1, 0, 0], [0.9, 0.8, 0.1, 0.2]) == 1.0
+    assert auroc([1, 1, 0, 0], [0.1, 0.2, 0.9, 0.8]) == 0.0
+    assert auroc([1, 0, 1, 0], [0.5, 0.5, 0.5, 0.5]) == 0.5
+    assert auroc([1, 0, 0], [0.3, 0.3, 0.1]) == pytest.approx(0.75)  # ties count half
+    assert math.isnan(auroc([1, 1], [0.2, 0.3]))
+    assert balanced_accuracy([1, 1, 1, 0], [1, 1, 1, 1]) == 0.5  # always-yes is chance, whatever the class balance
+    assert balanced_accuracy([1, 0, 0, 0], [1, 0, 0, 1]) == pytest.approx((1 + 2 / 3) / 2)
+    assert pearson(np.array([1.0, 2, 3]), np.array([2.0, 4, 6])) == pytest.approx(1.0)
+    assert pearson(np.zeros(3), np.array([0.0, 1, 0])) == 0.0  # constant prediction carries no information
+    assert math.isnan(pearson(np.array([1.0, 2]), np.zeros(2)))
+
+
+def test_logprob_readers():
+    assert expected_digit({"7": 0.0}) == 7
+    assert expected_digit({" 0": math.log(0.5), "10": math.log(0.5), "the": 0.0}) == pytest.approx(5.0)
+    assert expected_digit({"the": 0.0}) is None
+    assert answer_probability({" Yes": math.log(0.6), "no": math.log(0.2), "maybe": 0.0}) == pytest.approx(0.75)
+    assert answer_probability({"maybe": 0.0}) is None
+
+
+def test_derangement_has_no_fixed_points_and_is_seeded():
+    for n in range(2, 30):
+        perm = derangement(n, seed=n)
+        assert sorted(perm) == list(range(n)) and not np.any(perm == np.arange(n))
+    assert list(derangement(10, 3)) == list(derangement(10, 3))
+    shuffled = baseline_labels({3: "a", 5: "b", 9: "c"}, seed=0)
+    assert set(shuffled.values()) == {"a", "b", "c"} and all(shuffled[f] != own for f, own in {3: "a", 5: "b", 9: "c"}.items())
+
+
+def test_simulation_slots_point_at_the_placeholders(tmp_path):
+    windows = load_windows(make_run(tmp_path) / "gemma-3-270m" / "exemplars.parquet", [0])[0]
+    block, slots = build_block(windows[:3])
+    assert all(block[s] == "0" and block[s - 1] == "\t" for s in slots)
+    assert len(slots) == sum(len(w.pieces) for w in windows[:3])
+
+
+@pytest.mark.parametrize("name", ["simulation", "detection", "fuzzing"])
+def test_llm_scorers_rank_true_label_above_shuffled(tmp_path, name):
+    windows = load_windows(make_run(tmp_path) / "gemma-3-270m" / "exemplars.parquet", [0, 1, 2])
+    scorer = make_scorer(name, ScoreSettings(n_activating=4, n_random=4))
+    client = KeywordOracle()
+    for feature, (words, _, _) in FEATURES.items():
+        true_label = " ".join(sorted(words))
+        wrong_label = " ".join(sorted(FEATURES[(feature + 1) % 3][0]))
+        good = asyncio.run(scorer.score(client, windows[feature], true_label))
+        bad = asyncio.run(scorer.score(client, windows[feature], wrong_label))
+        assert good.value > 0.95, (name, feature, good)  # simulation: true acts vary (1.0-1.2), predictions do not
+        assert bad.value <= 0.5 + 1e-9, (name, feature, bad)
+        assert good.usage.prompt_tokens > 0
+
+
+def test_embedding_scorer_separates_true_label_from_shuffled(tmp_path):
+    windows = load_windows(make_run(tmp_path) / "gemma-3-270m" / "exemplars.parquet", [0, 1, 2])
+    scorer = make_scorer("embedding", ScoreSettings())
+    assert not scorer.needs_llm
+    good = asyncio.run(scorer.score(None, windows[0], "volcanoes, lava and eruptions"))
+    bad = asyncio.run(scorer.score(None, windows[0], "military: navy, army and soldiers"))
+    assert good.value >= 0.9 and good.details["n_windows"] == 7
+    assert bad.value < good.value - 0.3
