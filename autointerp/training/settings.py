@@ -25,7 +25,7 @@ class HarvestConfig:
     dtype: str = "float32"  # storage dtype of the shards
     compute_dtype: str = "auto"  # auto: bf16 on CUDA, float32 on CPU
     device: str = "auto"
-    shard_tokens: int = 65_536  # approximate rows per shard (token level)
+    shard_tokens: int = 16_384  # approximate rows per shard (token level); the last shard is held out for evaluation
 
     def validate(self) -> None:
         if self.level not in LEVELS:
