@@ -17,6 +17,7 @@ Registered in conftest.py via ``pytest_plugins = ["llm_fixtures"]``; usable from
 from __future__ import annotations
 
 import collections
+import contextlib
 import http.client
 import random
 import select
@@ -161,27 +162,33 @@ class FaultProxy:
                 """Pass the request upstream (in a helper thread) while watching the client: a client that
                 hangs up (times out) stops counting as in flight at once, and its answer is dropped."""
                 result: dict = {}
-                worker = threading.Thread(target=self._call_upstream, args=(body, result), daemon=True)
+                wake_r, wake_w = socket.socketpair()  # the helper writes one byte when the upstream answered
+                worker = threading.Thread(target=self._call_upstream, args=(body, result, wake_w), daemon=True)
                 worker.start()
                 gone = False
-                while worker.is_alive():
-                    worker.join(0.02)
-                    if self.command == "POST" and worker.is_alive() and self._client_gone(wait_s=0.03):
-                        gone = True
-                        break
+                try:
+                    while True:
+                        readable, _, _ = select.select([wake_r, self.connection], [], [])
+                        if self.connection in readable and self._client_gone():
+                            gone = True
+                            break
+                        if wake_r in readable:
+                            break
+                finally:
+                    wake_r.close()
                 if self.command == "POST":
-                    gone = gone or self._client_gone()
                     with proxy._lock:
                         proxy.forwarded += 1
                         proxy.abandoned += gone
                 if gone:
                     return  # the client timed out before the upstream answered: it will retry
+                worker.join()
                 if "error" in result:
                     self._reply(502, b'{"error": {"message": "upstream unreachable"}}')
                 else:
                     self._reply(result["status"], result["data"], {"Content-Type": result["content_type"]})
 
-            def _call_upstream(self, body: bytes | None, result: dict):
+            def _call_upstream(self, body: bytes | None, result: dict, wake: socket.socket):
                 conn = http.client.HTTPConnection(proxy.upstream_host, proxy.upstream_port, timeout=300)
                 try:
                     headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection", "content-length")}
@@ -194,6 +201,9 @@ class FaultProxy:
                     result["error"] = exc
                 finally:
                     conn.close()
+                    with contextlib.suppress(OSError):
+                        wake.send(b"x")
+                    wake.close()
 
             def _reply(self, status: int, data: bytes, headers: dict | None = None):
                 self.send_response(status)
