@@ -92,5 +92,5 @@ class LLMClient(ABC):
     @abstractmethod
     async def complete(self, prompt: str, *, max_tokens: int = 256, temperature: float = 0.0, logprobs: int | None = None, echo: bool = False) -> Completion: ...
 
-    async def aclose(self) -> None:  # noqa: B027 - optional hook
+    async def aclose(self) -> None:  # an optional hook, deliberately not abstract
         """Release connections / model memory."""

@@ -63,7 +63,8 @@ async def build_backend(cfg: LLMConfig) -> LLMClient:
 
 
 def _local_backend(cfg: LLMConfig) -> LLMClient:
-    from autointerp.explain.llm.local import LocalClient  # lazy: loads torch/transformers
+    # imported lazily: the local backend loads torch/transformers
+    from autointerp.explain.llm.local import LocalClient
 
     return LocalClient(cfg.model, device=cfg.device)
 

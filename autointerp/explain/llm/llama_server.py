@@ -15,6 +15,7 @@ exit. Settings that matter for auto-interp:
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import importlib.util
 import json
 import os
@@ -112,7 +113,8 @@ def serve_gguf(
     command = server_command(gguf_path, port=port, model_alias=alias, n_ctx=n_ctx, n_threads=n_threads,
                              chat_format=chat_format, extra_args=extra_args or [])
     with open(log_path, "wb") as log_file:
-        process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+        process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                   preexec_fn=_die_with_parent)  # noqa: PLW1509 - async-signal-safe call only
     base_url = f"http://127.0.0.1:{port}/v1"
     try:
         _wait_until_ready(process, base_url, startup_timeout_s, log_path)
@@ -131,14 +133,16 @@ def serve_embedded(**kwargs) -> Iterator[LlamaServer]:
         yield server
 
 
+_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
+PR_SET_PDEATHSIG = 1
+
+
 def _die_with_parent() -> None:
     """In the child before exec (Linux): get SIGTERM when the parent dies, so a killed test run or
-    benchmark never leaves an orphaned server holding a GB of memory."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        PR_SET_PDEATHSIG = 1
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    benchmark never leaves an orphaned server holding a GB of memory. Only a plain libc call here (libc
+    loaded beforehand): nothing that could wait on a lock another thread of the parent held."""
+    if _LIBC is not None:
+        _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _wait_until_ready(process: subprocess.Popen, base_url: str, timeout_s: float, log_path: Path) -> None:

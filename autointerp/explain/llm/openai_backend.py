@@ -14,7 +14,13 @@ from typing import Any
 
 import openai
 
-from autointerp.explain.llm.base import BackendError, Completion, LLMClient, TokenLogprob, Usage
+from autointerp.explain.llm.base import (
+    BackendError,
+    Completion,
+    LLMClient,
+    TokenLogprob,
+    Usage,
+)
 
 log = logging.getLogger("autointerp")
 
@@ -41,7 +47,7 @@ class OpenAIClient(LLMClient):
         """Model ids the server offers (``GET /models``); raises ``BackendError`` like a call would."""
         try:
             page = await self._client.models.list(timeout=timeout_s or self.timeout_s)
-        except Exception as exc:  # noqa: BLE001 - translated below
+        except Exception as exc:  # translated below
             raise translate_error(exc) from exc
         return sorted(m.id for m in page.data)
 
@@ -51,7 +57,7 @@ class OpenAIClient(LLMClient):
             params |= {"logprobs": True, "top_logprobs": logprobs}
         try:
             response = await self._client.chat.completions.create(**params)
-        except Exception as exc:  # noqa: BLE001 - translated below
+        except Exception as exc:  # translated below
             raise translate_error(exc) from exc
         choice = _first_choice(response)
         text = getattr(choice.message, "content", None) if choice.message is not None else None
@@ -69,7 +75,7 @@ class OpenAIClient(LLMClient):
             params["echo"] = True
         try:
             response = await self._client.completions.create(**params)
-        except Exception as exc:  # noqa: BLE001 - translated below
+        except Exception as exc:  # translated below
             raise translate_error(exc) from exc
         choice = _first_choice(response)
         if choice.text is None:

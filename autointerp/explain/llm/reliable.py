@@ -19,7 +19,13 @@ import logging
 import random
 from collections.abc import Awaitable, Callable
 
-from autointerp.explain.llm.base import BackendError, Completion, LLMClient, LLMError, Usage
+from autointerp.explain.llm.base import (
+    BackendError,
+    Completion,
+    LLMClient,
+    LLMError,
+    Usage,
+)
 from autointerp.explain.llm.wrapper import ClientWrapper
 
 log = logging.getLogger("autointerp")
@@ -100,7 +106,7 @@ class ReliableClient(ClientWrapper):
                 return exc
             except LLMError as exc:  # an inner wrapper already gave a final answer
                 return BackendError(exc.reason, retryable=False)
-            except Exception as exc:  # noqa: BLE001 - a backend bug or unknown failure: do not hammer, report it
+            except Exception as exc:  # a backend bug or unknown failure: do not hammer, report it
                 log.debug("LLM backend raised", exc_info=True)
                 return BackendError(f"{type(exc).__name__}: {exc}", retryable=False)
 
