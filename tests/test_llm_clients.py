@@ -11,6 +11,7 @@ import asyncio
 import logging
 import random
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -302,3 +303,33 @@ def test_backoff_is_full_jitter_capped_and_honours_retry_after():
         assert max(delays) > 0.8 * cap and min(delays) < 0.2 * cap  # spread over the whole range
     assert all(client.backoff_delay(0, retry_after_s=3.0) >= 3.0 for _ in range(20))
     assert client.backoff_delay(0, retry_after_s=600.0) == 4.0  # a huge Retry-After is capped
+
+
+def test_llama_server_set_up_errors_are_user_errors(tmp_path):
+    from autointerp.explain.llm.llama_server import serve_gguf
+
+    with pytest.raises(UserError, match="GGUF file not found"), serve_gguf(tmp_path / "missing.gguf"):
+        pass
+    gguf = tmp_path / "model.gguf"
+    gguf.write_bytes(b"GGUF")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(UserError, match=f"port {port} .* already in use"), serve_gguf(gguf, port=port):
+            pass
+    # Without llama-cpp-python installed (hidden from this interpreter), the message says how to install it.
+    script = (
+        "import sys\n"
+        "class Hide:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] == 'llama_cpp': raise ModuleNotFoundError(name)\n"
+        "sys.meta_path.insert(0, Hide())\n"
+        "from autointerp.errors import UserError\n"
+        "from autointerp.explain.llm.llama_server import serve_gguf\n"
+        "try:\n"
+        f"    with serve_gguf({str(gguf)!r}): pass\n"
+        "except UserError as e: print(e)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False)
+    assert "pip install 'llama-cpp-python[server]'" in out.stdout, out.stderr

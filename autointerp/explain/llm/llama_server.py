@@ -62,7 +62,11 @@ def port_in_use(port: int) -> bool:
 
 def check_installed() -> None:
     for module in ("llama_cpp", "uvicorn", "fastapi", "sse_starlette", "pydantic_settings"):
-        if importlib.util.find_spec(module) is None:
+        try:
+            missing = importlib.util.find_spec(module) is None
+        except (ImportError, ValueError):  # a broken install counts as missing
+            missing = True
+        if missing:
             raise UserError(f"the llama.cpp server needs the package llama-cpp-python with its server extra (missing: {module}); {INSTALL_HINT}")
 
 
