@@ -18,6 +18,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from llm_fixtures import FAULT_KINDS
 
@@ -28,6 +29,7 @@ from autointerp.explain.llm.cache import CACHE_FILENAME, ResponseCache
 from autointerp.explain.llm.config import LLMConfig
 from autointerp.explain.llm.factory import open_client
 from autointerp.explain.llm.llama_server import free_port
+from autointerp.explain.llm.llama_server_main import fast_sorted
 from autointerp.explain.llm.reliable import ReliableClient
 
 SECRET = "sk-test-DO-NOT-LEAK-4b1f9c0e7d"
@@ -333,3 +335,20 @@ def test_llama_server_set_up_errors_are_user_errors(tmp_path):
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False)
     assert "pip install 'llama-cpp-python[server]'" in out.stdout, out.stderr
+
+
+def test_fast_top_logprobs_sort_matches_builtin_sorted():
+    """The llama server's numpy top-N path returns exactly what Python's sorted would (ties included)."""
+    rng = np.random.default_rng(0)
+    for n in (1, 7, 5000):
+        values = rng.normal(size=n).astype(np.float32)
+        values[::3] = values[0]  # ties: the higher token id comes first, as with tuple sorting
+        values[n // 2] = -np.inf
+        for reverse in (True, False):
+            expected = sorted(zip(values, range(n)), reverse=reverse)
+            assert fast_sorted(zip(values, range(n)), reverse=reverse) == expected
+    shifted = range(10, 10 + 2 * n, 2)  # any range of ids, not only 0..n-1
+    assert fast_sorted(zip(values, shifted), reverse=True) == sorted(zip(values, shifted), reverse=True)
+    # Anything else goes to the builtin: plain lists, keys, zips of other things.
+    assert fast_sorted([3, 1, 2]) == [1, 2, 3] and fast_sorted(["b", "a"], key=str, reverse=True) == ["b", "a"]
+    assert fast_sorted(zip([2, 1], "xy")) == [(1, "y"), (2, "x")]
