@@ -227,6 +227,10 @@ def test_unknown_model_lists_the_servers_models(llama_server, tmp_path):
     with pytest.raises(UserError) as err:
         asyncio.run(run_batch(openai_cfg(llama_server.base_url, model="gpt-nonexistent"), tmp_path, ["Hi"]))
     assert "gpt-nonexistent" in str(err.value) and "gemma-3-270m" in str(err.value)
+    # A base URL without the API prefix is named, with the usual fix.
+    bare = llama_server.base_url.removesuffix("/v1")
+    with pytest.raises(UserError, match=f"no OpenAI-compatible API at {bare} .*end in /v1"):
+        asyncio.run(run_batch(openai_cfg(bare), tmp_path, ["Hi"]))
     # Without [llm] model, the server's only model is used.
     results, summary = asyncio.run(run_batch(openai_cfg(llama_server.base_url, model=None), tmp_path, ["Hi"]))
     assert isinstance(results[0], Completion) and summary["model"] == "gemma-3-270m"

@@ -126,7 +126,10 @@ async def _check_server(client, cfg: LLMConfig, base_url: str) -> str:
             raise UserError(
                 f"the LLM server at {base_url} rejected the API key in ${cfg.api_key_env} ({exc.reason}); check the key"
             ) from exc
-        if exc.reason.startswith(("HTTP 404", "HTTP 405", "HTTP 501")):
+        if exc.reason.startswith("HTTP 404"):  # OpenAI, vLLM, Ollama and llama.cpp all list models
+            hint = "; OpenAI-compatible base URLs usually end in /v1" if not base_url.endswith("/v1") else ""
+            raise UserError(f"no OpenAI-compatible API at {base_url} (GET {base_url}/models: {exc.reason}){hint}; fix [llm] base_url") from exc
+        if exc.reason.startswith(("HTTP 405", "HTTP 501")):
             available = []  # a server without a models list: skip the model check, calls will tell
         else:
             raise UserError(f"the LLM server at {base_url} failed the start-up check: {exc.reason}") from exc
