@@ -75,11 +75,12 @@ class ReliableClient(ClientWrapper):
         deadline = loop.time() + self.total_timeout_s
         retries = 0
         while True:
-            error = await self._attempt(attempt, deadline)
-            if isinstance(error, Completion):
-                error.usage.retries += retries
-                self.usage.add(error.usage)
-                return error
+            outcome = await self._attempt(attempt, deadline)
+            if isinstance(outcome, Completion):
+                outcome.usage.retries += retries
+                self.usage.add(outcome.usage)
+                return outcome
+            error = outcome
             if not error.retryable:
                 self._fail(error.reason, retries)
             if retries >= self.max_retries:
