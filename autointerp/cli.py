@@ -201,13 +201,18 @@ def run(config: ConfigOpt = None, run_dir: RunDirOpt = None, name: NameOpt = Non
     _harvest_all(cfg, overwrite)
     _train_all(cfg, cfg.models, overwrite)
     _exemplars_all(cfg, cfg.models, overwrite)
+    order = list(STAGES)
+    if cfg.explain.select == "matched":
+        # Activation matching needs no labels; running it first lets explain label both sides of the best
+        # matched pairs, and the second compare (labels only: correlations are cached) checks them.
+        order = ["compare", *order]
     missing = []
-    for stage in STAGES:
+    for i, stage in enumerate(order):
         module = _stage_module(stage)
         if module is None or not hasattr(module, f"{stage}_all"):
             missing.append(stage)
             continue
-        getattr(module, f"{stage}_all")(cfg, overwrite=overwrite)
+        getattr(module, f"{stage}_all")(cfg, overwrite=overwrite and stage not in order[:i])  # overwrite once per stage
     if missing:
         console.print(f"[yellow]note:[/] stages not built yet: {', '.join(missing)}. Outputs: {cfg.run_path}")
 

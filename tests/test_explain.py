@@ -144,7 +144,7 @@ def _run_end_to_end(tmp_path, llm_overrides: dict) -> tuple:
     run = make_run(tmp_path)
     cfg = RunConfig(run_dir=str(run), models=[ModelEntry("gemma-3-270m")])
     cfg.llm = dataclasses.replace(cfg.llm, **llm_overrides)
-    cfg.explain = dataclasses.replace(cfg.explain, n_features=3)
+    cfg.explain = dataclasses.replace(cfg.explain, n_features=3, select="random")
     cfg.score = dataclasses.replace(cfg.score, scorers=["simulation", "detection", "embedding"], n_activating=3, n_random=2)
     usage = explain_all(cfg)["gemma-3-270m"]
     assert usage["calls"] == 3
@@ -195,3 +195,23 @@ def test_explain_and_score_end_to_end_against_llama_cpp_server(tmp_path, llama_s
     _check_table(table, meta)
     assert meta["usage"]["explain"]["backend"] == "openai"
     assert table["score_simulation"].notna().all()
+
+
+def test_matched_selection_labels_both_sides_of_the_best_shared_pairs(tmp_path):
+    """select = "matched" reads the comparison: the n best shared activation pairs, each model its own side;
+    without a comparison it says which command to run."""
+    from autointerp.explain.config import ExplainConfig
+    from autointerp.explain.stage import select_features
+
+    run = make_run(tmp_path, models=("gemma-3-270m", "minilm-l6"))
+    cfg = ExplainConfig(n_features=2, select="matched")
+    with pytest.raises(UserError, match="autointerp compare"):
+        select_features(run / "gemma-3-270m", cfg)
+    pair = run / "compare" / "gemma-3-270m__minilm-l6"
+    pair.mkdir(parents=True)
+    pd.DataFrame({
+        "feature_a": [0, 1, 2, 3], "feature_b": [2, 0, 1, 3], "method": ["activation", "both", "activation", "label"],
+        "activation_corr": [0.5, 0.9, 0.7, 0.99], "shared": [True, True, False, False],
+    }).to_parquet(pair / "matches.parquet")
+    assert select_features(run / "gemma-3-270m", cfg) == [0, 1]  # best two shared activation pairs: (1, 0), (0, 2)
+    assert select_features(run / "minilm-l6", cfg) == [0, 2]

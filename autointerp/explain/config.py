@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 @dataclass
 class ExplainConfig:
     n_features: int = 12  # features labelled per model (live features, chosen by `select`)
-    select: str = "random"  # random | top_density | all
+    select: str = "matched"  # matched (both sides of the best activation-matched pairs; needs compare) | random | top_density | all
     seed: int = 0
     prompts_dir: str | None = None  # a directory of the user's own templates overriding the packaged ones
     max_label_chars: int = 200

@@ -46,17 +46,37 @@ def check_inputs(model_dir: Path) -> None:
 
 
 def select_features(model_dir: Path, cfg: ExplainConfig) -> list[int]:
-    """Live features with held-out activating windows, chosen by ``[explain] select`` (seeded)."""
+    """Live features with held-out activating windows, chosen by ``[explain] select`` (seeded).
+
+    ``matched`` takes the features of the best activation-matched shared pairs from the run's comparison
+    (``autointerp compare`` must have run): labelling both sides of the same pairs is what lets the label
+    matching be checked against the activation matching.
+    """
     stats = pd.read_parquet(model_dir / "feature_stats.parquet", columns=["feature", "density", "dead", "n_contexts_active"])
     live = stats[(~stats["dead"]) & (stats["n_contexts_active"] >= 2)]
+    if cfg.select == "matched":
+        chosen = matched_features(model_dir.parent, model_dir.name, cfg.n_features)
+        return sorted(set(chosen) & {int(f) for f in live["feature"]})
     if cfg.select == "all" or cfg.n_features >= len(live):
         return sorted(int(f) for f in live["feature"])
     if cfg.select == "top_density":
         return sorted(int(f) for f in live.nlargest(cfg.n_features, "density")["feature"])
     if cfg.select != "random":
-        raise UserError(f"[explain] select = {cfg.select!r} is unknown; use random, top_density or all")
+        raise UserError(f"[explain] select = {cfg.select!r} is unknown; use matched, random, top_density or all")
     rng = np.random.default_rng(cfg.seed)
     return sorted(int(f) for f in rng.choice(live["feature"].to_numpy(), size=cfg.n_features, replace=False))
+
+
+def matched_features(run_dir: Path, slug: str, n: int) -> list[int]:
+    """``slug``'s features in the ``n`` highest-correlation shared pairs of the first comparison it is in."""
+    for pair_dir in sorted((run_dir / "compare").glob("*__*")):
+        a, _, b = pair_dir.name.partition("__")
+        if slug not in (a, b) or not (pair_dir / "matches.parquet").is_file():
+            continue
+        m = pd.read_parquet(pair_dir / "matches.parquet", columns=["feature_a", "feature_b", "method", "activation_corr", "shared"])
+        m = m[m["method"].isin(["activation", "both"]) & m["shared"]].nlargest(n, "activation_corr")
+        return [int(f) for f in m["feature_a" if slug == a else "feature_b"]]
+    raise UserError(f"[explain] select = \"matched\" labels the best activation-matched pairs, but {run_dir} has no comparison for {slug} yet; run `autointerp compare` first (or set select = \"random\")")
 
 
 def explain_settings(cfg: ExplainConfig) -> ExplainSettings:
