@@ -33,7 +33,14 @@ class KeywordOracle(LLMClient):
         self.usage = Usage()
 
     async def chat(self, messages, *, max_tokens=256, temperature=0.0, logprobs=None):
-        return await self.complete(messages[-1]["content"], max_tokens=max_tokens, logprobs=logprobs)
+        prompt = messages[-1]["content"]
+        if "Repeat every line" in prompt:  # chat-mode simulation: fill in a number per listed word
+            label_words = set(re.search(r"detects: (.*)", prompt).group(1).lower().split())
+            listed = prompt.split("Paris\t10\n", 1)[1]  # the words after the template's worked example
+            words = [line[:-1] for line in listed.splitlines() if line.endswith("\t")]
+            reply = "\n".join(f"{w}\t{10 if w.strip().lower() in label_words else 0}" for w in words)
+            return Completion(reply, Usage(prompt_tokens=len(prompt.split()), completion_tokens=len(words), calls=1))
+        return await self.complete(prompt, max_tokens=max_tokens, logprobs=logprobs)
 
     async def complete(self, prompt, *, max_tokens=256, temperature=0.0, logprobs=None, echo=False):
         label_words = set(re.search(r"detects: (.*)", prompt).group(1).lower().split())
@@ -96,10 +103,12 @@ def test_simulation_slots_point_at_the_placeholders(tmp_path):
     assert len(slots) == sum(len(w.pieces) for w in windows[:3])
 
 
+@pytest.mark.parametrize("chat", [False, True], ids=["completions", "chat"])
 @pytest.mark.parametrize("name", ["simulation", "detection", "fuzzing"])
-def test_llm_scorers_rank_true_label_above_shuffled(tmp_path, name):
+def test_llm_scorers_rank_true_label_above_shuffled(tmp_path, name, chat):
+    """Both request styles: completions (echo/logprobs) and chat (chat-only APIs; simulation parses the reply)."""
     windows = load_windows(make_run(tmp_path) / "gemma-3-270m" / "exemplars.parquet", [0, 1, 2])
-    scorer = make_scorer(name, ScoreSettings(n_activating=4, n_random=4))
+    scorer = make_scorer(name, ScoreSettings(n_activating=4, n_random=4, chat=chat))
     client = KeywordOracle()
     for feature, (words, _, _) in FEATURES.items():
         true_label = " ".join(sorted(words))

@@ -36,4 +36,5 @@ class ScoreConfig:
     window_after: int = 1
     top_logprobs: int = 20
     use_logprobs: bool = True  # read predictions from logprobs when the backend has them
+    chat: bool = False  # chat endpoint instead of completions (needed for chat-only APIs such as OpenAI's chat models)
     embedder: str = "minilm-l6"  # sentence embedder of the embedding scorer

@@ -29,6 +29,7 @@ class ScoreSettings:
     window_after: int = 2
     top_logprobs: int = 20  # alternatives requested per position when the backend has logprobs
     use_logprobs: bool = True  # False: parse generated answers even when logprobs exist
+    chat: bool = False  # ask through the chat endpoint (chat-only APIs); simulation then parses the reply
     embedder: str = "minilm-l6"
     seed: int = 0
 

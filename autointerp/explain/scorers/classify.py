@@ -44,7 +44,10 @@ class YesNoScorer(Scorer):
     async def _ask(self, client: LLMClient, label: str, text: str) -> tuple[float | None, bool | None, Usage]:
         prompt = self.template.render(label=label, example=text)
         want = self.settings.top_logprobs if (client.supports_logprobs and self.settings.use_logprobs) else None
-        out = await client.complete(prompt, max_tokens=1, logprobs=want)
+        if self.settings.chat:  # the answer token's logprobs come back as the first generated token's
+            out = await client.chat([{"role": "user", "content": prompt}], max_tokens=1, logprobs=want)
+        else:
+            out = await client.complete(prompt, max_tokens=1, logprobs=want)
         prob = answer_probability(out.logprobs[-1].top) if (want and out.logprobs) else None
         answer = parse_yes_no(out.text)
         if prob is not None:

@@ -64,7 +64,9 @@ class SimulationScorer(Scorer):
     async def score(self, client: LLMClient | None, windows: list[Window], label: str) -> ScoreResult:
         chosen = self.scoring_set(windows)
         truth = np.concatenate([w.acts for w in chosen]) if chosen else np.zeros(0)
-        if client.supports_logprobs and self.settings.use_logprobs:
+        if self.settings.chat:
+            predicted, usage, missing = await self._by_chat(client, chosen, label)
+        elif client.supports_logprobs and self.settings.use_logprobs:
             predicted, usage, missing = await self._by_logprobs(client, chosen, label)
         else:
             predicted, usage, missing = await self._by_generation(client, chosen, label)
@@ -87,6 +89,22 @@ class SimulationScorer(Scorer):
         if missing == len(slots):
             raise LLMError("no slot's top logprobs contained a digit (tokenizer merges the slot, or the server ignores echo)")
         return np.asarray(predicted), out.usage, missing
+
+    async def _by_chat(self, client: LLMClient, chosen: list[Window], label: str):
+        """Chat-only APIs (no echo): one message per window listing its tokens; the reply's lines are read in
+        order, the number after each token's tab (a line without one counts as missing, predicted 0)."""
+        usage, predicted, missing = Usage(), [], 0
+        for window in chosen:
+            lines = "".join(f"{token_text(piece)}\t\n" for piece in window.pieces)
+            prompt = self.template.render(label=label, examples=lines) + "\nRepeat every line above with its number filled in, one line per word, nothing else."
+            out = await client.chat([{"role": "user", "content": prompt}], max_tokens=6 * len(window.pieces) + 8)
+            usage.add(out.usage)
+            numbers = [re.search(r"\t\s*(\d+)\s*$", line) for line in out.text.strip().split("\n")]
+            for i in range(len(window.pieces)):
+                match = numbers[i] if i < len(numbers) else None
+                missing += match is None
+                predicted.append(min(10.0, float(match.group(1))) if match else 0.0)
+        return np.asarray(predicted), usage, missing
 
     async def _by_generation(self, client: LLMClient, chosen: list[Window], label: str):
         """No logprobs: one request per window; the LLM continues the token<TAB>number lines itself."""
