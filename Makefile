@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # torch would pull several GB of CUDA packages. On a GPU machine: make TORCH_SPEC="torch" ...
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: setup test-deps demo test test-fast bench bench-sae clean
+.PHONY: setup test-deps demo test test-fast report-sample bench bench-sae bench-compare bench-autointerp clean
 
 setup: $(VENV)/.installed
 
@@ -36,11 +36,21 @@ test: setup test-deps
 test-fast: setup test-deps
 	$(BIN)/pytest -m "not slow"
 
+report-sample: setup   # regenerate the repository's sample report (reports/) from the embedded default run
+	$(BIN)/autointerp run
+	$(BIN)/autointerp report --out reports --no-pages
+
 bench: setup
 	$(BIN)/python benchmarks/harvest.py --compare-bf16
 
 bench-sae: setup   # builds .venv-bench (eai-sparsify + sae-lens, torch pinned) on first use
 	$(BIN)/python benchmarks/sae_train.py
+
+bench-compare: setup
+	$(BIN)/python benchmarks/compare.py
+
+bench-autointerp: setup test-deps   # needs the llama.cpp server extra and a finished runs/default
+	$(BIN)/python benchmarks/autointerp.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

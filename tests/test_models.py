@@ -98,3 +98,19 @@ def test_corrupt_weights_is_a_user_error(tiny_model_dirs, tmp_path):
     with pytest.raises(UserError, match="could not load model"):
         load_model(str(broken))
     assert json.loads((broken / "config.json").read_text())["model_type"] == "gpt2"
+
+
+def test_models_loaded_from_several_threads_at_once_are_complete(tiny_model_dirs):
+    """transformers builds models under process-global init contexts; loads racing in threads (the local
+    LLM backend's worker vs the sentence embedder) once left meta tensors behind. Every parameter of every
+    concurrently loaded model must be real, and equal to a plain sequential load."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    specs = [str(tiny_model_dirs[name]) for name in ("gpt2", "opt", "llama", "bert")] * 2
+    with ThreadPoolExecutor(max_workers=len(specs)) as pool:
+        loaded = list(pool.map(load_model, specs))
+    for spec, lm in zip(specs, loaded):
+        reference = load_model(spec)
+        for (name, param), ref in zip(lm.model.named_parameters(), reference.model.parameters()):
+            assert param.device.type != "meta", (spec, name)
+            assert torch.equal(param, ref), (spec, name)

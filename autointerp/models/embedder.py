@@ -26,8 +26,11 @@ def load_embedder(spec: str = DEFAULT_EMBEDDER, device: str = "cpu"):
     if spec in EMBEDDED_MODELS and spec != "minilm-l6":
         raise UserError(f"{spec} is not a sentence embedder; use minilm-l6 or a sentence-transformers model id/path")
     path = resolve_model(spec).path if (spec in EMBEDDED_MODELS or Path(spec).expanduser().exists()) else spec
+    from autointerp.models.load import MODEL_LOAD_LOCK
+
     try:
-        return SentenceTransformer(str(path), device=device, local_files_only=not _looks_remote(spec))
+        with MODEL_LOAD_LOCK:  # never build two models at once (see MODEL_LOAD_LOCK)
+            return SentenceTransformer(str(path), device=device, local_files_only=not _looks_remote(spec))
     except OSError as exc:
         raise UserError(f"cannot load sentence embedder {spec!r}: {exc}; use minilm-l6 (embedded) or a local sentence-transformers directory") from exc
 

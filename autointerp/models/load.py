@@ -9,9 +9,10 @@ after block ``L``; negative indices count from the end.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
@@ -133,6 +134,12 @@ def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
     return table[dtype]
 
 
+# transformers builds models under process-global init contexts (meta-device construction): two models
+# loading at once in different threads can leave one with meta tensors ("Cannot copy out of meta tensor").
+# Every weight load in this package (LMs, the local LLM backend, sentence embedders) takes this lock.
+MODEL_LOAD_LOCK = threading.RLock()
+
+
 def load_model(spec: str, device: str = "auto", dtype: str = "auto") -> LoadedModel:
     """Resolve ``spec`` and load the model in eval mode with a fast tokenizer (needed for char offsets)."""
     from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
@@ -149,7 +156,8 @@ def load_model(spec: str, device: str = "auto", dtype: str = "auto") -> LoadedMo
         # The tokenizer (Rust, releases the GIL) parses while the weights load: ~2x faster for big vocabularies.
         with ThreadPoolExecutor(max_workers=1) as pool:
             tokenizer_future = pool.submit(_load_tokenizer, resolved, kwargs)
-            model = loader.from_pretrained(resolved.path, dtype=torch_dtype, **kwargs)
+            with MODEL_LOAD_LOCK:
+                model = loader.from_pretrained(resolved.path, dtype=torch_dtype, **kwargs)
             tokenizer = tokenizer_future.result()
     except UserError:
         raise

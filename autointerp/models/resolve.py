@@ -129,13 +129,17 @@ def convert_gguf(gguf_path: Path, digest: str | None = None) -> Path:
     log.warning("converting %s to a cached transformers model (one-off, ~1-2 min on CPU)", gguf_path.name)
     folder, name = str(gguf_path.parent), gguf_path.name
     try:
+        from autointerp.models.load import MODEL_LOAD_LOCK
+
         tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
-        quantized = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
+        with MODEL_LOAD_LOCK:
+            quantized = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
     except Exception as exc:  # noqa: BLE001 - any failure here means the file is not usable
         raise UserError(f"could not load GGUF file {gguf_path}: {exc.__class__.__name__}: {exc}; check it is a complete GGUF model") from exc
     config = AutoConfig.for_model(**{k: v for k, v in quantized.config.to_dict().items() if k != "quantization_config"})
     config.architectures = [type(quantized).__name__]
-    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    with MODEL_LOAD_LOCK:
+        plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     plain.load_state_dict(quantized.state_dict())
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=target.name + ".tmp-", dir=target.parent))
