@@ -133,6 +133,19 @@ def test_labels_without_scores_point_to_score(tmp_path):
     assert "run `autointerp score` to score the labels of `alpha`" in md
 
 
+def test_a_scorer_that_failed_everywhere_still_gets_a_report(tmp_path):
+    """Every scoring call failed (scores all NaN): the report is still written, plot included."""
+    cfg = make_run(tmp_path, compare=False)
+    for model in cfg.models:
+        path = cfg.run_path / model.slug / "labels.parquet"
+        table = pd.read_parquet(path)
+        for column in [c for c in table.columns if c.startswith(("score_", "baseline_"))]:
+            table[column] = float("nan")
+        table.to_parquet(path)
+    outcome = report_stage(cfg, progress=False)
+    assert outcome.report.is_file() and "label_scores.png" in {p.name for p in outcome.plots}
+
+
 class _Collector(HTMLParser):
     def __init__(self):
         super().__init__()
