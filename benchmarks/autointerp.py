@@ -94,7 +94,7 @@ def main() -> None:
         copy_model_dir(Path(args.run) / args.model, run / args.model)
         cfg = RunConfig(run_dir=str(run), models=[ModelEntry(args.model)])
         cfg.llm = dataclasses.replace(cfg.llm, backend="openai", base_url=server.base_url, model=server.model, concurrency=args.concurrency, cache=False)
-        cfg.explain = dataclasses.replace(cfg.explain, n_features=args.n_features)
+        cfg.explain = dataclasses.replace(cfg.explain, n_features=args.n_features, select="random")
         cfg.score = dataclasses.replace(cfg.score, scorers=["simulation"])
         started = time.perf_counter()
         explain_all(cfg)
