@@ -118,7 +118,8 @@ def compare_abstraction(name_a: str, spans_a: np.ndarray, name_b: str, spans_b: 
     stats = (f"median {name_a} {ma:g} vs {name_b} {mb:g}, mean {xa.mean():.2f} vs {xb.mean():.2f}; "
              f"Mann-Whitney U={test.statistic:.0f}, p={test.pvalue:.2g}")
     if test.pvalue >= alpha:
-        finding = (f"{name_a} and {name_b} features span similar numbers of distinct {what} ({stats}): the data do "
+        finding = (f"{name_a} and {name_b} features span similar numbers of distinct {what} ({stats}, not significant at "
+                   f"alpha={alpha:g}): the data do "
                    "not support calling one model entity-level and the other thematic.")
     else:
         broad, narrow = (name_a, name_b) if effect > 0.5 else (name_b, name_a)
