@@ -38,9 +38,62 @@ def harvest_dir(run_dir: Path, entry: ModelEntry) -> Path:
     return run_dir / entry.slug / "harvest"
 
 
+VERSION_FILE = "autointerp.json"
+
+
 def save_resolved_config(cfg: RunConfig) -> None:
-    with atomic_path(cfg.run_path / "config.toml") as tmp:
+    """Save the resolved config (provenance for later stages), first saying how the run directory differs:
+    other settings than last time, or outputs written by another autointerp version. Each stage then
+    decides from its own recorded inputs whether to reuse, redo or refuse (naming what differs)."""
+    from autointerp import __version__
+
+    path = cfg.run_path / "config.toml"
+    for line in run_dir_differences(cfg):
+        log.warning("%s", line)
+    with atomic_path(path) as tmp:
         tmp.write_text(to_toml(cfg), encoding="utf-8")
+    write_json(cfg.run_path / VERSION_FILE, {"version": __version__})
+
+
+def run_dir_differences(cfg: RunConfig) -> list[str]:
+    """Human-readable differences between ``cfg`` (and this code's version) and what the run directory holds."""
+    import tomllib
+
+    from autointerp import __version__
+
+    out = []
+    path = cfg.run_path / "config.toml"
+    if path.is_file():
+        try:
+            old = _flatten(tomllib.loads(path.read_text(encoding="utf-8")))
+        except (OSError, tomllib.TOMLDecodeError):
+            old = None
+        if old is not None:
+            new = _flatten(tomllib.loads(to_toml(cfg)))
+            changed = [f"{k}: {old.get(k, '(unset)')!r} -> {new.get(k, '(unset)')!r}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+            if changed:
+                shown = "; ".join(changed[:8]) + (f"; and {len(changed) - 8} more" if len(changed) > 8 else "")
+                out.append(f"{cfg.run_path} was last run with other settings ({shown}); stages whose inputs changed redo their work or say what to do")
+    version_path = cfg.run_path / VERSION_FILE
+    if version_path.is_file():
+        old_version = read_json(version_path).get("version")
+        if old_version != __version__:
+            out.append(f"{cfg.run_path} was written by autointerp {old_version}; this is {__version__}: outputs whose recorded settings still match are reused (pass --overwrite to redo a stage with this version)")
+    return out
+
+
+def _flatten(data: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and key != "prices" and key != "domains":
+            flat.update(_flatten(value, name + "."))
+        elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            for i, item in enumerate(value):
+                flat.update(_flatten(item, f"{name}[{i}]."))
+        else:
+            flat[name] = value
+    return flat
 
 
 def prepare_corpus(run_dir: Path, cfg: CorpusConfig, max_tokens: int, tokenizer, counted_with: str, overwrite: bool = False) -> list[Document]:

@@ -174,3 +174,24 @@ def test_error_text_with_brackets_is_printed_verbatim(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text("models = []\n", encoding="utf-8")
     assert_one_line_error(cli("run", "--config", bad), "[[models]]")
+
+
+def test_run_directory_differences_are_named(tmp_path):
+    """A run directory made with other settings or by another version: the differences are spelled out."""
+    import dataclasses
+
+    from autointerp.config import RunConfig
+    from autointerp.io import write_json
+    from autointerp.stages import VERSION_FILE, run_dir_differences, save_resolved_config
+
+    cfg = RunConfig(run_dir=str(tmp_path / "run"))
+    save_resolved_config(cfg)
+    assert run_dir_differences(cfg) == []
+    cfg.train = dataclasses.replace(cfg.train, epochs=7.0)
+    cfg.models[1].layer = 4
+    (line,) = run_dir_differences(cfg)
+    assert "train.epochs: 2.0 -> 7.0" in line and "models[1].layer: 3 -> 4" in line
+    save_resolved_config(cfg)
+    write_json(tmp_path / "run" / VERSION_FILE, {"version": "0.0.1"})
+    (line,) = run_dir_differences(cfg)
+    assert "written by autointerp 0.0.1" in line and "--overwrite" in line
