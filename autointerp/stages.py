@@ -63,7 +63,8 @@ def run_dir_differences(cfg: RunConfig) -> list[str]:
 
     out = []
     path = cfg.run_path / "config.toml"
-    if path.is_file():
+    has_outputs = any(cfg.run_path.glob("*/harvest/harvest.json"))  # a config saved by an attempt that failed early is no history
+    if path.is_file() and has_outputs:
         try:
             old = _flatten(tomllib.loads(path.read_text(encoding="utf-8")))
         except (OSError, tomllib.TOMLDecodeError):

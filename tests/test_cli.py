@@ -186,6 +186,11 @@ def test_run_directory_differences_are_named(tmp_path):
 
     cfg = RunConfig(run_dir=str(tmp_path / "run"))
     save_resolved_config(cfg)
+    cfg.train = dataclasses.replace(cfg.train, epochs=7.0)
+    assert run_dir_differences(cfg) == []  # nothing was produced with the old settings yet
+    cfg.train = dataclasses.replace(cfg.train, epochs=2.0)
+    (tmp_path / "run" / "m" / "harvest").mkdir(parents=True)
+    write_json(tmp_path / "run" / "m" / "harvest" / "harvest.json", {})
     assert run_dir_differences(cfg) == []
     cfg.train = dataclasses.replace(cfg.train, epochs=7.0)
     cfg.models[1].layer = 4
