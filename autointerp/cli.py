@@ -13,6 +13,7 @@ import sys
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from autointerp.cli_common import (
@@ -198,6 +199,10 @@ def _harvest_all(cfg: RunConfig, overwrite: bool) -> None:
 def run(config: ConfigOpt = None, run_dir: RunDirOpt = None, name: NameOpt = None, max_tokens: Annotated[Optional[int], typer.Option(help="Token budget for the corpus.")] = None, overwrite: Annotated[bool, typer.Option(help="Discard stale stage outputs.")] = False) -> None:
     """Run every stage for all configured models (no arguments: the embedded offline default)."""
     cfg = apply_overrides(load_config(config), {}, {}, dict(max_tokens=max_tokens, run_dir=str(run_dir) if run_dir else None, name=name))
+    from autointerp.stages import run_dir_differences
+
+    for line in run_dir_differences(cfg, settings=not overwrite):
+        console.print(f"[yellow]note:[/] {escape(line)}", highlight=False, soft_wrap=True)
     _harvest_all(cfg, overwrite)
     _train_all(cfg, cfg.models, overwrite)
     _exemplars_all(cfg, cfg.models, overwrite)

@@ -48,15 +48,18 @@ def save_resolved_config(cfg: RunConfig) -> None:
     from autointerp import __version__
 
     path = cfg.run_path / "config.toml"
-    for line in run_dir_differences(cfg):
+    for line in run_dir_differences(cfg, settings=False):  # `autointerp run` also reports setting changes
         log.warning("%s", line)
     with atomic_path(path) as tmp:
         tmp.write_text(to_toml(cfg), encoding="utf-8")
     write_json(cfg.run_path / VERSION_FILE, {"version": __version__})
 
 
-def run_dir_differences(cfg: RunConfig) -> list[str]:
-    """Human-readable differences between ``cfg`` (and this code's version) and what the run directory holds."""
+def run_dir_differences(cfg: RunConfig, settings: bool = True) -> list[str]:
+    """Human-readable differences between ``cfg`` (and this code's version) and what the run directory holds.
+
+    Single-stage commands pass ``settings=False``: a stage that cannot reuse its outputs already names the
+    settings that differ in its own one-line error."""
     import tomllib
 
     from autointerp import __version__
@@ -64,7 +67,7 @@ def run_dir_differences(cfg: RunConfig) -> list[str]:
     out = []
     path = cfg.run_path / "config.toml"
     has_outputs = any(cfg.run_path.glob("*/harvest/harvest.json"))  # a config saved by an attempt that failed early is no history
-    if path.is_file() and has_outputs:
+    if settings and path.is_file() and has_outputs:
         try:
             old = _flatten(tomllib.loads(path.read_text(encoding="utf-8")))
         except (OSError, tomllib.TOMLDecodeError):
