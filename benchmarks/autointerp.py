@@ -13,7 +13,15 @@ Ends with: RESULT features_per_min=... prompt_tokens_per_feature=... ratio_to_se
 
 from __future__ import annotations
 
-import argparse
+import os
+import sys
+
+# Run as `python benchmarks/autointerp.py`, this file's folder comes first on sys.path and its name would
+# shadow the autointerp package: drop that entry before anything imports the package.
+if sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(__file__)):
+    sys.path.pop(0)
+
+import argparse  # noqa: E402
 import asyncio
 import dataclasses
 import shutil
