@@ -215,3 +215,6 @@ def test_matched_selection_labels_both_sides_of_the_best_shared_pairs(tmp_path):
     }).to_parquet(pair / "matches.parquet")
     assert select_features(run / "gemma-3-270m", cfg) == [0, 1]  # best two shared activation pairs: (1, 0), (0, 2)
     assert select_features(run / "minilm-l6", cfg) == [0, 2]
+    more = ExplainConfig(n_features=3, select="matched")  # only two shared: topped up with the best unshared pair
+    assert select_features(run / "gemma-3-270m", more) == [0, 1, 2]
+    assert select_features(run / "minilm-l6", more) == [0, 1, 2]

@@ -68,14 +68,15 @@ def select_features(model_dir: Path, cfg: ExplainConfig) -> list[int]:
 
 
 def matched_features(run_dir: Path, slug: str, n: int) -> list[int]:
-    """``slug``'s features in the ``n`` highest-correlation shared pairs of the first comparison it is in."""
+    """``slug``'s features in the ``n`` highest-correlation shared pairs of the first comparison it is in
+    (topped up with the best unshared pairs when fewer than ``n`` are shared, e.g. on a tiny corpus)."""
     for pair_dir in sorted((run_dir / "compare").glob("*__*")):
         a, _, b = pair_dir.name.partition("__")
         if slug not in (a, b) or not (pair_dir / "matches.parquet").is_file():
             continue
         m = pd.read_parquet(pair_dir / "matches.parquet", columns=["feature_a", "feature_b", "method", "activation_corr", "shared"])
-        m = m[m["method"].isin(["activation", "both"]) & m["shared"]].nlargest(n, "activation_corr")
-        return [int(f) for f in m["feature_a" if slug == a else "feature_b"]]
+        m = m[m["method"].isin(["activation", "both"])].sort_values(["shared", "activation_corr"], ascending=False).head(n)
+        return [int(f) for f in m["feature_a" if slug == a else "feature_b"]]  # shared pairs first, then the best of the rest
     raise UserError(f"[explain] select = \"matched\" labels the best activation-matched pairs, but {run_dir} has no comparison for {slug} yet; run `autointerp compare` first (or set select = \"random\")")
 
 
