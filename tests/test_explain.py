@@ -138,14 +138,14 @@ def test_local_echo_logprobs_equal_a_direct_forward_pass():
     asyncio.run(client.aclose())
 
 
-def _run_end_to_end(tmp_path, llm_overrides: dict) -> tuple:
+def _run_end_to_end(tmp_path, llm_overrides: dict, scorers: tuple[str, ...] = ("simulation", "detection", "embedding")) -> tuple:
     from autointerp.explain.commands import explain_all, score_all
 
     run = make_run(tmp_path)
     cfg = RunConfig(run_dir=str(run), models=[ModelEntry("gemma-3-270m")])
     cfg.llm = dataclasses.replace(cfg.llm, **llm_overrides)
     cfg.explain = dataclasses.replace(cfg.explain, n_features=3, select="random")
-    cfg.score = dataclasses.replace(cfg.score, scorers=["simulation", "detection", "embedding"], n_activating=3, n_random=2)
+    cfg.score = dataclasses.replace(cfg.score, scorers=list(scorers), n_activating=3, n_random=2)
     usage = explain_all(cfg)["gemma-3-270m"]
     assert usage["calls"] == 3
     score_all(cfg)
@@ -191,10 +191,13 @@ def test_explain_and_score_end_to_end_on_the_local_backend(tmp_path):
 @pytest.mark.slow
 def test_explain_and_score_end_to_end_against_llama_cpp_server(tmp_path, llama_server):
     """The real llama.cpp server: completions with echo + logprobs drive simulation through the HTTP API."""
-    cfg, run, table, meta = _run_end_to_end(tmp_path, {"backend": "openai", "base_url": llama_server.base_url, "model": llama_server.model})
+    cfg, run, table, meta = _run_end_to_end(tmp_path, {"backend": "openai", "base_url": llama_server.base_url, "model": llama_server.model},
+                                            scorers=("simulation", "detection", "fuzzing", "embedding"))
     _check_table(table, meta)
     assert meta["usage"]["explain"]["backend"] == "openai"
     assert table["score_simulation"].notna().all()
+    ok = table[table["status"] == "ok"]
+    assert ok["status_fuzzing"].eq("ok").all() and ok["score_fuzzing"].between(0, 1).all()  # AUROC of P(yes) from server logprobs
 
 
 def test_matched_selection_labels_both_sides_of_the_best_shared_pairs(tmp_path):
