@@ -221,3 +221,27 @@ def test_matched_selection_labels_both_sides_of_the_best_shared_pairs(tmp_path):
     more = ExplainConfig(n_features=3, select="matched")  # only two shared: topped up with the best unshared pair
     assert select_features(run / "gemma-3-270m", more) == [0, 1, 2]
     assert select_features(run / "minilm-l6", more) == [0, 1, 2]
+
+
+@pytest.mark.slow
+def test_explain_through_a_faulty_server_records_every_feature(tmp_path, llama_server, fault_proxy):
+    """Half the requests answered with 429 / 500 / an empty body / malformed JSON: the run finishes, every
+    feature is labelled or recorded as failed with its reason, retries are counted, and the next run only
+    re-asks for the failed ones (the rest come from the labels table and the cache)."""
+    from autointerp.explain.commands import explain_all
+
+    proxy = fault_proxy(llama_server.base_url, fault_rate=0.5, faults=("429", "500", "empty", "malformed"), seed=3)
+    run = make_run(tmp_path)
+    cfg = RunConfig(run_dir=str(run), models=[ModelEntry("gemma-3-270m")])
+    cfg.llm = dataclasses.replace(cfg.llm, backend="openai", base_url=proxy.base_url, model=llama_server.model,
+                                  max_retries=1, backoff_s=0.05, backoff_max_s=0.1)
+    cfg.explain = dataclasses.replace(cfg.explain, n_features=3, select="random")
+    first = explain_all(cfg)["gemma-3-270m"]
+    table = pd.read_parquet(run / "gemma-3-270m" / "labels.parquet")
+    assert len(table) == 3 and set(table["status"]) <= {"ok", "failed"}
+    assert table.loc[table["status"] == "failed", "error"].str.len().gt(0).all()
+    assert proxy.total_injected >= 1 and first["retries"] >= 1, (proxy.posts, proxy.requests, dict(proxy.injected), first)
+    n_failed = int((table["status"] == "failed").sum())
+    posts_before = proxy.posts
+    explain_all(cfg)
+    assert proxy.posts - posts_before <= n_failed * (1 + cfg.llm.max_retries)  # only failed features are asked again
