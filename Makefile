@@ -50,7 +50,7 @@ bench-compare: setup
 	$(BIN)/python benchmarks/compare.py
 
 bench-autointerp: setup test-deps   # needs the llama.cpp server extra and a finished runs/default
-	$(BIN)/python benchmarks/autointerp.py
+	$(BIN)/python benchmarks/explain_llm.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

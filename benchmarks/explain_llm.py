@@ -7,21 +7,13 @@
    openai.AsyncOpenAI calls at the same concurrency: the server's saturated throughput.
 4. ratio_to_server_limit = bare wall time / autointerp wall time (1.0 = no overhead; target >= 0.9).
 
-    .venv/bin/python benchmarks/autointerp.py --n-features 20 --concurrency 4
+    .venv/bin/python benchmarks/explain_llm.py --n-features 20 --concurrency 4
 Ends with: RESULT features_per_min=... prompt_tokens_per_feature=... ratio_to_server_limit=...
 """
 
 from __future__ import annotations
 
-import os
-import sys
-
-# Run as `python benchmarks/autointerp.py`, this file's folder comes first on sys.path and its name would
-# shadow the autointerp package: drop that entry before anything imports the package.
-if sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(__file__)):
-    sys.path.pop(0)
-
-import argparse  # noqa: E402
+import argparse
 import asyncio
 import dataclasses
 import shutil
