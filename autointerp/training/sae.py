@@ -25,6 +25,7 @@ from torch import Tensor, nn
 
 from autointerp.errors import UserError
 from autointerp.io import atomic_path
+from autointerp.training.sparse_ops import SparseDecode, SparseEncode
 
 WEIGHTS_FILE = "sae_weights.safetensors"
 CFG_FILE = "cfg.json"
@@ -143,6 +144,8 @@ class SparseAutoencoder(nn.Module):
     """Shared encoder/decoder; subclasses only decide which latents survive (``_select``)."""
     architecture = ""
     uses_auxk = True  # AuxK only makes sense when a selection rule (not a penalty) starves latents
+    supports_sparse_backward = True  # selection keeps few latents per token: see sparse_ops
+    sparse_backward = True  # per instance; the trainer turns it off where the dense path is faster (GPU)
 
     def __init__(self, cfg: SAEConfig):
         super().__init__()
@@ -192,10 +195,11 @@ class SparseAutoencoder(nn.Module):
         latents = self._select(pre)
         return latents, self._decode_n(*latents)
 
-    def _l1_loss(self, pre: Tensor, x_n: Tensor, latents: EncoderOutput) -> Tensor:
-        """TopK variants: L1 of the selected activations, only when l1_coefficient is set."""
+    def _l1_loss(self, x_n: Tensor, latents: EncoderOutput, pre: Tensor | None) -> Tensor:
+        """TopK variants: L1 of the selected activations, only when l1_coefficient is set. ``pre`` (the
+        dense codes) is None on the sparse-backward path, which only TopK variants take."""
         if self.cfg.resolved_l1 == 0:
-            return pre.new_zeros(())
+            return x_n.new_zeros(())
         l1 = (latents.top_acts * self.W_dec.norm(dim=1)[latents.top_indices]).sum()
         return self.cfg.resolved_l1 * l1 / (x_n - x_n.mean(0)).norm(dim=-1).sum().clamp_min(1e-12)
 
@@ -208,34 +212,42 @@ class SparseAutoencoder(nn.Module):
         """Losses are computed in the normalised space; FVU and AuxK are scale-invariant ratios.
 
         ``total_variance`` overrides the denominator: data-parallel ranks pass the global batch's, so
-        the per-rank losses sum to the single-process loss.
+        the per-rank losses sum to the single-process loss. With gradients on and ``sparse_backward`` set,
+        TopK variants back-propagate through the kept latents only (``sparse_ops``); same values, less work.
         """
         x_n = self._scale_in(x)
-        pre = self._pre_acts(x_n)
-        latents, x_hat_n = self._reconstruct(pre)
-        e = x_n - x_hat_n
         if total_variance is None:
             total_variance = (x_n - x_n.mean(0)).pow(2).sum().clamp_min(1e-12)
+        num_dead = int(dead_mask.sum()) if dead_mask is not None and self.uses_auxk else 0
+        k_aux = min(max(self.cfg.d_in // 2, 1), num_dead)
+        if self.sparse_backward and self.supports_sparse_backward and torch.is_grad_enabled():
+            b_dec = self.b_dec if self.cfg.apply_b_dec_to_input else None
+            acts, idx, aux_acts, aux_idx = SparseEncode.apply(x_n, b_dec, self.W_enc, self.b_enc, self._select,
+                                                              dead_mask if num_dead else None, k_aux)
+            latents = EncoderOutput(acts, idx)
+            e = x_n - (SparseDecode.apply(acts, idx, self.W_dec) + self.b_dec)
+            aux_hat = SparseDecode.apply(aux_acts, aux_idx, self.W_dec) if num_dead else None
+            pre = None
+        else:
+            pre = self._pre_acts(x_n)
+            latents, x_hat_n = self._reconstruct(pre)
+            e = x_n - x_hat_n
+            aux_hat = None
+            if num_dead:
+                aux = torch.where(dead_mask[None], pre, -torch.inf).topk(k_aux, dim=-1, sorted=False)
+                aux_hat = self._decode_n(*aux, bias=False)
         fvu = e.pow(2).sum() / total_variance
-        auxk = self._auxk_loss(pre, e, dead_mask, total_variance)
+        # AuxK (Gao et al. 2024): reconstruct the residual with the top-k_aux dead latents so they get gradient
+        # again; k_aux = d_in / 2, scaled by min(num_dead / k_aux, 1) as in sparsify so a handful of dead
+        # latents cannot dominate. The residual is target-only (detached).
+        if aux_hat is None:
+            auxk = x_n.new_zeros(())
+        else:
+            scale = min(num_dead / max(self.cfg.d_in // 2, 1), 1.0)
+            auxk = scale * (aux_hat - e.detach()).pow(2).sum() / total_variance
+        x_hat_n = x_n - e
         x_hat = x_hat_n / self.input_scale.to(x_hat_n.dtype) if self.cfg.normalize_activations else x_hat_n
-        return ForwardOutput(x_hat, latents, fvu, auxk, self._l1_loss(pre, x_n, latents))
-
-    def _auxk_loss(self, pre: Tensor, e: Tensor, dead_mask: Tensor | None, total_variance: Tensor) -> Tensor:
-        """Reconstruct the residual with the top-k_aux dead latents so they get gradient again.
-
-        k_aux = d_in / 2 and the loss is scaled by min(num_dead / k_aux, 1) as in sparsify, so a handful
-        of dead latents cannot dominate the objective. The residual is target-only (detached).
-        """
-        num_dead = int(dead_mask.sum()) if dead_mask is not None else 0
-        if num_dead == 0 or not self.uses_auxk:
-            return pre.new_zeros(())
-        k_aux = max(self.cfg.d_in // 2, 1)
-        scale = min(num_dead / k_aux, 1.0)
-        masked = torch.where(dead_mask[None], pre, -torch.inf)
-        acts, idx = masked.topk(min(k_aux, num_dead), dim=-1, sorted=False)
-        e_hat = self._decode_n(acts, idx, bias=False)
-        return scale * (e_hat - e.detach()).pow(2).sum() / total_variance
+        return ForwardOutput(x_hat, latents, fvu, auxk, self._l1_loss(x_n, latents, pre))
 
     @torch.no_grad()
     def set_decoder_norm_to_unit_norm(self) -> None:
@@ -361,6 +373,7 @@ class BatchTopKSAE(SparseAutoencoder):
 class JumpReLUSAE(SparseAutoencoder):
     """ReLU with a per-latent threshold: SAELens' "jumprelu" (its BatchTopK SAEs, Gemma Scope). Inference only."""
     uses_auxk = False
+    supports_sparse_backward = False
 
     def __init__(self, cfg: SAEConfig):
         super().__init__(cfg)
@@ -374,6 +387,7 @@ class JumpReLUSAE(SparseAutoencoder):
 class ReLUSAE(SparseAutoencoder):
     """ReLU encoder + L1 penalty (the original study's SAE); decoded densely during training."""
     uses_auxk = False
+    supports_sparse_backward = False  # every positive pre-activation is a latent
 
     def _select(self, pre: Tensor) -> EncoderOutput:
         return _to_sparse(pre)
@@ -383,7 +397,7 @@ class ReLUSAE(SparseAutoencoder):
             latents = _to_sparse(pre)
         return latents, pre @ self.W_dec + self.b_dec
 
-    def _l1_loss(self, pre: Tensor, x_n: Tensor, latents: EncoderOutput) -> Tensor:
+    def _l1_loss(self, x_n: Tensor, latents: EncoderOutput, pre: Tensor | None) -> Tensor:
         l1 = (pre * self.W_dec.norm(dim=1)).sum()
         return self.cfg.resolved_l1 * l1 / (x_n - x_n.mean(0)).norm(dim=-1).sum().clamp_min(1e-12)
 

@@ -1,0 +1,127 @@
+"""Autograd functions whose backward passes touch only the latents that fired.
+
+A TopK SAE keeps k of d_sae latents per token, yet plain autograd back-propagates through the dense
+[N, d_sae] pre-activations: two more dense matmuls the size of the forward one (the W_enc gradient and
+the input gradient) plus a dense ReLU backward, and ``embedding_bag``'s weight backward sorts. Here the
+gradients are built from the (values, indices) pairs alone:
+
+* W_enc / W_dec gradients are sparse-transpose products S^T @ M with S the [N, d_sae] code matrix (one
+  CSR matrix-multiply each: O(N k d_in) work instead of O(N d_sae d_in));
+* the b_dec gradient through the encoder is -W_enc @ grad_b_enc (a mat-vec), never a per-token gradient;
+* d(loss)/d(acts) for the decoder is a sampled dense product evaluated only at the kept indices.
+
+Measured on the benchmark's shapes (N 1024, d_in 384, d_sae 3072, k 32, 2 CPU threads) this removes
+two thirds of the matmul time per step. The forward results are bit-identical to the dense path and the
+gradients agree to float rounding (tests/test_sparse_ops.py checks both against plain autograd).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+SelectFn = Callable[[Tensor], tuple[Tensor, Tensor]]
+
+
+def _codes_transposed(indices: Tensor, values: Tensor, n_latents: int) -> Tensor:
+    """CSR matrix [n_latents, N] with entry (indices[n, j], n) = values[n, j]: the code matrix, transposed.
+
+    Built by sorting the flat indices, so products with it sum every token that used a latent without the
+    scatter conflicts that ``index_add_`` serialises on.
+    """
+    n, k = indices.shape
+    flat = indices.reshape(-1)
+    order = flat.argsort()
+    counts = torch.bincount(flat, minlength=n_latents)
+    crow = torch.zeros(n_latents + 1, dtype=torch.long, device=indices.device)
+    torch.cumsum(counts, 0, out=crow[1:])
+    with warnings.catch_warnings():  # "sparse CSR support is in beta": the ops used here are long stable
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.sparse_csr_tensor(crow, order // k, values.reshape(-1)[order], (n_latents, n),
+                                       check_invariants=False)
+
+
+def scatter_rows(indices: Tensor, values: Tensor, rows: Tensor, n_latents: int) -> Tensor:
+    """out[i] = sum over (n, j) with indices[n, j] == i of values[n, j] * rows[n]   -> [n_latents, D]."""
+    if indices.numel() == 0:
+        return rows.new_zeros(n_latents, rows.shape[1])
+    return _codes_transposed(indices, values.to(rows.dtype), n_latents) @ rows
+
+
+def gather_dots(indices: Tensor, rows: Tensor, table: Tensor) -> Tensor:
+    """out[n, j] = table[indices[n, j]] . rows[n]   -> [N, k], without the [N, k, D] gather."""
+    n, k = indices.shape
+    if indices.numel() == 0:
+        return rows.new_zeros(n, k)
+    crow = torch.arange(0, n * k + 1, k, device=indices.device)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        pattern = torch.sparse_csr_tensor(crow, indices.reshape(-1), rows.new_zeros(n * k), (n, table.shape[0]),
+                                          check_invariants=False)
+    return torch.sparse.sampled_addmm(pattern, rows, table.T, beta=0.0).values().view(n, k)
+
+
+class SparseDecode(torch.autograd.Function):
+    """y[n] = sum_j acts[n, j] * W_dec[indices[n, j]]; backward visits only the (n, j) pairs."""
+
+    @staticmethod
+    def forward(ctx, acts: Tensor, indices: Tensor, W_dec: Tensor) -> Tensor:
+        ctx.save_for_backward(acts, indices, W_dec)
+        return torch.nn.functional.embedding_bag(indices, W_dec, per_sample_weights=acts, mode="sum")
+
+    @staticmethod
+    def backward(ctx, grad_y: Tensor):
+        acts, indices, W_dec = ctx.saved_tensors
+        grad_y = grad_y.contiguous()
+        grad_acts = gather_dots(indices, grad_y, W_dec) if ctx.needs_input_grad[0] else None
+        grad_W = scatter_rows(indices, acts, grad_y, W_dec.shape[0]) if ctx.needs_input_grad[2] else None
+        return grad_acts, None, grad_W
+
+
+class SparseEncode(torch.autograd.Function):
+    """ReLU((x - b_dec) W_enc + b_enc), then ``select`` (TopK, BatchTopK...) and optionally AuxK's pick.
+
+    Returns (acts, indices, aux_acts, aux_indices); the aux pair is the top ``k_aux`` pre-activations among
+    latents in ``dead_mask`` (empty when there is none). Gradients flow to W_enc, b_enc and b_dec only
+    through the returned activations, exactly as autograd through the dense path would send them.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, b_dec: Tensor | None, W_enc: Tensor, b_enc: Tensor, select: SelectFn,
+                dead_mask: Tensor | None, k_aux: int):
+        x_c = x - b_dec if b_dec is not None else x
+        pre = torch.addmm(b_enc, x_c, W_enc).relu_()
+        acts, indices = select(pre)
+        if dead_mask is not None and k_aux > 0:
+            aux_acts, aux_indices = pre.masked_fill_(~dead_mask, -torch.inf).topk(k_aux, dim=-1, sorted=False)
+        else:
+            aux_acts, aux_indices = pre.new_zeros(len(pre), 0), indices.new_zeros(len(pre), 0)
+        ctx.save_for_backward(x_c, W_enc, acts, indices, aux_acts, aux_indices)
+        ctx.has_b_dec = b_dec is not None
+        ctx.mark_non_differentiable(indices, aux_indices)
+        return acts, indices, aux_acts, aux_indices
+
+    @staticmethod
+    def backward(ctx, grad_acts, _grad_indices, grad_aux, _grad_aux_indices):
+        x_c, W_enc, acts, indices, aux_acts, aux_indices = ctx.saved_tensors
+        grads, idx = [], []
+        for g, a, i in ((grad_acts, acts, indices), (grad_aux, aux_acts, aux_indices)):
+            if g is not None and i.numel():
+                grads.append(g * (a > 0))  # ReLU: zero gradient where the latent did not fire
+                idx.append(i)
+        if not grads:
+            return None, None, None, None, None, None, None
+        g, i = (grads[0], idx[0]) if len(grads) == 1 else (torch.cat(grads, 1), torch.cat(idx, 1))
+        d_sae = W_enc.shape[1]
+        grad_b_enc = torch.zeros(d_sae, dtype=g.dtype, device=g.device).index_add_(0, i.reshape(-1), g.reshape(-1))
+        grad_x = grad_b_dec = grad_W = None
+        if ctx.needs_input_grad[2]:  # [d_sae, d_in] transposed: matches W_enc's column-major storage (see sae.py)
+            grad_W = scatter_rows(i, g, x_c, d_sae).T
+        if ctx.needs_input_grad[1] and ctx.has_b_dec:
+            grad_b_dec = -(W_enc @ grad_b_enc)
+        if ctx.needs_input_grad[0]:
+            grad_x = torch.nn.functional.embedding_bag(i, W_enc.T, per_sample_weights=g, mode="sum")
+        return grad_x, grad_b_dec, grad_W, grad_b_enc if ctx.needs_input_grad[3] else None, None, None, None
