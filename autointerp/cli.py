@@ -7,7 +7,6 @@ can fix print one line and exit with status 2; Ctrl-C exits 130 and the next run
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 import sys
 from typing import Annotated, Optional
@@ -24,6 +23,7 @@ from autointerp.cli_common import (
     friendly_errors,
     load_run_config,
     select_models,
+    with_flags,
 )
 from autointerp.config import ModelEntry, RunConfig, load_config
 from autointerp.progress import console
@@ -117,8 +117,8 @@ def train(
 ) -> None:
     """Train one SAE per model on its harvested activations (resumable; prints metrics)."""
     cfg = load_run_config(config, run_dir, name)
-    cfg.sae = dataclasses.replace(cfg.sae, **{k_: v for k_, v in dict(architecture=architecture, k=k, expansion_factor=expansion_factor, d_sae=d_sae, l1_coefficient=l1_coefficient).items() if v is not None})
-    cfg.train = dataclasses.replace(cfg.train, **{k_: v for k_, v in dict(epochs=epochs, total_tokens=total_tokens, batch_size=batch_size, lr=lr, device=device).items() if v is not None})
+    cfg.sae = with_flags(cfg.sae, architecture=architecture, k=k, expansion_factor=expansion_factor, d_sae=d_sae, l1_coefficient=l1_coefficient)
+    cfg.train = with_flags(cfg.train, epochs=epochs, total_tokens=total_tokens, batch_size=batch_size, lr=lr, device=device)
     _train_all(cfg, select_models(cfg, model), overwrite)
 
 
@@ -156,7 +156,7 @@ def exemplars(
 ) -> None:
     """Mine per-feature exemplars (top, quantile and random windows, train/test split) with the trained SAEs."""
     cfg = load_run_config(config, run_dir, name)
-    cfg.exemplars = dataclasses.replace(cfg.exemplars, **{k_: v for k_, v in dict(n_top=n_top, n_random=n_random).items() if v is not None})
+    cfg.exemplars = with_flags(cfg.exemplars, n_top=n_top, n_random=n_random)
     _exemplars_all(cfg, select_models(cfg, model), overwrite)
 
 

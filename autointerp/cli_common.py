@@ -98,12 +98,22 @@ def load_run_config(config: Optional[Path], run_dir: Optional[Path], name: Optio
     return apply_overrides(cfg, {}, {}, dict(run_dir=str(run_dir) if run_dir else None, name=name))
 
 
+def set_flags(**flags):
+    """The flags the user actually gave: every option defaults to None, so None means "flag not given:
+    keep the config file's value", while any given value (including 0, False and "") overrides it."""
+    return {key: value for key, value in flags.items() if value is not None}
+
+
+def with_flags(section, **flags):
+    """A copy of the config dataclass ``section`` with the given flags (see ``set_flags``) set on it."""
+    return dataclasses.replace(section, **set_flags(**flags))
+
+
 def apply_overrides(cfg: RunConfig, corpus: dict, harvest: dict, top: dict) -> RunConfig:
     """Set the flags the user actually passed (non-None) on top of the config."""
-    pick = lambda d: {k: v for k, v in d.items() if v is not None}  # noqa: E731
-    cfg.corpus = dataclasses.replace(cfg.corpus, **pick(corpus))
-    cfg.harvest = dataclasses.replace(cfg.harvest, **pick(harvest))
-    for key, value in pick(top).items():
+    cfg.corpus = with_flags(cfg.corpus, **corpus)
+    cfg.harvest = with_flags(cfg.harvest, **harvest)
+    for key, value in set_flags(**top).items():
         setattr(cfg, key, value)
     return cfg
 

@@ -120,6 +120,20 @@ def test_config_unknown_keys_are_named(tmp_path):
     assert cfg.max_tokens == 123 and cfg.corpus.seed == 5 and cfg.harvest_for(cfg.models[0]).layer == -1
 
 
+def test_with_flags_sets_only_the_flags_given():
+    from autointerp.cli_common import set_flags, with_flags
+    from autointerp.config import RunConfig
+
+    train = RunConfig().train
+    kept = with_flags(train, epochs=None, lr=None)
+    assert kept == train and kept is not train
+    changed = with_flags(train, epochs=0, lr=None, device="cpu")
+    assert (changed.epochs, changed.lr, changed.device) == (0, train.lr, "cpu")
+    assert set_flags(a=None, b=0, c=False, d="") == {"b": 0, "c": False, "d": ""}
+    report = RunConfig().report
+    assert report.pages is True and with_flags(report, pages=False).pages is False
+
+
 def _limit_file_size(limit_bytes: int):
     """preexec_fn: files this process writes may not grow past limit_bytes (EFBIG, like a full disk)."""
 

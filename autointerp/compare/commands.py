@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 from typing import Annotated
 
@@ -17,6 +16,7 @@ from autointerp.cli_common import (
     friendly_errors,
     load_run_config,
     select_models,
+    with_flags,
 )
 from autointerp.config import ModelEntry, RunConfig
 from autointerp.errors import UserError
@@ -35,8 +35,7 @@ def compare(
 ) -> None:
     """Match features across models by activation correlation (with a null) and by label similarity."""
     cfg = load_run_config(config, run_dir, name)
-    overrides = {k: v for k, v in {"unit": unit, "null_alpha": alpha, "embedder": embedder}.items() if v is not None}
-    cfg.compare = dataclasses.replace(cfg.compare, **overrides)
+    cfg.compare = with_flags(cfg.compare, unit=unit, null_alpha=alpha, embedder=embedder)
     compare_models(cfg, select_models(cfg, model), overwrite=overwrite)
 
 

@@ -9,13 +9,12 @@ Heavy imports stay inside functions so ``autointerp --help`` stays fast.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import time
 from typing import Annotated, Optional
 
 import typer
 
-from autointerp.cli_common import ConfigOpt, ModelsOpt, NameOpt, OverwriteOpt, RunDirOpt, friendly_errors, load_run_config, select_models
+from autointerp.cli_common import ConfigOpt, ModelsOpt, NameOpt, OverwriteOpt, RunDirOpt, friendly_errors, load_run_config, select_models, with_flags
 from autointerp.config import RunConfig
 from autointerp.errors import UserError
 from autointerp.progress import console
@@ -29,8 +28,7 @@ ScorerOpt = Annotated[Optional[list[str]], typer.Option("--scorer", "-s", help="
 
 
 def _with_llm_overrides(cfg: RunConfig, backend, llm_model, base_url, concurrency) -> RunConfig:
-    pick = {k: v for k, v in dict(backend=backend, model=llm_model, base_url=base_url, concurrency=concurrency).items() if v is not None}
-    cfg.llm = dataclasses.replace(cfg.llm, **pick)
+    cfg.llm = with_flags(cfg.llm, backend=backend, model=llm_model, base_url=base_url, concurrency=concurrency)
     return cfg
 
 
@@ -152,8 +150,7 @@ def explain(
 ) -> None:
     """Label SAE features with a secondary LLM (default: the embedded Gemma, in-process) -> <model>/labels.parquet."""
     cfg = _with_llm_overrides(load_run_config(config, run_dir, name), backend, llm_model, base_url, concurrency)
-    if n_features is not None:
-        cfg.explain = dataclasses.replace(cfg.explain, n_features=n_features)
+    cfg.explain = with_flags(cfg.explain, n_features=n_features)
     asyncio.run(_explain_async(cfg, select_models(cfg, model), overwrite))
 
 

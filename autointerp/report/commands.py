@@ -7,7 +7,6 @@ and shared pairs, followed by the paths to open.
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -20,6 +19,7 @@ from autointerp.cli_common import (
     RunDirOpt,
     friendly_errors,
     load_run_config,
+    with_flags,
 )
 from autointerp.config import RunConfig
 from autointerp.progress import console
@@ -40,8 +40,7 @@ def report(
 ) -> None:
     """Write the markdown report (with plots) and HTML feature pages from a run's artifacts."""
     cfg = load_run_config(config, run_dir, name)
-    changes = {k: v for k, v in dict(pages=pages, max_matches=max_matches).items() if v is not None}
-    cfg.report = dataclasses.replace(cfg.report, **changes)
+    cfg.report = with_flags(cfg.report, pages=pages, max_matches=max_matches)
     _report(cfg, out, overwrite)
 
 
