@@ -7,6 +7,7 @@ temporary file is removed and the destination is untouched.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import tempfile
@@ -38,3 +39,15 @@ def write_json(dest: Path | str, data: object) -> None:
 
 def read_json(path: Path | str) -> dict:
     return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def file_sha256(path: Path | str) -> str:
+    """Hex sha256 of a file's bytes, read in 1 MiB blocks (SAE weights and shards can be large).
+
+    The identity stages store for their input files: a changed digest means the stage's outputs are stale.
+    """
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()

@@ -21,7 +21,7 @@ from pathlib import Path
 from autointerp.config import ModelEntry, RunConfig, to_toml
 from autointerp.data.corpus import CorpusConfig, Document, collect_documents, load_saved_documents, save_documents
 from autointerp.errors import UserError
-from autointerp.io import atomic_path, read_json, write_json
+from autointerp.io import atomic_path, file_sha256, read_json, write_json
 from autointerp.models.load import load_model
 from autointerp.training.harvest import HarvestResult, harvest
 
@@ -294,8 +294,6 @@ class ExemplarOutcome:
 
 def exemplars_stage(cfg: RunConfig, entry: ModelEntry, *, overwrite: bool = False, progress: bool = True) -> ExemplarOutcome:
     """Encode the harvest with the trained SAE and mine per-feature exemplars (no-op when unchanged)."""
-    import hashlib
-
     from autointerp.training.exemplars import mine_exemplars
     from autointerp.training.sae import WEIGHTS_FILE, load_sae
 
@@ -303,8 +301,7 @@ def exemplars_stage(cfg: RunConfig, entry: ModelEntry, *, overwrite: bool = Fals
     if not (sdir / WEIGHTS_FILE).is_file():
         raise UserError(f"no trained SAE in {sdir}; run `autointerp train` first")
     out = cfg.run_path / entry.slug
-    digest = hashlib.sha256((sdir / WEIGHTS_FILE).read_bytes()).hexdigest()
-    identity = {"exemplars": dataclasses.asdict(cfg.exemplars), "sae_sha256": digest}
+    identity = {"exemplars": dataclasses.asdict(cfg.exemplars), "sae_sha256": file_sha256(sdir / WEIGHTS_FILE)}
     record = out / "exemplars_stage.json"
     if not overwrite and record.is_file() and read_json(record).get("identity") == identity and (out / "exemplars.parquet").is_file():
         return ExemplarOutcome(out, True, read_json(record)["counts"])

@@ -7,7 +7,6 @@ because word units are cut from its text with the token character offsets.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import pandas as pd
 from autointerp.config import ModelEntry
 from autointerp.data.corpus import Document, load_saved_documents
 from autointerp.errors import UserError
-from autointerp.io import read_json
+from autointerp.io import file_sha256, read_json
 from autointerp.training.harvest import corpus_fingerprint
 from autointerp.training.shards import MANIFEST
 
@@ -42,14 +41,6 @@ class ModelInputs:
     @property
     def corpus(self) -> str | None:
         return (self.manifest.get("identity") or {}).get("corpus")
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def model_inputs(run_dir: Path, entry: ModelEntry) -> ModelInputs:

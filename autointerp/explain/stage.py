@@ -26,7 +26,7 @@ from autointerp.explain.pipeline import baseline_labels, explain_features, score
 from autointerp.explain.prompts import load_template
 from autointerp.explain.scorers import SCORERS, ScoreSettings, make_scorer
 from autointerp.explain.windows import load_windows
-from autointerp.io import read_json, write_json
+from autointerp.io import file_sha256, read_json, write_json
 
 SAVE_EVERY = 8  # features between checkpoint writes of labels.parquet
 
@@ -40,7 +40,7 @@ def check_inputs(model_dir: Path) -> None:
     record, weights = model_dir / "exemplars_stage.json", model_dir / "sae" / WEIGHTS_FILE
     if record.is_file() and weights.is_file():
         mined_with = read_json(record).get("identity", {}).get("sae_sha256")
-        current = hashlib.sha256(weights.read_bytes()).hexdigest()
+        current = file_sha256(weights)
         if mined_with and mined_with != current:
             raise UserError(f"the exemplars in {model_dir} were mined from a different SAE than {weights.parent} holds now; run `autointerp exemplars --overwrite` first")
 

@@ -8,7 +8,6 @@ next load takes seconds.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -19,6 +18,7 @@ from pathlib import Path
 
 from autointerp.errors import UserError
 from autointerp.hub import hub_reachable
+from autointerp.io import file_sha256
 
 log = logging.getLogger("autointerp")
 
@@ -105,21 +105,13 @@ def embedded_gguf_path() -> Path:
     return gguf_path
 
 
-def _file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
-
-
 def convert_gguf(gguf_path: Path, digest: str | None = None) -> Path:
     """Dequantize ``gguf_path`` into a cached float32 safetensors model directory (once) and return it.
 
     The cache key is the file's sha256, so a changed file is converted again. The directory is built
     in a temporary sibling and renamed into place, so an interrupted conversion leaves nothing behind.
     """
-    digest = digest or _file_digest(gguf_path)
+    digest = digest or file_sha256(gguf_path)
     target = cache_root() / "converted" / f"{gguf_path.stem}-{digest[:12]}"
     if (target / GGUF_MARKER).is_file():
         return target

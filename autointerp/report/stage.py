@@ -8,13 +8,12 @@ written last, so an interrupted report simply runs again (all outputs are writte
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import logging
 from pathlib import Path
 from typing import NamedTuple
 
 from autointerp.config import RunConfig
-from autointerp.io import atomic_path, read_json, write_json
+from autointerp.io import atomic_path, file_sha256, read_json, write_json
 from autointerp.report.artifacts import RunInputs, load_run_inputs
 from autointerp.report.config import ReportConfig
 from autointerp.report.markdown import build_markdown
@@ -39,20 +38,12 @@ class ReportOutcome(NamedTuple):
     run: RunInputs
 
 
-def file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _identity(run: RunInputs, cfg: ReportConfig, out_dir: Path) -> dict:
     inputs = {}
     for path in run.input_files():
         if path.is_file():
             stat = path.stat()
-            inputs[str(path.relative_to(run.run_dir))] = f"{stat.st_size}:{file_digest(path)}"
+            inputs[str(path.relative_to(run.run_dir))] = f"{stat.st_size}:{file_sha256(path)}"
     return {"report": dataclasses.asdict(cfg), "models": [m.slug for m in run.models], "out_dir": str(out_dir.resolve()),
             "inputs": inputs, "version": 1}
 
