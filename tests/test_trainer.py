@@ -122,8 +122,8 @@ def test_lr_schedule():
     assert lrs[99] == pytest.approx(1 / 20) and lr_at(100, 1.0, 100, 10) == 0.0
     assert lr_at(50, 1.0, 100, 0, decay_fraction=0.0) == 1.0
     # the trainer follows it, and the d_sae-scaled default is sparsify's 1/sqrt(width) rule x5 (short runs)
-    assert TrainConfig(total_tokens=100, batch_size=10).resolved_lr(16384) == pytest.approx(1e-3)
-    assert TrainConfig(total_tokens=100, batch_size=10).resolved_lr(4096) == pytest.approx(2e-3)
+    assert TrainConfig(total_tokens=100, batch_size=10).resolved_lr(16384) == pytest.approx(2.2e-3)
+    assert TrainConfig(total_tokens=100, batch_size=10).resolved_lr(4096) == pytest.approx(4.4e-3)
     assert TrainConfig(total_tokens=100 * 10, batch_size=10).resolved_warmup() == 5  # short runs: 5% warmup
     assert TrainConfig(total_tokens=10**9, batch_size=10).resolved_warmup() == 1000
 

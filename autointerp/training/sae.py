@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from autointerp.errors import UserError
 from autointerp.io import atomic_path
-from autointerp.training.sparse_ops import SparseDecode, SparseEncode
+from autointerp.training.sparse_ops import SparseDecode, SparseEncode, top_dead
 
 WEIGHTS_FILE = "sae_weights.safetensors"
 CFG_FILE = "cfg.json"
@@ -208,6 +208,12 @@ class SparseAutoencoder(nn.Module):
         x_n = self._scale_in(x)
         return (x_n - x_n.mean(0)).pow(2).sum().clamp_min(1e-12)
 
+    def _decode_aux(self, acts: Tensor, indices: Tensor, sparse: bool) -> Tensor:
+        """AuxK's reconstruction (no bias); 1-D ``indices`` is top_dead's dense block of every dead latent."""
+        if indices.ndim == 1:
+            return acts @ self.W_dec.index_select(0, indices)
+        return SparseDecode.apply(acts, indices, self.W_dec) if sparse else self._decode_n(acts, indices, bias=False)
+
     def forward(self, x: Tensor, dead_mask: Tensor | None = None, total_variance: Tensor | None = None) -> ForwardOutput:
         """Losses are computed in the normalised space; FVU and AuxK are scale-invariant ratios.
 
@@ -226,7 +232,7 @@ class SparseAutoencoder(nn.Module):
                                                               dead_mask if num_dead else None, k_aux)
             latents = EncoderOutput(acts, idx)
             e = x_n - (SparseDecode.apply(acts, idx, self.W_dec) + self.b_dec)
-            aux_hat = SparseDecode.apply(aux_acts, aux_idx, self.W_dec) if num_dead else None
+            aux_hat = self._decode_aux(aux_acts, aux_idx, sparse=True) if num_dead else None
             pre = None
         else:
             pre = self._pre_acts(x_n)
@@ -234,8 +240,7 @@ class SparseAutoencoder(nn.Module):
             e = x_n - x_hat_n
             aux_hat = None
             if num_dead:
-                aux = torch.where(dead_mask[None], pre, -torch.inf).topk(k_aux, dim=-1, sorted=False)
-                aux_hat = self._decode_n(*aux, bias=False)
+                aux_hat = self._decode_aux(*top_dead(pre, dead_mask, k_aux), sparse=False)
         fvu = e.pow(2).sum() / total_variance
         # AuxK (Gao et al. 2024): reconstruct the residual with the top-k_aux dead latents so they get gradient
         # again; k_aux = d_in / 2, scaled by min(num_dead / k_aux, 1) as in sparsify so a handful of dead

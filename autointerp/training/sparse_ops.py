@@ -64,6 +64,22 @@ def gather_dots(indices: Tensor, rows: Tensor, table: Tensor) -> Tensor:
     return torch.sparse.sampled_addmm(pattern, rows, table.T, beta=0.0).values().view(n, k)
 
 
+def top_dead(pre: Tensor, dead_mask: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """AuxK's pick: the k largest pre-activations among dead latents, per token -> (values, indices).
+
+    When k covers every dead latent the pick is the same for all tokens, and it comes back as a dense
+    block: values [N, num_dead] with 1-D ``indices`` [num_dead] (the dead columns), which callers decode and
+    differentiate with small dense matmuls. Otherwise indices are [N, k], from a topk over the dead columns
+    only (gathered once), not over a -inf-masked copy of all d_sae columns.
+    """
+    dead = dead_mask.nonzero().squeeze(1)
+    candidates = pre.index_select(1, dead)
+    if k >= len(dead):
+        return candidates, dead
+    vals, pos = candidates.topk(k, dim=-1, sorted=False)
+    return vals, dead[pos]
+
+
 class SparseDecode(torch.autograd.Function):
     """y[n] = sum_j acts[n, j] * W_dec[indices[n, j]]; backward visits only the (n, j) pairs."""
 
@@ -96,7 +112,7 @@ class SparseEncode(torch.autograd.Function):
         pre = torch.addmm(b_enc, x_c, W_enc).relu_()
         acts, indices = select(pre)
         if dead_mask is not None and k_aux > 0:
-            aux_acts, aux_indices = pre.masked_fill_(~dead_mask, -torch.inf).topk(k_aux, dim=-1, sorted=False)
+            aux_acts, aux_indices = top_dead(pre, dead_mask, k_aux)
         else:
             aux_acts, aux_indices = pre.new_zeros(len(pre), 0), indices.new_zeros(len(pre), 0)
         ctx.save_for_backward(x_c, W_enc, acts, indices, aux_acts, aux_indices)
@@ -107,21 +123,43 @@ class SparseEncode(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_acts, _grad_indices, grad_aux, _grad_aux_indices):
         x_c, W_enc, acts, indices, aux_acts, aux_indices = ctx.saved_tensors
-        grads, idx = [], []
-        for g, a, i in ((grad_acts, acts, indices), (grad_aux, aux_acts, aux_indices)):
-            if g is not None and i.numel():
-                grads.append(g * (a > 0))  # ReLU: zero gradient where the latent did not fire
-                idx.append(i)
-        if not grads:
-            return None, None, None, None, None, None, None
-        g, i = (grads[0], idx[0]) if len(grads) == 1 else (torch.cat(grads, 1), torch.cat(idx, 1))
         d_sae = W_enc.shape[1]
-        grad_b_enc = torch.zeros(d_sae, dtype=g.dtype, device=g.device).index_add_(0, i.reshape(-1), g.reshape(-1))
-        grad_x = grad_b_dec = grad_W = None
-        if ctx.needs_input_grad[2]:  # [d_sae, d_in] transposed: matches W_enc's column-major storage (see sae.py)
-            grad_W = scatter_rows(i, g, x_c, d_sae).T
+        block = None  # AuxK's dense block (every dead latent): (gradient [N, num_dead], columns [num_dead])
+        grads, idx = [], []
+        if grad_acts is not None and indices.numel():
+            grads.append(grad_acts * (acts > 0))  # ReLU: zero gradient where the latent did not fire
+            idx.append(indices)
+        if grad_aux is not None and aux_indices.numel():
+            if aux_indices.ndim == 1:
+                block = (grad_aux * (aux_acts > 0), aux_indices)
+            else:
+                grads.append(grad_aux * (aux_acts > 0))
+                idx.append(aux_indices)
+        if not grads and block is None:
+            return None, None, None, None, None, None, None
+        ref = grads[0] if grads else block[0]
+        grad_b_enc = torch.zeros(d_sae, dtype=ref.dtype, device=ref.device)
+        grad_W_t = None  # [d_sae, d_in]: W_enc's gradient transposed, matching its column-major storage (sae.py)
+        if grads:
+            g, i = (grads[0], idx[0]) if len(grads) == 1 else (torch.cat(grads, 1), torch.cat(idx, 1))
+            grad_b_enc.index_add_(0, i.reshape(-1), g.reshape(-1))
+            if ctx.needs_input_grad[2]:
+                grad_W_t = scatter_rows(i, g, x_c, d_sae)
+        if block is not None:
+            g_block, cols = block
+            grad_b_enc.index_add_(0, cols, g_block.sum(0))
+            if ctx.needs_input_grad[2]:
+                if grad_W_t is None:
+                    grad_W_t = x_c.new_zeros(d_sae, x_c.shape[1])
+                grad_W_t.index_add_(0, cols, g_block.T @ x_c)
+        grad_x = grad_b_dec = None
         if ctx.needs_input_grad[1] and ctx.has_b_dec:
             grad_b_dec = -(W_enc @ grad_b_enc)
         if ctx.needs_input_grad[0]:
-            grad_x = torch.nn.functional.embedding_bag(i, W_enc.T, per_sample_weights=g, mode="sum")
-        return grad_x, grad_b_dec, grad_W, grad_b_enc if ctx.needs_input_grad[3] else None, None, None, None
+            grad_x = x_c.new_zeros(x_c.shape)
+            if grads:
+                grad_x += torch.nn.functional.embedding_bag(i, W_enc.T, per_sample_weights=g, mode="sum")
+            if block is not None:
+                grad_x += g_block @ W_enc.T.index_select(0, cols)
+        return (grad_x, grad_b_dec, grad_W_t.T if grad_W_t is not None else None,
+                grad_b_enc if ctx.needs_input_grad[3] else None, None, None, None)

@@ -39,7 +39,7 @@ _RESUME_KEYS = ("batch_size", "total_tokens", "lr", "warmup_steps", "decay_fract
 class TrainConfig:
     total_tokens: int = 50_000_000
     batch_size: int = 4096
-    lr: float | None = None  # None: 1e-3 / sqrt(d_sae / 16384): sparsify's scaling rule x5, for short runs (see resolved_lr)
+    lr: float | None = None  # None: 2.2e-3 / sqrt(d_sae / 16384): sparsify's width rule, scaled for short runs (see resolved_lr)
     warmup_steps: int | None = None  # linear warmup from 0; None: min(1000, total_steps // 20)
     decay_fraction: float = 0.2  # linear decay to 0 over this final fraction of steps
     auxk_alpha: float = 1 / 32
@@ -51,7 +51,9 @@ class TrainConfig:
     log_every: int = 50  # steps between history entries
     seed: int = 0  # recorded and checked on resume; seeds the caller's data order / SAE init
     device: str = "auto"  # "auto" = cuda if available else cpu
-    adam_betas: tuple[float, float] = (0.9, 0.999)
+    # (0.8, 0.99), not Adam's (0.9, 0.999): runs here are 100-1000 steps, where the moments must follow the
+    # loss quickly; measured held-out FVU 0.160 -> 0.152 (MiniLM, 97 steps, same lr), 0.0402 -> 0.0383 (Gemma).
+    adam_betas: tuple[float, float] = (0.8, 0.99)
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.total_tokens < self.batch_size:
@@ -68,10 +70,11 @@ class TrainConfig:
         return self.total_tokens // self.batch_size
 
     def resolved_lr(self, d_sae: int) -> float:
-        """sparsify's 1/sqrt(width) rule, scaled x5: its 2e-4 base is tuned for runs of billions of tokens,
-        while runs here are 0.1-10M tokens. Measured at 100k MiniLM / 150k Gemma tokens: FVU 0.288 -> 0.149
-        and 0.182 -> 0.077 going from 1x to ~4-5x (higher still lowers FVU but kills many more latents)."""
-        return self.lr if self.lr is not None else 1e-3 / math.sqrt(d_sae / 2**14)
+        """sparsify's 1/sqrt(width) rule with base 2.2e-3 instead of its 2e-4: that base is tuned for runs of
+        billions of tokens, runs here are 0.1-10M. Measured (held-out FVU, dead on held-out tokens), raw inputs:
+        MiniLM L3, 100k tokens: 0.181/0% at 1e-3 -> 0.138/1.4% at 2.2e-3 (with the betas above);
+        Gemma L6, 227k tokens: 0.048/12% -> 0.037/9%. Higher still lowers FVU but kills many more latents."""
+        return self.lr if self.lr is not None else 2.2e-3 / math.sqrt(d_sae / 2**14)
 
     def resolved_warmup(self) -> int:
         return self.warmup_steps if self.warmup_steps is not None else min(1000, self.total_steps // 20)
