@@ -5,8 +5,8 @@ k and width - on the SAME cached real activations, in the SAME pre-shuffled orde
 size and token budget, float32, no input normalisation, torch threads = --threads in every process,
 one trainer at a time:
 
-* autointerp: ``train_sae`` in this process (its defaults: Adam, 2e-4/sqrt(d_sae/2^14), short warmup,
-  20% linear decay, AuxK 1/32, geometric-median b_dec init);
+* autointerp: ``train_sae`` in this process (its defaults: fused Adam, lr 2.2e-3/sqrt(d_sae/2^14), betas
+  (0.8, 0.99), short warmup, 20% linear decay, AuxK 1/32, geometric-median b_dec init, sparse backward);
 * sparsify (eai-sparsify): its SparseCoder + its training-step body and default optimizer (SignSGD with a
   ScheduleFree wrapper) in benchmarks/peers/sparsify_run.py (its Trainer only accepts a live model);
 * SAELens (sae-lens): its TopKTrainingSAE + its own SAETrainer in benchmarks/peers/saelens_run.py.
@@ -108,7 +108,8 @@ def train_autointerp(data: torch.Tensor, args, d_sae: int) -> dict:
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     return {"wall_s": wall, "cpu_s": cpu, "steps": res.steps, "tokens": res.tokens, "weights": sae.folded_state(),
             "train_fvu_last_window": res.fvu,
-            "settings": {"optimizer": "adam", "lr": cfg.resolved_lr(d_sae), "warmup_steps": cfg.resolved_warmup(),
+            "settings": {"optimizer": "adam (fused)", "lr": cfg.resolved_lr(d_sae), "betas": list(cfg.adam_betas),
+                         "sparse_backward": sae.sparse_backward, "warmup_steps": cfg.resolved_warmup(),
                          "decay_fraction": cfg.decay_fraction, "auxk_alpha": cfg.auxk_alpha,
                          "dead_tokens_threshold": cfg.resolved_dead_threshold(), "b_dec_init": cfg.b_dec_init}}
 
