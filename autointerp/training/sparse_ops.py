@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -26,42 +27,58 @@ from torch import Tensor
 SelectFn = Callable[[Tensor], tuple[Tensor, Tensor]]
 
 
-def _codes_transposed(indices: Tensor, values: Tensor, n_latents: int) -> Tensor:
-    """CSR matrix [n_latents, N] with entry (indices[n, j], n) = values[n, j]: the code matrix, transposed.
+class CodeLayout(NamedTuple):
+    """Where each code (token n, slot j) sits in the transposed code matrix S^T [n_latents, N], stored as CSR.
 
-    Built by sorting the flat indices, so products with it sum every token that used a latent without the
-    scatter conflicts that ``index_add_`` serialises on.
+    Built once per index set by sorting the flat indices (``order``); every product below reuses it, so a
+    latent's tokens are summed without the scatter conflicts that ``index_add_`` serialises on.
     """
+    crow: Tensor  # [n_latents + 1] row pointers
+    col: Tensor  # [N * k] token of each stored entry
+    order: Tensor  # [N * k] flat position (n * k + j) of each stored entry
+    n_latents: int
+    n: int
+    k: int
+
+
+def code_layout(indices: Tensor, n_latents: int) -> CodeLayout:
     n, k = indices.shape
     flat = indices.reshape(-1)
     order = flat.argsort()
-    counts = torch.bincount(flat, minlength=n_latents)
     crow = torch.zeros(n_latents + 1, dtype=torch.long, device=indices.device)
-    torch.cumsum(counts, 0, out=crow[1:])
+    torch.cumsum(torch.bincount(flat, minlength=n_latents), 0, out=crow[1:])
+    return CodeLayout(crow, order // k, order, n_latents, n, k)
+
+
+def _csr(layout: CodeLayout, values: Tensor) -> Tensor:
+    """S^T with ``values`` given per (token, slot), i.e. in [N, k] order."""
     with warnings.catch_warnings():  # "sparse CSR support is in beta": the ops used here are long stable
         warnings.simplefilter("ignore", UserWarning)
-        return torch.sparse_csr_tensor(crow, order // k, values.reshape(-1)[order], (n_latents, n),
-                                       check_invariants=False)
+        return torch.sparse_csr_tensor(layout.crow, layout.col, values.reshape(-1)[layout.order],
+                                       (layout.n_latents, layout.n), check_invariants=False)
 
 
-def scatter_rows(indices: Tensor, values: Tensor, rows: Tensor, n_latents: int) -> Tensor:
+def scatter_rows(indices: Tensor, values: Tensor, rows: Tensor, n_latents: int,
+                 layout: CodeLayout | None = None) -> Tensor:
     """out[i] = sum over (n, j) with indices[n, j] == i of values[n, j] * rows[n]   -> [n_latents, D]."""
     if indices.numel() == 0:
         return rows.new_zeros(n_latents, rows.shape[1])
-    return _codes_transposed(indices, values.to(rows.dtype), n_latents) @ rows
+    return _csr(layout or code_layout(indices, n_latents), values.to(rows.dtype)) @ rows
 
 
-def gather_dots(indices: Tensor, rows: Tensor, table: Tensor) -> Tensor:
-    """out[n, j] = table[indices[n, j]] . rows[n]   -> [N, k], without the [N, k, D] gather."""
+def gather_dots(indices: Tensor, rows: Tensor, table: Tensor, layout: CodeLayout | None = None) -> Tensor:
+    """out[n, j] = table[indices[n, j]] . rows[n]   -> [N, k], without the [N, k, D] gather.
+
+    Sampled product (table @ rows^T) at S^T's entries: ``table`` (W_dec, [n_latents, D]) is read in its own
+    row-major layout; only the small [N, D] ``rows`` is transposed.
+    """
     n, k = indices.shape
     if indices.numel() == 0:
         return rows.new_zeros(n, k)
-    crow = torch.arange(0, n * k + 1, k, device=indices.device)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        pattern = torch.sparse_csr_tensor(crow, indices.reshape(-1), rows.new_zeros(n * k), (n, table.shape[0]),
-                                          check_invariants=False)
-    return torch.sparse.sampled_addmm(pattern, rows, table.T, beta=0.0).values().view(n, k)
+    layout = layout or code_layout(indices, table.shape[0])
+    pattern = _csr(layout, rows.new_zeros(n * k))
+    sorted_dots = torch.sparse.sampled_addmm(pattern, table, rows.T, beta=0.0).values()
+    return rows.new_empty(n * k).index_copy_(0, layout.order, sorted_dots).view(n, k)
 
 
 def top_dead(pre: Tensor, dead_mask: Tensor, k: int) -> tuple[Tensor, Tensor]:
@@ -92,8 +109,9 @@ class SparseDecode(torch.autograd.Function):
     def backward(ctx, grad_y: Tensor):
         acts, indices, W_dec = ctx.saved_tensors
         grad_y = grad_y.contiguous()
-        grad_acts = gather_dots(indices, grad_y, W_dec) if ctx.needs_input_grad[0] else None
-        grad_W = scatter_rows(indices, acts, grad_y, W_dec.shape[0]) if ctx.needs_input_grad[2] else None
+        layout = code_layout(indices, W_dec.shape[0])  # one sort serves both products
+        grad_acts = gather_dots(indices, grad_y, W_dec, layout) if ctx.needs_input_grad[0] else None
+        grad_W = scatter_rows(indices, acts, grad_y, W_dec.shape[0], layout) if ctx.needs_input_grad[2] else None
         return grad_acts, None, grad_W
 
 
