@@ -20,7 +20,7 @@ SAE and scored by the same ``evaluate_reconstruction`` on the held-out last shar
 Each trainer's own optimizer/LR schedule is kept (that is what is being compared); AuxK weight and the
 dead-latent window are equalised to autointerp's, since both peers' defaults leave AuxK off at this
 scale. Wall time counts only the training loop (no imports, data loading or weight export). The rounds
-are interleaved (autointerp, sparsify, SAELens, autointerp, ...) and tokens/s is each trainer's best
+are interleaved (autointerp, sparsify, SAELens, autointerp, ...; 5 by default) and tokens/s is each trainer's best
 round, because the machine is shared with other jobs.
 
 A control row, sparsify_adam (not in RESULT; --no-control skips it), trains sparsify's SparseCoder with
@@ -39,6 +39,7 @@ import argparse
 import json
 import math
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -204,7 +205,7 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=1024)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds; tokens/s = best round")
+    p.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds; tokens/s = best round")
     p.add_argument("--eval-batch-size", type=int, default=4096)
     p.add_argument("--min-eval-rows", type=int, default=10_000,
                    help="hold out the last shard, plus earlier ones while the held-out set is smaller than this")
@@ -335,6 +336,9 @@ def main() -> None:
     ratios = {}
     for peer in ("sparsify", "saelens"):
         ratios[peer] = ai["tok_s"] / rows[peer]["tok_s"]  # nan propagates
+        if rows[peer].get("walls") and ai.get("walls"):
+            med = statistics.median(rows[peer]["walls"]) / statistics.median(ai["walls"])
+            log(f"autointerp vs {peer:<9}: median-round ratio {med:.2f}x")
         log(f"autointerp vs {peer:<9}: tokens/s ratio {fmt(ratios[peer], '.2f')}x (CPU-time ratio "
             f"{fmt(ai['cpu_tok_s'] / rows[peer]['cpu_tok_s'], '.2f')}x), FVU difference (autointerp - peer) "
             f"{fmt(ai['fvu'] - rows[peer]['fvu'], '+.4f')}")
