@@ -295,7 +295,8 @@ class ExemplarOutcome:
 def exemplars_stage(cfg: RunConfig, entry: ModelEntry, *, overwrite: bool = False, progress: bool = True) -> ExemplarOutcome:
     """Encode the harvest with the trained SAE and mine per-feature exemplars (no-op when unchanged)."""
     from autointerp.training.exemplars import mine_exemplars
-    from autointerp.training.sae import WEIGHTS_FILE, load_sae
+    from autointerp.training.sae import WEIGHTS_FILE
+    from autointerp.training.sae_io import load_sae
 
     sdir = sae_dir(cfg.run_path, entry)
     if not (sdir / WEIGHTS_FILE).is_file():

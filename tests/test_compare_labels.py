@@ -13,7 +13,7 @@ from autointerp.compare.synthetic import SyntheticSpec, make_synthetic_run, writ
 from autointerp.config import ModelEntry, RunConfig
 from autointerp.data.corpus import load_saved_documents
 from autointerp.training.exemplars import ExemplarConfig, mine_exemplars
-from autointerp.training.sae import load_sae
+from autointerp.training.sae_io import load_sae
 
 # (label of A, synonym for B, domain)
 SYNONYMS = [

@@ -20,8 +20,8 @@ from autointerp.training.sae import (
     SAEConfig,
     TopKSAE,
     create_sae,
-    load_sae,
 )
+from autointerp.training.sae_io import load_sae
 from autointerp.training.trainer import TrainConfig, train_sae
 
 ARCHS = ["topk", "batchtopk", "relu"]

@@ -30,7 +30,8 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from autointerp.training.sae import SAEConfig, create_sae, load_sae
+from autointerp.training.sae import SAEConfig, create_sae
+from autointerp.training.sae_io import load_sae
 
 pytestmark = pytest.mark.slow
 

@@ -112,7 +112,7 @@ def _level_result(level: str, pa: PooledActivations, pb: PooledActivations, offs
 def activation_levels(a: ModelInputs, b: ModelInputs, docs: list[Document], cfg, identity: dict, cache_dir: Path,
                       progress: bool = True) -> dict[str, LevelResult]:
     """LevelResult per level, from the cache where the inputs are unchanged, else computed."""
-    from autointerp.training.sae import load_sae
+    from autointerp.training.sae_io import load_sae
 
     levels = levels_for(a, b, cfg.unit, cfg.document_level)
     keys = {lv: _cache_key(identity, lv) for lv in levels}

@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import Tensor, nn
 
 from autointerp.errors import UserError
@@ -225,7 +225,8 @@ class SparseAutoencoder(nn.Module):
         if total_variance is None:
             total_variance = (x_n - x_n.mean(0)).pow(2).sum().clamp_min(1e-12)
         num_dead = int(dead_mask.sum()) if dead_mask is not None and self.uses_auxk else 0
-        k_aux = min(max(self.cfg.d_in // 2, 1), num_dead)
+        k_aux_max = max(self.cfg.d_in // 2, 1)
+        k_aux = min(k_aux_max, num_dead)
         if self.sparse_backward and self.supports_sparse_backward and torch.is_grad_enabled():
             b_dec = self.b_dec if self.cfg.apply_b_dec_to_input else None
             acts, idx, aux_acts, aux_idx = SparseEncode.apply(x_n, b_dec, self.W_enc, self.b_enc, self._select,
@@ -248,7 +249,7 @@ class SparseAutoencoder(nn.Module):
         if aux_hat is None:
             auxk = x_n.new_zeros(())
         else:
-            scale = min(num_dead / max(self.cfg.d_in // 2, 1), 1.0)
+            scale = min(num_dead / k_aux_max, 1.0)
             auxk = scale * (aux_hat - e.detach()).pow(2).sum() / total_variance
         x_hat_n = x_n - e
         x_hat = x_hat_n / self.input_scale.to(x_hat_n.dtype) if self.cfg.normalize_activations else x_hat_n
@@ -417,47 +418,3 @@ def geometric_median(x: Tensor, iters: int = 100, tol: float = 1e-6) -> Tensor:
             return y_new
         y = y_new
     return y
-
-
-def load_sae(directory: str | Path, device: str | torch.device = "cpu") -> SparseAutoencoder:
-    """Load an SAE saved by ``save`` or by SAELens; every user-fixable problem is a ``UserError``."""
-    directory = Path(directory)
-    cfg_path, w_path = directory / CFG_FILE, directory / WEIGHTS_FILE
-    for p in (cfg_path, w_path):
-        if not p.is_file():
-            raise UserError(f"{p} is missing; point at a directory containing a trained SAE (or re-run training)")
-    try:
-        raw = json.loads(cfg_path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise UserError(f"{cfg_path} is not valid JSON ({e}); re-save the SAE") from e
-    cfg = SAEConfig.from_dict(raw)
-    try:
-        tensors = load_file(str(w_path))
-    except Exception as e:  # safetensors raises SafetensorError / OSError / ValueError on bad files
-        raise UserError(f"{w_path} is corrupt or truncated ({e}); delete it and re-train or re-download") from e
-    if raw.get("rescale_acts_by_decoder_norm") and {"W_enc", "b_enc", "W_dec"} <= tensors.keys():
-        # SAELens TopK: acts = topk(pre * |W_dec_i|), decoded as acts / |W_dec_i| @ W_dec; fold the norms in
-        norms = tensors["W_dec"].float().norm(dim=1).clamp_min(1e-8)
-        dt = tensors["W_dec"].dtype
-        tensors["W_enc"] = (tensors["W_enc"].float() * norms).to(dt)
-        tensors["b_enc"] = (tensors["b_enc"].float() * norms).to(dt)
-        tensors["W_dec"] = (tensors["W_dec"].float() / norms[:, None]).to(dt)
-    sae = create_sae(cfg)
-    if cfg.architecture == "batchtopk" and "threshold" in tensors and tensors["threshold"].ndim == 1:
-        tensors["threshold"] = tensors["threshold"][0]  # saved as SAELens JumpReLU (a constant per latent)
-    elif cfg.architecture == "batchtopk" and "threshold" not in tensors:
-        tensors["threshold"] = torch.tensor(-1.0)  # saved as TopK: threshold never estimated
-    expected = {n: tuple(t.shape) for n, t in [*sae.named_parameters(), *sae.named_buffers()] if n != "input_scale"}
-    for name, shape in expected.items():
-        if name not in tensors:
-            raise UserError(f"{w_path} has no tensor {name!r}; it is not a {cfg.architecture} SAE in SAELens layout")
-        if tuple(tensors[name].shape) != shape:
-            raise UserError(f"{w_path}: {name} has shape {tuple(tensors[name].shape)} but cfg.json implies {shape}; "
-                            "weights and cfg.json come from different SAEs - re-save it")
-        if not torch.isfinite(tensors[name]).all():
-            raise UserError(f"{w_path}: {name} contains NaN/inf; re-train from the last good checkpoint")
-    with torch.no_grad():
-        for name, param in [*sae.named_parameters(), *sae.named_buffers()]:
-            if name in expected:
-                param.copy_(tensors[name].to(param.dtype))
-    return sae.to(device).eval()
