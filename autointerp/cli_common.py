@@ -21,6 +21,7 @@ from rich.markup import escape
 
 from autointerp.config import ModelEntry, RunConfig, load_config
 from autointerp.errors import UserError
+from autointerp.rundir.layout import RunDir
 from autointerp.progress import console
 
 def setup_logging() -> None:
@@ -94,7 +95,8 @@ def load_run_config(config: Optional[Path], run_dir: Optional[Path], name: Optio
         cfg = load_config(config)
     else:
         folder = run_dir if run_dir is not None else Path("runs") / (name or "default")
-        cfg = load_config(folder / "config.toml") if (folder / "config.toml").is_file() else RunConfig()
+        saved = RunDir(folder).config
+        cfg = load_config(saved) if saved.is_file() else RunConfig()
     return apply_overrides(cfg, {}, {}, dict(run_dir=str(run_dir) if run_dir else None, name=name))
 
 
@@ -105,16 +107,21 @@ def set_flags(**flags):
 
 
 def with_flags(section, **flags):
-    """A copy of the config dataclass ``section`` with the given flags (see ``set_flags``) set on it."""
-    return dataclasses.replace(section, **set_flags(**flags))
+    """A copy of the config dataclass ``section`` with the given flags (see ``set_flags``) set on it, checked
+    by the section's ``validate()`` like a value read from the TOML."""
+    section = dataclasses.replace(section, **set_flags(**flags))
+    if hasattr(section, "validate"):
+        section.validate()
+    return section
 
 
 def apply_overrides(cfg: RunConfig, corpus: dict, harvest: dict, top: dict) -> RunConfig:
-    """Set the flags the user actually passed (non-None) on top of the config."""
+    """Set the flags the user actually passed (non-None) on top of the config, then validate it all."""
     cfg.corpus = with_flags(cfg.corpus, **corpus)
     cfg.harvest = with_flags(cfg.harvest, **harvest)
     for key, value in set_flags(**top).items():
         setattr(cfg, key, value)
+    cfg.validate()
     return cfg
 
 

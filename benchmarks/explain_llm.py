@@ -23,9 +23,11 @@ from pathlib import Path
 
 
 def copy_model_dir(source: Path, dest: Path) -> None:
+    from autointerp.rundir.layout import ModelDir
+
     dest.mkdir(parents=True)
-    for name in ("exemplars.parquet", "exemplars_stage.json", "feature_stats.parquet"):
-        shutil.copy2(source / name, dest / name)
+    for path in (lambda m: (m.exemplars, m.exemplars_record, m.feature_stats))(ModelDir(source)):
+        shutil.copy2(path, dest / path.name)
 
 
 async def bare_replay(base_url: str, model: str, requests: list[dict], concurrency: int) -> float:
@@ -50,21 +52,22 @@ def rebuild_requests(cfg, model_dir: Path) -> list[dict]:
     import pandas as pd
 
     from autointerp.explain.explainer import build_prompt
-    from autointerp.explain.pipeline import baseline_labels
+    from autointerp.eval.pipeline import baseline_labels
     from autointerp.explain.prompts import load_template
-    from autointerp.explain.scorers import make_scorer
-    from autointerp.explain.scorers.simulation import build_block
-    from autointerp.explain.stage import explain_settings, score_settings
-    from autointerp.explain.windows import load_windows
+    from autointerp.eval.scorers import make_scorer
+    from autointerp.eval.scorers.simulation import build_block
+    from autointerp.rundir.windows import load_windows
+    from autointerp.rundir.layout import ModelDir
 
-    table = pd.read_parquet(model_dir / "labels.parquet")
-    windows = load_windows(model_dir / "exemplars.parquet", [int(f) for f in table["feature"]])
-    settings = explain_settings(cfg.explain)
+    files = ModelDir(model_dir)
+    table = pd.read_parquet(files.labels)
+    windows = load_windows(files.exemplars, [int(f) for f in table["feature"]])
+    settings = cfg.explain
     explainer = load_template("explainer")
     requests = [dict(prompt=build_prompt(explainer, windows[int(f)], settings), max_tokens=settings.max_tokens, temperature=0.0) for f in table["feature"]]
     ok = table[table["status"] == "ok"]
     labels = {int(f): str(lbl) for f, lbl in zip(ok["feature"], ok["label"])}
-    scorer = make_scorer("simulation", score_settings(cfg.score))
+    scorer = make_scorer("simulation", cfg.score)
     for feature, label in labels.items():
         for text in (label, baseline_labels(labels, cfg.score.seed).get(feature)):
             if text is None:
@@ -85,7 +88,8 @@ def main() -> None:
     import pandas as pd
 
     from autointerp.config import ModelEntry, RunConfig
-    from autointerp.explain.commands import explain_all, score_all
+    from autointerp.eval.stage import score_all
+    from autointerp.explain.stage import explain_all
     from autointerp.explain.llm.llama_server import serve_gguf
     from autointerp.models.resolve import embedded_gguf_path
 

@@ -25,8 +25,8 @@ from torch import nn
 
 from autointerp.data.corpus import CorpusConfig, collect_documents
 from autointerp.models import load_model
-from autointerp.training.contexts import SpecialFrame, build_contexts, length_sorted_batches, pad_batch, tokenize_documents
-from autointerp.training.harvest import HarvestConfig, harvest
+from autointerp.harvest.contexts import SpecialFrame, build_contexts, length_sorted_batches, pad_batch, tokenize_documents
+from autointerp.harvest.harvester import HarvestConfig, harvest
 
 
 def _batches(lm, docs, cfg: HarvestConfig):

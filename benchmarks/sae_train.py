@@ -49,10 +49,11 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from autointerp.training.buffer import held_out_split, shard_shape
-from autointerp.training.metrics import evaluate_reconstruction
-from autointerp.training.sae import SAEConfig, create_sae
-from autointerp.training.trainer import TrainConfig, train_sae
+from autointerp.harvest.buffer import held_out_split, shard_shape
+from autointerp.sae.metrics import evaluate_reconstruction
+from autointerp.sae.config import SAEConfig
+from autointerp.sae.registry import create_sae
+from autointerp.sae.trainer import TrainConfig, train_sae
 
 ROOT = Path(__file__).resolve().parents[1]
 PEERS = Path(__file__).resolve().parent / "peers"

@@ -9,7 +9,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from autointerp.training.exemplars import EXEMPLAR_SCHEMA
+from autointerp.exemplars.mine import EXEMPLAR_SCHEMA
 
 # feature -> (words it fires on, sentences where they occur, sentences without them)
 FEATURES = {

@@ -127,8 +127,8 @@ def test_with_flags_sets_only_the_flags_given():
     train = RunConfig().train
     kept = with_flags(train, epochs=None, lr=None)
     assert kept == train and kept is not train
-    changed = with_flags(train, epochs=0, lr=None, device="cpu")
-    assert (changed.epochs, changed.lr, changed.device) == (0, train.lr, "cpu")
+    changed = with_flags(train, ce_contexts=0, lr=None, device="cpu")
+    assert (changed.ce_contexts, changed.lr, changed.device) == (0, train.lr, "cpu")
     assert set_flags(a=None, b=0, c=False, d="") == {"b": 0, "c": False, "d": ""}
     report = RunConfig().report
     assert report.pages is True and with_flags(report, pages=False).pages is False
@@ -158,15 +158,15 @@ def test_disk_full_stops_cleanly_and_resumes(tiny_model_dirs, text_corpus, tmp_p
     assert not leftovers, leftovers
     harvest_dir = run_dir / Path(tiny_model_dirs["gpt2"]).name / "harvest"
     if (harvest_dir / "harvest.json").is_file():  # whatever was recorded is whole and readable
-        from autointerp.training.harvest import load_manifest
-        from autointerp.training.shards import ShardPaths, read_shard
+        from autointerp.harvest.harvester import load_manifest
+        from autointerp.harvest.shards import ShardPaths, read_shard
 
         for shard in load_manifest(harvest_dir)["shards"]:
             assert ShardPaths.of(harvest_dir, shard["index"]).activations.is_file()
             read_shard(harvest_dir, shard["index"])
     done = subprocess.run(args, capture_output=True, text=True, env=ENV, timeout=300)
     assert done.returncode == 0, done.stderr
-    from autointerp.training.harvest import load_manifest
+    from autointerp.harvest.harvester import load_manifest
 
     assert load_manifest(harvest_dir)["complete"]
 
@@ -196,7 +196,8 @@ def test_run_directory_differences_are_named(tmp_path):
 
     from autointerp.config import RunConfig
     from autointerp.io import write_json
-    from autointerp.stages import VERSION_FILE, run_dir_differences, save_resolved_config
+    from autointerp.provenance import run_dir_differences, save_resolved_config
+    from autointerp.rundir.layout import VERSION_FILE
 
     cfg = RunConfig(run_dir=str(tmp_path / "run"))
     save_resolved_config(cfg)

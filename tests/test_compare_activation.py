@@ -1,6 +1,6 @@
 """Activation matching on two synthetic models with a known answer, plus the pieces it is built from.
 
-The synthetic run (autointerp.compare.synthetic) shares half of a ground-truth sparse dictionary between
+The synthetic run (synthetic_run) shares half of a ground-truth sparse dictionary between
 two "models" seen through different random rotations, widths (72 vs 85 latents, with dead ones) and
 tokenizations (B splits every word in two), written as real harvest shards / SAE files / corpus.
 """
@@ -12,10 +12,10 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from autointerp.compare.commands import compare_models
+from autointerp.compare.stage import compare_models
 from autointerp.compare.correlation import correlate
 from autointerp.compare.matching import hungarian, null_model
-from autointerp.compare.synthetic import SyntheticSpec, make_synthetic_run
+from synthetic_run import SyntheticSpec, make_synthetic_run
 from autointerp.compare.units import WordIndex, derangement, null_pairs
 from autointerp.config import ModelEntry, RunConfig
 from autointerp.data.corpus import Document

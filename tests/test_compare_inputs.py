@@ -10,11 +10,11 @@ import sys
 import pandas as pd
 import pytest
 
-from autointerp.compare.commands import compare_models
-from autointerp.compare.synthetic import SyntheticSpec, make_synthetic_run
+from autointerp.compare.stage import compare_models
+from synthetic_run import SyntheticSpec, make_synthetic_run
 from autointerp.config import ModelEntry, RunConfig
 from autointerp.errors import UserError
-from autointerp.stages import save_resolved_config
+from autointerp.provenance import save_resolved_config
 
 SMALL = SyntheticSpec(n_docs=24, words_per_doc=(40, 80), n_shared=8, n_a_only=8, n_b_only=8, d_a=16, d_b=20, k=6)
 ENV = dict(os.environ, AUTOINTERP_PROGRESS="0", COLUMNS="200")
@@ -129,7 +129,7 @@ def test_sequence_level_harvests_compare_at_document_level(tmp_path):
 
 
 def test_labels_of_another_sae_are_refused(tmp_path):
-    from autointerp.compare.synthetic import write_labels
+    from synthetic_run import write_labels
 
     run, cfg = make_run(tmp_path)
     write_labels(run.run_dir / "synth-a", {0: "first", 500: "beyond the dictionary"})

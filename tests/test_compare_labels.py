@@ -8,12 +8,12 @@ import pandas as pd
 import pytest
 
 from autointerp.compare.analysis import compare_abstraction
-from autointerp.compare.commands import compare_models
-from autointerp.compare.synthetic import SyntheticSpec, make_synthetic_run, write_labels
+from autointerp.compare.stage import compare_models
+from synthetic_run import SyntheticSpec, make_synthetic_run, write_labels
 from autointerp.config import ModelEntry, RunConfig
 from autointerp.data.corpus import load_saved_documents
-from autointerp.training.exemplars import ExemplarConfig, mine_exemplars
-from autointerp.training.sae_io import load_sae
+from autointerp.exemplars.mine import ExemplarConfig, mine_exemplars
+from autointerp.sae.saelens import load_sae
 
 # (label of A, synonym for B, domain)
 SYNONYMS = [

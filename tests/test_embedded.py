@@ -16,8 +16,8 @@ import torch
 
 from autointerp.data.corpus import CorpusConfig, collect_documents
 from autointerp.models import load_model
-from autointerp.training.harvest import HarvestConfig, harvest, load_manifest
-from autointerp.training.shards import read_shard
+from autointerp.harvest.harvester import HarvestConfig, harvest, load_manifest
+from autointerp.harvest.shards import read_shard
 
 pytestmark = pytest.mark.slow
 

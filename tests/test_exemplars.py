@@ -16,10 +16,12 @@ from autointerp.data.corpus import CorpusConfig, collect_documents
 from autointerp.errors import UserError
 from autointerp.io import write_json
 from autointerp.models import load_model
-from autointerp.training.exemplars import ExemplarConfig, mine_exemplars
-from autointerp.training.harvest import HarvestConfig, harvest, load_manifest
-from autointerp.training.sae import SAEConfig, TopKSAE, create_sae
-from autointerp.training.shards import read_shard, write_shard
+from autointerp.exemplars.mine import ExemplarConfig, mine_exemplars
+from autointerp.harvest.harvester import HarvestConfig, harvest, load_manifest
+from autointerp.sae.config import SAEConfig
+from autointerp.sae.topk import TopKSAE
+from autointerp.sae.registry import create_sae
+from autointerp.harvest.shards import read_shard, write_shard
 
 D = 32
 N_WORDS = 40

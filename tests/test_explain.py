@@ -13,7 +13,8 @@ import pytest
 
 from autointerp.config import ModelEntry, RunConfig
 from autointerp.errors import UserError
-from autointerp.explain.explainer import ExplainSettings, build_prompt, format_example, parse_label
+from autointerp.explain.config import ExplainConfig
+from autointerp.explain.explainer import build_prompt, format_example, parse_label
 from autointerp.explain.prompts import REQUIRED, load_template
 from autointerp.explain.windows import Window, load_windows
 from autointerp.io import write_json
@@ -51,7 +52,7 @@ def test_explainer_marks_firing_tokens_with_0_10_strengths(tmp_path):
     assert format_example(w, feature_max=2.0) == "the capital is <<Paris>>(10) and <<Lyon>>(5)"
     run = make_run(tmp_path)
     windows = load_windows(run / "gemma-3-270m" / "exemplars.parquet", [0])[0]
-    prompt = build_prompt(load_template("explainer"), windows, ExplainSettings(n_top=3, n_quantile=0))
+    prompt = build_prompt(load_template("explainer"), windows, ExplainConfig(n_top=3, n_quantile=0))
     block = prompt.rsplit("Neuron C fires", 1)[1]
     assert block.count("\n") == 5 and "<<volcano>>(10)" in block and prompt.rstrip().endswith("Neuron C detects:")
     assert all("<<" in line for line in block.splitlines()[1:4])  # only train windows, each with a mark
@@ -77,21 +78,23 @@ def test_parse_label(raw, label):
 
 def test_exemplars_from_another_sae_is_a_user_error(tmp_path):
     from autointerp.explain.stage import check_inputs
-    from autointerp.training.sae import WEIGHTS_FILE
+    from autointerp.rundir.layout import ModelDir
+    from autointerp.rundir.record import StageRecord
 
     model_dir = make_run(tmp_path) / "gemma-3-270m"
-    (model_dir / "sae").mkdir()
-    (model_dir / "sae" / WEIGHTS_FILE).write_bytes(b"weights v2")
-    write_json(model_dir / "exemplars_stage.json", {"identity": {"sae_sha256": hashlib.sha256(b"weights v1").hexdigest()}})
+    files = ModelDir(model_dir)
+    files.sae_dir.mkdir()
+    files.sae.weights.write_bytes(b"weights v2")
+    StageRecord("exemplars", {}, {"sae_sha256": hashlib.sha256(b"weights v1").hexdigest()}).save(files.exemplars_record)
     with pytest.raises(UserError, match="different SAE"):
         check_inputs(model_dir)
-    write_json(model_dir / "exemplars_stage.json", {"identity": {"sae_sha256": hashlib.sha256(b"weights v2").hexdigest()}})
+    StageRecord("exemplars", {}, {"sae_sha256": hashlib.sha256(b"weights v2").hexdigest()}).save(files.exemplars_record)
     check_inputs(model_dir)
 
 
 def test_score_without_labels_and_embedding_scoring_without_llm(tmp_path):
     """`score --scorer embedding` runs with no LLM at all, on labels written by hand."""
-    from autointerp.explain.commands import score_all
+    from autointerp.eval.stage import score_all
     from autointerp.explain.labels import merge_rows, empty_table, write_labels
 
     run = make_run(tmp_path)
@@ -139,7 +142,8 @@ def test_local_echo_logprobs_equal_a_direct_forward_pass():
 
 
 def _run_end_to_end(tmp_path, llm_overrides: dict, scorers: tuple[str, ...] = ("simulation", "detection", "embedding")) -> tuple:
-    from autointerp.explain.commands import explain_all, score_all
+    from autointerp.eval.stage import score_all
+    from autointerp.explain.stage import explain_all
 
     run = make_run(tmp_path)
     cfg = RunConfig(run_dir=str(run), models=[ModelEntry("gemma-3-270m")])
@@ -168,7 +172,8 @@ def _check_table(table, meta):
 
 @pytest.mark.slow
 def test_explain_and_score_end_to_end_on_the_local_backend(tmp_path):
-    from autointerp.explain.commands import explain_all, score_all
+    from autointerp.eval.stage import score_all
+    from autointerp.explain.stage import explain_all
 
     cfg, run, table, meta = _run_end_to_end(tmp_path, {"backend": "local"})
     _check_table(table, meta)
@@ -228,7 +233,7 @@ def test_explain_through_a_faulty_server_records_every_feature(tmp_path, llama_s
     """Half the requests answered with 429 / 500 / an empty body / malformed JSON: the run finishes, every
     feature is labelled or recorded as failed with its reason, retries are counted, and the next run only
     re-asks for the failed ones (the rest come from the labels table and the cache)."""
-    from autointerp.explain.commands import explain_all
+    from autointerp.explain.stage import explain_all
 
     proxy = fault_proxy(llama_server.base_url, fault_rate=0.5, faults=("429", "500", "empty", "malformed"), seed=3)
     run = make_run(tmp_path)

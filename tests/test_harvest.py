@@ -19,8 +19,8 @@ import torch
 from autointerp.data.corpus import CorpusConfig, Document, collect_documents
 from autointerp.errors import UserError
 from autointerp.models import load_model
-from autointerp.training.harvest import HarvestConfig, harvest, load_manifest
-from autointerp.training.shards import read_shard
+from autointerp.harvest.harvester import HarvestConfig, harvest, load_manifest
+from autointerp.harvest.shards import read_shard
 from tiny_models import FAMILIES
 
 
@@ -186,7 +186,7 @@ def test_completed_harvest_skips_model_loading(tiny_model_dirs, text_corpus, tmp
     any change to what the harvest depends on falls back to the normal path, which names the difference."""
     import dataclasses
 
-    import autointerp.stages as stages
+    import autointerp.harvest.stage as stages
     from autointerp.config import ModelEntry, RunConfig
 
     cfg = RunConfig(name="fast", run_dir=str(tmp_path / "run"), max_tokens=2000, models=[ModelEntry(str(tiny_model_dirs["gpt2"]), layer=-1)])

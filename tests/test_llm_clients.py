@@ -25,7 +25,8 @@ from llm_fixtures import FAULT_KINDS
 from autointerp.errors import UserError
 from autointerp.explain.llm.accounting import AccountingClient, usage_table
 from autointerp.explain.llm.base import Completion, LLMError
-from autointerp.explain.llm.cache import CACHE_FILENAME, ResponseCache
+from autointerp.explain.llm.cache import ResponseCache
+from autointerp.rundir.layout import LLM_CACHE_FILE as CACHE_FILENAME
 from autointerp.explain.llm.config import LLMConfig
 from autointerp.explain.llm.factory import open_client
 from autointerp.explain.llm.llama_server import free_port

@@ -16,15 +16,15 @@ from rich.console import Console
 from autointerp.data.corpus import CorpusConfig, collect_documents
 from autointerp.errors import UserError
 from autointerp.models import load_model
-from autointerp.training.buffer import held_out_split, iter_activation_batches
-from autointerp.training.contexts import (
+from autointerp.harvest.buffer import held_out_split, iter_activation_batches
+from autointerp.harvest.contexts import (
     SpecialFrame,
     build_contexts,
     pad_batch,
     tokenize_documents,
 )
-from autointerp.training.harvest import HarvestConfig, harvest, load_manifest
-from autointerp.training.metrics import (
+from autointerp.harvest.harvester import HarvestConfig, harvest, load_manifest
+from autointerp.sae.metrics import (
     SAEMetrics,
     ce_loss_metrics,
     compute_metrics,
@@ -36,8 +36,9 @@ from autointerp.training.metrics import (
     metrics_table,
     save_metrics,
 )
-from autointerp.training.sae import SAEConfig, create_sae
-from autointerp.training.trainer import TrainConfig, train_sae
+from autointerp.sae.config import SAEConfig
+from autointerp.sae.registry import create_sae
+from autointerp.sae.trainer import TrainConfig, train_sae
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -267,7 +267,7 @@ def test_cli_missing_run_dir_is_one_line_error(tmp_path):
 
 
 def test_report_all_prints_summary_and_paths(tmp_path, capsys):
-    from autointerp.report.commands import report_all
+    from autointerp.report.stage import report_all
 
 
     cfg = make_run(tmp_path)

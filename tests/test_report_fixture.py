@@ -22,7 +22,7 @@ import pytest
 from autointerp.config import ModelEntry, RunConfig, to_toml
 from autointerp.errors import UserError
 from autointerp.io import write_json
-from autointerp.training.exemplars import EXEMPLAR_SCHEMA
+from autointerp.exemplars.mine import EXEMPLAR_SCHEMA
 
 PAYLOAD = "<script>document.title='PWNED';document.body.appendChild(document.createElement('div')).id='pwned'</script>"
 IMG_PAYLOAD = "<img src=x onerror=\"document.title='PWNED';var d=document.createElement('div');d.id='pwned';document.body.appendChild(d)\">"

@@ -10,19 +10,14 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from autointerp.errors import UserError
-from autointerp.eval.synthetic import feature_recovery, make_superposition_data
-from autointerp.training.sae import (
-    ARCHITECTURES,
-    CFG_FILE,
-    WEIGHTS_FILE,
-    BatchTopKSAE,
-    ReLUSAE,
-    SAEConfig,
-    TopKSAE,
-    create_sae,
-)
-from autointerp.training.sae_io import load_sae
-from autointerp.training.trainer import TrainConfig, train_sae
+from superposition import feature_recovery, make_superposition_data
+from autointerp.sae.registry import ARCHITECTURES, create_sae
+from autointerp.rundir.layout import SAE_CFG_FILE as CFG_FILE, SAE_WEIGHTS_FILE as WEIGHTS_FILE
+from autointerp.sae.topk import BatchTopKSAE, TopKSAE
+from autointerp.sae.relu import ReLUSAE
+from autointerp.sae.config import SAEConfig
+from autointerp.sae.saelens import config_from_json, load_sae, save_sae
+from autointerp.sae.trainer import TrainConfig, train_sae
 
 ARCHS = ["topk", "batchtopk", "relu"]
 
@@ -51,10 +46,10 @@ def test_registry_dispatch():
     with pytest.raises(UserError, match="unknown SAE architecture"):
         SAEConfig(d_in=8, d_sae=32, architecture="gated")
     # SAELens spells ReLU+L1 "standard" and older TopK as standard + activation_fn_str="topk".
-    assert SAEConfig.from_dict({"d_in": 8, "d_sae": 32, "architecture": "standard"}).architecture == "relu"
+    assert config_from_json({"d_in": 8, "d_sae": 32, "architecture": "standard"}).architecture == "relu"
     old_topk = {"d_in": 8, "d_sae": 32, "architecture": "standard", "activation_fn_str": "topk",
                 "activation_fn_kwargs": {"k": 5}}
-    assert (SAEConfig.from_dict(old_topk).architecture, SAEConfig.from_dict(old_topk).k) == ("topk", 5)
+    assert (config_from_json(old_topk).architecture, config_from_json(old_topk).k) == ("topk", 5)
 
 
 def test_init_encoder_is_decoder_transpose_and_unit_norm():
@@ -119,7 +114,7 @@ def test_save_load_round_trip(tmp_path, arch, normalize):
     if normalize:
         assert abs(float(sae.input_scale) - 1.0) > 0.1  # the fold is actually exercised
     sae.cfg.metadata.update(model_name="gpt2", hook_name="blocks.3.hook_resid_post", context_size=128)
-    sae.save(tmp_path)
+    save_sae(sae, tmp_path)
     loaded = load_sae(tmp_path)
     x = torch.randn(100, 16) * 7.0 + 3.0  # raw-space activations, not the training batch
     a0, i0 = sae.encode(x)
@@ -140,7 +135,7 @@ def test_load_errors(tmp_path):
     sae = create_sae(SAEConfig(d_in=16, d_sae=64, k=4), seed=0)
     with pytest.raises(UserError, match="missing"):
         load_sae(tmp_path / "nope")
-    sae.save(tmp_path)
+    save_sae(sae, tmp_path)
     w_path = tmp_path / WEIGHTS_FILE
     good = w_path.read_bytes()
     w_path.write_bytes(good[: len(good) // 2])  # truncated download / killed writer

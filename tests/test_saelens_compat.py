@@ -30,8 +30,9 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from autointerp.training.sae import SAEConfig, create_sae
-from autointerp.training.sae_io import load_sae
+from autointerp.sae.config import SAEConfig
+from autointerp.sae.registry import create_sae
+from autointerp.sae.saelens import config_from_json, load_sae, save_sae
 
 pytestmark = pytest.mark.slow
 
@@ -157,7 +158,7 @@ def compat(saelens_python, tmp_path_factory) -> dict[str, Any]:
     load_jobs = []
     for name in AUTOINTERP_CASES:
         sae = _autointerp_sae(name, x)
-        sae.save(work / name, log_feature_density=torch.linspace(-6.0, -1.0, D_SAE))
+        save_sae(sae, work / name, log_feature_density=torch.linspace(-6.0, -1.0, D_SAE))
         ours[name] = sae
         load_jobs.append({"name": name, "dir": str(work / name)})
         if name in ("ai_relu", "ai_relu_norm", "ai_topk_nometa"):  # the proposed fix, applied to the file

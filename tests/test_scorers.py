@@ -9,12 +9,13 @@ import re
 import numpy as np
 import pytest
 
-from autointerp.explain.labels import derangement
+from autointerp.eval.pipeline import derangement
 from autointerp.explain.llm.base import Completion, LLMClient, TokenLogprob, Usage
-from autointerp.explain.pipeline import baseline_labels
-from autointerp.explain.scorers import ScoreSettings, make_scorer
-from autointerp.explain.scorers.base import answer_probability, auroc, balanced_accuracy, pearson
-from autointerp.explain.scorers.simulation import build_block, expected_digit
+from autointerp.eval.pipeline import baseline_labels
+from autointerp.eval.config import ScoreConfig
+from autointerp.eval.scorers import make_scorer
+from autointerp.eval.scorers.base import answer_probability, auroc, balanced_accuracy, pearson
+from autointerp.eval.scorers.simulation import build_block, expected_digit
 from autointerp.explain.windows import load_windows
 from explain_helpers import FEATURES, make_run
 
@@ -108,7 +109,7 @@ def test_simulation_slots_point_at_the_placeholders(tmp_path):
 def test_llm_scorers_rank_true_label_above_shuffled(tmp_path, name, chat):
     """Both request styles: completions (echo/logprobs) and chat (chat-only APIs; simulation parses the reply)."""
     windows = load_windows(make_run(tmp_path) / "gemma-3-270m" / "exemplars.parquet", [0, 1, 2])
-    scorer = make_scorer(name, ScoreSettings(n_activating=4, n_random=4, chat=chat))
+    scorer = make_scorer(name, ScoreConfig(n_activating=4, n_random=4, chat=chat))
     client = KeywordOracle()
     for feature, (words, _, _) in FEATURES.items():
         true_label = " ".join(sorted(words))
@@ -122,7 +123,7 @@ def test_llm_scorers_rank_true_label_above_shuffled(tmp_path, name, chat):
 
 def test_embedding_scorer_separates_true_label_from_shuffled(tmp_path):
     windows = load_windows(make_run(tmp_path) / "gemma-3-270m" / "exemplars.parquet", [0, 1, 2])
-    scorer = make_scorer("embedding", ScoreSettings())
+    scorer = make_scorer("embedding", ScoreConfig())
     assert not scorer.needs_llm
     good = asyncio.run(scorer.score(None, windows[0], "volcanoes, lava and eruptions"))
     bad = asyncio.run(scorer.score(None, windows[0], "military: navy, army and soldiers"))

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from autointerp.training.sae import SAEConfig, create_sae
-from autointerp.training.sparse_ops import SparseDecode, SparseEncode, gather_dots, scatter_rows
+from autointerp.sae.config import SAEConfig
+from autointerp.sae.registry import create_sae
+from autointerp.sae.sparse_ops import SparseDecode, SparseEncode, gather_dots, scatter_rows
 
 
 def _losses_and_grads(sae, x, dead_mask, sparse: bool, aux_weight: float = 0.5):

@@ -12,10 +12,12 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from autointerp.errors import UserError
-from autointerp.eval.synthetic import make_superposition_data
-from autointerp.training.buffer import held_out_split, iter_activation_batches, shard_shape
-from autointerp.training.sae import SAEConfig, create_sae
-from autointerp.training.trainer import CHECKPOINT_FILE, TrainConfig, lr_at, train_sae
+from superposition import make_superposition_data
+from autointerp.harvest.buffer import held_out_split, iter_activation_batches, shard_shape
+from autointerp.sae.config import SAEConfig
+from autointerp.sae.registry import create_sae
+from autointerp.rundir.layout import CHECKPOINT_FILE
+from autointerp.sae.trainer import TrainConfig, lr_at, train_sae
 
 SAE_CFG = SAEConfig(d_in=32, d_sae=256, k=4)
 BS = 64

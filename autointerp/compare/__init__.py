@@ -1,1 +1,1 @@
-"""Cross-model feature matching: label-embedding and activation-correlation (Hungarian) matching (planned)."""
+"""Cross-model feature matching: activation correlation on shared word units (Hungarian + null) and label-embedding matching."""

@@ -25,6 +25,7 @@ from autointerp.compare.matching import Assignment, NullModel, hungarian, null_m
 from autointerp.compare.units import WordIndex, aligned_pairs, derangement, null_pairs
 from autointerp.data.corpus import Document
 from autointerp.io import atomic_path
+from autointerp.rundir.layout import PairDir
 
 log = logging.getLogger("autointerp")
 
@@ -109,14 +110,14 @@ def _level_result(level: str, pa: PooledActivations, pb: PooledActivations, offs
     return LevelResult(level, corr, assign, null, perm_of)
 
 
-def activation_levels(a: ModelInputs, b: ModelInputs, docs: list[Document], cfg, identity: dict, cache_dir: Path,
+def activation_levels(a: ModelInputs, b: ModelInputs, docs: list[Document], cfg, identity: dict, pair: PairDir,
                       progress: bool = True) -> dict[str, LevelResult]:
     """LevelResult per level, from the cache where the inputs are unchanged, else computed."""
-    from autointerp.training.sae_io import load_sae
+    from autointerp.sae.saelens import load_sae
 
     levels = levels_for(a, b, cfg.unit, cfg.document_level)
     keys = {lv: _cache_key(identity, lv) for lv in levels}
-    results = {lv: _load_cached(cache_dir / f"{lv}.safetensors", keys[lv], lv, cfg.null_alpha) for lv in levels}
+    results = {lv: _load_cached(pair.cache_file(lv), keys[lv], lv, cfg.null_alpha) for lv in levels}
     todo = [lv for lv in levels if results[lv] is None]
     if not todo:
         return results
@@ -130,6 +131,6 @@ def activation_levels(a: ModelInputs, b: ModelInputs, docs: list[Document], cfg,
     for lv in todo:
         offsets = words.doc_offsets if lv == "word" else np.arange(len(docs) + 1, dtype=np.int64)
         results[lv] = _level_result(lv, pooled[a.slug][lv], pooled[b.slug][lv], offsets, cfg, progress)
-        _save_cached(cache_dir / f"{lv}.safetensors", keys[lv], results[lv])
+        _save_cached(pair.cache_file(lv), keys[lv], results[lv])
         log.info("compare %s vs %s: %s level done (%d units)", a.slug, b.slug, lv, results[lv].corr.n_units)
     return results

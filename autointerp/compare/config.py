@@ -36,7 +36,7 @@ class CompareConfig:
     null_method: str = "quantile"
     chunk_rows: int = 8192  # harvest rows encoded per SAE call
     unit_chunk: int = 65_536  # aligned units per sparse cross-product step
-    domains: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_DOMAINS))
+    domains: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_DOMAINS))  # name = "description" for zero-shot domain assignment; default: the 10 domains listed above
     combined_weight: float = 0.5  # weight of the activation signal in combined_score (label gets 1 - weight)
     seed: int = 0
 

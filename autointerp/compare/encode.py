@@ -20,7 +20,7 @@ import torch
 from autointerp.compare.units import WordIndex
 from autointerp.errors import UserError
 from autointerp.progress import progress_bar
-from autointerp.training.shards import read_shard
+from autointerp.harvest.shards import read_shard
 
 
 @dataclass

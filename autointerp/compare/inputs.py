@@ -13,15 +13,10 @@ from pathlib import Path
 import pandas as pd
 
 from autointerp.config import ModelEntry
-from autointerp.data.corpus import Document, load_saved_documents
+from autointerp.data.corpus import Document, corpus_fingerprint, load_saved_documents
 from autointerp.errors import UserError
 from autointerp.io import file_sha256, read_json
-from autointerp.training.harvest import corpus_fingerprint
-from autointerp.training.shards import MANIFEST
-
-LABELS_FILE = "labels.parquet"
-EXEMPLARS_FILE = "exemplars.parquet"
-SAE_WEIGHTS = "sae_weights.safetensors"
+from autointerp.rundir.layout import ModelDir, RunDir
 
 
 @dataclass
@@ -45,17 +40,16 @@ class ModelInputs:
 
 def model_inputs(run_dir: Path, entry: ModelEntry) -> ModelInputs:
     """The artifacts of one model in the run, or a UserError naming the command that makes them."""
-    model_dir = run_dir / entry.slug
-    harvest_dir, sae_dir = model_dir / "harvest", model_dir / "sae"
-    if not (harvest_dir / MANIFEST).is_file():
+    files = RunDir(run_dir).model(entry.slug)
+    model_dir, harvest_dir, sae_dir = files.root, files.harvest, files.sae_dir
+    if not files.manifest.is_file():
         raise UserError(f"{entry.slug} has no harvest in {harvest_dir}; run `autointerp harvest --run-dir {run_dir}` first")
-    manifest = read_json(harvest_dir / MANIFEST)
+    manifest = read_json(files.manifest)
     if not manifest.get("complete"):
         raise UserError(f"the harvest of {entry.slug} in {harvest_dir} is incomplete; run `autointerp harvest --run-dir {run_dir}` to finish it")
-    if not (sae_dir / SAE_WEIGHTS).is_file():
+    if not files.sae.weights.is_file():
         raise UserError(f"{entry.slug} has no trained SAE in {sae_dir}; run `autointerp train --run-dir {run_dir}` first")
-    labels = model_dir / LABELS_FILE
-    exemplars = model_dir / EXEMPLARS_FILE
+    labels, exemplars = files.labels, files.exemplars
     return ModelInputs(entry.slug, model_dir, harvest_dir, sae_dir, manifest,
                        labels if labels.is_file() else None, exemplars if exemplars.is_file() else None)
 
@@ -67,12 +61,12 @@ def check_same_corpus(run_dir: Path, a: ModelInputs, b: ModelInputs) -> list[Doc
             f"{a.slug} and {b.slug} were harvested on different corpora (fingerprints {str(a.corpus)[:12]} vs "
             f"{str(b.corpus)[:12]}, {a.manifest.get('n_documents')} vs {b.manifest.get('n_documents')} documents); "
             f"re-harvest one of them on this run's corpus: `autointerp harvest --run-dir {run_dir} -m <model> --overwrite`")
-    corpus = run_dir / "corpus"
-    if not (corpus / "documents.parquet").is_file():
-        raise UserError(f"{corpus / 'documents.parquet'} is missing; run `autointerp harvest --run-dir {run_dir}` to rebuild the corpus")
-    docs = load_saved_documents(corpus)
+    run = RunDir(run_dir)
+    if not run.documents.is_file():
+        raise UserError(f"{run.documents} is missing; run `autointerp harvest --run-dir {run_dir}` to rebuild the corpus")
+    docs = load_saved_documents(run.corpus)
     if a.corpus is not None and corpus_fingerprint(docs) != a.corpus:
-        raise UserError(f"{corpus / 'documents.parquet'} is not the corpus {a.slug} and {b.slug} were harvested on; "
+        raise UserError(f"{run.documents} is not the corpus {a.slug} and {b.slug} were harvested on; "
                         f"restore it or re-harvest both models with `autointerp harvest --run-dir {run_dir} --overwrite`")
     return docs
 
@@ -93,7 +87,7 @@ def load_labels(inputs: ModelInputs) -> pd.DataFrame | None:
 def input_identity(a: ModelInputs, b: ModelInputs) -> dict:
     """What the activation results depend on (hashes, not paths) — unchanged identity means a no-op re-run."""
     def one(m: ModelInputs) -> dict:
-        return {"sae": file_sha256(m.sae_dir / SAE_WEIGHTS), "harvest": m.manifest.get("identity"),
+        return {"sae": file_sha256(ModelDir(m.model_dir).sae.weights), "harvest": m.manifest.get("identity"),
                 "shards": m.manifest.get("shards")}
     return {"a": one(a), "b": one(b)}
 

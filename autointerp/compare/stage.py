@@ -8,6 +8,7 @@ one resumes from the per-level cache. Column/key contract: see design notes and 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from autointerp import __version__
 from autointerp.compare.activation import activation_levels
 from autointerp.compare.analysis import (
     abstraction_sample,
@@ -26,14 +26,17 @@ from autointerp.compare.analysis import (
     label_specificity,
 )
 from autointerp.compare.config import CompareConfig
+from autointerp.config import ModelEntry, RunConfig
 from autointerp.compare.inputs import (
     ModelInputs,
+    model_inputs,
     check_same_corpus,
     extra_identity,
     input_identity,
     load_labels,
 )
 from autointerp.compare.labels import LabelMatching, label_space, match_labels
+from autointerp.compare.summary import print_summary
 from autointerp.compare.tables import (
     DEFINITIONS,
     MATCHES_SCHEMA,
@@ -43,9 +46,11 @@ from autointerp.compare.tables import (
 )
 from autointerp.errors import UserError
 from autointerp.io import read_json, write_json
+from autointerp.rundir.layout import RunDir
+from autointerp.rundir.lock import run_lock
+from autointerp.rundir.record import Decision, StageRecord, decide
 
 log = logging.getLogger("autointerp")
-RECORD = "compare.json"
 EXPLAIN_HINT = "run `autointerp explain` first"
 
 
@@ -54,10 +59,6 @@ class CompareOutcome:
     out_dir: Path
     skipped: bool
     stats: dict
-
-
-def pair_dir(run_dir: Path, a: str, b: str) -> Path:
-    return run_dir / "compare" / f"{a}__{b}"
 
 
 def _activation_identity(cfg: CompareConfig, a: ModelInputs, b: ModelInputs) -> dict:
@@ -85,19 +86,19 @@ def _labels(cfg: CompareConfig, a: ModelInputs, b: ModelInputs, sizes: tuple[int
 def compare_pair(run_dir: Path, a: ModelInputs, b: ModelInputs, cfg: CompareConfig, *, overwrite: bool = False,
                  progress: bool = True) -> CompareOutcome:
     cfg.validate()
-    out = pair_dir(run_dir, a.slug, b.slug)
+    pair = RunDir(run_dir).pair(a.slug, b.slug)
+    out = pair.root
     docs = check_same_corpus(run_dir, a, b)
     act_identity = _activation_identity(cfg, a, b)
-    identity = {"version": __version__, "config": dataclasses.asdict(cfg), "activation": act_identity, "extra": extra_identity(a, b)}
-    outputs = [out / n for n in ("matches.parquet", "null.parquet", "features.parquet", "stats.json")]
-    done = not overwrite and (out / RECORD).is_file() and all(p.is_file() for p in outputs)
-    if done and read_json(out / RECORD).get("identity") == identity:
-        return CompareOutcome(out, True, read_json(out / "stats.json"))
+    settings, inputs = dataclasses.asdict(cfg), {"activation": act_identity, "extra": extra_identity(a, b)}
+    decision = decide(StageRecord.load(pair.record), settings, inputs, overwrite=overwrite, where=out)
+    if decision is Decision.REUSE and all(p.is_file() for p in pair.outputs()):
+        return CompareOutcome(out, True, read_json(pair.stats))
     if overwrite:
-        for stale in (out / "cache").glob("*.safetensors"):
-            stale.unlink()
+        for level in ("word", "document"):
+            pair.cache_file(level).unlink(missing_ok=True)
 
-    levels = activation_levels(a, b, docs, cfg, act_identity, out / "cache", progress)
+    levels = activation_levels(a, b, docs, cfg, act_identity, pair, progress)
     primary = levels["word"] if "word" in levels else levels["document"]
     labels, label_reason = _labels(cfg, a, b, primary.corr.corr.shape)
     if label_reason:
@@ -115,12 +116,12 @@ def compare_pair(run_dir: Path, a: ModelInputs, b: ModelInputs, cfg: CompareConf
     stats = _stats(cfg, a, b, primary, levels, labels, label_reason, matches, feats, spans)
     stats["abstraction"]["label_specificity"] = compare_specificity(specificity["a"], specificity["b"])
 
-    write_parquet(matches, out / "matches.parquet", MATCHES_SCHEMA)
+    write_parquet(matches, pair.matches, MATCHES_SCHEMA)
     null = pd.DataFrame({"corr": primary.null.samples.astype(np.float32), "permutation": primary.null_permutation.astype(np.int32)})
-    write_parquet(null, out / "null.parquet")
-    write_parquet(feats, out / "features.parquet")
-    write_json(out / "stats.json", stats)
-    write_json(out / RECORD, {"identity": identity})
+    write_parquet(null, pair.null)
+    write_parquet(feats, pair.features)
+    write_json(pair.stats, stats)
+    StageRecord("compare", settings, inputs).save(pair.record)
     return CompareOutcome(out, False, stats)
 
 
@@ -191,3 +192,22 @@ def _agreement(matches: pd.DataFrame, n_examples: int = 20) -> dict:
                            "label_a": r.label_a, "label_b_activation_partner": r.label_b}
                           for r in disagree.itertuples()],
     }
+
+
+def compare_all(cfg: RunConfig, overwrite: bool = False) -> None:
+    """Every pair of the configured models, in config order (what `autointerp run` calls)."""
+    compare_models(cfg, cfg.models, overwrite=overwrite)
+
+
+def compare_models(cfg: RunConfig, models: list[ModelEntry], *, overwrite: bool = False, progress: bool = True) -> list:
+    with run_lock(cfg.run_path):
+        if len(models) < 2:
+            raise UserError(f"compare needs at least two models; the run config lists {', '.join(m.slug for m in models) or 'none'} - add another model to the run config (a second models entry)")
+        cfg.compare.validate()
+        outcomes = []
+        for ea, eb in itertools.combinations(models, 2):
+            a, b = model_inputs(cfg.run_path, ea), model_inputs(cfg.run_path, eb)
+            outcome = compare_pair(cfg.run_path, a, b, cfg.compare, overwrite=overwrite, progress=progress)
+            print_summary(outcome.out_dir, outcome.stats, outcome.skipped)
+            outcomes.append(outcome)
+        return outcomes

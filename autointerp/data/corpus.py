@@ -20,6 +20,7 @@ from autointerp.data.local_files import is_hub_repo_dir, looks_like_path, read_l
 from autointerp.errors import UserError
 from autointerp.hub import hub_reachable
 from autointerp.io import atomic_path, write_json
+from autointerp.rundir.layout import CORPUS_META_FILE, DOCUMENTS_FILE
 
 
 @dataclass
@@ -158,7 +159,7 @@ def collect_documents(
 
 
 def save_documents(out_dir: Path, docs: list[Document], stats: CorpusStats, cfg: CorpusConfig) -> None:
-    """Atomically write out_dir/documents.parquet (doc_id, text) and out_dir/corpus.json."""
+    """Atomically write the run's corpus folder: the documents (doc_id, text) and their description."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -166,7 +167,7 @@ def save_documents(out_dir: Path, docs: list[Document], stats: CorpusStats, cfg:
     out_dir.mkdir(parents=True, exist_ok=True)
     table = pa.table({"doc_id": [d.doc_id for d in docs], "text": [d.text for d in docs]},
                      schema=pa.schema([("doc_id", pa.string()), ("text", pa.string())]))
-    with atomic_path(out_dir / "documents.parquet") as tmp:
+    with atomic_path(out_dir / DOCUMENTS_FILE) as tmp:
         pq.write_table(table, tmp)
     meta = {
         "config": dataclasses.asdict(cfg),
@@ -174,17 +175,28 @@ def save_documents(out_dir: Path, docs: list[Document], stats: CorpusStats, cfg:
         "n_docs": len(docs),
         "n_chars": sum(len(d.text) for d in docs),
     }
-    write_json(out_dir / "corpus.json", meta)
+    write_json(out_dir / CORPUS_META_FILE, meta)
 
 
 def load_saved_documents(out_dir: Path) -> list[Document]:
     import pyarrow.parquet as pq
 
-    path = Path(out_dir) / "documents.parquet"
+    path = Path(out_dir) / DOCUMENTS_FILE
     if not path.is_file():
         raise UserError(f"no saved corpus at '{path}'; run the corpus stage first")
     table = pq.read_table(path, columns=["doc_id", "text"])
     return [Document(i, t) for i, t in zip(table.column("doc_id").to_pylist(), table.column("text").to_pylist())]
+
+
+def corpus_fingerprint(docs: list[Document]) -> str:
+    """sha256 over (doc_id, text) in order: the identity of a corpus that harvests record and compare checks."""
+    h = hashlib.sha256()
+    for doc in docs:
+        h.update(doc.doc_id.encode())
+        h.update(b"\0")
+        h.update(doc.text.encode("utf-8", "surrogatepass"))
+        h.update(b"\1")
+    return h.hexdigest()
 
 
 # ---------------------------------------------------------------------------------------------- hub

@@ -1,1 +1,1 @@
-"""Offline evaluation: synthetic superposition benchmarks (and, later, offline label scoring)."""
+"""Offline label scoring: the scorers (simulation, detection, fuzzing, embedding), each against a shuffled-label baseline, and `autointerp score`."""

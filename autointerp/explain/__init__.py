@@ -1,1 +1,1 @@
-"""Auto-interp: LLM clients, the explainer and label scorers (planned)."""
+"""Auto-interp labels: LLM clients, prompts, the explainer and the labels table (`autointerp explain`)."""

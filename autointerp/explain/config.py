@@ -1,4 +1,4 @@
-"""``[explain]`` and ``[score]``: which features get labels, how prompts are built, which scorers run.
+"""``[explain]``: which features get labels and how the explainer's prompts are built.
 
 Owned by the explainer/scorer layer; fields may grow (every field needs a default). Defaults are sized
 for the default run on a 2-core CPU with the in-process Gemma 3 270M (see README: explain + score for
@@ -7,7 +7,11 @@ for the default run on a 2-core CPU with the in-process Gemma 3 270M (see README
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+
+from autointerp.errors import UserError
+
+SELECTS = ("matched", "random", "top_density", "all")
 
 
 @dataclass
@@ -24,17 +28,11 @@ class ExplainConfig:
     max_tokens: int = 12  # the label's length budget in generated tokens
     chat: bool = False  # send the explainer prompt as a chat message (instruction models) instead of a completion
 
-
-@dataclass
-class ScoreConfig:
-    scorers: list[str] = field(default_factory=lambda: ["embedding", "simulation"])  # also: detection, fuzzing
-    shuffled_baseline: bool = True
-    seed: int = 0
-    n_activating: int = 4  # activating held-out windows per feature and scorer
-    n_random: int = 2  # non-activating held-out windows per feature and scorer
-    window_before: int = 6
-    window_after: int = 1
-    top_logprobs: int = 20
-    use_logprobs: bool = True  # read predictions from logprobs when the backend has them
-    chat: bool = False  # chat endpoint instead of completions (needed for chat-only APIs such as OpenAI's chat models)
-    embedder: str = "minilm-l6"  # sentence embedder of the embedding scorer
+    def validate(self) -> None:
+        if self.select not in SELECTS:
+            raise UserError(f"[explain] select = {self.select!r} is unknown; use matched, random, top_density or all")
+        for name in ("n_features", "n_top", "n_quantile", "window_before", "window_after"):
+            if getattr(self, name) < 0:
+                raise UserError(f"[explain] {name} = {getattr(self, name)} must be >= 0")
+        if self.max_label_chars < 1 or self.max_tokens < 1:
+            raise UserError(f"[explain] max_label_chars = {self.max_label_chars} and max_tokens = {self.max_tokens} must be >= 1")

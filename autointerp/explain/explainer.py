@@ -14,9 +14,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from autointerp.explain.config import ExplainConfig
 from autointerp.explain.llm.base import LLMClient, Usage
 from autointerp.explain.prompts import Template
-from autointerp.explain.windows import MARK_CLOSE, MARK_OPEN, Window, scale_0_10, split_windows
+from autointerp.explain.format import MARK_CLOSE, MARK_OPEN, marked, scale_0_10, split_windows
+from autointerp.rundir.windows import Window
 
 _BOILERPLATE = re.compile(
     r"^\s*(?:\d+[.)]\s*)?(?:explanation|label|answer|description|(?:the |this )?neuron(?: [a-z])?|it)\b"
@@ -30,17 +32,6 @@ _EDGE_PUNCTUATION = " \"'`*.,;:-–()[]/|>"
 _LIST_MARKER = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+")
 
 
-@dataclass(frozen=True)
-class ExplainSettings:
-    n_top: int = 5  # highest-activating train windows shown
-    n_quantile: int = 3  # lower-activation train windows shown (so labels cover more than the peak)
-    window_before: int = 8
-    window_after: int = 2
-    max_tokens: int = 12
-    max_label_chars: int = 200
-    chat: bool = False  # send the prompt as a chat message instead of a raw completion
-
-
 @dataclass
 class Explanation:
     feature: int
@@ -50,7 +41,7 @@ class Explanation:
     usage: Usage
 
 
-def choose_examples(windows: list[Window], settings: ExplainSettings) -> list[Window]:
+def choose_examples(windows: list[Window], settings: ExplainConfig) -> list[Window]:
     top = split_windows(windows, "train", ("top",))[: settings.n_top]
     quantile = sorted(split_windows(windows, "train", ("quantile",)), key=lambda w: -w.max_act)
     step = max(1, len(quantile) // max(1, settings.n_quantile))
@@ -65,10 +56,10 @@ def format_example(window: Window, feature_max: float) -> str:
         mask = np.zeros_like(mask)
         mask[int(np.argmax(window.acts))] = True
         values = np.maximum(values, 1)
-    return window.marked(mask, values)
+    return marked(window, mask, values)
 
 
-def build_prompt(template: Template, windows: list[Window], settings: ExplainSettings) -> str:
+def build_prompt(template: Template, windows: list[Window], settings: ExplainConfig) -> str:
     chosen = [w.trimmed(settings.window_before, settings.window_after) for w in choose_examples(windows, settings)]
     feature_max = max((w.max_act for w in chosen), default=0.0)
     lines = [format_example(w, feature_max) for w in chosen]
@@ -95,7 +86,7 @@ def parse_label(raw: str, max_chars: int) -> str | None:
     return None
 
 
-async def explain_feature(client: LLMClient, template: Template, feature: int, windows: list[Window], settings: ExplainSettings) -> Explanation:
+async def explain_feature(client: LLMClient, template: Template, feature: int, windows: list[Window], settings: ExplainConfig) -> Explanation:
     """Ask the LLM for one feature's label; failures are returned (with reason), not raised."""
     from autointerp.explain.llm.base import LLMError
 

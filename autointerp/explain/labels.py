@@ -1,4 +1,6 @@
-"""The labels table, ``runs/<name>/<model>/labels.parquet``: one row per labelled feature (agreed contract).
+"""The labels table, ``<model>/labels.parquet``, and its metadata, ``<model>/labels.json`` (agreed contract).
+
+The table has one row per labelled feature.
 
 Columns: feature int32, label string (null when failed), raw string, status "ok"|"failed", error
 string|null, explainer_model string, prompt_tokens / completion_tokens int64, cost_usd float64, and per
@@ -16,10 +18,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from autointerp.io import atomic_path
+from autointerp.io import atomic_path, read_json, write_json
+from autointerp.rundir.layout import ModelDir
 
-LABELS_FILE = "labels.parquet"
-LABELS_META = "labels.json"
 BASE_COLUMNS = {
     "feature": pa.int32(), "label": pa.string(), "raw": pa.string(), "status": pa.string(), "error": pa.string(),
     "explainer_model": pa.string(), "prompt_tokens": pa.int64(), "completion_tokens": pa.int64(), "cost_usd": pa.float64(),
@@ -38,7 +39,7 @@ def empty_table() -> pd.DataFrame:
 
 
 def read_labels(model_dir: Path) -> pd.DataFrame:
-    path = Path(model_dir) / LABELS_FILE
+    path = ModelDir(Path(model_dir)).labels
     return pd.read_parquet(path) if path.is_file() else empty_table()
 
 
@@ -63,7 +64,7 @@ def write_labels(model_dir: Path, table: pd.DataFrame) -> Path:
             values = pd.to_numeric(values, errors="coerce").astype(np.float64)
         arrays.append(pa.array(values.tolist() if pa.types.is_string(kind) else values.to_numpy(), type=kind, from_pandas=True))
         fields.append(pa.field(column, kind))
-    out = Path(model_dir) / LABELS_FILE
+    out = ModelDir(Path(model_dir)).labels
     with atomic_path(out) as tmp:
         pq.write_table(pa.Table.from_arrays(arrays, schema=pa.schema(fields)), tmp)
     return out
@@ -78,11 +79,13 @@ def merge_rows(table: pd.DataFrame, rows: list[dict]) -> pd.DataFrame:
     return pd.concat([kept, new], ignore_index=True) if len(kept) else new
 
 
-def derangement(n: int, seed: int) -> np.ndarray:
-    """A seeded permutation with no fixed points (Sattolo's algorithm: one cycle), for shuffled-label baselines."""
-    perm = np.arange(n)
-    rng = np.random.default_rng(seed)
-    for i in range(n - 1, 0, -1):
-        j = int(rng.integers(0, i))
-        perm[i], perm[j] = perm[j], perm[i]
-    return perm
+def read_meta(model_dir: Path) -> dict:
+    """labels.json: how the labels and each scorer's scores were made, LLM usage, column definitions."""
+    path = ModelDir(Path(model_dir)).labels_meta
+    return read_json(path) if path.is_file() else {}
+
+
+def write_meta(model_dir: Path, meta: dict) -> None:
+    """The one writer of labels.json; column definitions are kept (scorers add theirs) and completed here."""
+    meta["definitions"] = {**(meta.get("definitions") or {}), **DEFINITIONS}
+    write_json(ModelDir(Path(model_dir)).labels_meta, meta)

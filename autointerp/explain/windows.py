@@ -1,6 +1,6 @@
 """Exemplar windows as the explainer and scorers see them: text pieces per token plus activations.
 
-Read from ``exemplars.parquet`` (see ``autointerp.training.exemplars``). Token text is cut from the
+Read from ``exemplars.parquet`` (see ``autointerp.exemplars.mine``). Token text is cut from the
 window's own ``text`` by character offsets rather than taken from the tokenizer's token strings, so
 WordPiece ("##ity") and SentencePiece ("▁the") models both render as the original text.
 """

@@ -26,7 +26,7 @@ def load_embedder(spec: str = DEFAULT_EMBEDDER, device: str = "cpu"):
     if spec in EMBEDDED_MODELS and spec != "minilm-l6":
         raise UserError(f"{spec} is not a sentence embedder; use minilm-l6 or a sentence-transformers model id/path")
     path = resolve_model(spec).path if (spec in EMBEDDED_MODELS or Path(spec).expanduser().exists()) else spec
-    from autointerp.models.load import MODEL_LOAD_LOCK
+    from autointerp.models.resolve import MODEL_LOAD_LOCK
 
     try:
         with MODEL_LOAD_LOCK:  # never build two models at once (see MODEL_LOAD_LOCK)

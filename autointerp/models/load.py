@@ -9,7 +9,6 @@ after block ``L``; negative indices count from the end.
 from __future__ import annotations
 
 import logging
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +18,7 @@ from safetensors import SafetensorError
 from torch import nn
 
 from autointerp.errors import UserError
-from autointerp.models.resolve import GGUF_MARKER, ResolvedModel, resolve_model
+from autointerp.models.resolve import GGUF_MARKER, MODEL_LOAD_LOCK, ResolvedModel, resolve_model
 
 log = logging.getLogger("autointerp")
 
@@ -134,10 +133,6 @@ def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
     return table[dtype]
 
 
-# transformers builds models under process-global init contexts (meta-device construction): two models
-# loading at once in different threads can leave one with meta tensors ("Cannot copy out of meta tensor").
-# Every weight load in this package (LMs, the local LLM backend, sentence embedders) takes this lock.
-MODEL_LOAD_LOCK = threading.RLock()
 
 
 def load_model(spec: str, device: str = "auto", dtype: str = "auto") -> LoadedModel:

@@ -13,6 +13,7 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,11 @@ from autointerp.hub import hub_reachable
 from autointerp.io import file_sha256
 
 log = logging.getLogger("autointerp")
+
+# transformers builds models under process-global init contexts (meta-device construction): two models
+# loading at once in different threads can leave one with meta tensors ("Cannot copy out of meta tensor").
+# Every weight load in this package (LMs, the local LLM backend, sentence embedders) takes this lock.
+MODEL_LOAD_LOCK = threading.RLock()
 
 GGUF_MARKER = "autointerp_gguf.json"  # written last into a finished GGUF conversion
 EMBEDDED_MODELS = {
@@ -121,7 +127,6 @@ def convert_gguf(gguf_path: Path, digest: str | None = None) -> Path:
     log.warning("converting %s to a cached transformers model (one-off, ~1-2 min on CPU)", gguf_path.name)
     folder, name = str(gguf_path.parent), gguf_path.name
     try:
-        from autointerp.models.load import MODEL_LOAD_LOCK
 
         tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
         with MODEL_LOAD_LOCK:

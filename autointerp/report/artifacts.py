@@ -16,6 +16,7 @@ import pandas as pd
 
 from autointerp.config import RunConfig
 from autointerp.errors import UserError
+from autointerp.rundir.layout import ModelDir, PairDir, RunDir
 
 SCORERS = ("simulation", "detection", "fuzzing", "embedding")
 
@@ -58,8 +59,12 @@ class ModelInputs:
     missing: list[Missing] = field(default_factory=list)
 
     @property
+    def files(self) -> ModelDir:
+        return ModelDir(self.dir)
+
+    @property
     def exemplars_path(self) -> Path:
-        return self.dir / "exemplars.parquet"
+        return self.files.exemplars
 
     @property
     def scorers(self) -> list[str]:
@@ -116,13 +121,13 @@ class RunInputs:
 
     def input_files(self) -> list[Path]:
         """Every file the report reads (for the identity hash that makes re-runs a no-op)."""
-        files = [self.run_dir / "config.toml", self.run_dir / "corpus" / "corpus.json"]
+        run = RunDir(self.run_dir)
+        files = [run.config, run.corpus_meta]
         for m in self.models:
-            files += [m.dir / "harvest" / "harvest.json", m.dir / "sae" / "metrics.json", m.dir / "sae" / "cfg.json",
-                      m.dir / "feature_stats.parquet", m.dir / "exemplars.json", m.exemplars_path,
-                      m.dir / "labels.parquet", m.dir / "labels.json"]
+            f = m.files
+            files += [f.manifest, f.sae.metrics, f.sae.cfg, f.feature_stats, f.exemplars_meta, f.exemplars, f.labels, f.labels_meta]
         for p in self.pairs:
-            files += [p.dir / n for n in ("matches.parquet", "null.parquet", "features.parquet", "stats.json")]
+            files += list(PairDir(p.dir).outputs())
         return files
 
 
@@ -150,38 +155,38 @@ def _parquet(path: Path, required: tuple[str, ...]) -> pd.DataFrame | None:
 
 
 def load_model_inputs(cfg: RunConfig, run_dir: Path, entry) -> ModelInputs:
-    folder = run_dir / entry.slug
+    f = RunDir(run_dir).model(entry.slug)
     hcfg = cfg.harvest_for(entry)
-    m = ModelInputs(slug=entry.slug, spec=entry.model, layer=hcfg.layer, site=hcfg.site, dir=folder)
-    m.manifest = _json(folder / "harvest" / "harvest.json")
-    m.metrics = _json(folder / "sae" / "metrics.json")
-    m.sae_cfg = _json(folder / "sae" / "cfg.json")
-    m.stats = _parquet(folder / "feature_stats.parquet", STATS_COLUMNS)
-    m.exemplars_meta = _json(folder / "exemplars.json")
-    m.labels = _parquet(folder / "labels.parquet", LABEL_COLUMNS)
-    m.labels_meta = _json(folder / "labels.json")
+    m = ModelInputs(slug=entry.slug, spec=entry.model, layer=hcfg.layer, site=hcfg.site, dir=f.root)
+    m.manifest = _json(f.manifest)
+    m.metrics = _json(f.sae.metrics)
+    m.sae_cfg = _json(f.sae.cfg)
+    m.stats = _parquet(f.feature_stats, STATS_COLUMNS)
+    m.exemplars_meta = _json(f.exemplars_meta)
+    m.labels = _parquet(f.labels, LABEL_COLUMNS)
+    m.labels_meta = _json(f.labels_meta)
     if m.manifest is None:
-        m.missing.append(Missing(f"harvest of {entry.slug}", folder / "harvest", "autointerp harvest"))
+        m.missing.append(Missing(f"harvest of {entry.slug}", f.harvest, "autointerp harvest"))
     if m.metrics is None:
-        m.missing.append(Missing(f"SAE metrics of {entry.slug}", folder / "sae" / "metrics.json", "autointerp train"))
-    if m.stats is None or not m.exemplars_path.is_file():
-        m.missing.append(Missing(f"exemplars of {entry.slug}", m.exemplars_path, "autointerp exemplars"))
+        m.missing.append(Missing(f"SAE metrics of {entry.slug}", f.sae.metrics, "autointerp train"))
+    if m.stats is None or not f.exemplars.is_file():
+        m.missing.append(Missing(f"exemplars of {entry.slug}", f.exemplars, "autointerp exemplars"))
     if m.labels is None:
-        m.missing.append(Missing(f"labels of {entry.slug}", folder / "labels.parquet", "autointerp explain"))
+        m.missing.append(Missing(f"labels of {entry.slug}", f.labels, "autointerp explain"))
     elif not m.scorers:
-        m.missing.append(Missing(f"label scores of {entry.slug}", folder / "labels.parquet", "autointerp score"))
+        m.missing.append(Missing(f"label scores of {entry.slug}", f.labels, "autointerp score"))
     return m
 
 
 def load_pair_inputs(run_dir: Path, a: str, b: str) -> PairInputs:
-    folder = run_dir / "compare" / f"{a}__{b}"
-    p = PairInputs(a=a, b=b, dir=folder)
-    p.matches = _parquet(folder / "matches.parquet", MATCH_COLUMNS)
-    p.null = _parquet(folder / "null.parquet", ("corr",))
-    p.features = _parquet(folder / "features.parquet", ("model", "feature"))
-    p.stats = _json(folder / "stats.json")
+    pair = RunDir(run_dir).pair(a, b)
+    p = PairInputs(a=a, b=b, dir=pair.root)
+    p.matches = _parquet(pair.matches, MATCH_COLUMNS)
+    p.null = _parquet(pair.null, ("corr",))
+    p.features = _parquet(pair.features, ("model", "feature"))
+    p.stats = _json(pair.stats)
     if p.matches is None or p.stats is None:
-        p.missing.append(Missing(f"comparison {a} vs {b}", folder, "autointerp compare"))
+        p.missing.append(Missing(f"comparison {a} vs {b}", pair.root, "autointerp compare"))
     return p
 
 
@@ -193,6 +198,6 @@ def load_run_inputs(cfg: RunConfig) -> RunInputs:
     models = [load_model_inputs(cfg, run_dir, entry) for entry in cfg.models]
     slugs = [m.slug for m in models]
     pairs = [load_pair_inputs(run_dir, a, b) for i, a in enumerate(slugs) for b in slugs[i + 1:]]
-    corpus = _json(run_dir / "corpus" / "corpus.json")
-    missing = [] if corpus else [Missing("corpus", run_dir / "corpus", "autointerp harvest")]
+    corpus = _json(RunDir(run_dir).corpus_meta)
+    missing = [] if corpus else [Missing("corpus", RunDir(run_dir).corpus, "autointerp harvest")]
     return RunInputs(run_dir=run_dir, cfg=cfg, corpus=corpus, models=models, pairs=pairs, missing=missing)

@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 import numpy as np
 
-from autointerp.report.windows import Window, pieces
+from autointerp.rundir.windows import Window
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; base-uri 'none'; form-action 'none'"
 
@@ -83,7 +83,7 @@ def table(header: Sequence[str], rows: Iterable[Sequence[str]], numeric: Sequenc
 def shaded_window(window: Window, scale: float) -> str:
     """One exemplar: tokens with activation > 0 get an orange background whose alpha is act / scale."""
     out = []
-    for piece in pieces(window):
+    for piece in window.segments():
         text = esc(piece.text)
         if piece.act is None:
             out.append(text)
@@ -92,5 +92,6 @@ def shaded_window(window: Window, scale: float) -> str:
         cls = "tok max" if piece.index == window.max_index else "tok"
         style = f"background-color: rgba(255, 128, 0, {alpha:.3f})" if alpha > 0 else ""
         out.append(f"<span class=\"{cls}\" style=\"{style}\" title=\"{piece.act:.3f}\">{text}</span>")
-    meta = f"{esc(window.kind)} {'#' + str(window.rank + 1) if window.kind == 'top' else 'bin ' + str(window.rank)} · max {window.max_act:.3f} · {esc(window.doc_id)}"
+    rank = window.rank_or_quantile
+    meta = f"{esc(window.kind)} {'#' + str(rank + 1) if window.kind == 'top' else 'bin ' + str(rank)} · max {window.max_act:.3f} · {esc(window.doc_id)}"
     return f"<div class=\"meta\">{meta}</div>\n<div class=\"window\">{''.join(out)}</div>"

@@ -26,7 +26,7 @@ from autointerp.report.matches import (
 )
 from autointerp.report.overview import metrics_section, setup_section
 from autointerp.report.plots import Plot
-from autointerp.report.windows import Window
+from autointerp.rundir.windows import Window
 
 LinkLookup = Callable[[str, int], str | None]
 

@@ -24,7 +24,7 @@ from autointerp.report.fmt import (
     pct,
     pvalue,
 )
-from autointerp.report.windows import Window, snippet
+from autointerp.rundir.windows import Window
 
 ExemplarLookup = Callable[[str, int], Window | None]
 LinkLookup = Callable[[str, int], str | None]
@@ -82,7 +82,7 @@ def _feature_cell(model: str, feature: int, link: LinkLookup) -> str:
 def _exemplar_cell(window: Window | None, chars: int) -> str:
     if window is None:
         return "—"
-    return md_marked(*snippet(window, chars))
+    return md_marked(*window.snippet(chars))
 
 
 def disagreement_section(p: PairInputs, max_rows: int, link: LinkLookup) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import NamedTuple
 
@@ -21,9 +22,14 @@ from autointerp.report.artifacts import ModelInputs, RunInputs
 from autointerp.report.config import ReportConfig
 from autointerp.report.html_render import document, esc, fmt, href, shaded_window, table
 from autointerp.report.selection import Partner, page_features, partners
-from autointerp.report.windows import load_windows
+from autointerp.rundir.layout import PAGES_DIR, PAGES_INDEX
+from autointerp.rundir.windows import Window, load_windows
 
-PAGES_DIR = "pages"
+
+def page_link(model: str | None = None, feature: int | None = None) -> str:
+    """The report's relative link to a feature page, or to the index without arguments."""
+    return f"{PAGES_DIR}/{PAGES_INDEX}" if model is None else f"{PAGES_DIR}/{model}/{feature}.html"
+
 
 
 class PagesResult(NamedTuple):
@@ -54,7 +60,7 @@ def write_pages(run: RunInputs, cfg: ReportConfig, out_dir: Path, progress: bool
         with progress_bar("feature pages", total, "pages", enabled=progress) as advance:
             for m in run.models:
                 (tmp / m.slug).mkdir()
-                shown = windows.get(m.slug, {}) if windows is not None else load_windows(
+                shown = windows.get(m.slug, {}) if windows is not None else shown_windows(
                     m.exemplars_path, chosen[m.slug], cfg.page_top_windows, cfg.page_quantile_windows)
                 stats = m.stats.set_index("feature") if m.stats is not None else None
                 labels = m.labels.drop_duplicates("feature", keep="last").set_index("feature") if m.labels is not None else None
@@ -62,12 +68,20 @@ def write_pages(run: RunInputs, cfg: ReportConfig, out_dir: Path, progress: bool
                     page = _feature_page(ctx, m, feature, stats, labels, _shown(shown.get(feature, []), cfg))
                     (tmp / m.slug / f"{feature}.html").write_text(page, encoding="utf-8")
                     advance(1)
-        (tmp / "index.html").write_text(_index_page(ctx, chosen), encoding="utf-8")
+        (tmp / PAGES_INDEX).write_text(_index_page(ctx, chosen), encoding="utf-8")
         final = out_dir / PAGES_DIR
         _swap(tmp, final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return PagesResult(final / "index.html", chosen)
+    return PagesResult(final / PAGES_INDEX, chosen)
+
+
+def shown_windows(path: Path, features: Iterable[int], n_top: int, n_quantile: int) -> dict[int, list[Window]]:
+    """Per feature: its ``n_top`` best top windows (rank order), then ``n_quantile`` quantile windows (highest
+    bins first); {} when the model has no exemplars."""
+    if not Path(path).is_file():
+        return {}
+    return load_windows(path, features, kinds=("top", "quantile"), n_top=n_top, n_quantile=n_quantile)
 
 
 def _shown(windows: list, cfg: ReportConfig) -> list:
@@ -116,7 +130,7 @@ def _label_html(labels: pd.DataFrame | None, feature: int) -> str:
 
 
 def _feature_page(ctx: _Context, m: ModelInputs, feature: int, stats: pd.DataFrame | None, labels: pd.DataFrame | None, windows: list) -> str:
-    parts = ["<p><a href=\"../index.html\">← all features</a></p>", f"<h1>{esc(m.slug)} · feature {feature}</h1>",
+    parts = [f"<p><a href=\"../{PAGES_INDEX}\">← all features</a></p>", f"<h1>{esc(m.slug)} · feature {feature}</h1>",
              f"<p class=\"label\">{_label_html(labels, feature)}</p>"]
     facts = []
     srow = stats.loc[feature] if stats is not None and feature in stats.index else None

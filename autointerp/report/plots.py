@@ -14,8 +14,8 @@ import numpy as np
 from autointerp.io import atomic_path
 from autointerp.report.artifacts import PairInputs, RunInputs
 from autointerp.report.label_quality import scorer_summaries
+from autointerp.rundir.layout import PLOTS_DIR
 
-PLOTS_DIR = "plots"
 
 
 class Plot(NamedTuple):

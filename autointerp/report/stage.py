@@ -1,8 +1,8 @@
-"""The report stage: read the run's artifacts, write report.md, plots/ and pages/.
+"""The report stage: read the run's artifacts, write report.md, plots/ and pages/, print the summary.
 
 A no-op on re-run when the [report] config, the output options and every input file are unchanged: the
-identity (config + sha256 of each input that exists) is stored in ``report.json`` next to report.md,
-written last, so an interrupted report simply runs again (all outputs are written atomically).
+stage record (settings + sha256 of each input that exists) is ``report.json`` next to report.md, written
+last, so an interrupted report simply runs again (all outputs are written atomically).
 """
 
 from __future__ import annotations
@@ -13,20 +13,22 @@ from pathlib import Path
 from typing import NamedTuple
 
 from autointerp.config import RunConfig
-from autointerp.io import atomic_path, file_sha256, read_json, write_json
+from autointerp.io import atomic_path, file_sha256
+from autointerp.progress import console
 from autointerp.report.artifacts import RunInputs, load_run_inputs
 from autointerp.report.config import ReportConfig
 from autointerp.report.markdown import build_markdown
 from autointerp.report.matches import top_matches
-from autointerp.report.pages import PAGES_DIR, write_pages
-from autointerp.report.plots import PLOTS_DIR, all_plots
+from autointerp.report.pages import page_link, shown_windows, write_pages
+from autointerp.report.plots import all_plots
 from autointerp.report.selection import page_features
-from autointerp.report.windows import load_windows
+from autointerp.report.summary import summary_table
+from autointerp.rundir.layout import ReportDir
+from autointerp.rundir.lock import run_lock
+from autointerp.rundir.record import Decision, StageRecord, decide
 
 log = logging.getLogger("autointerp")
 
-REPORT_FILE = "report.md"
-RECORD_FILE = "report.json"
 
 
 class ReportOutcome(NamedTuple):
@@ -38,14 +40,13 @@ class ReportOutcome(NamedTuple):
     run: RunInputs
 
 
-def _identity(run: RunInputs, cfg: ReportConfig, out_dir: Path) -> dict:
+def _inputs(run: RunInputs) -> dict:
     inputs = {}
     for path in run.input_files():
         if path.is_file():
             stat = path.stat()
             inputs[str(path.relative_to(run.run_dir))] = f"{stat.st_size}:{file_sha256(path)}"
-    return {"report": dataclasses.asdict(cfg), "models": [m.slug for m in run.models], "out_dir": str(out_dir.resolve()),
-            "inputs": inputs, "version": 1}
+    return inputs
 
 
 def report_stage(cfg: RunConfig, out_dir: Path | None = None, *, overwrite: bool = False, progress: bool = True) -> ReportOutcome:
@@ -55,35 +56,37 @@ def report_stage(cfg: RunConfig, out_dir: Path | None = None, *, overwrite: bool
     run = load_run_inputs(cfg)
     out = Path(out_dir) if out_dir is not None else run.run_dir
     out.mkdir(parents=True, exist_ok=True)
-    identity = _identity(run, rcfg, out)
-    record_path = out / RECORD_FILE
-    if not overwrite and record_path.is_file() and (out / REPORT_FILE).is_file():
-        record = read_json(record_path)
-        outputs = [Path(p) for p in record.get("plots", [])] + ([Path(record["pages_index"])] if record.get("pages_index") else [])
-        if record.get("identity") == identity and all(p.is_file() for p in outputs):
-            return ReportOutcome(out / REPORT_FILE, Path(record["pages_index"]) if record.get("pages_index") else None,
-                                 [Path(p) for p in record.get("plots", [])], record.get("pages", {}), True, run)
+    where = ReportDir(out)
+    settings = {"report": dataclasses.asdict(rcfg), "models": [m.slug for m in run.models], "out_dir": str(out.resolve())}
+    inputs = _inputs(run)
+    previous = StageRecord.load(where.record)
+    if decide(previous, settings, inputs, overwrite=overwrite, where=where.markdown) is Decision.REUSE and where.markdown.is_file():
+        done = previous.summary
+        outputs = [Path(p) for p in done.get("plots", [])] + ([Path(done["pages_index"])] if done.get("pages_index") else [])
+        if all(p.is_file() for p in outputs):
+            return ReportOutcome(where.markdown, Path(done["pages_index"]) if done.get("pages_index") else None,
+                                 [Path(p) for p in done.get("plots", [])], done.get("pages", {}), True, run)
 
     plots = all_plots(run, out) if rcfg.plots else {}
     _remove_stale_plots(out, plots)
     windows = _load_windows(run, rcfg)
     pages = write_pages(run, rcfg, out, progress=progress, windows=windows) if rcfg.pages else None
     if not rcfg.pages:
-        _remove_tree(out / PAGES_DIR)
+        _remove_tree(where.pages)
     paged = {model: set(features) for model, features in pages.features.items()} if pages else {}
 
     def link(model: str, feature: int) -> str | None:
-        return f"{PAGES_DIR}/{model}/{feature}.html" if feature in paged.get(model, ()) else None
+        return page_link(model, feature) if feature in paged.get(model, ()) else None
 
     exemplars = {(model, f): ws[0] for model, per in windows.items() for f, ws in per.items() if ws and ws[0].kind == "top"}
-    text = build_markdown(run, rcfg, plots, exemplars, link, f"{PAGES_DIR}/index.html" if pages else None, str(run.run_dir))
-    with atomic_path(out / REPORT_FILE) as tmp:
+    text = build_markdown(run, rcfg, plots, exemplars, link, page_link() if pages else None, str(run.run_dir))
+    with atomic_path(where.markdown) as tmp:
         tmp.write_text(text, encoding="utf-8")
     plot_paths = [out / x.path for group in plots.values() for x in group]
     pages_index = pages.index if pages else None
-    write_json(record_path, {"identity": identity, "pages_index": str(pages_index) if pages_index else None,
-                             "plots": [str(p) for p in plot_paths], "pages": pages.counts if pages else {}})
-    return ReportOutcome(out / REPORT_FILE, pages_index, plot_paths, pages.counts if pages else {}, False, run)
+    summary = {"pages_index": str(pages_index) if pages_index else None, "plots": [str(p) for p in plot_paths], "pages": pages.counts if pages else {}}
+    StageRecord("report", settings, inputs, summary=summary).save(where.record)
+    return ReportOutcome(where.markdown, pages_index, plot_paths, pages.counts if pages else {}, False, run)
 
 
 def _load_windows(run: RunInputs, rcfg: ReportConfig) -> dict[str, dict[int, list]]:
@@ -100,13 +103,13 @@ def _load_windows(run: RunInputs, rcfg: ReportConfig) -> dict[str, dict[int, lis
             wanted[model] |= set(features)
     n_top = max(1, rcfg.page_top_windows if rcfg.pages else 1)
     n_quantile = rcfg.page_quantile_windows if rcfg.pages else 0
-    return {m.slug: load_windows(m.exemplars_path, wanted[m.slug], n_top, n_quantile) for m in run.models}
+    return {m.slug: shown_windows(m.exemplars_path, wanted[m.slug], n_top, n_quantile) for m in run.models}
 
 
 def _remove_stale_plots(out: Path, plots: dict) -> None:
     """PNGs in plots/ that this report did not write (e.g. a pair no longer configured)."""
     keep = {Path(x.path).name for group in plots.values() for x in group}
-    folder = out / PLOTS_DIR
+    folder = ReportDir(out).plots
     if folder.is_dir():
         for png in folder.glob("*.png"):
             if png.name not in keep:
@@ -118,3 +121,26 @@ def _remove_tree(path: Path) -> None:
 
     if path.is_dir():
         shutil.rmtree(path)
+
+
+def report_all(cfg: RunConfig, overwrite: bool = False) -> None:
+    """The report step of `autointerp run`: everything into the run directory."""
+    write_report(cfg, None, overwrite)
+
+
+def write_report(cfg: RunConfig, out: Path | None, overwrite: bool) -> None:
+    """Write the report into ``out`` (default: the run directory) and print the summary table and paths.
+    Only a report written into the run directory takes its lock; ``--out`` elsewhere just reads the run."""
+    with run_lock(cfg.run_path, enabled=out is None or Path(out).resolve().is_relative_to(cfg.run_path.resolve())):
+        outcome = report_stage(cfg, out, overwrite=overwrite)
+    console.print(summary_table(outcome.run))
+    state = "unchanged (inputs and settings as before)" if outcome.skipped else "written"
+    console.print(f"report {state}: [bold]{outcome.report}[/]", highlight=False, soft_wrap=True)
+    if outcome.pages_index is not None:
+        console.print(f"feature pages: [bold]{outcome.pages_index}[/] ({sum(outcome.pages.values()):,} pages)", highlight=False, soft_wrap=True)
+    for hint in sorted({x.hint() for x in _missing(outcome.run)}):
+        console.print(f"[yellow]note:[/] {hint}", highlight=False, soft_wrap=True)
+
+
+def _missing(run):
+    return [*run.missing, *(x for m in run.models for x in m.missing), *(x for p in run.pairs for x in p.missing)]

@@ -23,7 +23,6 @@ from typing import Any
 from autointerp.explain.llm.base import Completion, LLMClient, TokenLogprob, Usage
 from autointerp.explain.llm.wrapper import ClientWrapper
 
-CACHE_FILENAME = "llm_cache.sqlite"
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS responses (
     key TEXT PRIMARY KEY,

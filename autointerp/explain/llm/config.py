@@ -7,6 +7,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from autointerp.errors import UserError
+
+BACKENDS = ("local", "openai")  # autointerp.explain.llm.factory builds these
+
 
 @dataclass
 class LLMConfig:
@@ -24,3 +28,14 @@ class LLMConfig:
     connect_timeout_s: float = 5.0  # start-up check that the server answers (fails fast on a wrong URL)
     cache: bool = True  # sqlite response cache in the run directory (runs/<name>/llm_cache.sqlite)
     prices: dict = field(default_factory=dict)  # {"model": {"input": usd_per_1M, "output": usd_per_1M}}
+
+    def validate(self) -> None:
+        if self.backend not in BACKENDS:
+            raise UserError(f"[llm] backend = '{self.backend}' is unknown; use one of: {', '.join(BACKENDS)}")
+        if self.concurrency < 1 or self.max_retries < 0:
+            raise UserError(f"[llm] concurrency = {self.concurrency} must be >= 1 and max_retries = {self.max_retries} >= 0")
+        for name in ("timeout_s", "total_timeout_s", "connect_timeout_s", "backoff_max_s"):
+            if not getattr(self, name) > 0:
+                raise UserError(f"[llm] {name} = {getattr(self, name)} must be positive (seconds)")
+        if self.backoff_s < 0:
+            raise UserError(f"[llm] backoff_s = {self.backoff_s} must be >= 0 (seconds)")

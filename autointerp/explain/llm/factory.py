@@ -18,7 +18,8 @@ from urllib.parse import urlparse
 from autointerp.errors import UserError
 from autointerp.explain.llm.accounting import AccountingClient
 from autointerp.explain.llm.base import BackendError, LLMClient
-from autointerp.explain.llm.cache import CACHE_FILENAME, CachedClient, ResponseCache
+from autointerp.explain.llm.cache import CachedClient, ResponseCache
+from autointerp.rundir.layout import RunDir
 from autointerp.explain.llm.config import LLMConfig
 from autointerp.explain.llm.reliable import ReliableClient
 
@@ -30,7 +31,7 @@ LOOPBACK_PLACEHOLDER_KEY = "no-key-needed"  # local servers (llama.cpp, vLLM, Ol
 async def open_client(cfg: LLMConfig, run_dir: Path) -> AsyncIterator[AccountingClient]:
     """Yield a ready ``LLMClient`` (an ``AccountingClient``: ``.usage``, ``.summary()``); closes everything after."""
     backend = await build_backend(cfg)
-    cache = ResponseCache(Path(run_dir) / CACHE_FILENAME) if cfg.cache else None
+    cache = ResponseCache(RunDir(Path(run_dir)).llm_cache) if cfg.cache else None
     try:
         # The in-process model computes one request at a time in its own worker thread: more slots would
         # only queue inside it and count queueing against the per-request timeout, and a timed-out

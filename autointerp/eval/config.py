@@ -1,0 +1,33 @@
+"""``[score]``: which scorers run on the labels and what each one sees. Free of heavy imports."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from autointerp.errors import UserError
+
+SCORER_NAMES = ("simulation", "detection", "fuzzing", "embedding")  # autointerp.eval.scorers.SCORERS
+
+
+@dataclass
+class ScoreConfig:
+    scorers: list[str] = field(default_factory=lambda: ["embedding", "simulation"])  # also: detection, fuzzing
+    shuffled_baseline: bool = True
+    seed: int = 0
+    n_activating: int = 4  # activating held-out windows per feature and scorer
+    n_random: int = 2  # non-activating held-out windows per feature and scorer
+    window_before: int = 6
+    window_after: int = 1
+    top_logprobs: int = 20
+    use_logprobs: bool = True  # read predictions from logprobs when the backend has them
+    chat: bool = False  # chat endpoint instead of completions (needed for chat-only APIs such as OpenAI's chat models)
+    embedder: str = "minilm-l6"  # sentence embedder of the embedding scorer
+
+    def validate(self) -> None:
+        unknown = [name for name in self.scorers if name not in SCORER_NAMES]
+        if unknown:
+            raise UserError(f"[score] scorers = {self.scorers}: unknown scorer(s) {', '.join(map(repr, unknown))}; "
+                            f"choose from {', '.join(SCORER_NAMES)}")
+        for name in ("n_activating", "n_random", "window_before", "window_after", "top_logprobs"):
+            if getattr(self, name) < 0:
+                raise UserError(f"[score] {name} = {getattr(self, name)} must be >= 0")

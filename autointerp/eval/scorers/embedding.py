@@ -1,0 +1,38 @@
+"""Embedding scoring: offline and LLM-free. Does the label's sentence embedding sit closer to the windows
+where the feature fires than to random windows? AUROC of cosine(label, window text), activating vs random."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+
+from autointerp.explain.llm.base import LLMClient
+from autointerp.eval.scorers.base import ScoreResult, Scorer, auroc
+from autointerp.explain.format import split_windows
+from autointerp.rundir.windows import Window
+
+
+class EmbeddingScorer(Scorer):
+    name = "embedding"
+    needs_llm = False
+    _window_vectors: dict = {}
+    definition = "AUROC of cosine similarity between the label's sentence embedding and each held-out window's text embedding (all test windows: activating quantile vs random); no LLM"
+
+    def scoring_set(self, windows: list[Window]) -> list[Window]:
+        s = self.settings
+        return [w.trimmed(s.window_before, s.window_after) for w in split_windows(windows, "test", ("quantile", "top", "random"))]
+
+    async def score(self, client: LLMClient | None, windows: list[Window], label: str) -> ScoreResult:
+        chosen = self.scoring_set(windows)
+        sims = await asyncio.to_thread(self._similarities, label, [" ".join(w.text.split()) for w in chosen])
+        value = auroc([w.activating for w in chosen], sims)
+        return ScoreResult(value, {"n_windows": len(chosen)})
+
+    def _similarities(self, label: str, texts: list[str]) -> np.ndarray:
+        from autointerp.models.embedder import embed_texts
+
+        key = tuple(texts)  # the real and the shuffled label share one feature's windows: embed them once
+        if key not in self._window_vectors:
+            self._window_vectors = {key: embed_texts(list(texts), spec=self.settings.embedder)}
+        return self._window_vectors[key] @ embed_texts([label], spec=self.settings.embedder)[0]

@@ -1,0 +1,124 @@
+"""Simulation scoring (Bills et al. 2023): can an LLM, given only the label, predict activations per token?
+
+Every scoring window is written one token per line as ``token<TAB>slot``. With logprobs (the default
+when the backend has them) the prompt is sent once with ``echo=True``: at each slot the LLM's top
+alternatives give a distribution over "0".."10" and the prediction is its expected value ("all at
+once" in Bills et al.; one request per feature and label). Tokenizers that split "10" into "1","0"
+only ever show 0-9 at the slot; the scale is relative, so the correlation is unaffected.
+Without logprobs the LLM writes the numbers and they are parsed. Score: Pearson r between predicted and
+true activations pooled over all tokens of the scoring set.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+import numpy as np
+
+from autointerp.explain.llm.base import LLMClient, LLMError, Usage
+from autointerp.eval.scorers.base import ScoreResult, Scorer, pearson, with_offsets
+from autointerp.rundir.windows import Window
+
+SLOT = "0"  # placeholder the prompt carries at each slot; only the distribution predicted there is read
+DIGITS = {str(d): d for d in range(11)}
+
+
+def token_text(piece: str) -> str:
+    text = " ".join(piece.split())
+    return text or "_"
+
+
+def build_block(windows: list[Window]) -> tuple[str, list[int]]:
+    """The examples block and the character offset of every slot in it (windows separated by a blank line)."""
+    parts: list[str] = []
+    slots: list[int] = []
+    pos = 0
+    for wi, window in enumerate(windows):
+        if wi:
+            parts.append("\n")
+            pos += 1
+        for piece in window.pieces:
+            line = f"{token_text(piece)}\t"
+            slots.append(pos + len(line))
+            line += SLOT + "\n"
+            parts.append(line)
+            pos += len(line)
+    return "".join(parts), slots
+
+
+def expected_digit(top: dict[str, float]) -> float | None:
+    """E[value] over the digits among a position's top alternatives; None when no digit is among them."""
+    weights = {DIGITS[k.strip()]: math.exp(v) for k, v in top.items() if k.strip() in DIGITS}
+    total = sum(weights.values())
+    if total == 0:
+        return None
+    return sum(d * w for d, w in weights.items()) / total
+
+
+class SimulationScorer(Scorer):
+    name = "simulation"
+    template_name = "simulator"
+    definition = "Pearson r between the LLM's predicted per-token activation (0-10; expected value over digit logprobs at each token's slot when available, else parsed numbers) and the true activations, pooled over the held-out scoring windows"
+
+    async def score(self, client: LLMClient | None, windows: list[Window], label: str) -> ScoreResult:
+        chosen = self.scoring_set(windows)
+        truth = np.concatenate([w.acts for w in chosen]) if chosen else np.zeros(0)
+        if self.settings.chat:
+            predicted, usage, missing = await self._by_chat(client, chosen, label)
+        elif client.supports_logprobs and self.settings.use_logprobs:
+            predicted, usage, missing = await self._by_logprobs(client, chosen, label)
+        else:
+            predicted, usage, missing = await self._by_generation(client, chosen, label)
+        return ScoreResult(pearson(predicted, truth), {"n_tokens": int(len(truth)), "n_windows": len(chosen), "slots_without_digits": missing}, usage)
+
+    async def _by_logprobs(self, client: LLMClient, chosen: list[Window], label: str):
+        block, slots = build_block(chosen)
+        anchor = self.template.render(label=label, examples="\x00").index("\x00")
+        prompt = self.template.render(label=label, examples=block)
+        out = await client.complete(prompt, max_tokens=1, logprobs=self.settings.top_logprobs, echo=True)
+        if not out.logprobs:
+            raise LLMError("the backend returned no prompt logprobs for an echo request")
+        by_offset = {r.text_offset: r for r in with_offsets(out.logprobs)}
+        predicted, missing = [], 0
+        for slot in slots:
+            record = by_offset.get(anchor + slot)
+            value = expected_digit(record.top) if record is not None else None
+            missing += value is None
+            predicted.append(0.0 if value is None else value)
+        if missing == len(slots):
+            raise LLMError("no slot's top logprobs contained a digit (tokenizer merges the slot, or the server ignores echo)")
+        return np.asarray(predicted), out.usage, missing
+
+    async def _by_chat(self, client: LLMClient, chosen: list[Window], label: str):
+        """Chat-only APIs (no echo): one message per window listing its tokens; the reply's lines are read in
+        order, the number after each token's tab (a line without one counts as missing, predicted 0)."""
+        usage, predicted, missing = Usage(), [], 0
+        for window in chosen:
+            lines = "".join(f"{token_text(piece)}\t\n" for piece in window.pieces)
+            prompt = self.template.render(label=label, examples=lines) + "\nRepeat every line above with its number filled in, one line per word, nothing else."
+            out = await client.chat([{"role": "user", "content": prompt}], max_tokens=6 * len(window.pieces) + 8)
+            usage.add(out.usage)
+            numbers = [re.search(r"\t\s*(\d+)\s*$", line) for line in out.text.strip().split("\n")]
+            for i in range(len(window.pieces)):
+                match = numbers[i] if i < len(numbers) else None
+                missing += match is None
+                predicted.append(min(10.0, float(match.group(1))) if match else 0.0)
+        return np.asarray(predicted), usage, missing
+
+    async def _by_generation(self, client: LLMClient, chosen: list[Window], label: str):
+        """No logprobs: one request per window; the LLM continues the token<TAB>number lines itself."""
+        usage, predicted, missing = Usage(), [], 0
+        for window in chosen:
+            first = f"{token_text(window.pieces[0])}\t"
+            prompt = self.template.render(label=label, examples=first)
+            out = await client.complete(prompt, max_tokens=4 * len(window.pieces) + 4)
+            usage.add(out.usage)
+            lines = (first + out.text).split("\n")
+            values = []
+            for i in range(len(window.pieces)):
+                match = re.search(r"\t\s*(\d+)", lines[i]) if i < len(lines) else None
+                missing += match is None
+                values.append(min(10.0, float(match.group(1))) if match else 0.0)
+            predicted.extend(values)
+        return np.asarray(predicted), usage, missing

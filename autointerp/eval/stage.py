@@ -1,0 +1,183 @@
+"""The score stage: each scorer on the labels of each model, next to its shuffled-label baseline.
+
+Resumable and idempotent: scores are only computed where ``status_<scorer>`` is not "ok" under the same
+scorer identity (settings, prompt, LLM); the identity of each scorer is kept in labels.json.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from autointerp.config import RunConfig
+from autointerp.errors import UserError
+from autointerp.eval.config import ScoreConfig
+from autointerp.eval.scorers import SCORERS, make_scorer
+from autointerp.eval.pipeline import baseline_labels, score_features
+from autointerp.explain.labels import read_labels, read_meta, write_labels, write_meta
+from autointerp.explain.llm.base import LLMClient, Usage
+from autointerp.explain.prompts import load_template
+from autointerp.explain.stage import check_inputs, prompt_sha, store_usage
+from autointerp.progress import console
+from autointerp.rundir.layout import ModelDir
+from autointerp.rundir.lock import run_lock
+from autointerp.rundir.record import Decision, StageRecord, decide
+from autointerp.rundir.windows import load_windows
+
+SAVE_EVERY = 8  # features between checkpoint writes of labels.parquet
+
+
+def scorer_identity(name: str, cfg: ScoreConfig, prompts_dir: str | None, llm_backend: str, llm_model: str | None) -> dict:
+    cls = SCORERS[name]
+    settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("scorers", "shuffled_baseline")}
+    identity = {"settings": settings, "shuffled_baseline": cfg.shuffled_baseline}
+    if cls.needs_llm:
+        identity |= {"backend": llm_backend, "model": llm_model or "default", "prompt_sha": prompt_sha(load_template(cls.template_name, prompts_dir).text)}
+    return identity
+
+
+@dataclass
+class ScorePlan:
+    """What one model's score stage will do, decided once (the stage record's policy per scorer)."""
+
+    table: pd.DataFrame  # labels.parquet without the columns of scores about to be redone
+    labels: dict[int, str]  # the ok labels
+    baselines: dict[int, str]  # each feature's shuffled-in label
+    todo: dict[str, list[int]]  # scorer -> features still to score
+
+
+def plan_scores(model_dir: Path, score_cfg: ScoreConfig, names: list[str], identities: dict[str, dict], overwrite: bool) -> ScorePlan:
+    """Per scorer: reuse ok scores made the same way, redo all when ``--overwrite``, refuse other settings."""
+    table = read_labels(model_dir)
+    recorded = read_meta(model_dir).get("scorers") or {}
+    ok = table[table["status"] == "ok"]
+    labels = {int(f): str(lbl) for f, lbl in zip(ok["feature"], ok["label"])}
+    baselines = baseline_labels(labels, score_cfg.seed) if score_cfg.shuffled_baseline else {}
+    todo = {}
+    for name in names:
+        old = recorded.get(name, {}).get("identity")
+        previous = StageRecord(f"score {name}", old, {}, complete=False) if old is not None else None
+        if decide(previous, identities[name], {}, overwrite=overwrite, where=f"the {name} scores in {ModelDir(model_dir).labels}") is Decision.REDO:
+            table = table.drop(columns=[c for c in table.columns if c.endswith(f"_{name}")])
+        status = table[f"status_{name}"] if f"status_{name}" in table.columns else pd.Series([None] * len(table), index=table.index)
+        done = set(table.loc[status == "ok", "feature"].astype(int))
+        todo[name] = [f for f in sorted(labels) if f not in done]
+    return ScorePlan(table, labels, baselines, todo)
+
+
+async def run_score(client: LLMClient | None, model_dir: Path, plan: ScorePlan, score_cfg: ScoreConfig, prompts_dir: str | None, names: list[str], identities: dict[str, dict], *, concurrency: int, label: str) -> pd.DataFrame:
+    """Run each scorer on the ok labels that lack an ok score under the same identity (own + baseline label)."""
+    table, labels, baselines = plan.table, plan.labels, plan.baselines
+    meta = read_meta(model_dir)
+    meta.setdefault("scorers", {})
+    meta.setdefault("definitions", {}).update({f"score_{n}": cls.definition for n, cls in SCORERS.items()})
+    needed = sorted({f for todo in plan.todo.values() for f in todo})
+    windows = await asyncio.to_thread(load_windows, ModelDir(model_dir).exemplars, needed) if needed else {}
+    for name in names:
+        todo = plan.todo[name]
+        meta["scorers"][name] = {"identity": identities[name], "definition": SCORERS[name].definition}
+        if not todo:
+            continue
+        scorer = make_scorer(name, score_cfg, prompts_dir)
+        updates: list[dict] = []
+
+        def flush() -> None:
+            nonlocal table
+            table = _apply_updates(table, updates)
+            updates.clear()
+            write_labels(model_dir, table)
+
+        def on_done(row: dict) -> None:
+            updates.append(row)
+            if len(updates) >= SAVE_EVERY:
+                flush()
+
+        try:
+            await score_features(client if scorer.needs_llm else None, scorer, windows, labels, baselines, todo, concurrency=concurrency, on_done=on_done, description=f"{name} {label}")
+        finally:
+            flush()
+            write_meta(model_dir, meta)
+    write_meta(model_dir, meta)
+    return table
+
+
+def _apply_updates(table: pd.DataFrame, updates: list[dict]) -> pd.DataFrame:
+    if not updates:
+        return table
+    table = table.set_index("feature", drop=False)
+    for row in updates:
+        usage: Usage = row.pop("_usage", Usage())
+        feature = row["feature"]
+        for key, value in row.items():
+            if key == "feature":
+                continue
+            if key not in table.columns:
+                table[key] = None if key.startswith(("status_", "error_")) else math.nan
+            table.at[feature, key] = value
+        table.at[feature, "prompt_tokens"] = int(table.at[feature, "prompt_tokens"]) + usage.prompt_tokens
+        table.at[feature, "completion_tokens"] = int(table.at[feature, "completion_tokens"]) + usage.completion_tokens
+        table.at[feature, "cost_usd"] = float(table.at[feature, "cost_usd"]) + usage.cost_usd
+    return table.reset_index(drop=True)
+
+
+async def score_models_async(cfg: RunConfig, models, names: list[str], overwrite: bool) -> dict:
+    from autointerp.explain.llm.accounting import usage_table
+    from autointerp.explain.llm.factory import open_client
+
+    unknown = [n for n in names if n not in SCORERS]
+    if unknown:
+        raise UserError(f"unknown scorer(s) {', '.join(unknown)}; choose from {', '.join(SCORERS)}")
+    identities = {n: scorer_identity(n, cfg.score, cfg.explain.prompts_dir, cfg.llm.backend, cfg.llm.model) for n in names}
+    jobs = []
+    for entry in models:
+        model_dir = cfg.run_path / entry.slug
+        if not ModelDir(model_dir).labels.is_file():
+            raise UserError(f"no labels in {model_dir}; run `autointerp explain` first")
+        check_inputs(model_dir)
+        jobs.append((entry, model_dir, plan_scores(model_dir, cfg.score, names, identities, overwrite)))
+    llm_work = any(plan.todo[n] for _, _, plan in jobs for n in names if SCORERS[n].needs_llm)
+    if not any(plan.todo[n] for _, _, plan in jobs for n in names):
+        console.print("score: scores are up to date (nothing to do)")
+        return {}
+    summaries = {}
+
+    async def score_models(client) -> None:
+        for entry, model_dir, plan in jobs:
+            if not any(plan.todo.values()):
+                continue
+            before = client.usage.copy() if client is not None else None
+            started = time.perf_counter()
+            table = await run_score(client, model_dir, plan, cfg.score, cfg.explain.prompts_dir, names, identities, concurrency=cfg.llm.concurrency, label=entry.slug)
+            if client is not None:
+                summaries[entry.slug] = store_usage(client, before, model_dir, "score", time.perf_counter() - started, len(table))
+            console.print(_score_line(entry.slug, table, names))
+
+    if llm_work:
+        async with open_client(cfg.llm, cfg.run_path) as client:
+            await score_models(client)
+            console.print(usage_table(list(summaries.values()), title="score: LLM usage"))
+    else:
+        await score_models(None)
+    return summaries
+
+
+def _score_line(slug: str, table, names: list[str]) -> str:
+    parts = []
+    for n in names:
+        if f"score_{n}" in table.columns:
+            parts.append(f"{n} {table[f'score_{n}'].mean():.3f} (baseline {table.get(f'baseline_{n}', table[f'score_{n}'] * float('nan')).mean():.3f})")
+    return f"score {slug}: mean " + ", ".join(parts)
+
+
+def score_all(cfg: RunConfig, overwrite: bool = False, scorers: list[str] | None = None, models=None) -> dict:
+    """Score the labels of every configured model with ``[score] scorers`` (``autointerp score`` and ``run``)."""
+    with run_lock(cfg.run_path):
+        return asyncio.run(score_models_async(cfg, cfg.models if models is None else models, list(scorers or cfg.score.scorers), overwrite))
+
+

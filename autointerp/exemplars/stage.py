@@ -1,0 +1,66 @@
+"""The exemplars stage: encode each model's harvest with its SAE and mine per-feature windows."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.table import Table
+
+from autointerp.config import ModelEntry, RunConfig
+from autointerp.data.corpus import load_saved_documents
+from autointerp.errors import UserError
+from autointerp.exemplars.mine import mine_exemplars
+from autointerp.io import file_sha256
+from autointerp.progress import console
+from autointerp.provenance import save_resolved_config
+from autointerp.rundir.layout import RunDir
+from autointerp.rundir.lock import run_lock
+from autointerp.rundir.record import Decision, StageRecord, decide
+from autointerp.sae.saelens import load_sae
+
+
+@dataclass
+class ExemplarOutcome:
+    out_dir: Path
+    skipped: bool
+    counts: dict
+
+
+def exemplar_inputs(sae_weights: Path) -> dict:
+    """What the windows depend on besides the settings: the SAE that encoded the harvest."""
+    return {"sae_sha256": file_sha256(sae_weights)}
+
+
+def exemplars_stage(cfg: RunConfig, entry: ModelEntry, *, overwrite: bool = False, progress: bool = True) -> ExemplarOutcome:
+    """Encode the harvest with the trained SAE and mine per-feature exemplars (no-op when unchanged)."""
+    run = RunDir(cfg.run_path)
+    model = run.model(entry.slug)
+    if not model.sae.weights.is_file():
+        raise UserError(f"no trained SAE in {model.sae_dir}; run `autointerp train` first")
+    settings, inputs = {"exemplars": dataclasses.asdict(cfg.exemplars)}, exemplar_inputs(model.sae.weights)
+    previous = StageRecord.load(model.exemplars_record)
+    if decide(previous, settings, inputs, overwrite=overwrite, where=model.exemplars) is Decision.REUSE and model.exemplars.is_file():
+        return ExemplarOutcome(model.root, True, previous.summary)
+    sae = load_sae(model.sae_dir)
+    docs = load_saved_documents(run.corpus)
+    result = mine_exemplars(sae, model.harvest, docs, model.root, cfg.exemplars, progress=progress)
+    counts = {"n_rows": result.n_rows, "n_features": result.n_features, "n_dead": result.n_dead, "n_windows": result.n_windows, "level": result.level}
+    StageRecord("exemplars", settings, inputs, summary=counts).save(model.exemplars_record)
+    return ExemplarOutcome(model.root, False, counts)
+
+
+def exemplars_all(cfg: RunConfig, overwrite: bool = False, models: list[ModelEntry] | None = None) -> None:
+    """Mine exemplars for every model and print one table (``autointerp exemplars`` and ``autointerp run``)."""
+    with run_lock(cfg.run_path):
+        models = cfg.models if models is None else models
+        save_resolved_config(cfg)
+        table = Table(title=f"exemplars: {cfg.run_path}")
+        for col in ("model", "level", "rows scanned", "features", "dead", "windows", "status"):
+            table.add_column(col)
+        for entry in models:
+            outcome = exemplars_stage(cfg, entry, overwrite=overwrite)
+            c = outcome.counts
+            table.add_row(entry.slug, c["level"], f"{c['n_rows']:,}", str(c["n_features"]), str(c["n_dead"]), f"{c['n_windows']:,}", "cached" if outcome.skipped else "mined")
+        console.print(table)

@@ -1,0 +1,36 @@
+"""``[harvest]``: where and how activations are read. Kept free of heavy imports (torch) so that reading a
+config, or running `autointerp --help`, stays fast."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from autointerp.errors import UserError
+
+SITES = ("resid", "mlp")  # autointerp.models.load.SITES
+LEVELS = ("token", "sequence")
+POOLS = ("last", "mean")
+STORAGE_DTYPE_NAMES = ("float32", "bfloat16", "float16")
+
+
+@dataclass
+class HarvestConfig:
+    layer: int = 6
+    site: str = "resid"  # resid: residual stream after block `layer`; mlp: that block's MLP output
+    ctx_len: int = 128
+    batch_size: int = 16
+    level: str = "token"  # token: one row per token; sequence: one row per document
+    pool: str = "last"  # sequence level: last real (non-special) token, or mean over real tokens
+    keep_special: bool = False  # store BOS/CLS/SEP rows too (token level)
+    dtype: str = "float32"  # storage dtype of the shards
+    compute_dtype: str = "auto"  # auto: bf16 on CUDA, float32 on CPU
+    device: str = "auto"
+    shard_tokens: int = 16_384  # approximate rows per shard (token level); the last shard is held out for evaluation
+
+    def validate(self) -> None:
+        for name, allowed in (("site", SITES), ("level", LEVELS), ("pool", POOLS), ("dtype", STORAGE_DTYPE_NAMES)):
+            if getattr(self, name) not in allowed:
+                raise UserError(f"[harvest] {name} = '{getattr(self, name)}' is unknown; use one of {', '.join(allowed)}")
+        for name in ("ctx_len", "batch_size", "shard_tokens"):
+            if getattr(self, name) < 1:
+                raise UserError(f"[harvest] {name} = {getattr(self, name)} must be positive (--{name.replace('_', '-')})")

@@ -1,0 +1,195 @@
+"""Every path and file name of a run directory, in one place.
+
+::
+
+    runs/<name>/config.toml                  resolved config (provenance)
+    runs/<name>/autointerp.json              version that wrote the directory
+    runs/<name>/.lock                        held by the process working in the directory
+    runs/<name>/llm_cache.sqlite             every LLM request/response, keyed by a hash of the request
+    runs/<name>/corpus/                      documents.parquet, corpus.json, selection.json
+    runs/<name>/<model>/harvest/             shard_NNNNN.safetensors + shard_NNNNN.parquet token index, harvest.json
+    runs/<name>/<model>/sae/                 sae_weights.safetensors, cfg.json, sparsity.safetensors (SAELens layout),
+                                             metrics.json, train.json, checkpoints/
+    runs/<name>/<model>/                     exemplars.parquet, feature_stats.parquet, exemplars.json,
+                                             exemplars_stage.json, labels.parquet, labels.json
+    runs/<name>/compare/<A>__<B>/            matches.parquet, null.parquet, features.parquet, stats.json, compare.json, cache/
+    runs/<name>/report.md, report.json, plots/, pages/
+
+No other module spells one of these names: stages ask a ``RunDir`` / ``ModelDir`` / ``PairDir`` for paths.
+The SAELens file names live here too, because an SAE directory outside a run has the same layout.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+# run level
+CONFIG_FILE = "config.toml"
+VERSION_FILE = "autointerp.json"
+LOCK_FILE = ".lock"
+LLM_CACHE_FILE = "llm_cache.sqlite"
+# corpus
+CORPUS_DIR = "corpus"
+DOCUMENTS_FILE = "documents.parquet"
+CORPUS_META_FILE = "corpus.json"
+SELECTION_FILE = "selection.json"
+# per model
+HARVEST_DIR = "harvest"
+HARVEST_MANIFEST = "harvest.json"
+SAE_DIR = "sae"
+SAE_WEIGHTS_FILE = "sae_weights.safetensors"
+SAE_CFG_FILE = "cfg.json"
+SAE_SPARSITY_FILE = "sparsity.safetensors"
+SAE_METRICS_FILE = "metrics.json"
+TRAIN_RECORD = "train.json"
+CHECKPOINT_DIR = "checkpoints"
+CHECKPOINT_FILE = "checkpoint.safetensors"
+EXEMPLARS_FILE = "exemplars.parquet"
+FEATURE_STATS_FILE = "feature_stats.parquet"
+EXEMPLARS_META_FILE = "exemplars.json"
+EXEMPLARS_RECORD = "exemplars_stage.json"
+LABELS_FILE = "labels.parquet"
+LABELS_META_FILE = "labels.json"
+# per pair of models
+COMPARE_DIR = "compare"
+MATCHES_FILE = "matches.parquet"
+NULL_FILE = "null.parquet"
+FEATURES_FILE = "features.parquet"
+STATS_FILE = "stats.json"
+COMPARE_RECORD = "compare.json"
+COMPARE_CACHE_DIR = "cache"
+# report (in the run directory, or wherever --out points)
+REPORT_FILE = "report.md"
+REPORT_RECORD = "report.json"
+PLOTS_DIR = "plots"
+PAGES_DIR = "pages"
+PAGES_INDEX = "index.html"
+
+
+def shard_stem(index: int) -> str:
+    return f"shard_{index:05d}"
+
+
+@dataclass(frozen=True)
+class ShardPaths:
+    """One harvest shard: activations (safetensors) and its token index (parquet)."""
+
+    activations: Path
+    index: Path
+
+    @classmethod
+    def of(cls, harvest_dir: Path, index: int) -> ShardPaths:
+        stem = shard_stem(index)
+        return cls(Path(harvest_dir) / f"{stem}.safetensors", Path(harvest_dir) / f"{stem}.parquet")
+
+
+def shard_number(path: Path) -> int:
+    """The index of a shard from its activations (or index) file name."""
+    return int(Path(path).stem.split("_")[1])
+
+
+@dataclass(frozen=True)
+class SAEFiles:
+    """An SAE directory in the SAELens layout (our trained SAEs, or one given by the user)."""
+
+    root: Path
+
+    weights = property(lambda self: self.root / SAE_WEIGHTS_FILE)
+    cfg = property(lambda self: self.root / SAE_CFG_FILE)
+    sparsity = property(lambda self: self.root / SAE_SPARSITY_FILE)
+    metrics = property(lambda self: self.root / SAE_METRICS_FILE)
+    record = property(lambda self: self.root / TRAIN_RECORD)
+    checkpoints = property(lambda self: self.root / CHECKPOINT_DIR)
+    checkpoint = property(lambda self: self.root / CHECKPOINT_DIR / CHECKPOINT_FILE)
+
+
+@dataclass(frozen=True)
+class ModelDir:
+    """``runs/<name>/<model>/``: one model's harvest, SAE, exemplars and labels."""
+
+    root: Path
+
+    @property
+    def slug(self) -> str:
+        return self.root.name
+
+    harvest = property(lambda self: self.root / HARVEST_DIR)
+    manifest = property(lambda self: self.root / HARVEST_DIR / HARVEST_MANIFEST)
+    sae_dir = property(lambda self: self.root / SAE_DIR)
+    sae = property(lambda self: SAEFiles(self.root / SAE_DIR))
+    exemplars = property(lambda self: self.root / EXEMPLARS_FILE)
+    feature_stats = property(lambda self: self.root / FEATURE_STATS_FILE)
+    exemplars_meta = property(lambda self: self.root / EXEMPLARS_META_FILE)
+    exemplars_record = property(lambda self: self.root / EXEMPLARS_RECORD)
+    labels = property(lambda self: self.root / LABELS_FILE)
+    labels_meta = property(lambda self: self.root / LABELS_META_FILE)
+
+
+@dataclass(frozen=True)
+class PairDir:
+    """``runs/<name>/compare/<A>__<B>/``: the comparison of two models."""
+
+    root: Path
+
+    @property
+    def names(self) -> tuple[str, str]:
+        a, _, b = self.root.name.partition("__")
+        return a, b
+
+    matches = property(lambda self: self.root / MATCHES_FILE)
+    null = property(lambda self: self.root / NULL_FILE)
+    features = property(lambda self: self.root / FEATURES_FILE)
+    stats = property(lambda self: self.root / STATS_FILE)
+    record = property(lambda self: self.root / COMPARE_RECORD)
+    cache = property(lambda self: self.root / COMPARE_CACHE_DIR)
+
+    def outputs(self) -> tuple[Path, ...]:
+        return (self.matches, self.null, self.features, self.stats)
+
+    def cache_file(self, level: str) -> Path:
+        return self.cache / f"{level}.safetensors"
+
+
+@dataclass(frozen=True)
+class ReportDir:
+    """Where the report is written: the run directory, or ``autointerp report --out DIR``."""
+
+    root: Path
+
+    markdown = property(lambda self: self.root / REPORT_FILE)
+    record = property(lambda self: self.root / REPORT_RECORD)
+    plots = property(lambda self: self.root / PLOTS_DIR)
+    pages = property(lambda self: self.root / PAGES_DIR)
+    index = property(lambda self: self.root / PAGES_DIR / PAGES_INDEX)
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """``runs/<name>/``: the whole run."""
+
+    root: Path
+
+    config = property(lambda self: self.root / CONFIG_FILE)
+    version = property(lambda self: self.root / VERSION_FILE)
+    lock = property(lambda self: self.root / LOCK_FILE)
+    llm_cache = property(lambda self: self.root / LLM_CACHE_FILE)
+    corpus = property(lambda self: self.root / CORPUS_DIR)
+    documents = property(lambda self: self.root / CORPUS_DIR / DOCUMENTS_FILE)
+    corpus_meta = property(lambda self: self.root / CORPUS_DIR / CORPUS_META_FILE)
+    selection = property(lambda self: self.root / CORPUS_DIR / SELECTION_FILE)
+    compare = property(lambda self: self.root / COMPARE_DIR)
+    report = property(lambda self: ReportDir(self.root))
+
+    def model(self, slug: str) -> ModelDir:
+        return ModelDir(self.root / slug)
+
+    def pair(self, a: str, b: str) -> PairDir:
+        return PairDir(self.root / COMPARE_DIR / f"{a}__{b}")
+
+    def pairs(self) -> list[PairDir]:
+        """Existing comparison directories, sorted by name."""
+        return [PairDir(p) for p in sorted(self.compare.glob("*__*")) if p.is_dir()]
+
+    def harvest_manifests(self) -> list[Path]:
+        return sorted(self.root.glob(f"*/{HARVEST_DIR}/{HARVEST_MANIFEST}"))

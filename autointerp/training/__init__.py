@@ -1,1 +1,0 @@
-"""Harvesting (contexts, shards), SAEs (architectures, trainer, metrics) and exemplar mining."""

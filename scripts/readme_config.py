@@ -1,0 +1,88 @@
+"""The README's config listing (## Configuration), generated from the config dataclasses: every TOML key
+with its default and the comment on its line in the source. Fields marked ``metadata={"toml": False}``
+(set by the code, e.g. ``SAEConfig.d_in``) are not keys and are left out.
+
+    .venv/bin/python scripts/readme_config.py           # print the listing
+    .venv/bin/python scripts/readme_config.py --write   # replace the listing in README.md
+    .venv/bin/python scripts/readme_config.py --check   # exit 1 if README.md's listing is stale (tests/test_config.py)
+"""
+
+from __future__ import annotations
+
+import inspect
+import io
+import re
+import sys
+import textwrap
+import tokenize
+from pathlib import Path
+
+from autointerp.config import SECTIONS, RunConfig, default_models, section_settings, toml_fields, toml_value
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+HEADER = 'name = "default"            # run directory: runs/<name> unless run_dir = "..." is set'
+MODELS_COMMENT = "# two or more; per-model layer/site override [harvest]"
+
+
+def field_comments(cls) -> dict[str, str]:
+    """The comment at the end of each field's line in ``cls``'s source."""
+    source = textwrap.dedent(inspect.getsource(cls))
+    comments = {tok.start[0]: tok.string.lstrip("#").strip()
+                for tok in tokenize.generate_tokens(io.StringIO(source).readline) if tok.type == tokenize.COMMENT}
+    names = {f.name for f in toml_fields(cls)}
+    out = {}
+    for number, line in enumerate(source.splitlines(), 1):
+        match = re.match(r"    (\w+)\s*:", line)
+        if match and match.group(1) in names and number in comments and line.lstrip()[0] != "#":
+            out[match.group(1)] = comments[number]
+    return out
+
+
+def _line(key: str, value, comment: str | None) -> str:
+    if value is None:
+        text = f"# {key} ="
+    else:
+        text = f"{key} = {'{ ... }' if isinstance(value, dict) and value else toml_value(value)}"
+    return text + (f"  # {comment}" if comment else "")
+
+
+def listing() -> str:
+    """The TOML block: exactly what `autointerp run` uses with no arguments."""
+    cfg = RunConfig()
+    lines = [HEADER]
+    for name, cls in SECTIONS.items():
+        lines += ["", f"[{name}]"]
+        if name == "corpus":
+            lines.append(_line("max_tokens", cfg.max_tokens, field_comments(RunConfig).get("max_tokens")))
+        comments = field_comments(cls)
+        lines += [_line(key, value, comments.get(key)) for key, value in section_settings(getattr(cfg, name)).items()]
+    for i, entry in enumerate(default_models()):
+        lines += ["", "[[models]]" + (" " * 18 + MODELS_COMMENT if i == 0 else "")]
+        lines += [f"{key} = {toml_value(value)}" for key, value in section_settings(entry).items() if value is not None]
+    return "\n".join(lines) + "\n"
+
+
+def _span(text: str) -> tuple[int, int]:
+    """Start and end offsets of the listing's body in the README (the first toml block after ## Configuration)."""
+    section = text.index("\n## Configuration\n")
+    start = text.index("```toml\n", section) + len("```toml\n")
+    return start, text.index("```", start)
+
+
+def main(argv: list[str]) -> int:
+    text = README.read_text(encoding="utf-8")
+    start, end = _span(text)
+    if "--check" in argv:
+        if text[start:end] != listing():
+            print("README.md's config listing is stale: run .venv/bin/python scripts/readme_config.py --write")
+            return 1
+        return 0
+    if "--write" in argv:
+        README.write_text(text[:start] + listing() + text[end:], encoding="utf-8")
+        return 0
+    sys.stdout.write(listing())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
