@@ -71,7 +71,7 @@ def run(config: ConfigOpt = None, run_dir: RunDirOpt = None, name: NameOpt = Non
     from autointerp.provenance import run_dir_differences
     from autointerp.rundir.lock import run_lock
 
-    with run_lock(cfg.run_path):  # held across the stages (each stage takes it again: reentrant)
+    with run_lock(cfg.run_path, create=True):  # held across the stages (each stage takes it again: reentrant)
         for line in run_dir_differences(cfg, settings=not overwrite):
             console.print(f"[yellow]note:[/] {escape(line)}", highlight=False, soft_wrap=True)
         done: set[str] = set()

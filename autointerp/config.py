@@ -114,6 +114,7 @@ class RunConfig:
                 section.validate()
         for entry in self.models:
             entry.validate()
+            self.harvest_for(entry).validate()  # a model's own site
         slugs = [m.slug for m in self.models]
         if len(set(slugs)) != len(slugs):
             raise UserError(f"two [[models]] entries share the directory name {slugs}; give them distinct `name = ...`")

@@ -16,8 +16,8 @@ from autointerp.errors import UserError
 from autointerp.explain.config import ExplainConfig
 from autointerp.explain.explainer import build_prompt, format_example, parse_label
 from autointerp.explain.prompts import REQUIRED, load_template
-from autointerp.explain.windows import Window, load_windows
 from autointerp.io import write_json
+from autointerp.rundir.windows import Window, load_windows
 from explain_helpers import make_run
 
 
@@ -44,7 +44,9 @@ def test_user_template_overrides_and_missing_placeholder_is_named(tmp_path):
 
 def _window(pieces, acts, kind="top", split="train"):
     acts = np.asarray(acts, dtype=np.float32)
-    return Window(0, split, kind, tuple(pieces), ("",) * len(pieces), acts, float(acts.max()), int(acts.argmax()))
+    ends = np.cumsum([len(p) for p in pieces]).tolist()
+    starts = [0] + ends[:-1]
+    return Window(0, split, kind, 0, "doc", float(acts.max()), int(acts.argmax()), tuple(pieces), acts, tuple(starts), tuple(ends), "".join(pieces))
 
 
 def test_explainer_marks_firing_tokens_with_0_10_strengths(tmp_path):

@@ -60,6 +60,7 @@ def _try(run_dir: Path) -> str:
 
 def test_second_process_is_refused_naming_the_holder_then_gets_it(tmp_path):
     run_dir = tmp_path / "run"
+    run_dir.mkdir()
     holder = _hold(run_dir)
     try:
         out = _try(run_dir)
@@ -77,6 +78,7 @@ def test_second_process_is_refused_naming_the_holder_then_gets_it(tmp_path):
 
 def test_reentrant_within_one_process(tmp_path):
     run_dir = tmp_path / "run"
+    run_dir.mkdir()
     with run_lock(run_dir):
         with run_lock(run_dir / "." ):  # the same directory spelled differently
             assert read_holder(RunDir(run_dir).lock).pid == os.getpid()
@@ -87,6 +89,7 @@ def test_reentrant_within_one_process(tmp_path):
 
 def test_disabled_and_non_zero_torchrun_ranks_do_not_lock(tmp_path, monkeypatch):
     run_dir = tmp_path / "run"
+    run_dir.mkdir()
     holder = _hold(run_dir)
     try:
         with run_lock(run_dir, enabled=False):
@@ -105,6 +108,7 @@ def test_disabled_and_non_zero_torchrun_ranks_do_not_lock(tmp_path, monkeypatch)
 
 def test_lock_of_a_killed_process_is_taken_over(tmp_path):
     run_dir = tmp_path / "run"
+    run_dir.mkdir()
     holder = _hold(run_dir)
     holder.send_signal(signal.SIGKILL)
     holder.wait(timeout=60)
@@ -119,6 +123,7 @@ def test_lock_of_a_killed_process_is_taken_over(tmp_path):
 
 def test_cli_refuses_a_locked_run_directory_before_writing(tiny_model_dirs, text_corpus, tmp_path):
     run_dir = tmp_path / "run"
+    run_dir.mkdir()
     holder = _hold(run_dir)
     try:
         before = {p: (p.stat().st_size, p.stat().st_mtime_ns) for p in run_dir.rglob("*")}
@@ -138,6 +143,7 @@ def test_cli_refuses_a_locked_run_directory_before_writing(tiny_model_dirs, text
 
 def test_report_elsewhere_does_not_need_the_lock(tmp_path):
     run_dir = tmp_path / "run"
+    run_dir.mkdir()
     holder = _hold(run_dir)
     try:
         result = subprocess.run([sys.executable, "-m", "autointerp", "report", "--out", str(tmp_path / "elsewhere"), "--run-dir", str(run_dir)],

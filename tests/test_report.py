@@ -19,8 +19,8 @@ from test_report_fixture import (
 )
 from typer.testing import CliRunner
 
+from autointerp.report.pages import shown_windows
 from autointerp.report.stage import report_stage
-from autointerp.report.windows import load_windows, pieces, snippet
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -64,7 +64,9 @@ def test_label_quality_table_matches_labels_parquet(report):
     assert "timeout after 3 retries (1)" in section
     meta = json.loads((cfg.run_path / "beta" / "labels.json").read_text())
     assert f"score usage: {meta['usage']['score']['prompt_tokens']:,} prompt" in section and f"{2 * 8} calls" in section
-    assert "*score\\_embedding*: AUROC of label-window similarity" in md and "not a scorer" not in md
+    # scorer definitions from labels.json are printed; the other columns' definitions are not
+    assert "*score\\_embedding*: AUROC of cosine similarity between the label's sentence embedding" in md
+    assert "the explainer's full answer, before parsing" not in md
 
 
 def test_matched_concepts_table_in_rank_order_with_exemplars(report):
@@ -233,11 +235,11 @@ def test_config_controls_pages_and_table_size(tmp_path):
 
 def test_windows_pieces_rebuild_text_and_mark_max_token(report):
     cfg, _, _ = report
-    windows = load_windows(cfg.run_path / "alpha" / "exemplars.parquet", [0, 3], n_top=2, n_quantile=1)
+    windows = shown_windows(cfg.run_path / "alpha" / "exemplars.parquet", [0, 3], n_top=2, n_quantile=1)
     assert set(windows) == {0, 3} and all(len(w) == 3 for w in windows.values())
     for w in windows[0] + windows[3]:
-        assert "".join(p.text for p in pieces(w)) == w.text
-        _, token, _ = snippet(w, 40)
+        assert "".join(p.text for p in w.segments()) == w.text
+        _, token, _ = w.snippet(40)
         assert token == w.tokens[w.max_index]
     assert [w.kind for w in windows[3]] == ["top", "top", "quantile"]
     assert windows[3][0].max_act >= windows[3][1].max_act

@@ -1,7 +1,8 @@
 """A small but realistic run directory in the agreed artifact layout, for the report tests.
 
-Written with pandas/pyarrow exactly as the stages write them (harvest.json, sae/metrics.json, cfg.json,
-feature_stats.parquet, exemplars.parquet with the exemplar schema, labels.parquet/json, compare/<A>__<B>/).
+Written through the stages' own writers and paths (``RunDir``; ``save_documents``, ``save_sae``,
+``write_exemplars``, ``write_labels``/``write_meta``, compare's ``write_parquet`` with ``MATCHES_SCHEMA``), with
+contents chosen by hand: harvest.json and metrics.json are the JSON the harvest and train stages record.
 One document is hostile: it carries ``<script>`` and ``<img onerror>`` payloads that would change the
 page title and add an element with id "pwned" if they ever ran, and one label does the same.
 
@@ -19,10 +20,18 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from autointerp.compare.tables import MATCHES_SCHEMA, write_parquet
 from autointerp.config import ModelEntry, RunConfig, to_toml
+from autointerp.data.corpus import CorpusConfig, CorpusStats, Document, save_documents
 from autointerp.errors import UserError
+from autointerp.eval.scorers import SCORERS as SCORER_CLASSES
+from autointerp.exemplars.mine import EXEMPLAR_SCHEMA, write_exemplars
+from autointerp.explain.labels import write_labels, write_meta
 from autointerp.io import write_json
-from autointerp.exemplars.mine import EXEMPLAR_SCHEMA
+from autointerp.rundir.layout import ModelDir, PairDir, RunDir
+from autointerp.sae.config import SAEConfig
+from autointerp.sae.registry import create_sae
+from autointerp.sae.saelens import save_sae
 
 PAYLOAD = "<script>document.title='PWNED';document.body.appendChild(document.createElement('div')).id='pwned'</script>"
 IMG_PAYLOAD = "<img src=x onerror=\"document.title='PWNED';var d=document.createElement('div');d.id='pwned';document.body.appendChild(d)\">"
@@ -68,34 +77,32 @@ def fixture_config(root: Path) -> RunConfig:
 def make_run(root: Path, *, labels: bool = True, scores: bool = True, compare: bool = True, seed: int = 0) -> RunConfig:
     """Write the fixture run under ``root/run`` and return its config."""
     cfg = fixture_config(root)
-    run = cfg.run_path
+    run = RunDir(cfg.run_path)
     rng = np.random.default_rng(seed)
-    run.mkdir(parents=True, exist_ok=True)
-    (run / "config.toml").write_text(to_toml(cfg), encoding="utf-8")
-    docs = pd.DataFrame({"doc_id": list(DOCS), "text": list(DOCS.values())})
-    (run / "corpus").mkdir(exist_ok=True)
-    docs.to_parquet(run / "corpus" / "documents.parquet", index=False)
-    write_json(run / "corpus" / "corpus.json", {"config": {"dataset": "fixture-corpus", "config_name": None}, "n_docs": len(DOCS),
-                                                "n_chars": sum(len(t) for t in DOCS.values())})
+    run.root.mkdir(parents=True, exist_ok=True)
+    run.config.write_text(to_toml(cfg), encoding="utf-8")
+    save_documents(run.corpus, [Document(d, t) for d, t in DOCS.items()], CorpusStats(n_seen=len(DOCS), n_kept=len(DOCS)),
+                   CorpusConfig(dataset="fixture-corpus"))
     n_tokens = sum(len(tokenize(t)) for t in DOCS.values())
     for slug, layer in (("alpha", 2), ("beta", 1)):
-        _model(run / slug, slug, layer, n_tokens, rng)
+        _model(run.model(slug), slug, layer, n_tokens, rng)
         if labels:
-            _labels(run / slug, slug, rng, scores)
+            _labels(run.model(slug), slug, rng, scores)
     if compare:
-        _compare(run / "compare" / "alpha__beta", rng, with_labels=labels)
+        _compare(run.pair("alpha", "beta"), rng, with_labels=labels)
     return cfg
 
 
-def _model(folder: Path, slug: str, layer: int, n_tokens: int, rng) -> None:
-    write_json(folder / "harvest" / "harvest.json", {
-        "complete": True, "d_model": 16 if slug == "alpha" else 8, "hook_name": f"layers.{layer}", "n_contexts": 10,
+def _model(folder: ModelDir, slug: str, layer: int, n_tokens: int, rng) -> None:
+    d_model = 16 if slug == "alpha" else 8
+    write_json(folder.manifest, {
+        "complete": True, "d_model": d_model, "hook_name": f"layers.{layer}", "n_contexts": 10,
         "n_documents": len(DOCS), "n_shards": 1, "shards": [{"index": 0, "rows": n_tokens}],
         "identity": {"layer": layer, "site": "resid", "level": "token", "ctx_len": 32, "model": f"fixture/{slug}"},
         "model": {"n_layers": 4 if slug == "alpha" else 3, "spec": f"fixture/{slug}"},
     })
-    write_json(folder / "sae" / "metrics.json", METRICS[slug] | {"definitions": {"fvu": "fraction of variance unexplained (fixture)"}})
-    write_json(folder / "sae" / "cfg.json", {"d_sae": D_SAE, "architecture": "topk", "k": 4})
+    write_json(folder.sae.metrics, METRICS[slug] | {"definitions": {"fvu": "fraction of variance unexplained (fixture)"}})
+    save_sae(create_sae(SAEConfig(d_in=d_model, d_sae=D_SAE, architecture="topk", k=4), seed=0), folder.sae_dir)
     density = np.round(np.linspace(0.30, 0.01, D_SAE), 4)
     density[DEAD_FEATURE] = 0.0
     max_act = np.round(np.linspace(5.0, 1.0, D_SAE), 3).astype(np.float32)
@@ -103,7 +110,6 @@ def _model(folder: Path, slug: str, layer: int, n_tokens: int, rng) -> None:
     stats = pd.DataFrame({"feature": np.arange(D_SAE, dtype=np.int32), "n_active_tokens": (density * n_tokens).astype(np.int64),
                           "density": density, "max_act": max_act, "mean_act": (max_act / 2).astype(np.float32),
                           "n_contexts_active": np.minimum(10, (density * 40).astype(np.int64)), "dead": density == 0})
-    stats.to_parquet(folder / "feature_stats.parquet", index=False)
     rows = []
     doc_ids = list(DOCS)
     for feature in range(D_SAE):
@@ -114,9 +120,7 @@ def _model(folder: Path, slug: str, layer: int, n_tokens: int, rng) -> None:
                 # Feature 0's best window is the hostile document: its page must show the payload as text.
                 doc = "fixture/hostile" if (feature == 0 and kind == "top" and rank == 0) else doc_ids[int(rng.integers(1, len(doc_ids)))]
                 rows.append(_window(feature, kind, rank, doc, float(max_act[feature]) * (1 - 0.1 * rank), rng))
-    table = pa.Table.from_pylist(rows, schema=EXEMPLAR_SCHEMA)
-    pq.write_table(table, folder / "exemplars.parquet")
-    write_json(folder / "exemplars.json", {"n_rows": n_tokens, "level": "token", "n_features": D_SAE, "n_dead": 1, "n_windows": len(rows)})
+    write_exemplars(folder, pa.Table.from_pylist(rows, schema=EXEMPLAR_SCHEMA), stats, {"n_rows": n_tokens, "level": "token"})
 
 
 def _window(feature: int, kind: str, rank: int, doc_id: str, peak: float, rng) -> dict:
@@ -139,7 +143,7 @@ def label_text(slug: str, feature: int) -> str:
     return f"{topics[feature % len(topics)]} ({slug})"
 
 
-def _labels(folder: Path, slug: str, rng, scores: bool) -> None:
+def _labels(folder: ModelDir, slug: str, rng, scores: bool) -> None:
     n = N_LABELLED
     status = ["failed" if f == FAILED_FEATURE else "ok" for f in range(n)]
     frame = pd.DataFrame({
@@ -159,15 +163,18 @@ def _labels(folder: Path, slug: str, rng, scores: bool) -> None:
             base = np.round(rng.uniform(0.40, 0.60, n), 4)
             score[FAILED_FEATURE] = base[FAILED_FEATURE] = np.nan
             frame[f"score_{s}"], frame[f"baseline_{s}"] = score, base
-    frame.to_parquet(folder / "labels.parquet", index=False)
+            frame[f"status_{s}"] = ["failed" if f == FAILED_FEATURE else "ok" for f in range(n)]
+    write_labels(folder.root, frame)
     usage = {"prompt_tokens": int(frame["prompt_tokens"].sum()), "completion_tokens": int(frame["completion_tokens"].sum()), "cost_usd": 0.0, "calls": n}
-    # As `autointerp explain` / `score` write it: usage per stage.
-    write_json(folder / "labels.json", {"usage": {"explain": usage, "score": usage | {"calls": 2 * n}}, "explainer_model": EXPLAINER,
-                                        "scorers": list(SCORERS) if scores else [], "definitions": {"score_embedding": "AUROC of label-window similarity (fixture)", "raw": "not a scorer"}})
+    # As `autointerp explain` / `score` record it: identities, usage per stage, column definitions.
+    scorers = {s: {"identity": {"settings": {"seed": 0}}, "definition": SCORER_CLASSES[s].definition} for s in SCORERS} if scores else {}
+    write_meta(folder.root, {"explain_identity": {"settings": {"backend": "fixture", "model": EXPLAINER}, "inputs": {}},
+                             "usage": {"explain": usage, "score": usage | {"calls": 2 * n}}, "explainer_model": EXPLAINER, "scorers": scorers,
+                             "definitions": {f"score_{s}": c["definition"] for s, c in scorers.items()}})
 
 
-def _compare(folder: Path, rng, with_labels: bool) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
+def _compare(folder: PairDir, rng, with_labels: bool) -> None:
+    folder.root.mkdir(parents=True, exist_ok=True)
     rows = []
     # 0..5: both matchings agree; 6..8: activation only; 9, 10: label only (different partners).
     for i in range(11):
@@ -184,14 +191,17 @@ def _compare(folder: Path, rng, with_labels: bool) -> None:
     frame = pd.DataFrame(rows)
     frame["combined_score"] = (frame["activation_corr"].fillna(0) + frame["label_similarity"].fillna(0)).astype(np.float32)
     frame["combined_rank"] = frame["combined_score"].rank(ascending=False, method="first").astype(np.int32)
-    frame = frame.astype({"feature_a": np.int32, "feature_b": np.int32, "activation_corr": np.float32, "label_similarity": np.float32})
-    frame.to_parquet(folder / "matches.parquet", index=False)
-    pd.DataFrame({"corr": rng.normal(0, 0.08, 400).astype(np.float32)}).to_parquet(folder / "null.parquet", index=False)
+    frame["activation_confidence"] = np.where(frame["method"] == "label", np.nan, 1 - frame["p_value"])
+    frame["label_confidence"] = np.where(frame["label_similarity"].notna(), 0.5, np.nan)
+    frame = frame.astype({"feature_a": np.int32, "feature_b": np.int32, "activation_corr": np.float32, "label_similarity": np.float32,
+                          "activation_confidence": np.float32, "label_confidence": np.float32})
+    write_parquet(frame, folder.matches, MATCHES_SCHEMA)
+    write_parquet(pd.DataFrame({"corr": rng.normal(0, 0.08, 400).astype(np.float32)}), folder.null)
     feats = pd.DataFrame([{"model": m, "feature": f, "dead": f == DEAD_FEATURE, "domain": ["geography", "economy", "people"][f % 3],
                            "n_docs_spanned": int(1 + f % 5), "label_specificity": 0.5} for m in ("alpha", "beta") for f in range(D_SAE)])
-    feats.astype({"feature": np.int32, "n_docs_spanned": np.int32}).to_parquet(folder / "features.parquet", index=False)
+    write_parquet(feats.astype({"feature": np.int32, "n_docs_spanned": np.int32}), folder.features)
     act = frame[frame["method"] != "label"]["activation_corr"]
-    write_json(folder / "stats.json", {
+    write_json(folder.stats, {
         "model_a": "alpha", "model_b": "beta", "unit": "word", "n_units": 777, "n_features_a": D_SAE, "n_features_b": D_SAE,
         "n_dead_a": 1, "n_dead_b": 1, "null": {"threshold": 0.3, "alpha": 0.05, "n_samples": 400, "method": "document shuffle"},
         "n_shared": int(frame["shared"].sum()), "activation": {"n_pairs": len(act), "mean_corr": float(act.mean()), "median_corr": float(act.median())},
@@ -222,7 +232,7 @@ def test_contract_violation_names_file_and_column(tmp_path):
     from autointerp.report.artifacts import load_run_inputs
 
     cfg = make_run(tmp_path)
-    path = cfg.run_path / "compare" / "alpha__beta" / "matches.parquet"
+    path = RunDir(cfg.run_path).pair("alpha", "beta").matches
     pd.read_parquet(path).rename(columns={"combined_rank": "rank"}).to_parquet(path, index=False)
     with pytest.raises(UserError, match=r"matches\.parquet lacks column\(s\) combined_rank"):
         load_run_inputs(cfg)

@@ -162,9 +162,9 @@ def test_load_errors(tmp_path):
 
 def test_k_must_be_below_d_sae():
     for arch in ("topk", "batchtopk"):
-        with pytest.raises(UserError, match="k=64"):
+        with pytest.raises(UserError, match="k = 64"):
             SAEConfig(d_in=16, d_sae=64, architecture=arch, k=64)
-    with pytest.raises(UserError, match="k=0"):
+    with pytest.raises(UserError, match="k = 0"):
         SAEConfig(d_in=16, d_sae=64, k=0)
 
 

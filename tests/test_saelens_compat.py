@@ -32,7 +32,7 @@ from safetensors.torch import load_file, save_file
 
 from autointerp.sae.config import SAEConfig
 from autointerp.sae.registry import create_sae
-from autointerp.sae.saelens import config_from_json, load_sae, save_sae
+from autointerp.sae.saelens import load_sae, save_sae
 
 pytestmark = pytest.mark.slow
 

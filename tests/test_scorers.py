@@ -16,7 +16,7 @@ from autointerp.eval.config import ScoreConfig
 from autointerp.eval.scorers import make_scorer
 from autointerp.eval.scorers.base import answer_probability, auroc, balanced_accuracy, pearson
 from autointerp.eval.scorers.simulation import build_block, expected_digit
-from autointerp.explain.windows import load_windows
+from autointerp.rundir.windows import load_windows
 from explain_helpers import FEATURES, make_run
 
 

@@ -78,7 +78,7 @@ async def run_score(client: LLMClient | None, model_dir: Path, plan: ScorePlan, 
     meta.setdefault("scorers", {})
     meta.setdefault("definitions", {}).update({f"score_{n}": cls.definition for n, cls in SCORERS.items()})
     needed = sorted({f for todo in plan.todo.values() for f in todo})
-    windows = await asyncio.to_thread(load_windows, ModelDir(model_dir).exemplars, needed) if needed else {}
+    windows = await asyncio.to_thread(load_windows, ModelDir(model_dir).exemplars, needed, splits=("test",)) if needed else {}  # scorers: held-out only
     for name in names:
         todo = plan.todo[name]
         meta["scorers"][name] = {"identity": identities[name], "definition": SCORERS[name].definition}

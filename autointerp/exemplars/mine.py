@@ -343,18 +343,23 @@ def mine_exemplars(sae, harvest_dir: Path, docs: Mapping[str, str] | list | None
         "n_contexts_active": scan.n_ctx,
         "dead": dead,
     })
-    out_dir.mkdir(parents=True, exist_ok=True)
-    files = ModelDir(out_dir)
-    exemplars_path, stats_path = files.exemplars, files.feature_stats
-    with atomic_path(exemplars_path) as tmp:
-        pq.write_table(table, tmp, row_group_size=50_000)
-    with atomic_path(stats_path) as tmp:
+    meta = {"config": asdict(cfg), "harvest_dir": str(harvest_dir), "level": level, "n_rows": scan.n_rows,
+            "n_contexts": len(scan.ctx_id), "negative_pool": len(scan.pool_ctx)}
+    files = write_exemplars(ModelDir(out_dir), table, stats, meta)
+    return ExemplarResult(out_dir, files.exemplars, files.feature_stats, level, scan.n_rows, len(scan.ctx_id), d_sae,
+                          int(dead.sum()), table.num_rows)
+
+
+def write_exemplars(files: ModelDir, windows: pa.Table, stats: pd.DataFrame, meta: dict) -> ModelDir:
+    """The one writer of a model's exemplar artifacts: the windows (``EXEMPLAR_SCHEMA``), the per-feature
+    statistics and the description (``meta`` plus counts and column definitions), each atomically."""
+    if not windows.schema.equals(EXEMPLAR_SCHEMA):
+        raise ValueError(f"exemplar windows must have EXEMPLAR_SCHEMA, got {windows.schema}")
+    files.root.mkdir(parents=True, exist_ok=True)
+    with atomic_path(files.exemplars) as tmp:
+        pq.write_table(windows, tmp, row_group_size=50_000)
+    with atomic_path(files.feature_stats) as tmp:
         stats.to_parquet(tmp, index=False)
-    result = ExemplarResult(out_dir, exemplars_path, stats_path, level, scan.n_rows, len(scan.ctx_id), d_sae,
-                            int(dead.sum()), table.num_rows)
-    write_json(files.exemplars_meta, {
-        "config": asdict(cfg), "harvest_dir": str(harvest_dir), "level": level, "n_rows": scan.n_rows,
-        "n_contexts": len(scan.ctx_id), "n_features": d_sae, "n_dead": result.n_dead, "n_windows": table.num_rows,
-        "negative_pool": len(scan.pool_ctx), "definitions": DEFINITIONS,
-    })
-    return result
+    write_json(files.exemplars_meta, meta | {"n_features": len(stats), "n_dead": int(stats["dead"].sum()),
+                                             "n_windows": windows.num_rows, "definitions": DEFINITIONS})
+    return files

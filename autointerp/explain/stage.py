@@ -113,7 +113,7 @@ def explain_todo(model_dir: Path, features: list[int], identity: dict, overwrite
 async def run_explain(client: LLMClient, model_dir: Path, cfg: ExplainConfig, table: pd.DataFrame, todo: list[int], identity: dict, *, concurrency: int, label: str) -> pd.DataFrame:
     """Label ``todo`` features, writing labels.parquet every few features (so an interrupt loses little)."""
     template = load_template("explainer", cfg.prompts_dir)
-    windows = await asyncio.to_thread(load_windows, ModelDir(model_dir).exemplars, todo)
+    windows = await asyncio.to_thread(load_windows, ModelDir(model_dir).exemplars, todo, splits=("train",))  # the explainer sees train windows only
     pending: list[dict] = []
     state = {"table": table}
     meta = read_meta(model_dir)

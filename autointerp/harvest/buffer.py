@@ -21,7 +21,6 @@ from torch import Tensor
 
 from autointerp.errors import UserError
 
-_FLOAT_DTYPES = {torch.float32, torch.float16, torch.bfloat16, torch.float64}
 
 
 def _open_error(path: Path, e: Exception) -> UserError:

@@ -99,7 +99,7 @@ def _status(result: HarvestResult) -> str:
 
 def harvest_all(cfg: RunConfig, overwrite: bool = False) -> None:
     """Harvest every configured model and print one table (``autointerp harvest`` and ``autointerp run``)."""
-    with run_lock(cfg.run_path):
+    with run_lock(cfg.run_path, create=True):
         save_resolved_config(cfg)
         table = Table(title=f"harvest: {cfg.run_path}")
         for col in ("model", "layer", "level", "rows", "d_model", "shards", "status"):

@@ -190,11 +190,16 @@ def load_pair_inputs(run_dir: Path, a: str, b: str) -> PairInputs:
     return p
 
 
-def load_run_inputs(cfg: RunConfig) -> RunInputs:
-    """Everything under ``cfg.run_path`` that the report can use."""
-    run_dir = cfg.run_path
+def require_run_dir(run_dir: Path) -> Path:
+    """The run directory, or a one-line error when there is none to report on."""
     if not run_dir.is_dir():
         raise UserError(f"run directory {run_dir} does not exist; run `autointerp run` (or harvest/train/exemplars) first, or pass --run-dir")
+    return run_dir
+
+
+def load_run_inputs(cfg: RunConfig) -> RunInputs:
+    """Everything under ``cfg.run_path`` that the report can use."""
+    run_dir = require_run_dir(cfg.run_path)
     models = [load_model_inputs(cfg, run_dir, entry) for entry in cfg.models]
     slugs = [m.slug for m in models]
     pairs = [load_pair_inputs(run_dir, a, b) for i, a in enumerate(slugs) for b in slugs[i + 1:]]

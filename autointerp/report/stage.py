@@ -15,7 +15,7 @@ from typing import NamedTuple
 from autointerp.config import RunConfig
 from autointerp.io import atomic_path, file_sha256
 from autointerp.progress import console
-from autointerp.report.artifacts import RunInputs, load_run_inputs
+from autointerp.report.artifacts import RunInputs, load_run_inputs, require_run_dir
 from autointerp.report.config import ReportConfig
 from autointerp.report.markdown import build_markdown
 from autointerp.report.matches import top_matches
@@ -131,6 +131,7 @@ def report_all(cfg: RunConfig, overwrite: bool = False) -> None:
 def write_report(cfg: RunConfig, out: Path | None, overwrite: bool) -> None:
     """Write the report into ``out`` (default: the run directory) and print the summary table and paths.
     Only a report written into the run directory takes its lock; ``--out`` elsewhere just reads the run."""
+    require_run_dir(cfg.run_path)  # before the lock, which would create it
     with run_lock(cfg.run_path, enabled=out is None or Path(out).resolve().is_relative_to(cfg.run_path.resolve())):
         outcome = report_stage(cfg, out, overwrite=overwrite)
     console.print(summary_table(outcome.run))

@@ -50,12 +50,14 @@ class Holder(NamedTuple):
 
 
 @contextmanager
-def run_lock(run_dir: Path | str, *, enabled: bool = True) -> Iterator[None]:
-    """Hold the run directory's lock for the block (created with the directory if needed).
+def run_lock(run_dir: Path | str, *, enabled: bool = True, create: bool = False) -> Iterator[None]:
+    """Hold the run directory's lock for the block.
 
     Reentrant in one process: only the outermost block locks and unlocks. ``enabled=False`` (or a
-    non-zero torchrun rank) makes it a no-op. Raises ``UserError`` when another live process holds it."""
-    if not enabled or _secondary_rank():
+    non-zero torchrun rank) makes it a no-op. Raises ``UserError`` when another live process holds it.
+    Only the stages that start a run (``create=True``: harvest, ``autointerp run``) create a missing
+    directory; for the others there is nothing to guard yet, and they fail on their missing inputs."""
+    if not enabled or _secondary_rank() or (not create and not Path(run_dir).is_dir()):
         yield
         return
     path = RunDir(Path(run_dir)).lock

@@ -12,16 +12,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from rich.table import Table
 from torch import Tensor
 
 from autointerp.errors import UserError
-from autointerp.io import read_json, write_json
 from autointerp.sae.base import SparseAutoencoder
 from autointerp.sae.splice import ce_loss_metrics, empty_ce
 
@@ -33,9 +30,6 @@ __all__ = [
     "density_histogram",
     "evaluate_reconstruction",
     "gini",
-    "load_metrics",
-    "metrics_table",
-    "save_metrics",
 ]
 
 _COS_BINS = 1 << 16  # |cos| histogram resolution for the p95 (1.5e-5, interpolated within the bin)
@@ -281,57 +275,3 @@ def compute_metrics(sae: SparseAutoencoder, eval_batches: Iterable[Tensor], feat
         **{k: ce[k] for k in ("ce_clean", "ce_spliced", "ce_zero_ablate", "ce_loss_recovered", "delta_lm_loss")},
         definitions=_definitions(dead_source, usage_source, ce_note),
     )
-
-
-def _fmt(v, pct: bool = False, digits: int = 4) -> str:
-    if v is None:
-        return "n/a"
-    return f"{v:.2%}" if pct else f"{v:.{digits}f}"
-
-
-def metrics_table(m: SAEMetrics, title: str = "SAE metrics") -> Table:
-    """Two-column console table (metric, value); definitions go with ``save_metrics``' JSON."""
-    table = Table(title=title)
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    rows = [
-        ("eval tokens", f"{m.n_eval_tokens:,}"), ("FVU", _fmt(m.fvu)), ("explained variance", _fmt(m.explained_variance, True)),
-        ("R^2 (= explained variance)", _fmt(m.r2)), ("L0", _fmt(m.l0, digits=1)),
-        (f"dead (window {m.dead_window_tokens:,} tok)", _fmt(m.dead_fraction, True)),
-        ("Gini of usage", _fmt(m.gini, digits=3)),
-        ("decoder |cos| mean / p95 / max",
-         f"{m.decoder_cos_mean:.3f} / {m.decoder_cos_p95:.3f} / {m.decoder_cos_max:.3f}"),
-        ("CE clean / spliced / zero",
-         " / ".join(_fmt(v, digits=3) for v in (m.ce_clean, m.ce_spliced, m.ce_zero_ablate))),
-        ("CE loss recovered", _fmt(m.ce_loss_recovered, True)), ("delta LM loss", _fmt(m.delta_lm_loss)),
-    ]
-    for name, value in rows:
-        table.add_row(name, value)
-    return table
-
-
-def _json_safe(v):
-    if isinstance(v, float) and not math.isfinite(v):
-        return None  # strict JSON has no NaN/inf (only an all-constant eval set gives an infinite FVU)
-    if isinstance(v, dict):
-        return {k: _json_safe(x) for k, x in v.items()}
-    if isinstance(v, list):
-        return [_json_safe(x) for x in v]
-    return v
-
-
-def save_metrics(path: str | Path, m: SAEMetrics) -> None:
-    """Atomic JSON dump of every field (definitions included)."""
-    write_json(path, _json_safe(asdict(m)))
-
-
-def load_metrics(path: str | Path) -> SAEMetrics:
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path} does not exist; run the training stage (it writes metrics.json)")
-    raw = read_json(path)
-    names = {f.name for f in fields(SAEMetrics)}
-    try:
-        return SAEMetrics(**{k: v for k, v in raw.items() if k in names})
-    except TypeError as e:
-        raise UserError(f"{path} is not a metrics file from this version ({e}); re-run the metrics") from e

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 from autointerp.sae.base import EncoderOutput, SparseAutoencoder, to_sparse
