@@ -131,3 +131,14 @@ def test_every_stage_has_the_same_shape():
 def test_no_module_is_too_long_to_read():
     long = {str(p.relative_to(PACKAGE)): n for p in PACKAGE.rglob("*.py") if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_LINES}
     assert long == {}
+
+
+def test_readme_layout_names_every_package_and_only_real_paths():
+    readme = (PACKAGE.parent / "README.md").read_text(encoding="utf-8")
+    layout = readme.split("## Layout", 1)[1].split("```", 2)[1]
+    named = set(re.findall(r"autointerp/([a-z_]+)/", layout))
+    packages = {p.name for p in PACKAGE.iterdir() if p.is_dir() and p.name != "__pycache__"}
+    assert named == packages
+    for line in layout.strip().splitlines():
+        first = line.split()[0].rstrip(",")
+        assert (PACKAGE.parent / first).exists(), f"README Layout names {first}, which does not exist"

@@ -16,7 +16,6 @@ from autointerp.errors import UserError
 from autointerp.explain.config import ExplainConfig
 from autointerp.explain.explainer import build_prompt, format_example, parse_label
 from autointerp.explain.prompts import REQUIRED, load_template
-from autointerp.io import write_json
 from autointerp.rundir.windows import Window, load_windows
 from explain_helpers import make_run
 

@@ -15,6 +15,9 @@ import pandas as pd
 import pytest
 from safetensors.torch import load_file
 
+from autointerp.rundir.layout import ModelDir
+from autointerp.rundir.record import StageRecord
+
 ENV = dict(os.environ, AUTOINTERP_PROGRESS="0", OMP_NUM_THREADS="1", COLUMNS="200")
 TRAIN = ["--expansion-factor", "4", "--k", "4", "--epochs", "4", "--batch-size", "64"]
 
@@ -84,7 +87,7 @@ def test_two_process_data_parallel_matches_single_process(harvested, tmp_path):
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m"]
     result = cli("train", "--run-dir", multi, *TRAIN, launcher=torchrun)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert json.loads((multi / "gpt2" / "sae" / "train.json").read_text())["world_size"] == 2
+    assert StageRecord.load(ModelDir(multi / "gpt2").sae.record).summary["world_size"] == 2
     w1 = load_file(str(single / "gpt2" / "sae" / "sae_weights.safetensors"))
     w2 = load_file(str(multi / "gpt2" / "sae" / "sae_weights.safetensors"))
     for name in ("W_enc", "W_dec", "b_enc", "b_dec"):
