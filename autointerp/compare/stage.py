@@ -1,8 +1,9 @@
 """The compare stage for one pair of models: activation + label matching, agreement, domains, abstraction.
 
-Writes ``runs/<name>/compare/<A>__<B>/`` {matches, null, features}.parquet and stats.json, each atomically,
-and ``compare.json`` (identity of config + inputs) last: an unchanged re-run is a no-op, an interrupted
-one resumes from the per-level cache. Column/key contract: see design notes and ``tables.py``.
+Writes the pair directory (``RunDir.pair``: matches, null, features tables and stats), each atomically, and
+the stage record last (``autointerp.rundir.record``): an unchanged re-run is a no-op, new labels redo only
+the label part (correlations come from the per-level cache), an interrupted run resumes from that cache.
+Column/key contract: ``tables.py``.
 """
 
 from __future__ import annotations
