@@ -34,8 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from autointerp.compare.config import CompareConfig
-from autointerp.data.corpus import CorpusConfig
-from autointerp.data.corpus import _validate as validate_corpus
+from autointerp.data.corpus import CorpusConfig, validate_corpus
 from autointerp.errors import UserError
 from autointerp.eval.config import ScoreConfig
 from autointerp.explain.config import ExplainConfig
@@ -142,7 +141,6 @@ SECTIONS = {
     "compare": CompareConfig,
     "report": ReportConfig,
 }
-EXTRA_SECTIONS = {name: SECTIONS[name] for name in ("llm", "explain", "score", "compare", "report")}
 
 
 def toml_fields(cls) -> list[dataclasses.Field]:

@@ -160,14 +160,15 @@ def test_flags_are_validated_like_the_toml():
         apply_overrides(RunConfig(), {}, {}, {"max_tokens": -1})
 
 
-def test_train_settings_record_keeps_its_keys():
-    """The train stage's record: the keys SAEs trained before this layout recorded, so they are still reused."""
+def test_train_settings_record_holds_what_changes_the_sae():
+    """The train stage's record: every [sae]/[train] setting that changes the SAE (not device, checkpoint or
+    log spacing), so changing any of them is refused instead of silently mixing SAEs."""
     from autointerp.sae.stage import _settings
 
     settings = _settings(RunConfig())
     assert set(settings["sae"]) == {"architecture", "expansion_factor", "d_sae", "k", "l1_coefficient", "normalize_activations"}
     assert set(settings["train"]) == {"epochs", "total_tokens", "batch_size", "lr", "warmup_steps", "b_dec_init", "auxk_alpha",
-                                      "dead_tokens_threshold", "seed", "n_eval_shards", "ce_contexts"}
+                                      "dead_tokens_threshold", "seed", "n_eval_shards", "ce_contexts", "decay_fraction", "adam_betas"}
     changed = RunConfig(train=TrainConfig(adam_betas=(0.9, 0.999)))
     assert _settings(changed)["train"]["adam_betas"] == [0.9, 0.999]
 

@@ -63,7 +63,8 @@ def clean_text(text: str) -> str:
     return text
 
 
-def _validate(cfg: CorpusConfig) -> None:
+def validate_corpus(cfg: CorpusConfig) -> None:
+    """``[corpus]`` values a run can use (checked where the config is read and before collecting)."""
     if not str(cfg.dataset).strip():
         raise UserError("corpus dataset is empty; set dataset to 'factbook', a local path, or a hub dataset name")
     if cfg.min_chars < 0:
@@ -100,7 +101,7 @@ def iter_documents(cfg: CorpusConfig, stats: CorpusStats | None = None) -> Itera
 
     Source problems (missing path, offline hub, missing text field ...) raise UserError at call time.
     """
-    _validate(cfg)
+    validate_corpus(cfg)
     stats = stats if stats is not None else CorpusStats()
     records = _source_records(cfg, stats)
     return _filter(records, cfg, stats)

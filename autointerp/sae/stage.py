@@ -35,16 +35,10 @@ class TrainOutcome:
     summary: dict
 
 
-# [train] keys that became settings later: recorded only when set away from their default, so the records
-# of SAEs trained before still match.
-_LATER_TRAIN_KEYS = {"decay_fraction": 0.2, "adam_betas": [0.8, 0.99]}
-
-
 def _settings(cfg: RunConfig) -> dict:
     """What the SAE depends on among the user's settings (device, checkpoint and log spacing do not change it)."""
     train = {k: list(v) if isinstance(v, tuple) else v for k, v in section_settings(cfg.train).items()
              if k not in ("device", "checkpoint_every", "log_every")}
-    train = {k: v for k, v in train.items() if k not in _LATER_TRAIN_KEYS or v != _LATER_TRAIN_KEYS[k]}
     return {"sae": section_settings(cfg.sae), "train": train}
 
 
