@@ -116,6 +116,20 @@ def test_abstraction_no_difference_is_said_plainly():
     assert res.p_value > 0.01 and "do not support" in res.finding
 
 
+def test_abstraction_claims_need_significance_and_a_large_effect():
+    """Thousands of features make a negligible shift significant: no claim unless the common-language
+    effect also leaves [0.44, 0.56]; a real shift is still called."""
+    rng = np.random.default_rng(1)
+    small = compare_abstraction("x", rng.poisson(10.0, 20000).astype(float) + 1, "y", rng.poisson(10.4, 20000).astype(float) + 1)
+    assert small.p_value < 1e-6 and 0.44 <= small.effect <= 0.56
+    assert "no meaningful difference" in small.finding and "more thematic" not in small.finding
+    large = compare_abstraction("x", rng.poisson(10.0, 2000).astype(float) + 1, "y", rng.poisson(14.0, 2000).astype(float) + 1)
+    assert large.p_value < 0.01 and large.effect < 0.44
+    assert large.finding.startswith("y features span more distinct entities") and "y is the more thematic model" in large.finding
+    strict = compare_abstraction("x", rng.poisson(10.0, 2000).astype(float) + 1, "y", rng.poisson(14.0, 2000).astype(float) + 1, min_effect=0.49)
+    assert "no meaningful difference" in strict.finding
+
+
 @pytest.mark.slow  # real MiniLM embeddings + exemplar mining: ~40 s on a busy 2-core box
 def test_new_labels_rerun_reuses_the_activation_cache(labelled):
     run, truth, _, outcome, cfg = labelled

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import hashlib
 
 import numpy as np
@@ -16,6 +17,7 @@ from autointerp.errors import UserError
 from autointerp.explain.config import ExplainConfig
 from autointerp.explain.explainer import build_prompt, format_example, parse_label
 from autointerp.explain.prompts import REQUIRED, load_template
+from autointerp.rundir.layout import ModelDir
 from autointerp.rundir.windows import Window, load_windows
 from explain_helpers import make_run
 
@@ -153,6 +155,16 @@ def _run_end_to_end(tmp_path, llm_overrides: dict, scorers: tuple[str, ...] = ("
     cfg.score = dataclasses.replace(cfg.score, scorers=list(scorers), n_activating=3, n_random=2)
     usage = explain_all(cfg)["gemma-3-270m"]
     assert usage["calls"] == 3
+    # a re-run that retries one failed feature (served from the response cache) adds to the recorded usage
+    labels = ModelDir(run / "gemma-3-270m").labels
+    table = pd.read_parquet(labels)
+    table.loc[0, "status"] = "failed"
+    table.to_parquet(labels, index=False)
+    again = explain_all(cfg)["gemma-3-270m"]
+    assert (again["calls"], again["cached_calls"]) == (0, 1)  # this invocation: the retry, answered from the cache
+    total = json.loads(ModelDir(run / "gemma-3-270m").labels_meta.read_text())["usage"]["explain"]
+    assert (total["calls"], total["prompt_tokens"]) == (usage["calls"], usage["prompt_tokens"])  # totals kept, not reset to 0
+    assert total["cached_calls"] == usage["cached_calls"] + 1
     score_all(cfg)
     table = pd.read_parquet(run / "gemma-3-270m" / "labels.parquet")
     meta = pd.read_json(run / "gemma-3-270m" / "labels.json", typ="series")

@@ -92,10 +92,12 @@ class AbstractionResult:
     p_value: float | None
     effect: float | None  # P(a feature of A spans more than one of B) + half the ties
     finding: str
+    min_effect: float | None = None  # a difference is claimed only when |effect - 0.5| exceeds this
 
     def as_dict(self) -> dict:
         return {"metric": self.metric, "a": self.a, "b": self.b, "test": self.test, "statistic": self.statistic,
-                "p_value": self.p_value, "common_language_effect": self.effect, "finding": self.finding}
+                "p_value": self.p_value, "common_language_effect": self.effect, "min_effect": self.min_effect,
+                "finding": self.finding}
 
 
 def _summary(values: np.ndarray) -> dict:
@@ -105,8 +107,12 @@ def _summary(values: np.ndarray) -> dict:
 
 
 def compare_abstraction(name_a: str, spans_a: np.ndarray, name_b: str, spans_b: np.ndarray,
-                        metric: str = "top_entities_spanned", alpha: float = 0.01) -> AbstractionResult:
-    """Mann-Whitney U on features' spans (features with no activating window are left out)."""
+                        metric: str = "top_entities_spanned", alpha: float = 0.01, min_effect: float = 0.06) -> AbstractionResult:
+    """Mann-Whitney U on features' spans (features with no activating window are left out).
+
+    A difference is claimed only when it is significant (p < ``alpha``) AND large: the common-language
+    effect P(A > B) outside [0.5 - min_effect, 0.5 + min_effect]. With thousands of features a negligible
+    shift is significant, and "A is the more thematic model" must not rest on that."""
     xa, xb = spans_a[spans_a > 0], spans_b[spans_b > 0]
     if len(xa) < 2 or len(xb) < 2:
         return AbstractionResult(metric, _summary(xa), _summary(xb), "mann-whitney-u", None, None, None,
@@ -116,17 +122,22 @@ def compare_abstraction(name_a: str, spans_a: np.ndarray, name_b: str, spans_b: 
     what = metric.removeprefix("n_").removeprefix("top_").removesuffix("_spanned").replace("_", " ")
     ma, mb = float(np.median(xa)), float(np.median(xb))
     stats = (f"median {name_a} {ma:g} vs {name_b} {mb:g}, mean {xa.mean():.2f} vs {xb.mean():.2f}; "
-             f"Mann-Whitney U={test.statistic:.0f}, p={test.pvalue:.2g}")
+             f"Mann-Whitney U={test.statistic:.0f}, p={test.pvalue:.2g}, P({name_a} > {name_b})={effect:.2f}")
+    band = f"[{0.5 - min_effect:.2f}, {0.5 + min_effect:.2f}]"
     if test.pvalue >= alpha:
         finding = (f"{name_a} and {name_b} features span similar numbers of distinct {what} ({stats}, not significant at "
                    f"alpha={alpha:g}): the data do "
                    "not support calling one model entity-level and the other thematic.")
+    elif abs(effect - 0.5) <= min_effect:
+        finding = (f"{name_a} and {name_b} features span similar numbers of distinct {what} ({stats}): significant at "
+                   f"alpha={alpha:g} but the effect is inside {band}, too small to call one model entity-level and the "
+                   "other thematic (no meaningful difference).")
     else:
         broad, narrow = (name_a, name_b) if effect > 0.5 else (name_b, name_a)
-        finding = (f"{broad} features span more distinct {what} than {narrow} features ({stats}; P({name_a} > {name_b})={effect:.2f}): "
-                   f"{broad} is the more thematic model, {narrow} the more entity-level one.")
+        finding = (f"{broad} features span more distinct {what} than {narrow} features ({stats}; significant at alpha={alpha:g} "
+                   f"and the effect is outside {band}): {broad} is the more thematic model, {narrow} the more entity-level one.")
     return AbstractionResult(metric, _summary(xa), _summary(xb), "mann-whitney-u (two-sided)", float(test.statistic),
-                             float(test.pvalue), effect, finding)
+                             float(test.pvalue), effect, finding, min_effect)
 
 
 def compare_specificity(spec_a: np.ndarray | None, spec_b: np.ndarray | None) -> dict | None:

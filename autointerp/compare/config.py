@@ -38,6 +38,7 @@ class CompareConfig:
     unit_chunk: int = 65_536  # aligned units per sparse cross-product step
     domains: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_DOMAINS))  # name = "description" for zero-shot domain assignment; default: the 10 domains listed above
     combined_weight: float = 0.5  # weight of the activation signal in combined_score (label gets 1 - weight)
+    claim_min_effect: float = 0.06  # a difference between the models is claimed only when significant AND its common-language effect is outside [0.5 - this, 0.5 + this]
     seed: int = 0
 
     def validate(self) -> None:
@@ -53,5 +54,7 @@ class CompareConfig:
             raise UserError("compare settings chunk_rows and unit_chunk must be >= 1")
         if not 0.0 <= self.combined_weight <= 1.0:
             raise UserError(f"compare setting combined_weight={self.combined_weight} must be in [0, 1]")
+        if not 0.0 <= self.claim_min_effect < 0.5:
+            raise UserError(f"compare setting claim_min_effect={self.claim_min_effect} must be in [0, 0.5); e.g. 0.06")
         if not self.domains:
             raise UserError("compare setting domains is empty; give at least one `name = \"description\"` entry or remove the key")

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 import torch
 
@@ -78,6 +79,37 @@ def _expand(rec_row: np.ndarray, pair_rows: np.ndarray, pair_units: np.ndarray, 
     return idx, pair_units[first[rec_row[idx]] + within]
 
 
+def harvest_shards(manifest: dict) -> list[int]:
+    """The manifest's completed shards, in index order."""
+    return [s["index"] for s in sorted(manifest["shards"], key=lambda s: s["index"])]
+
+
+def read_harvest_shard(harvest_dir: Path, shard_index: int) -> tuple[torch.Tensor, pd.DataFrame]:
+    """One shard's activations and token index; a missing or damaged shard is the user's to re-harvest."""
+    try:
+        return read_shard(harvest_dir, shard_index)
+    except Exception as e:
+        raise UserError(f"shard {shard_index} in {harvest_dir} is missing or corrupt ({e}); re-run `autointerp harvest --overwrite`") from e
+
+
+def shard_units(harvest_dir: Path, index: pd.DataFrame, doc_index_of: dict[str, int],
+                words: WordIndex | None) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """Each shard row's document index, and its (row, word unit) pairs sorted by row (None without ``words``).
+
+    The one place a harvested token is tied to the shared units, so SAE codes and raw activations are
+    pooled onto exactly the same units.
+    """
+    codes = index["doc_id"].map(doc_index_of)
+    if codes.isna().any():
+        missing = index["doc_id"][codes.isna()].iloc[0]
+        raise UserError(f"{harvest_dir} has rows of document {missing!r}, which is not in the run's corpus; re-harvest with `autointerp harvest --overwrite`")
+    doc_idx = codes.to_numpy(np.int64)
+    if words is None:
+        return doc_idx, None, None
+    pair_rows, pair_units = words.map_tokens(doc_idx, index["char_start"].to_numpy(np.int64), index["char_end"].to_numpy(np.int64))
+    return doc_idx, pair_rows, pair_units
+
+
 def pool_harvest(sae, harvest_dir: Path, manifest: dict, doc_index_of: dict[str, int], words: WordIndex | None,
                  chunk_rows: int = 8192, progress: bool = True, label: str = "") -> dict[str, PooledActivations]:
     """Max-pooled activations per level: "document" always, "word" when ``words`` is given (token level)."""
@@ -86,25 +118,17 @@ def pool_harvest(sae, harvest_dir: Path, manifest: dict, doc_index_of: dict[str,
     if words is not None:
         poolers["word"] = _Pooler(words.n_units, d_sae)
     device = next(sae.parameters()).device
-    shards = sorted(manifest["shards"], key=lambda s: s["index"])
+    shards = harvest_shards(manifest)
     was_training = sae.training
     sae.eval()
     try:
         with progress_bar(f"compare: encode {label}", len(shards), "shards", enabled=progress) as advance:
-            for shard in shards:
-                try:
-                    acts, index = read_shard(harvest_dir, shard["index"])
-                except Exception as e:
-                    raise UserError(f"shard {shard['index']} in {harvest_dir} is missing or corrupt ({e}); re-run `autointerp harvest --overwrite`") from e
+            for shard_index in shards:
+                acts, index = read_harvest_shard(harvest_dir, shard_index)
                 if acts.shape[1] != sae.cfg.d_in:
                     raise UserError(f"the SAE in {harvest_dir.parent / 'sae'} expects d_in={sae.cfg.d_in} but {harvest_dir} holds d_model={acts.shape[1]}; retrain with `autointerp train --overwrite`")
-                codes = index["doc_id"].map(doc_index_of)
-                if codes.isna().any():
-                    missing = index["doc_id"][codes.isna()].iloc[0]
-                    raise UserError(f"{harvest_dir} has rows of document {missing!r}, which is not in the run's corpus; re-harvest with `autointerp harvest --overwrite`")
-                doc_idx = codes.to_numpy(np.int64)
+                doc_idx, pair_rows, pair_units = shard_units(harvest_dir, index, doc_index_of, words)
                 if words is not None:
-                    pair_rows, pair_units = words.map_tokens(doc_idx, index["char_start"].to_numpy(np.int64), index["char_end"].to_numpy(np.int64))
                     poolers["word"].covered[pair_units] = True
                 poolers["document"].covered[doc_idx] = True
                 for start in range(0, acts.shape[0], chunk_rows):

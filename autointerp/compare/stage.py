@@ -136,7 +136,7 @@ def _stats(cfg, a, b, primary, levels, labels, label_reason, matches: pd.DataFra
     tests = {}
     for metric in ("top_entities_spanned", "top_docs_spanned"):
         (xa, full_a), (xb, full_b) = abstraction_sample(spans[a.slug], metric), abstraction_sample(spans[b.slug], metric)
-        tests[metric] = compare_abstraction(a.slug, xa, b.slug, xb, metric).as_dict() | {"n_top_windows": [full_a, full_b]}
+        tests[metric] = compare_abstraction(a.slug, xa, b.slug, xb, metric, min_effect=cfg.claim_min_effect).as_dict() | {"n_top_windows": [full_a, full_b]}
     v = primary.assignment.values
     return {
         "model_a": a.slug, "model_b": b.slug, "unit": primary.level, "n_units": int(primary.corr.n_units),

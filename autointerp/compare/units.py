@@ -54,6 +54,13 @@ class WordIndex:
                    np.concatenate(ends) if ends else np.zeros(0, np.int64),
                    np.concatenate([[0], np.cumsum(counts)]).astype(np.int64), np.asarray(char_offsets, np.int64))
 
+    def texts(self, docs: list[Document]) -> list[str]:
+        """Each word unit's text, in unit order; ``docs`` are the documents the index was built from."""
+        if len(docs) != len(self.char_offsets):
+            raise ValueError(f"the index was built from {len(self.char_offsets)} documents, not {len(docs)}")
+        joined = "\n".join(doc.text for doc in docs)  # the same one-char gaps as build()
+        return [joined[s:e] for s, e in zip(self.starts.tolist(), self.ends.tolist())]
+
     def map_tokens(self, doc_index: np.ndarray, char_start: np.ndarray, char_end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(token row, word unit) pairs for every word each token's span overlaps; sorted by row.
 

@@ -169,7 +169,12 @@ async def explain_models(cfg: RunConfig, models, overwrite: bool) -> dict:
     return summaries
 
 
+_ADDITIVE_USAGE = ("prompt_tokens", "completion_tokens", "cost_usd", "calls", "cached_calls", "retries", "failed_calls",
+                   "requests_sent", "seconds", "n_features")
+
+
 def store_usage(client, before, model_dir, stage_name: str, seconds: float, n_features: int) -> dict:
+    """This invocation's LLM usage (returned, for the console), added to the stage's totals in labels.json."""
     from autointerp.explain.llm.accounting import usage_summary
 
     delta = client.usage.copy()
@@ -178,7 +183,14 @@ def store_usage(client, before, model_dir, stage_name: str, seconds: float, n_fe
     summary = usage_summary(delta, model=client.model_name, backend=client.backend, price=client.price)
     summary |= {"seconds": round(seconds, 2), "n_features": n_features}
     meta = read_meta(model_dir)
-    meta.setdefault("usage", {})[stage_name] = summary
+    previous = meta.setdefault("usage", {}).get(stage_name)
+    total = dict(summary)
+    if previous and (previous.get("model"), previous.get("backend")) == (summary["model"], summary["backend"]):
+        # labels.json keeps totals over every invocation since the labels were started: a re-run that only
+        # retries failed features must not make the recorded cost of the labels look like zero
+        for key in _ADDITIVE_USAGE:
+            total[key] = round(previous.get(key, 0) + summary[key], 6)
+    meta["usage"][stage_name] = total
     meta["explainer_model"] = meta.get("explainer_model") or client.model_name
     write_meta(model_dir, meta)
     return summary
