@@ -7,6 +7,9 @@ tokenizations (B splits every word in two), written as real harvest shards / SAE
 
 from __future__ import annotations
 
+import dataclasses
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -18,6 +21,7 @@ from autointerp.compare.matching import hungarian, null_model
 from synthetic_run import SyntheticSpec, make_synthetic_run
 from autointerp.compare.units import WordIndex, derangement, null_pairs
 from autointerp.config import ModelEntry, RunConfig
+from autointerp.errors import UserError
 from autointerp.data.corpus import Document
 
 SPEC = SyntheticSpec(n_dead_a=3, n_dead_b=5, d_a=72, d_b=96, entity_level_a_only=True)
@@ -145,3 +149,46 @@ def test_hungarian_skips_invalid_rows_and_null_p_values():
     null = null_model([np.linspace(0, 0.1, 99)], alpha=0.05)
     assert null.threshold == pytest.approx(np.quantile(np.linspace(0, 0.1, 99), 0.95))
     assert null.p_values(np.array([0.5, -1.0])).tolist() == [pytest.approx(0.01), 1.0]
+
+
+def test_calibration_names_what_sharing_is_measured_against(compared):
+    """calibration.json: the shared fraction next to sharing beyond word identity and the raw-activation
+    baselines with their nulls; the controls not built yet are named, not filled with numbers."""
+    _run, outcome = compared
+    cal = json.loads((outcome.out_dir / "calibration.json").read_text())
+    stats = outcome.stats
+    assert cal["shared_fraction"] == stats["activation"]["fraction_shared"] and cal["n_shared"] == stats["n_shared"]
+    assert cal["ceiling_shared_fraction"] is None and "ceiling_shared_fraction" in cal["not_measured"]
+    matches = pd.read_parquet(outcome.out_dir / "matches.parquet")
+    act = matches[matches["method"] != "label"]
+    assert set(act.loc[act["shared"], "kind"]) <= {"lexical", "contextual"}
+    assert (act.loc[~act["shared"], "kind"] == "unshared").all()
+    # the synthetic codes do not depend on which word a unit is: what the models share is contextual
+    assert cal["n_contextual"] == stats["n_shared"] and cal["beyond_lexical_fraction"] == 1.0
+    assert (act.loc[act["shared"], "word_share_a"] < 0.5).all()
+    for name in ("cka", "svcca", "mutual_knn"):  # half a dictionary shared: far above the derangement null
+        assert cal[name]["value"] > cal[name]["null_mean"] + 10 * cal[name]["null_sd"] and cal[name]["p_value"] <= 0.05
+
+
+def test_support_counts_active_units_per_feature():
+    from autointerp.compare.activation import support
+
+    m = sp.csr_matrix(np.array([[0, 1.0, 0], [2.0, 3.0, 0], [0, 0.5, 0], [4.0, 0, 0]], np.float32))
+    assert support(m, np.array([0, 1, 2, 3])).tolist() == [2, 3, 0]
+    assert support(m, np.array([1, 3])).tolist() == [2, 1, 0]
+
+
+def test_rare_features_are_left_out_of_matching_and_counted(tmp_path):
+    run = make_synthetic_run(tmp_path / "run", SPEC)
+    cfg = run_config(run)
+    cfg.compare = dataclasses.replace(cfg.compare, representation=False)
+    base = compare_models(cfg, cfg.models, progress=False)[0]
+    assert (base.stats["n_rare_a"], base.stats["n_rare_b"]) == (0, 0) and base.stats["activation"]["n_pairs"] == 64
+    cfg.compare = dataclasses.replace(cfg.compare, min_support=10**9)
+    with pytest.raises(UserError, match="min_support"):
+        compare_models(cfg, cfg.models, progress=False)  # other settings: refused, naming them, without --overwrite
+    strict = compare_models(cfg, cfg.models, progress=False, overwrite=True)[0]
+    live_a = strict.stats["n_features_a"] - strict.stats["n_dead_a"]
+    live_b = strict.stats["n_features_b"] - strict.stats["n_dead_b"]
+    assert (strict.stats["n_rare_a"], strict.stats["n_rare_b"]) == (live_a, live_b)  # every live feature is too rare
+    assert strict.stats["activation"]["n_pairs"] == 0 and strict.stats["n_shared"] == 0

@@ -79,7 +79,8 @@ def test_matched_concepts_table_in_rank_order_with_exemplars(report):
     cells = table_row(section, str(int(second.combined_rank)))
     assert cells[1] == f"[{second.feature_a}](pages/alpha/{second.feature_a}.html)"
     assert cells[2] == second.label_a.replace("(", r"\(").replace(")", r"\)")
-    assert cells[5:10] == [f"{second.label_similarity:.3f}", f"{second.activation_corr:.3f}", "<1e-4", "yes", "both"]
+    # shared word-level pairs say whether they share more than the word (the matches' ``kind``)
+    assert cells[5:10] == [f"{second.label_similarity:.3f}", f"{second.activation_corr:.3f}", "<1e-4", f"yes ({second.kind})", "both"]
     assert "**" in cells[10] and "**" in cells[11]  # the max token of each exemplar is marked
     stats_shared = int(matches["shared"].sum())
     assert f"**Shared pairs: {stats_shared}**" in md
@@ -306,3 +307,18 @@ def test_damaged_input_fails_cleanly_and_keeps_the_previous_report(tmp_path):
     assert first.report.read_text(encoding="utf-8") == before
     assert sorted(p.name for p in (cfg.run_path / "pages" / "alpha").iterdir()) == pages_before
     assert not list(cfg.run_path.glob(".pages.*")) and not list(cfg.run_path.glob(".report.md.*"))
+
+
+def test_headline_is_the_calibrated_answer_read_from_the_comparison(report):
+    from test_report_fixture import CALIBRATION
+
+    _cfg, _, md = report
+    head = md.split("## The answer, calibrated", 1)[1].split("##", 1)[0]
+    assert md.index("## The answer, calibrated") < md.index("## Cross-model matching")
+    assert "88.9% of activation-matched feature pairs are shared (8 of 9" in head
+    assert "37.5% of the shared pairs are shared beyond word identity (3 contextual, 5 lexical" in head
+    for key, name in (("cka", "debiased linear CKA"), ("svcca", "SVCCA"), ("mutual_knn", "mutual kNN")):
+        c = CALIBRATION[key]
+        assert f"{name} {c['value']:.3f} (null {c['null_mean']:.3f}, p {c['p_value']:.4f})" in head
+    assert "same-model ceiling" in head and "random-weights floor: not measured yet" in head
+    assert "2 + 1 features active on fewer than 5 units were left out" in head

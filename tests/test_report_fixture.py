@@ -65,6 +65,17 @@ METRICS = {
 }
 
 
+# As compare writes it (calibration.json, and in stats.json): the answer next to what it is measured against.
+CALIBRATION = {
+    "unit": "word", "shared_fraction": 8 / 9, "n_shared": 8, "n_pairs": 9, "null_threshold": 0.3, "beyond_lexical_fraction": 0.375,
+    "n_contextual": 3, "n_lexical": 5, "ceiling_shared_fraction": None, "floor_shared_fraction": None,
+    "not_measured": {"ceiling_shared_fraction": "not built", "floor_shared_fraction": "not built"}, "min_support": 5, "n_rare_a": 2, "n_rare_b": 1,
+    "cka": {"value": 0.4321, "null_mean": 0.0123, "null_sd": 0.004, "p_value": 0.05, "z": 100.0, "n_units": 777, "n_permutations": 19},
+    "svcca": {"value": 0.5432, "null_mean": 0.1111, "null_sd": 0.01, "p_value": 0.05, "z": 40.0, "n_units": 777, "n_permutations": 19},
+    "mutual_knn": {"value": 0.0987, "null_mean": 0.0044, "null_sd": 0.001, "p_value": 0.05, "z": 90.0, "n_units": 777, "n_permutations": 19},
+}
+
+
 def tokenize(text: str) -> list[tuple[str, int, int]]:
     return [(m.group(), m.start(), m.end()) for m in re.finditer(r"\w+|[^\w\s]", text)]
 
@@ -191,10 +202,17 @@ def _compare(folder: PairDir, rng, with_labels: bool) -> None:
     frame = pd.DataFrame(rows)
     frame["combined_score"] = (frame["activation_corr"].fillna(0) + frame["label_similarity"].fillna(0)).astype(np.float32)
     frame["combined_rank"] = frame["combined_score"].rank(ascending=False, method="first").astype(np.int32)
+    act = frame["method"] != "label"
+    frame["kind"] = [None if not a else ("contextual" if i < 3 else "lexical") if sh else "unshared"
+                     for i, (a, sh) in enumerate(zip(act, frame["shared"]))]
+    frame["contextual_corr"] = np.where(act, frame["activation_corr"] * np.where(frame.index < 3, 0.8, 0.05), np.nan)
+    frame["lexical_null_corr"] = np.where(act, frame["activation_corr"] * np.where(frame.index < 3, 0.1, 0.95), np.nan)
+    frame["word_share_a"] = frame["word_share_b"] = np.where(act, np.where(frame.index < 3, 0.1, 0.9), np.nan)
     frame["activation_confidence"] = np.where(frame["method"] == "label", np.nan, 1 - frame["p_value"])
     frame["label_confidence"] = np.where(frame["label_similarity"].notna(), 0.5, np.nan)
     frame = frame.astype({"feature_a": np.int32, "feature_b": np.int32, "activation_corr": np.float32, "label_similarity": np.float32,
-                          "activation_confidence": np.float32, "label_confidence": np.float32})
+                          "activation_confidence": np.float32, "label_confidence": np.float32, "contextual_corr": np.float32,
+                          "lexical_null_corr": np.float32, "word_share_a": np.float32, "word_share_b": np.float32})
     write_parquet(frame, folder.matches, MATCHES_SCHEMA)
     write_parquet(pd.DataFrame({"corr": rng.normal(0, 0.08, 400).astype(np.float32)}), folder.null)
     feats = pd.DataFrame([{"model": m, "feature": f, "dead": f == DEAD_FEATURE, "domain": ["geography", "economy", "people"][f % 3],
@@ -214,6 +232,7 @@ def _compare(folder: PairDir, rng, with_labels: bool) -> None:
                         "finding": "beta's features span more documents than alpha's (fixture finding 42)"},
         "levels": {"word": {"n_shared": 8, "mean_corr": 0.6}, "document": {"n_shared": 5, "mean_corr": 0.7}},
         "definitions": {"shared": "activation correlation above the fixture null threshold 0.3"},
+        "calibration": CALIBRATION,
     })
 
 

@@ -1,7 +1,9 @@
 """Activation matching of two models at one or more unit levels, with its null, cached per level.
 
-For each level: correlate over the real alignment, Hungarian on the live features; then the same on
-``null_permutations`` document derangements, whose matched correlations form the null. Each finished
+For each level: correlate over the real alignment, Hungarian on the live features (those active on at
+least ``min_support`` units: rarer ones correlate perfectly by accident); then the same on
+``null_permutations`` document derangements, whose matched correlations form the null. At word level each
+matched pair is also classified lexical or contextual (``compare.lexical``). Each finished
 level is saved under ``<compare dir>/cache/`` (safetensors, keyed by the inputs' identity), so an
 interrupted compare resumes at the first unfinished level and a re-run after new labels skips the
 expensive part entirely.
@@ -16,11 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
+import scipy.sparse as sp
 from safetensors.numpy import load_file, save_file
 
 from autointerp.compare.correlation import Correlation, correlate
 from autointerp.compare.encode import PooledActivations, pool_harvest
 from autointerp.compare.inputs import ModelInputs
+from autointerp.compare.lexical import WordTypes, classify_pairs
 from autointerp.compare.matching import Assignment, NullModel, hungarian, null_model
 from autointerp.compare.units import WordIndex, aligned_pairs, derangement, null_pairs
 from autointerp.data.corpus import Document
@@ -28,6 +33,8 @@ from autointerp.io import atomic_path
 from autointerp.rundir.layout import PairDir
 
 log = logging.getLogger("autointerp")
+_LEX_FLOATS = ("contextual_corr", "lexical_null_corr", "word_share_a", "word_share_b")
+_KINDS = ("unshared", "lexical", "contextual")
 
 
 @dataclass
@@ -37,6 +44,10 @@ class LevelResult:
     assignment: Assignment  # live features only, feature ids
     null: NullModel
     null_permutation: np.ndarray  # which derangement each null sample came from
+    rare_a: np.ndarray  # [d_a] bool: live but active on fewer than min_support units (left out of matching)
+    rare_b: np.ndarray
+    lexical: pd.DataFrame | None = None  # word level: per matched pair, lexical vs contextual (compare.lexical)
+    lexical_summary: dict | None = None
 
     def summary(self) -> dict:
         v = self.assignment.values
@@ -48,6 +59,7 @@ class LevelResult:
             "null_threshold": self.null.threshold, "null_mean": float(self.null.samples.mean()) if len(self.null.samples) else None,
             "null_max": float(self.null.samples.max()) if len(self.null.samples) else None,
             "null_samples": len(self.null.samples),
+            "n_rare_a": int(self.rare_a.sum()), "n_rare_b": int(self.rare_b.sum()),
         }
 
 
@@ -69,12 +81,17 @@ def _load_cached(path: Path, key: str, level: str, alpha: float) -> LevelResult 
         t = load_file(str(path))
     except Exception:  # noqa: BLE001 - a damaged cache is recomputed, never trusted
         return None
-    if bytes(t["key"]).decode() != key:
+    if bytes(t["key"]).decode() != key or "rare_a" not in t:
         return None
     corr = Correlation(t["corr"], int(t["n_units"][0]), t["dead_a"].astype(bool), t["dead_b"].astype(bool))
     assign = Assignment(t["rows"], t["cols"], t["values"])
     null = null_model([t["null"]], alpha)
-    return LevelResult(level, corr, assign, null, t["null_perm"])
+    result = LevelResult(level, corr, assign, null, t["null_perm"], t["rare_a"].astype(bool), t["rare_b"].astype(bool))
+    if "lex_kind" in t:
+        result.lexical = pd.DataFrame({"feature_a": assign.rows.astype(np.int32), "feature_b": assign.cols.astype(np.int32), **{c: t[f"lex_{c}"] for c in _LEX_FLOATS},
+                                       "kind": np.asarray(_KINDS, dtype=object)[t["lex_kind"].astype(np.int64)]})
+        result.lexical_summary = json.loads(bytes(t["lex_summary"]).decode())
+    return result
 
 
 def _save_cached(path: Path, key: str, r: LevelResult) -> None:
@@ -83,15 +100,29 @@ def _save_cached(path: Path, key: str, r: LevelResult) -> None:
         "dead_a": r.corr.dead_a.astype(np.uint8), "dead_b": r.corr.dead_b.astype(np.uint8),
         "rows": r.assignment.rows, "cols": r.assignment.cols, "values": r.assignment.values,
         "null": r.null.samples, "null_perm": r.null_permutation,
+        "rare_a": r.rare_a.astype(np.uint8), "rare_b": r.rare_b.astype(np.uint8),
     }
+    if r.lexical is not None:
+        tensors |= {f"lex_{c}": r.lexical[c].to_numpy(np.float32) for c in _LEX_FLOATS}
+        tensors["lex_kind"] = r.lexical["kind"].map(_KINDS.index).to_numpy(np.int8)
+        tensors["lex_summary"] = np.frombuffer(json.dumps(r.lexical_summary, default=float).encode(), dtype=np.uint8).copy()
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp))
+
+
+def support(matrix: sp.csr_matrix, rows: np.ndarray) -> np.ndarray:
+    """Per feature: on how many of ``rows`` (units) it is active."""
+    return np.bincount(matrix[rows].indices, minlength=matrix.shape[1])
 
 
 def _level_result(level: str, pa: PooledActivations, pb: PooledActivations, offsets: np.ndarray, cfg, progress: bool) -> LevelResult:
     rows_a, rows_b = aligned_pairs(pa.covered, pb.covered)
     corr = correlate(pa.matrix, pb.matrix, rows_a, rows_b, max_rows=cfg.unit_chunk, progress=progress, label=f"{level} correlation")
-    assign = hungarian(corr.corr, ~corr.dead_a, ~corr.dead_b)
+    # Features active on a handful of units correlate perfectly by accident (also in the null): left out.
+    rare_a = ~corr.dead_a & (support(pa.matrix, rows_a) < cfg.min_support)
+    rare_b = ~corr.dead_b & (support(pb.matrix, rows_b) < cfg.min_support)
+    live_a, live_b = ~(corr.dead_a | rare_a), ~(corr.dead_b | rare_b)
+    assign = hungarian(corr.corr, live_a, live_b)
     rng = np.random.default_rng(cfg.seed)
     samples, perms = [], []
     n_perm = cfg.null_permutations
@@ -101,14 +132,23 @@ def _level_result(level: str, pa: PooledActivations, pb: PooledActivations, offs
         perm = derangement(len(offsets) - 1, rng)
         na, nb = null_pairs(offsets, pa.covered, pb.covered, perm)
         null_corr = correlate(pa.matrix, pb.matrix, na, nb, max_rows=cfg.unit_chunk, progress=progress, label=f"{level} null {p + 1}")
-        matched = hungarian(null_corr.corr, ~null_corr.dead_a, ~null_corr.dead_b).values
+        matched = hungarian(null_corr.corr, live_a & ~null_corr.dead_a, live_b & ~null_corr.dead_b).values
         samples.append(matched)
         perms.append(np.full(len(matched), p, np.int32))
         del null_corr
     null = null_model(samples, cfg.null_alpha)
     perm_of = np.concatenate(perms)[np.argsort(np.concatenate(samples), kind="stable")] if samples else np.zeros(0, np.int32)
-    return LevelResult(level, corr, assign, null, perm_of)
+    return LevelResult(level, corr, assign, null, perm_of, rare_a, rare_b)
 
+
+def _lexical(result: LevelResult, pa: PooledActivations, pb: PooledActivations, types: WordTypes, cfg) -> None:
+    """Word level: is each matched pair shared beyond word identity? (rule: ``compare.lexical``)."""
+    a = result.assignment
+    frame, summary = classify_pairs(pa.matrix, pb.matrix, a.rows, a.cols, types, covered=pa.covered & pb.covered,
+                                    null_threshold=result.null.threshold, alpha=cfg.lexical_alpha,
+                                    n_permutations=cfg.lexical_permutations, seed=cfg.seed, min_excess=cfg.lexical_min_excess)
+    result.lexical = frame[["feature_a", "feature_b", *_LEX_FLOATS, "kind"]].astype({"feature_a": np.int32, "feature_b": np.int32}).reset_index(drop=True)
+    result.lexical_summary = summary
 
 def activation_levels(a: ModelInputs, b: ModelInputs, docs: list[Document], cfg, identity: dict, pair: PairDir,
                       progress: bool = True) -> dict[str, LevelResult]:
@@ -131,6 +171,8 @@ def activation_levels(a: ModelInputs, b: ModelInputs, docs: list[Document], cfg,
     for lv in todo:
         offsets = words.doc_offsets if lv == "word" else np.arange(len(docs) + 1, dtype=np.int64)
         results[lv] = _level_result(lv, pooled[a.slug][lv], pooled[b.slug][lv], offsets, cfg, progress)
+        if lv == "word":
+            _lexical(results[lv], pooled[a.slug][lv], pooled[b.slug][lv], WordTypes.build(words, docs), cfg)
         _save_cached(pair.cache_file(lv), keys[lv], results[lv])
         log.info("compare %s vs %s: %s level done (%d units)", a.slug, b.slug, lv, results[lv].corr.n_units)
     return results

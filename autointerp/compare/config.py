@@ -33,6 +33,13 @@ class CompareConfig:
     null_permutations: int = 2  # document derangements whose matched correlations form the null (at least)
     min_null_samples: int = 4000  # small dictionaries get more derangements, up to max_null_permutations
     max_null_permutations: int = 64
+    min_support: int = 5  # features active on fewer units than this are left out of matching (counted, reported)
+    lexical_permutations: int = 8  # same-word-type cross-document pairings forming the lexical null (word level)
+    lexical_alpha: float = 0.01  # a shared pair is contextual when its excess over the lexical null passes the (1 - alpha) quantile
+    lexical_min_excess: float = 0.05  # ... and is at least this large (a correlation difference)
+    representation: bool = True  # raw-activation baselines (debiased CKA, SVCCA, mutual kNN) on word-pooled activations
+    representation_permutations: int = 19  # document derangements forming each baseline's null (p-values down to 1/20)
+    representation_max_units: int = 4096  # seeded subsample of units for mutual kNN (CKA and SVCCA use every unit)
     null_method: str = "quantile"
     chunk_rows: int = 8192  # harvest rows encoded per SAE call
     unit_chunk: int = 65_536  # aligned units per sparse cross-product step
@@ -54,6 +61,14 @@ class CompareConfig:
             raise UserError("compare settings chunk_rows and unit_chunk must be >= 1")
         if not 0.0 <= self.combined_weight <= 1.0:
             raise UserError(f"compare setting combined_weight={self.combined_weight} must be in [0, 1]")
+        if self.min_support < 1:
+            raise UserError(f"compare setting min_support={self.min_support} must be >= 1 (active units a feature needs to be matched)")
+        if self.lexical_permutations < 2:
+            raise UserError(f"compare setting lexical_permutations={self.lexical_permutations} must be >= 2 (the lexical null's spread is estimated across them)")
+        if not 0.0 < self.lexical_alpha < 1.0:
+            raise UserError(f"compare setting lexical_alpha={self.lexical_alpha} must be in (0, 1); e.g. 0.01")
+        if self.representation_permutations < 1 or self.representation_max_units < 2:
+            raise UserError("compare settings representation_permutations must be >= 1 and representation_max_units >= 2")
         if not 0.0 <= self.claim_min_effect < 0.5:
             raise UserError(f"compare setting claim_min_effect={self.claim_min_effect} must be in [0, 0.5); e.g. 0.06")
         if not self.domains:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from autointerp.compare.analysis import (
     exemplar_spans,
     label_specificity,
 )
+from autointerp.compare.calibration import calibration_record, representation
 from autointerp.compare.config import CompareConfig
 from autointerp.config import ModelEntry, RunConfig
 from autointerp.compare.inputs import (
@@ -63,7 +65,8 @@ class CompareOutcome:
 
 
 def _activation_identity(cfg: CompareConfig, a: ModelInputs, b: ModelInputs) -> dict:
-    keep = ("unit", "document_level", "null_permutations", "min_null_samples", "max_null_permutations", "seed")
+    keep = ("unit", "document_level", "null_permutations", "min_null_samples", "max_null_permutations", "seed",
+            "min_support", "lexical_permutations", "lexical_alpha", "lexical_min_excess")
     return {"config": {k: getattr(cfg, k) for k in keep}, "inputs": input_identity(a, b)}
 
 
@@ -98,6 +101,7 @@ def compare_pair(run_dir: Path, a: ModelInputs, b: ModelInputs, cfg: CompareConf
     if overwrite:
         for level in ("word", "document"):
             pair.cache_file(level).unlink(missing_ok=True)
+        pair.representation_cache.unlink(missing_ok=True)
 
     levels = activation_levels(a, b, docs, cfg, act_identity, pair, progress)
     primary = levels["word"] if "word" in levels else levels["document"]
@@ -116,12 +120,17 @@ def compare_pair(run_dir: Path, a: ModelInputs, b: ModelInputs, cfg: CompareConf
     feats = features_table(a.slug, b.slug, primary, labels, domains, spans, specificity)
     stats = _stats(cfg, a, b, primary, levels, labels, label_reason, matches, feats, spans)
     stats["abstraction"]["label_specificity"] = compare_specificity(specificity["a"], specificity["b"])
+    started = time.perf_counter()
+    rep_baselines = representation(a, b, docs, cfg, act_identity, pair, progress)
+    calibration = calibration_record(stats, rep_baselines) | {"representation_seconds": round(time.perf_counter() - started, 1)}
+    stats["calibration"] = calibration
 
     write_parquet(matches, pair.matches, MATCHES_SCHEMA)
     null = pd.DataFrame({"corr": primary.null.samples.astype(np.float32), "permutation": primary.null_permutation.astype(np.int32)})
     write_parquet(null, pair.null)
     write_parquet(feats, pair.features)
     write_json(pair.stats, stats)
+    write_json(pair.calibration, calibration)
     StageRecord("compare", settings, inputs).save(pair.record)
     return CompareOutcome(out, False, stats)
 
@@ -142,6 +151,8 @@ def _stats(cfg, a, b, primary, levels, labels, label_reason, matches: pd.DataFra
         "model_a": a.slug, "model_b": b.slug, "unit": primary.level, "n_units": int(primary.corr.n_units),
         "n_features_a": int(primary.corr.corr.shape[0]), "n_features_b": int(primary.corr.corr.shape[1]),
         "n_dead_a": int(primary.corr.dead_a.sum()), "n_dead_b": int(primary.corr.dead_b.sum()),
+        "min_support": cfg.min_support, "n_rare_a": int(primary.rare_a.sum()), "n_rare_b": int(primary.rare_b.sum()),
+        "lexical": primary.lexical_summary or {"available": False, "reason": "word level only (the primary unit is documents)"},
         "null": {"threshold": primary.null.threshold, "alpha": cfg.null_alpha, "n_samples": len(primary.null.samples),
                  "method": f"{cfg.null_method}: (1 - alpha) quantile of Hungarian-matched correlations over "
                            f"{int(primary.null_permutation.max()) + 1 if len(primary.null_permutation) else 0} document derangement(s) between the models",

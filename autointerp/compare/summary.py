@@ -62,3 +62,13 @@ def print_summary(out_dir: Path, stats: dict, cached: bool, n_top: int = 10) -> 
             t.add_row(n, str(doms["counts_a"][n]), str(doms["counts_b"][n]), str(doms["counts_shared"][n]))
         console.print(t)
     console.print(f"abstraction: {escape(stats['abstraction']['finding'])}", highlight=False)
+    cal = stats.get("calibration") or {}
+    if cal.get("beyond_lexical_fraction") is not None:
+        console.print(f"beyond word identity: {cal['n_contextual']} of {cal['n_shared']} shared pairs are contextual "
+                      f"({_fmt(cal['beyond_lexical_fraction'], '.1%')}); the rest are the same word in both models", highlight=False)
+    for key, name in (("cka", "debiased CKA"), ("svcca", "SVCCA"), ("mutual_knn", "mutual kNN")):
+        if cal.get(key):
+            c = cal[key]
+            console.print(f"raw activations, {name}: {_fmt(c['value'])} (derangement null {_fmt(c['null_mean'])}, p {_fmt(c['p_value'], '.3g')})", highlight=False)
+    if "not_measured" in cal:
+        console.print("not measured yet: the same-model ceiling (other SAE seed) and the random-weights floor", highlight=False)

@@ -17,7 +17,10 @@ MATCHES_SCHEMA = pa.schema([
     ("shared", pa.bool_()), ("combined_score", pa.float32()), ("combined_rank", pa.int32()),
     ("label_a", pa.string()), ("label_b", pa.string()), ("domain", pa.string()),
     ("activation_confidence", pa.float32()), ("label_confidence", pa.float32()),
+    ("kind", pa.string()), ("contextual_corr", pa.float32()), ("lexical_null_corr", pa.float32()),
+    ("word_share_a", pa.float32()), ("word_share_b", pa.float32()),
 ])
+LEXICAL_COLUMNS = ("kind", "contextual_corr", "lexical_null_corr", "word_share_a", "word_share_b")
 
 DEFINITIONS = {
     "unit": "shared text unit both tokenizations are pooled onto: word = run of word characters or of punctuation in the document text (a token counts for every word its char span overlaps); document = whole document. A feature's value on a unit is its max SAE activation over the unit's tokens.",
@@ -40,6 +43,12 @@ DEFINITIONS = {
     "top_entities_spanned": "distinct entities among the feature's top windows only (n_top_windows of them)",
     "abstraction": "Mann-Whitney U (two-sided) between the models' top_entities_spanned over features with a full set of top windows; 'documents' repeats it for top_docs_spanned",
     "label_specificity": "1 - mean cosine of the label's embedding to the model's other labels",
+    "min_support": "features active on fewer aligned units than this are left out of matching (rare: they correlate perfectly by accident), counted as n_rare_a / n_rare_b",
+    "kind": "word level, activation-matched pairs: shared pairs are 'contextual' when they stay correlated beyond what the same word type explains (excess over the lexical null above its threshold), else 'lexical'; pairs below the null are 'unshared'",
+    "contextual_corr": "correlation after removing each word type's mean from both features (recurring word types only)",
+    "lexical_null_corr": "mean correlation when each unit of A is paired with a unit of the same word type in another document for B",
+    "word_share_a": "share of the feature's activation variance over units explained by word identity (eta-squared over word types)",
+    "beyond_lexical_fraction": "contextual pairs / shared pairs (word level)",
 }
 
 
@@ -84,6 +93,14 @@ def matches_table(primary, labels, domains: dict, weight: float) -> pd.DataFrame
     order = np.lexsort((-np.nan_to_num(corr, nan=-2.0), -np.nan_to_num(combined, nan=-1.0)))
     frame = frame.iloc[order].reset_index(drop=True)
     frame["combined_rank"] = np.arange(1, len(frame) + 1, dtype=np.int32)
+    lexical = getattr(primary, "lexical", None)
+    if lexical is not None:
+        frame = frame.merge(lexical, on=["feature_a", "feature_b"], how="left")
+        frame.loc[frame["method"] == "label", list(LEXICAL_COLUMNS)] = np.nan
+        frame["kind"] = frame["kind"].astype(object).where(frame["kind"].notna(), None)
+    else:
+        for column in LEXICAL_COLUMNS:
+            frame[column] = None if column == "kind" else np.nan
     return frame[[f.name for f in MATCHES_SCHEMA]]
 
 

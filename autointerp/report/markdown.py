@@ -16,6 +16,7 @@ from autointerp.report.artifacts import RunInputs
 from autointerp.report.caveats import caveats_section
 from autointerp.report.config import ReportConfig
 from autointerp.report.fmt import md_text
+from autointerp.report.headline import headline
 from autointerp.report.label_quality import label_section
 from autointerp.report.matches import (
     abstraction_section,
@@ -38,6 +39,9 @@ def build_markdown(run: RunInputs, cfg: ReportConfig, plots: dict[str, list[Plot
     out = [f"# Do {names} learn the same concepts?", "",
            f"Report on run `{md_text(run.run_dir.name)}` ({md_text(source)}), generated {_dt.date.today().isoformat()} by autointerp {__version__}. "
            "All numbers are read from the run's artifacts.", ""]
+    answers = [text for p in run.pairs if (text := headline(p))]
+    if answers:
+        out += ["## The answer, calibrated", "", *[line for text in answers for line in (text, "")]]
     if pages_index:
         out += [f"Browse the features: [feature pages]({pages_index}).", ""]
     missing = [x for x in run.missing] + [x for m in run.models for x in m.missing] + [x for p in run.pairs for x in p.missing]

@@ -61,11 +61,19 @@ def matched_table(p: PairInputs, max_rows: int, exemplar: ExemplarLookup, link: 
             str(int(r.combined_rank)),
             _feature_cell(p.a, int(r.feature_a), link), md_text(r.label_a, 80),
             _feature_cell(p.b, int(r.feature_b), link), md_text(r.label_b, 80),
-            num(r.label_similarity), num(r.activation_corr), pvalue(r.p_value), "yes" if bool(r.shared) else "no",
+            num(r.label_similarity), num(r.activation_corr), pvalue(r.p_value), _shared_cell(r),
             str(r.method), _exemplar_cell(exemplar(p.a, int(r.feature_a)), chars), _exemplar_cell(exemplar(p.b, int(r.feature_b)), chars),
         ])
     header = ["rank", f"`{p.a}`", "label A", f"`{p.b}`", "label B", "label sim.", "act. corr.", "p", "shared", "method", "exemplar A", "exemplar B"]
     return md_table(header, rows, ["r", "r", "l", "r", "l", "r", "r", "r", "l", "l", "l", "l"])
+
+
+def _shared_cell(row) -> str:
+    """yes/no, and for shared word-level pairs whether they share more than the word (``kind``)."""
+    kind = getattr(row, "kind", None)
+    if not bool(row.shared):
+        return "no"
+    return f"yes ({kind})" if isinstance(kind, str) and kind in ("lexical", "contextual") else "yes"
 
 
 def top_matches(matches: pd.DataFrame | None, n: int) -> pd.DataFrame:

@@ -12,7 +12,8 @@
                                              metrics.json, train.json, checkpoints/
     runs/<name>/<model>/                     exemplars.parquet, feature_stats.parquet, exemplars.json,
                                              exemplars_stage.json, labels.parquet, labels.json
-    runs/<name>/compare/<A>__<B>/            matches.parquet, null.parquet, features.parquet, stats.json, compare.json, cache/
+    runs/<name>/compare/<A>__<B>/            matches.parquet, null.parquet, features.parquet, stats.json, calibration.json,
+                                             compare.json, cache/
     runs/<name>/report.md, report.json, plots/, pages/
 
 No other module spells one of these names: stages ask a ``RunDir`` / ``ModelDir`` / ``PairDir`` for paths.
@@ -58,7 +59,9 @@ NULL_FILE = "null.parquet"
 FEATURES_FILE = "features.parquet"
 STATS_FILE = "stats.json"
 COMPARE_RECORD = "compare.json"
+CALIBRATION_FILE = "calibration.json"
 COMPARE_CACHE_DIR = "cache"
+REPRESENTATION_CACHE = "representation.json"
 # report (in the run directory, or wherever --out points)
 REPORT_FILE = "report.md"
 REPORT_RECORD = "report.json"
@@ -141,11 +144,13 @@ class PairDir:
     null = property(lambda self: self.root / NULL_FILE)
     features = property(lambda self: self.root / FEATURES_FILE)
     stats = property(lambda self: self.root / STATS_FILE)
+    calibration = property(lambda self: self.root / CALIBRATION_FILE)
     record = property(lambda self: self.root / COMPARE_RECORD)
     cache = property(lambda self: self.root / COMPARE_CACHE_DIR)
+    representation_cache = property(lambda self: self.root / COMPARE_CACHE_DIR / REPRESENTATION_CACHE)
 
     def outputs(self) -> tuple[Path, ...]:
-        return (self.matches, self.null, self.features, self.stats)
+        return (self.matches, self.null, self.features, self.stats, self.calibration)
 
     def cache_file(self, level: str) -> Path:
         return self.cache / f"{level}.safetensors"

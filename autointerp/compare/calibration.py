@@ -1,0 +1,81 @@
+"""What a comparison's sharing number means: ``calibration.json`` next to the matches.
+
+"44% of matched pairs are shared" cannot be read alone. This module gathers what it is measured against:
+the share of shared pairs that stay correlated beyond word identity (``compare.lexical``), and the
+representation-level baselines on the raw activations (debiased CKA, SVCCA, mutual kNN, each with its
+document-derangement null; ``compare.representation``). The same-model ceiling (two SAE seeds) and the
+random-weights floor are named here as not measured until those controls run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+
+from autointerp.compare.inputs import ModelInputs
+from autointerp.compare.representation import pooled_word_activations, representation_baselines
+from autointerp.compare.units import WordIndex
+from autointerp.data.corpus import Document
+from autointerp.io import read_json, write_json
+from autointerp.rundir.layout import PairDir
+
+log = logging.getLogger("autointerp")
+NOT_MEASURED = "not measured yet (the same-model ceiling and random-weights floor controls are not built)"
+
+
+def representation(a: ModelInputs, b: ModelInputs, docs: list[Document], cfg, identity: dict, pair: PairDir,
+                   progress: bool = True) -> dict | None:
+    """The three raw-activation baselines at word level (cached by the inputs' identity); None when either
+    harvest is not token level (no word units) or ``[compare] representation = false``."""
+    if not cfg.representation or a.level != "token" or b.level != "token":
+        return None
+    key = hashlib.sha256(json.dumps({"identity": identity, "what": "representation", "permutations": cfg.representation_permutations,
+                                     "max_units": cfg.representation_max_units}, sort_keys=True, default=str).encode()).hexdigest()
+    cached = _cached(pair, key)
+    if cached is not None:
+        return cached
+    words = WordIndex.build(docs)
+    doc_index_of = {d.doc_id: i for i, d in enumerate(docs)}
+    pooled = [pooled_word_activations(m.harvest_dir, m.manifest, doc_index_of, words, progress, m.slug) for m in (a, b)]
+    result = representation_baselines(pooled[0].matrix, pooled[1].matrix, words.doc_offsets, covered_a=pooled[0].covered,
+                                      covered_b=pooled[1].covered, seed=cfg.seed, n_permutations=cfg.representation_permutations,
+                                      max_units=cfg.representation_max_units)
+    pair.cache.mkdir(parents=True, exist_ok=True)
+    write_json(pair.representation_cache, {"key": key, "result": result})
+    return result
+
+
+def _cached(pair: PairDir, key: str) -> dict | None:
+    try:
+        saved = read_json(pair.representation_cache)
+    except (OSError, ValueError):
+        return None
+    return saved.get("result") if saved.get("key") == key else None
+
+
+def _baseline(entry: dict | None) -> dict | None:
+    if entry is None:
+        return None
+    return {k: entry.get(k) for k in ("value", "null_mean", "null_sd", "p_value", "z", "n_units", "n_permutations")}
+
+
+def calibration_record(stats: dict, rep: dict | None) -> dict:
+    """calibration.json: the headline numbers of one comparison with what each is measured against."""
+    act, lex = stats.get("activation") or {}, stats.get("lexical") or {}
+    out = {
+        "unit": stats.get("unit"),
+        "shared_fraction": act.get("fraction_shared"),
+        "n_shared": stats.get("n_shared"), "n_pairs": act.get("n_pairs"),
+        "null_threshold": (stats.get("null") or {}).get("threshold"),
+        "beyond_lexical_fraction": lex.get("beyond_lexical_fraction"),
+        "n_contextual": lex.get("n_contextual"), "n_lexical": lex.get("n_lexical"),
+        "ceiling_shared_fraction": None, "floor_shared_fraction": None,
+        "not_measured": {"ceiling_shared_fraction": NOT_MEASURED, "floor_shared_fraction": NOT_MEASURED},
+        "min_support": stats.get("min_support"), "n_rare_a": stats.get("n_rare_a"), "n_rare_b": stats.get("n_rare_b"),
+    }
+    for name in ("cka", "svcca", "mutual_knn"):
+        out[name] = _baseline((rep or {}).get(name))
+    if rep is None:
+        out["not_measured"]["representation"] = "needs token-level harvests of both models ([compare] representation = true)"
+    return out
