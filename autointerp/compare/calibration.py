@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 
 from autointerp.compare.inputs import ModelInputs
 from autointerp.compare.representation import pooled_word_activations, representation_baselines
@@ -35,12 +36,14 @@ def representation(a: ModelInputs, b: ModelInputs, docs: list[Document], cfg, id
     cached = _cached(pair, key)
     if cached is not None:
         return cached
+    started = time.perf_counter()
     words = WordIndex.build(docs)
     doc_index_of = {d.doc_id: i for i, d in enumerate(docs)}
     pooled = [pooled_word_activations(m.harvest_dir, m.manifest, doc_index_of, words, progress, m.slug) for m in (a, b)]
     result = representation_baselines(pooled[0].matrix, pooled[1].matrix, words.doc_offsets, covered_a=pooled[0].covered,
                                       covered_b=pooled[1].covered, seed=cfg.seed, n_permutations=cfg.representation_permutations,
                                       max_units=cfg.representation_max_units)
+    result["seconds"] = round(time.perf_counter() - started, 1)  # the control's cost, kept with the cached result
     pair.cache.mkdir(parents=True, exist_ok=True)
     write_json(pair.representation_cache, {"key": key, "result": result})
     return result
@@ -76,6 +79,7 @@ def calibration_record(stats: dict, rep: dict | None) -> dict:
     }
     for name in ("cka", "svcca", "mutual_knn"):
         out[name] = _baseline((rep or {}).get(name))
+    out["representation_seconds"] = (rep or {}).get("seconds")
     if rep is None:
         out["not_measured"]["representation"] = "needs token-level harvests of both models ([compare] representation = true)"
     return out

@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import logging
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -120,9 +119,7 @@ def compare_pair(run_dir: Path, a: ModelInputs, b: ModelInputs, cfg: CompareConf
     feats = features_table(a.slug, b.slug, primary, labels, domains, spans, specificity)
     stats = _stats(cfg, a, b, primary, levels, labels, label_reason, matches, feats, spans)
     stats["abstraction"]["label_specificity"] = compare_specificity(specificity["a"], specificity["b"])
-    started = time.perf_counter()
-    rep_baselines = representation(a, b, docs, cfg, act_identity, pair, progress)
-    calibration = calibration_record(stats, rep_baselines) | {"representation_seconds": round(time.perf_counter() - started, 1)}
+    calibration = calibration_record(stats, representation(a, b, docs, cfg, act_identity, pair, progress))
     stats["calibration"] = calibration
 
     write_parquet(matches, pair.matches, MATCHES_SCHEMA)

@@ -22,7 +22,8 @@ def headline(p: PairInputs) -> str | None:
     rep = [f"{name} {num(cal[key]['value'])} (null {num(cal[key]['null_mean'])}, p {pvalue(cal[key]['p_value'])})"
            for key, name in _BASELINES if cal.get(key)]
     if rep:
-        parts.append("raw activations, word-pooled: " + ", ".join(rep))
+        cost = f" ({num(cal['representation_seconds'], 0)} s)" if cal.get("representation_seconds") is not None else ""
+        parts.append(f"raw activations, word-pooled{cost}: " + ", ".join(rep))
     not_measured = cal.get("not_measured") or {}
     gaps = [what for key, what in (("ceiling_shared_fraction", "the same-model ceiling (same model, other SAE seed)"),
                                    ("floor_shared_fraction", "the random-weights floor")) if key in not_measured]
