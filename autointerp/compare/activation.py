@@ -24,7 +24,7 @@ from safetensors.numpy import load_file, save_file
 
 from autointerp.compare.correlation import Correlation, correlate
 from autointerp.compare.encode import PooledActivations, pool_harvest
-from autointerp.compare.inputs import ModelInputs
+from autointerp.compare.inputs import ComparedModel
 from autointerp.compare.lexical import WordTypes, classify_pairs
 from autointerp.compare.matching import Assignment, NullModel, hungarian, null_model
 from autointerp.compare.units import WordIndex, aligned_pairs, derangement, null_pairs
@@ -63,7 +63,7 @@ class LevelResult:
         }
 
 
-def levels_for(a: ModelInputs, b: ModelInputs, unit: str, document_level: bool) -> list[str]:
+def levels_for(a: ComparedModel, b: ComparedModel, unit: str, document_level: bool) -> list[str]:
     """Word units need token-level harvests on both sides; document units always work."""
     if unit == "word" and a.level == "token" and b.level == "token":
         return ["word", "document"] if document_level else ["word"]
@@ -150,7 +150,7 @@ def _lexical(result: LevelResult, pa: PooledActivations, pb: PooledActivations, 
     result.lexical = frame[["feature_a", "feature_b", *_LEX_FLOATS, "kind"]].astype({"feature_a": np.int32, "feature_b": np.int32}).reset_index(drop=True)
     result.lexical_summary = summary
 
-def activation_levels(a: ModelInputs, b: ModelInputs, docs: list[Document], cfg, identity: dict, pair: PairDir,
+def activation_levels(a: ComparedModel, b: ComparedModel, docs: list[Document], cfg, identity: dict, pair: PairDir,
                       progress: bool = True) -> dict[str, LevelResult]:
     """LevelResult per level, from the cache where the inputs are unchanged, else computed."""
     from autointerp.sae.saelens import load_sae

@@ -14,7 +14,7 @@ import json
 import logging
 import time
 
-from autointerp.compare.inputs import ModelInputs
+from autointerp.compare.inputs import ComparedModel
 from autointerp.compare.representation import pooled_word_activations, representation_baselines
 from autointerp.compare.units import WordIndex
 from autointerp.data.corpus import Document
@@ -25,7 +25,7 @@ log = logging.getLogger("autointerp")
 NOT_MEASURED = "not measured yet (the same-model ceiling and random-weights floor controls are not built)"
 
 
-def representation(a: ModelInputs, b: ModelInputs, docs: list[Document], cfg, identity: dict, pair: PairDir,
+def representation(a: ComparedModel, b: ComparedModel, docs: list[Document], cfg, identity: dict, pair: PairDir,
                    progress: bool = True) -> dict | None:
     """The three raw-activation baselines at word level (cached by the inputs' identity); None when either
     harvest is not token level (no word units) or ``[compare] representation = false``."""

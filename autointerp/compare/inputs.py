@@ -20,7 +20,11 @@ from autointerp.rundir.layout import ModelDir, RunDir
 
 
 @dataclass
-class ModelInputs:
+class ComparedModel:
+    """One side of a comparison: its paths (from ``ModelDir``) and harvest manifest, checked for what
+    matching needs. (The report's ``ModelInputs`` is the other view of a model directory: every artifact
+    loaded, with a hint for each missing one.)"""
+
     slug: str
     model_dir: Path
     harvest_dir: Path
@@ -38,7 +42,7 @@ class ModelInputs:
         return (self.manifest.get("identity") or {}).get("corpus")
 
 
-def model_inputs(run_dir: Path, entry: ModelEntry) -> ModelInputs:
+def model_inputs(run_dir: Path, entry: ModelEntry) -> ComparedModel:
     """The artifacts of one model in the run, or a UserError naming the command that makes them."""
     files = RunDir(run_dir).model(entry.slug)
     model_dir, harvest_dir, sae_dir = files.root, files.harvest, files.sae_dir
@@ -50,11 +54,11 @@ def model_inputs(run_dir: Path, entry: ModelEntry) -> ModelInputs:
     if not files.sae.weights.is_file():
         raise UserError(f"{entry.slug} has no trained SAE in {sae_dir}; run `autointerp train --run-dir {run_dir}` first")
     labels, exemplars = files.labels, files.exemplars
-    return ModelInputs(entry.slug, model_dir, harvest_dir, sae_dir, manifest,
+    return ComparedModel(entry.slug, model_dir, harvest_dir, sae_dir, manifest,
                        labels if labels.is_file() else None, exemplars if exemplars.is_file() else None)
 
 
-def check_same_corpus(run_dir: Path, a: ModelInputs, b: ModelInputs) -> list[Document]:
+def check_same_corpus(run_dir: Path, a: ComparedModel, b: ComparedModel) -> list[Document]:
     """The run's documents, after checking both harvests were made on exactly them."""
     if a.corpus != b.corpus:
         raise UserError(
@@ -71,7 +75,7 @@ def check_same_corpus(run_dir: Path, a: ModelInputs, b: ModelInputs) -> list[Doc
     return docs
 
 
-def load_labels(inputs: ModelInputs) -> pd.DataFrame | None:
+def load_labels(inputs: ComparedModel) -> pd.DataFrame | None:
     """feature -> label for the features whose labelling succeeded; None when explain has not run."""
     if inputs.labels_path is None:
         return None
@@ -84,15 +88,15 @@ def load_labels(inputs: ModelInputs) -> pd.DataFrame | None:
     return ok[["feature", "label"]].drop_duplicates("feature").astype({"feature": "int64"}).reset_index(drop=True)
 
 
-def input_identity(a: ModelInputs, b: ModelInputs) -> dict:
+def input_identity(a: ComparedModel, b: ComparedModel) -> dict:
     """What the activation results depend on (hashes, not paths) — unchanged identity means a no-op re-run."""
-    def one(m: ModelInputs) -> dict:
+    def one(m: ComparedModel) -> dict:
         return {"sae": file_sha256(ModelDir(m.model_dir).sae.weights), "harvest": m.manifest.get("identity"),
                 "shards": m.manifest.get("shards")}
     return {"a": one(a), "b": one(b)}
 
 
-def extra_identity(a: ModelInputs, b: ModelInputs) -> dict:
+def extra_identity(a: ComparedModel, b: ComparedModel) -> dict:
     """Labels and exemplars: they change the label/abstraction results but not the correlation matrices."""
     digest = lambda p: file_sha256(p) if p is not None else None
     return {"labels_a": digest(a.labels_path), "labels_b": digest(b.labels_path),

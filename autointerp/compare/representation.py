@@ -74,16 +74,23 @@ def pooled_word_activations(harvest_dir: Path, manifest: dict, doc_index_of: dic
             elif acts.shape[1] != matrix.shape[1]:
                 raise UserError(f"shard {shard_index} in {harvest_dir} holds d_model={acts.shape[1]}, earlier shards {matrix.shape[1]}; re-run `autointerp harvest --overwrite`")
             _doc_idx, pair_rows, pair_units = shard_units(harvest_dir, index, doc_index_of, words)
-            uniq, inv = np.unique(pair_units, return_inverse=True)
-            member = sp.csr_matrix((np.ones(len(inv), np.float32), (inv, pair_rows)), shape=(len(uniq), acts.shape[0]))
+            uniq, member = word_members(pair_rows, pair_units, acts.shape[0])
             matrix[uniq] += member @ acts.float().numpy()
-            counts[uniq] += np.bincount(inv, minlength=len(uniq))
+            counts[uniq] += np.diff(member.indptr)
             advance(1)
     if matrix is None:
         raise UserError(f"{harvest_dir} lists no shards; re-run `autointerp harvest --overwrite`")
     covered = counts > 0
     matrix[covered] /= counts[covered, None].astype(np.float32)
     return WordActivations(matrix, covered)
+
+
+def word_members(pair_rows: np.ndarray, pair_units: np.ndarray, n_rows: int) -> tuple[np.ndarray, sp.csr_matrix]:
+    """The units a block of token rows touches and their membership [n_touched, n_rows] (from
+    ``WordIndex.map_tokens``): ``sums[units] += member @ acts`` adds each token to every word it overlaps,
+    ``counts[units] += diff(member.indptr)`` counts them. Shared by harvests on disk and in-memory rows."""
+    uniq, inv = np.unique(pair_units, return_inverse=True)
+    return uniq, sp.csr_matrix((np.ones(len(inv), np.float32), (inv, pair_rows)), shape=(len(uniq), n_rows))
 
 
 @dataclass
@@ -210,7 +217,12 @@ def mutual_knn(x: np.ndarray, y: np.ndarray, k: int = 10) -> float:
         raise ValueError(f"X and Y must have the same rows (units): {n} vs {len(y)}")
     if n <= k:
         return math.nan
-    nx, ny = _knn(x, k), _knn(y, k)
+    return _mutual(_knn(x, k), _knn(y, k))
+
+
+def _mutual(nx: np.ndarray, ny: np.ndarray) -> float:
+    """Mean share of agreed neighbours between two [n, k] neighbour lists of the same rows."""
+    n, k = nx.shape
     hit = np.zeros((n, n), bool)
     hit[np.arange(n)[:, None], nx] = True
     return float(hit[np.arange(n)[:, None], ny].sum() / (n * k))

@@ -30,7 +30,7 @@ from autointerp.compare.calibration import calibration_record, representation
 from autointerp.compare.config import CompareConfig
 from autointerp.config import ModelEntry, RunConfig
 from autointerp.compare.inputs import (
-    ModelInputs,
+    ComparedModel,
     model_inputs,
     check_same_corpus,
     extra_identity,
@@ -63,13 +63,13 @@ class CompareOutcome:
     stats: dict
 
 
-def _activation_identity(cfg: CompareConfig, a: ModelInputs, b: ModelInputs) -> dict:
+def _activation_identity(cfg: CompareConfig, a: ComparedModel, b: ComparedModel) -> dict:
     keep = ("unit", "document_level", "null_permutations", "min_null_samples", "max_null_permutations", "seed",
             "min_support", "lexical_permutations", "lexical_alpha", "lexical_min_excess")
     return {"config": {k: getattr(cfg, k) for k in keep}, "inputs": input_identity(a, b)}
 
 
-def _labels(cfg: CompareConfig, a: ModelInputs, b: ModelInputs, sizes: tuple[int, int]) -> tuple[LabelMatching | None, str | None]:
+def _labels(cfg: CompareConfig, a: ComparedModel, b: ComparedModel, sizes: tuple[int, int]) -> tuple[LabelMatching | None, str | None]:
     frames = {m.slug: load_labels(m) for m in (a, b)}
     for m, d_sae in zip((a, b), sizes):
         f = frames[m.slug]
@@ -86,7 +86,7 @@ def _labels(cfg: CompareConfig, a: ModelInputs, b: ModelInputs, sizes: tuple[int
     return match_labels(spaces[0], spaces[1], cfg.seed), None
 
 
-def compare_pair(run_dir: Path, a: ModelInputs, b: ModelInputs, cfg: CompareConfig, *, overwrite: bool = False,
+def compare_pair(run_dir: Path, a: ComparedModel, b: ComparedModel, cfg: CompareConfig, *, overwrite: bool = False,
                  progress: bool = True) -> CompareOutcome:
     cfg.validate()
     pair = RunDir(run_dir).pair(a.slug, b.slug)
