@@ -26,6 +26,7 @@ from autointerp.harvest.commands import harvest
 from autointerp.progress import console
 from autointerp.report.commands import report
 from autointerp.sae.commands import train
+from autointerp.sweep.commands import sweep
 
 app = typer.Typer(
     help="Do different language models learn the same concepts? Harvest -> SAE -> exemplars -> labels -> scores -> cross-model matching -> report.",
@@ -33,7 +34,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-for _command in (harvest, train, exemplars, explain, score, compare, report):
+for _command in (harvest, train, exemplars, explain, score, compare, sweep, report):
     app.command(_command.__name__)(_command)
 
 # What `autointerp run` does, in order: (stage name, "module:function" taking (cfg, overwrite)).

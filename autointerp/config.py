@@ -43,6 +43,7 @@ from autointerp.report.config import ReportConfig
 from autointerp.exemplars.config import ExemplarConfig
 from autointerp.harvest.config import HarvestConfig
 from autointerp.sae.config import SAEConfig, TrainConfig
+from autointerp.sweep.config import SweepConfig
 
 DEFAULT_MAX_TOKENS = 120_000
 
@@ -91,6 +92,7 @@ class RunConfig:
     score: ScoreConfig = field(default_factory=ScoreConfig)
     compare: CompareConfig = field(default_factory=CompareConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
+    sweep: SweepConfig = field(default_factory=SweepConfig)
 
     @property
     def run_path(self) -> Path:
@@ -140,6 +142,7 @@ SECTIONS = {
     "score": ScoreConfig,
     "compare": CompareConfig,
     "report": ReportConfig,
+    "sweep": SweepConfig,
 }
 
 

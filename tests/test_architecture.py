@@ -27,13 +27,14 @@ LAYERS = [
     ["autointerp.explain"],
     ["autointerp.eval"],
     ["autointerp.compare"],
+    ["autointerp.sweep"],
     ["autointerp.report"],
     ["autointerp.cli", "autointerp.__main__"],
 ]
 ARTIFACTS = ("sae_weights.safetensors", "cfg.json", "exemplars.parquet", "labels.parquet", "matches.parquet",
              "harvest.json", "documents.parquet", "feature_stats.parquet", "labels.json", "stats.json",
              "metrics.json", "train.json", "compare.json", "report.json", "config.toml", "llm_cache.sqlite",
-             "checkpoint.safetensors", "selection.json", "corpus.json", "exemplars_stage.json")
+             "checkpoint.safetensors", "selection.json", "corpus.json", "exemplars_stage.json", "sweep.json")
 MAX_LINES = 420
 
 
@@ -123,7 +124,7 @@ def test_compare_reads_activations_without_the_sae_training_code():
 
 
 def test_every_stage_has_the_same_shape():
-    for package in ("harvest", "sae", "exemplars", "explain", "eval", "compare", "report"):
+    for package in ("harvest", "sae", "exemplars", "explain", "eval", "compare", "sweep", "report"):
         for part in ("commands", "stage", "config"):
             assert f"autointerp.{package}.{part}" in MODULES, f"autointerp/{package}/{part}.py is missing"
 

@@ -172,17 +172,18 @@ def _top_directions(cov: np.ndarray, variance: float) -> tuple[np.ndarray, np.nd
     return vecs, vals, min(k, len(vals))
 
 
-def _svcca(m: _Moments, variance: float = SVCCA_VARIANCE) -> dict:
+def _svcca(m: _Moments, variance: float = SVCCA_VARIANCE, tops: tuple | None = None) -> dict:
     """Mean canonical correlation between the top-variance subspaces, from the moments alone.
 
     With X' = Xc V_k (the top-k principal scores, covariance diag(lambda)) the whitened reduced side is
     X' diag(lambda)^-1/2, whose columns are orthonormal; the canonical correlations are the singular values
     of diag(lx)^-1/2 Vx^T (Xc^T Yc) Vy diag(ly)^-1/2 (cosines of the principal angles between the two
-    subspaces of unit space). The mean is over min(kx, ky) correlations.
+    subspaces of unit space). The mean is over min(kx, ky) correlations. ``tops``: each side's
+    ``_top_directions``, when already computed.
     """
     cap = max(1, m.n // UNITS_PER_COMPONENT)
-    vx, lx, kx99 = _top_directions(m.xtx, variance)
-    vy, ly, ky99 = _top_directions(m.yty, variance)
+    vx, lx, kx99 = _top_directions(m.xtx, variance) if tops is None else tops[0]
+    vy, ly, ky99 = _top_directions(m.yty, variance) if tops is None else tops[1]
     kx, ky = min(kx99, cap), min(ky99, cap)
     out = {"components_a": kx, "components_b": ky, "components_for_variance_a": kx99, "components_for_variance_b": ky99,
            "max_components": cap}
@@ -226,6 +227,58 @@ def _mutual(nx: np.ndarray, ny: np.ndarray) -> float:
     hit = np.zeros((n, n), bool)
     hit[np.arange(n)[:, None], nx] = True
     return float(hit[np.arange(n)[:, None], ny].sum() / (n * k))
+
+
+@dataclass
+class _Layer:
+    """One layer's centred rows and what every cell it is part of reuses."""
+
+    zc: np.ndarray  # [n, d] float64, centred
+    moments: np.ndarray  # [d, d] zc^T zc
+    norms: np.ndarray  # [n] |zc_i|^2
+    tops: tuple | None  # _top_directions (SVCCA)
+    knn: np.ndarray | None  # [n_sub, k] neighbours among the subsample (mutual kNN)
+
+
+def _layer(z: np.ndarray, metrics: tuple[str, ...], sub: np.ndarray, knn_k: int) -> _Layer:
+    zc = z.astype(np.float64)
+    zc -= zc.mean(0)
+    moments = zc.T @ zc
+    return _Layer(zc, moments, np.einsum("ij,ij->i", zc, zc),
+                  _top_directions(moments, SVCCA_VARIANCE) if "svcca" in metrics else None,
+                  _knn(z[sub], knn_k) if "mutual_knn" in metrics and len(sub) > knn_k else None)
+
+
+def measure_grid(xs: list[np.ndarray], ys: list[np.ndarray], *, metrics: tuple[str, ...] = ("cka", "svcca", "mutual_knn"),
+                 max_units: int = 4096, knn_k: int = 10, seed: int = 0, progress: bool = False) -> dict[str, np.ndarray]:
+    """Each metric for every pair (xs[i], ys[j]) of layers whose rows are the same units: {metric: [len(xs), len(ys)]}.
+
+    The same measures as ``representation_baselines`` without its null: debiased CKA and SVCCA over every
+    row, mutual kNN on one seeded subsample of at most ``max_units`` rows shared by all cells. Each
+    layer's centring, second moments, principal directions and neighbour lists are computed once; a cell
+    costs one cross product. Memory: the ys layers centred in float64, plus one xs layer.
+    """
+    n = len(xs[0])
+    if any(len(z) != n for z in (*xs, *ys)):
+        raise ValueError("every layer needs the same rows (units)")
+    rng = np.random.default_rng(seed)
+    sub = np.sort(rng.choice(n, max_units, replace=False)) if n > max_units else np.arange(n)
+    out = {name: np.full((len(xs), len(ys)), np.nan) for name in metrics}
+    right = [_layer(y, metrics, sub, knn_k) for y in ys]
+    with progress_bar("sweep: layer pairs", len(xs) * len(ys), "cells", enabled=progress) as advance:
+        for i, x in enumerate(xs):
+            left = _layer(x, metrics, sub, knn_k)
+            for j, r in enumerate(right):
+                m = _Moments(n, left.zc.T @ r.zc, left.moments, r.moments, left.norms, r.norms)
+                if "cka" in out:
+                    out["cka"][i, j] = _cka(m)
+                if "svcca" in out:
+                    out["svcca"][i, j] = _svcca(m, tops=(left.tops, r.tops))["value"]
+                if "mutual_knn" in out and left.knn is not None:
+                    out["mutual_knn"][i, j] = _mutual(left.knn, r.knn)
+                advance(1)
+            del left
+    return out
 
 
 def _subsample(rows_a: np.ndarray, rows_b: np.ndarray, max_units: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

@@ -39,3 +39,32 @@ def forward_to_site(lm: LoadedModel, module: nn.Module, input_ids: torch.Tensor,
     if out.dim() == 2:  # some MLPs (OPT's fc2) run on flattened [batch * seq, d]
         out = out.view(*input_ids.shape, -1)
     return out
+
+
+def forward_all_blocks(lm: LoadedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> list[torch.Tensor]:
+    """The residual stream after every block, [batch, seq, d_model] each, from one forward pass that stops
+    after the last block (the final norm and the LM head are never computed)."""
+    captured: list[torch.Tensor] = []
+    last = len(lm.blocks) - 1
+
+    def hook_for(index: int):
+        def hook(_module, _args, output):
+            captured.append(output[0] if isinstance(output, tuple) else output)
+            if index == last:
+                raise _StopForward
+
+        return hook
+
+    handles = [block.register_forward_hook(hook_for(i)) for i, block in enumerate(lm.blocks)]
+    kwargs = {"use_cache": False} if lm.is_causal else {}
+    try:
+        with torch.inference_mode():
+            lm.model(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+    except _StopForward:
+        pass
+    finally:
+        for handle in handles:
+            handle.remove()
+    if len(captured) != len(lm.blocks):
+        raise RuntimeError(f"{len(captured)} of {len(lm.blocks)} blocks were called by the forward pass")
+    return captured

@@ -14,6 +14,7 @@
                                              exemplars_stage.json, labels.parquet, labels.json
     runs/<name>/compare/<A>__<B>/            matches.parquet, null.parquet, features.parquet, stats.json, calibration.json,
                                              compare.json, cache/
+    runs/<name>/sweep/                       sweep.json (every layer pair's CKA / SVCCA / mutual kNN, the record), <metric>.png
     runs/<name>/report.md, report.json, plots/, pages/
 
 No other module spells one of these names: stages ask a ``RunDir`` / ``ModelDir`` / ``PairDir`` for paths.
@@ -62,6 +63,9 @@ COMPARE_RECORD = "compare.json"
 CALIBRATION_FILE = "calibration.json"
 COMPARE_CACHE_DIR = "cache"
 REPRESENTATION_CACHE = "representation.json"
+# layer sweep
+SWEEP_DIR = "sweep"
+SWEEP_FILE = "sweep.json"
 # report (in the run directory, or wherever --out points)
 REPORT_FILE = "report.md"
 REPORT_RECORD = "report.json"
@@ -157,6 +161,18 @@ class PairDir:
 
 
 @dataclass(frozen=True)
+class SweepDir:
+    """``runs/<name>/sweep/``: which layers of two models correspond."""
+
+    root: Path
+
+    record = property(lambda self: self.root / SWEEP_FILE)
+
+    def heatmap(self, metric: str) -> Path:
+        return self.root / f"{metric}.png"
+
+
+@dataclass(frozen=True)
 class ReportDir:
     """Where the report is written: the run directory, or ``autointerp report --out DIR``."""
 
@@ -185,6 +201,7 @@ class RunDir:
     selection = property(lambda self: self.root / CORPUS_DIR / SELECTION_FILE)
     compare = property(lambda self: self.root / COMPARE_DIR)
     report = property(lambda self: ReportDir(self.root))
+    sweep = property(lambda self: SweepDir(self.root / SWEEP_DIR))
 
     def model(self, slug: str) -> ModelDir:
         return ModelDir(self.root / slug)

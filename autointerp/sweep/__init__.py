@@ -1,0 +1,1 @@
+"""Layer sweep: which layers of two models correspond (raw-activation CKA / SVCCA / mutual kNN per layer pair)."""
