@@ -18,10 +18,12 @@ from rich.markup import escape
 
 from autointerp.cli_common import ConfigOpt, NameOpt, RunDirOpt, apply_overrides, friendly_errors
 from autointerp.compare.commands import compare
+from autointerp.controls.commands import controls
+from autointerp.crosscode.commands import crosscode
 from autointerp.config import RunConfig, load_config
 from autointerp.eval.commands import score
 from autointerp.exemplars.commands import exemplars
-from autointerp.explain.commands import explain
+from autointerp.explain.commands import explain, export_labels, import_labels
 from autointerp.harvest.commands import harvest
 from autointerp.progress import console
 from autointerp.report.commands import report
@@ -34,8 +36,10 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-for _command in (harvest, train, exemplars, explain, score, compare, sweep, report):
+for _command in (harvest, train, exemplars, explain, score, compare, controls, crosscode, sweep, report):
     app.command(_command.__name__)(_command)
+app.command("export-labels")(export_labels)  # labels in Neuronpedia / Delphi shapes (autointerp.explain.interop)
+app.command("import-labels")(import_labels)
 
 # What `autointerp run` does, in order: (stage name, "module:function" taking (cfg, overwrite)).
 STAGES = (
@@ -45,6 +49,9 @@ STAGES = (
     ("explain", "autointerp.explain.stage:explain_all"),
     ("score", "autointerp.eval.stage:score_all"),
     ("compare", "autointerp.compare.stage:compare_all"),
+    ("controls", "autointerp.controls.stage:controls_all"),
+    ("crosscode", "autointerp.crosscode.stage:crosscode_all"),  # a no-op unless [crosscode] enabled = true
+    ("sweep", "autointerp.sweep.stage:sweep_in_run"),  # a no-op unless [sweep] in_run = true
     ("report", "autointerp.report.stage:report_all"),
 )
 
@@ -69,6 +76,10 @@ def _stage_function(target: str):
 def run(config: ConfigOpt = None, run_dir: RunDirOpt = None, name: NameOpt = None, max_tokens: Annotated[Optional[int], typer.Option(help="Token budget for the corpus.")] = None, overwrite: Annotated[bool, typer.Option(help="Discard stale stage outputs.")] = False) -> None:
     """Run every stage for all configured models (no arguments: the embedded offline default)."""
     cfg = apply_overrides(load_config(config), {}, {}, dict(max_tokens=max_tokens, run_dir=str(run_dir) if run_dir else None, name=name))
+    from autointerp.sae.pretrained import fill_hookpoint
+
+    for entry in cfg.models:  # a pretrained SAE's own config decides an unset layer/site (read before harvesting)
+        fill_hookpoint(entry)
     from autointerp.provenance import run_dir_differences
     from autointerp.rundir.lock import run_lock
 

@@ -34,6 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from autointerp.compare.config import CompareConfig
+from autointerp.crosscode.config import CrosscodeConfig
+from autointerp.controls.config import ControlsConfig
 from autointerp.data.corpus import CorpusConfig, validate_corpus
 from autointerp.errors import UserError
 from autointerp.eval.config import ScoreConfig
@@ -42,6 +44,7 @@ from autointerp.explain.llm.config import LLMConfig
 from autointerp.report.config import ReportConfig
 from autointerp.exemplars.config import ExemplarConfig
 from autointerp.harvest.config import HarvestConfig
+from autointerp.models.load import random_weights_spec
 from autointerp.sae.config import SAEConfig, TrainConfig
 from autointerp.sweep.config import SweepConfig
 
@@ -54,6 +57,20 @@ class ModelEntry:
     name: str | None = None  # directory name inside the run; derived from the spec when omitted
     layer: int | None = None
     site: str | None = None
+    weights: str = "pretrained"  # "pretrained", or "random": the same architecture and tokenizer freshly initialised (a control)
+    init_seed: int = 0  # seed of the random initialisation (weights = "random")
+    # A pretrained SAE to use instead of training one: a local directory/file (SAELens, sparsify, Gemma Scope,
+    # Llama Scope), "hf://<owner>/<repo>/<path in repo>" or { repo = "<owner>/<repo>", path = "...", revision = "..." }
+    sae: str | dict[str, str] | None = None
+
+    @property
+    def random(self) -> bool:
+        return self.weights == "random"
+
+    @property
+    def identity(self) -> str:
+        """The model as harvest manifests record it: the spec, or the spec with its random initialisation."""
+        return random_weights_spec(self.model, self.init_seed) if self.random else self.model
 
     @property
     def slug(self) -> str:
@@ -65,6 +82,12 @@ class ModelEntry:
     def validate(self) -> None:
         if not self.model.strip():
             raise UserError("[[models]] model = \"\" is empty; give a model name, hub id or path")
+        if self.weights not in ("pretrained", "random"):
+            raise UserError(f"[[models]] weights = {self.weights!r} for {self.model}: use \"pretrained\" or \"random\" (freshly initialised from the model's config)")
+        if isinstance(self.sae, str) and not self.sae.strip():
+            raise UserError(f"[[models]] sae = \"\" for {self.model} is empty; give a local SAE path or hf://<owner>/<repo>/<path>, or remove the key to train one")
+        if isinstance(self.sae, dict) and not isinstance(self.sae.get("repo"), str):
+            raise UserError(f"[[models]] sae = {{ ... }} for {self.model} needs repo = \"<owner>/<name>\" (and path = \"<path in repo>\")")
 
 
 def _slugify(text: str) -> str:
@@ -91,8 +114,10 @@ class RunConfig:
     explain: ExplainConfig = field(default_factory=ExplainConfig)
     score: ScoreConfig = field(default_factory=ScoreConfig)
     compare: CompareConfig = field(default_factory=CompareConfig)
+    controls: ControlsConfig = field(default_factory=ControlsConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
     sweep: SweepConfig = field(default_factory=SweepConfig)
+    crosscode: CrosscodeConfig = field(default_factory=CrosscodeConfig)
 
     @property
     def run_path(self) -> Path:
@@ -141,8 +166,10 @@ SECTIONS = {
     "explain": ExplainConfig,
     "score": ScoreConfig,
     "compare": CompareConfig,
+    "controls": ControlsConfig,
     "report": ReportConfig,
     "sweep": SweepConfig,
+    "crosscode": CrosscodeConfig,
 }
 
 

@@ -1,4 +1,5 @@
-"""Multi-process data parallelism for SAE training (``torchrun --nproc-per-node N autointerp train``).
+"""Multi-process data parallelism for SAE training (``torchrun --nproc-per-node N autointerp train``) and
+harvesting (``torchrun --nproc-per-node N -m autointerp harvest``: the ranks share the shards).
 
 Every rank reads the same deterministic global batch stream and trains on its slice
 ``batch[rank::world]``; losses use the global batch's FVU denominator, so summing gradients across
@@ -8,9 +9,13 @@ ranks reproduces the single-process gradient (TopK latents are per token). gloo 
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
+
+
+BARRIER_TIMEOUT_MIN = 180
 
 
 def launched_by_torchrun() -> bool:
@@ -24,7 +29,9 @@ def init_from_env() -> None:
     backend = "nccl" if torch.cuda.is_available() else "gloo"
     if backend == "nccl":
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-    dist.init_process_group(backend=backend)
+    # Ranks wait at barriers while rank 0 alone chooses a corpus (a hub dataset can take long) or writes
+    # an SAE: far longer than torch's default 10-30 minutes.
+    dist.init_process_group(backend=backend, timeout=timedelta(minutes=BARRIER_TIMEOUT_MIN))
 
 
 def world_size() -> int:

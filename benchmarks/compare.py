@@ -22,8 +22,12 @@ and output do not grow with units) and the Hungarian at that size, with their pe
     python benchmarks/compare.py --large            # + 16k x 16k (several more minutes)
     python benchmarks/compare.py --units 200000     # quicker
 
-Ends with: RESULT corr_s=... naive_s=... speedup=... hungarian_4096_s=... peak_gib=...
-(naive_s is the scaled full-size estimate; peak_gib is the correlation pass's peak incl. its inputs).
+With CUDA present, 1. is also run as the GPU pass (blocked dense products, ``method="dense"``) at tf32,
+bf16 and fp32, each compared with the CPU result; --threads sets the CPU pass's threads (default: every core).
+
+Ends with: RESULT corr_s=... naive_s=... speedup=... hungarian_4096_s=... peak_gib=... [gpu_corr_s=...
+gpu_speedup=... gpu_max_diff=...] (naive_s is the scaled full-size estimate; peak_gib is the correlation
+pass's peak incl. its inputs; the gpu_ keys only when CUDA exists: tf32 GPU seconds, CPU / GPU, max |diff|).
 """
 
 from __future__ import annotations
@@ -42,7 +46,9 @@ import scipy.sparse as sp
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("AUTOINTERP_PROGRESS", "0")
 
-from autointerp.compare.correlation import correlate
+import torch  # noqa: E402
+
+from autointerp.compare.correlation import correlate, cpu_threads
 from autointerp.compare.matching import hungarian
 
 GIB = 1024**3
@@ -101,6 +107,7 @@ def main() -> None:
     ap.add_argument("--large", action="store_true", help="also check 16,384 x 16,384")
     ap.add_argument("--large-units", type=int, default=100_000)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=None, help="CPU threads of the sparse pass (default: every core)")
     args = ap.parse_args()
     rng = np.random.default_rng(args.seed)
     tracemalloc.start()
@@ -112,9 +119,26 @@ def main() -> None:
         f"({(a.data.nbytes + a.indices.nbytes + b.data.nbytes + b.indices.nbytes) / GIB:.2f} GiB CSR), built in {time.perf_counter() - t:.0f}s")
     rows = np.arange(args.units)
 
-    res, corr_s, corr_peak = measured(correlate, a, b, rows, rows, progress=False)
+    res, corr_s, corr_peak = measured(correlate, a, b, rows, rows, method="sparse", threads=args.threads, progress=False)
     live = (~res.dead_a).sum(), (~res.dead_b).sum()
-    log(f"streaming correlation: {corr_s:.1f}s, peak {corr_peak:.2f} GiB (inputs included), live features {live[0]} / {live[1]}")
+    log(f"streaming correlation ({args.threads or cpu_threads()} threads): {corr_s:.1f}s, peak {corr_peak:.2f} GiB (inputs included), "
+        f"live features {live[0]} / {live[1]}")
+    gpu_keys = ""
+    if torch.cuda.is_available():
+        correlate(a[:4096], b[:4096], rows[:4096], rows[:4096], method="dense", device="cuda", progress=False)  # warm-up
+        for precision in ("tf32", "bf16", "fp32"):
+            t = time.perf_counter()
+            gres = correlate(a, b, rows, rows, method="dense", device="cuda", precision=precision, progress=False)
+            torch.cuda.synchronize()
+            g_s = time.perf_counter() - t
+            ok = np.isfinite(res.corr)
+            g_diff = float(np.abs(gres.corr[ok] - res.corr[ok]).max())
+            log(f"GPU dense correlation ({torch.cuda.get_device_name(0)}, {precision}): {g_s:.2f}s = {corr_s / g_s:.1f}x the CPU pass; max |diff| {g_diff:.1e}")
+            if precision == "tf32":
+                gpu_keys = f" gpu_corr_s={g_s:.2f} gpu_speedup={corr_s / g_s:.1f} gpu_max_diff={g_diff:.1e}"
+            del gres
+    else:
+        log("no CUDA: GPU pass not measured")
 
     sub = np.sort(rng.choice(args.units, size=min(args.naive_units, args.units), replace=False))
     a_sub, b_sub = a[sub], b[sub]
@@ -148,7 +172,7 @@ def main() -> None:
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
     log(f"process max RSS {rss:.2f} GiB (includes the naive subsample's dense matrices)")
     log(f"RESULT corr_s={corr_s:.1f} naive_s={naive_s:.0f} speedup={naive_s / corr_s:.1f} "
-        f"hungarian_4096_s={hung_s:.1f} peak_gib={corr_peak:.2f}")
+        f"hungarian_4096_s={hung_s:.1f} peak_gib={corr_peak:.2f}{gpu_keys}")
 
 
 if __name__ == "__main__":

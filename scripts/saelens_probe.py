@@ -90,6 +90,8 @@ def _inference_sae(job: dict[str, Any]) -> Any:
     if arch == "topk":
         return sae_lens.TopKSAE(sae_lens.TopKSAEConfig(
             **common, k=job["k"], rescale_acts_by_decoder_norm=job.get("rescale_acts_by_decoder_norm", False)))
+    if arch == "jumprelu":  # Gemma Scope style: a per-latent threshold (set in _randomise)
+        return sae_lens.JumpReLUSAE(sae_lens.JumpReLUSAEConfig(**common))
     raise ValueError(f"unknown inference arch {arch!r}")
 
 
@@ -104,6 +106,8 @@ def _randomise(sae: Any, seed: int) -> None:
     w_dec = w_dec / w_dec.norm(dim=1, keepdim=True) * (0.5 + 1.5 * torch.rand(d_sae, 1, generator=g))
     sae.W_dec.copy_(w_dec)
     sae.b_dec.copy_(torch.randn(d_in, generator=g) * 0.3)
+    if isinstance(getattr(sae, "threshold", None), torch.Tensor) and sae.threshold.ndim == 1:  # JumpReLU
+        sae.threshold.copy_(torch.rand(d_sae, generator=g) * 0.4)
 
 
 def _create(job: dict[str, Any], x: torch.Tensor) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

@@ -27,6 +27,8 @@ LAYERS = [
     ["autointerp.explain"],
     ["autointerp.eval"],
     ["autointerp.compare"],
+    ["autointerp.controls"],
+    ["autointerp.crosscode"],
     ["autointerp.sweep"],
     ["autointerp.report"],
     ["autointerp.cli", "autointerp.__main__"],
@@ -34,7 +36,7 @@ LAYERS = [
 ARTIFACTS = ("sae_weights.safetensors", "cfg.json", "exemplars.parquet", "labels.parquet", "matches.parquet",
              "harvest.json", "documents.parquet", "feature_stats.parquet", "labels.json", "stats.json",
              "metrics.json", "train.json", "compare.json", "report.json", "config.toml", "llm_cache.sqlite",
-             "checkpoint.safetensors", "selection.json", "corpus.json", "exemplars_stage.json", "sweep.json")
+             "checkpoint.safetensors", "selection.json", "corpus.json", "exemplars_stage.json", "sweep.json", "controls.json")
 MAX_LINES = 420
 
 

@@ -333,3 +333,42 @@ def test_unreadable_file_even_as_root(tmp_path):
     with pytest.raises(UserError, match="cannot read") as exc:
         iter_documents(_cfg(link))
     assert "\n" not in str(exc.value)
+
+
+def test_entity_field_names_what_each_document_is_about(tmp_path):
+    from autointerp.compare.analysis import entities_of, exemplar_spans
+    from autointerp.data.corpus import entity_source, load_saved_documents, save_documents, saved_entity_source
+
+    rows = [{"text": f"Paragraph {i} about {t}. " * 8, "title": t} for i, t in enumerate(["Paris", "Paris", "Rome", "Oslo"])]
+    rows.append({"text": "A paragraph without a title. " * 8})
+    path = tmp_path / "wiki.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows), encoding="utf-8")
+    cfg = CorpusConfig(dataset=str(path), entity_field="title", shuffle=True, seed=3)
+    docs, stats = collect_documents(cfg)
+    by_text = {d.text[:11]: d.entity for d in docs}
+    assert by_text == {"Paragraph 0": "Paris", "Paragraph 1": "Paris", "Paragraph 2": "Rome", "Paragraph 3": "Oslo", "A paragraph": None}
+    save_documents(tmp_path / "corpus", docs, stats, cfg)
+    assert load_saved_documents(tmp_path / "corpus") == docs
+    assert saved_entity_source(tmp_path / "corpus") == "the corpus field 'title'" == entity_source(cfg)
+    # the abstraction metric counts entities from the corpus: two Paris paragraphs are one entity
+    import pandas as pd
+
+    exemplars = tmp_path / "exemplars.parquet"
+    pd.DataFrame({"feature": [0, 0, 0], "kind": ["top"] * 3, "doc_id": [d.doc_id for d in docs if d.entity in ("Paris", "Rome")]}).to_parquet(exemplars)
+    spans = exemplar_spans(exemplars, 1, entities_of(docs))
+    assert int(spans.loc[0, "top_docs_spanned"]) == 3 and int(spans.loc[0, "top_entities_spanned"]) == 2
+    # without an entity field, every document is its own entity, and the report says so
+    assert "every document is its own entity" in entity_source(CorpusConfig(dataset=str(path)))
+
+
+def test_factbook_entities_are_countries_and_old_corpora_still_load(tmp_path):
+    from autointerp.data.corpus import load_saved_documents, save_documents
+
+    docs, stats = collect_documents(CorpusConfig(dataset="factbook", max_docs=5))
+    assert all(d.entity == d.doc_id.split("/")[1] for d in docs)
+    save_documents(tmp_path, docs, stats, CorpusConfig(dataset="factbook", max_docs=5))
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(tmp_path / "documents.parquet").drop(["entity"])  # a corpus saved before entities existed
+    pq.write_table(table, tmp_path / "documents.parquet")
+    assert load_saved_documents(tmp_path) == docs

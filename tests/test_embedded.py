@@ -96,3 +96,12 @@ def test_cli_run_on_both_embedded_models(tmp_path):
         assert 0 < metrics["fvu"] < 1 and metrics["l0"] <= 8
         assert (metrics["ce_loss_recovered"] is not None) == (model == "gemma-3-270m")
         assert len(pd.read_parquet(tmp_path / "run" / model / "exemplars.parquet")) > 0
+    # the controls ran through the same path: each model against a second seed, MiniLM's random-weights copy against Gemma
+    controls = json.loads((tmp_path / "run" / "controls" / "controls.json").read_text())
+    assert set(controls["ceiling"]) == {"gemma-3-270m", "minilm-l6"}
+    [floor] = controls["floor"]
+    assert (floor["random"], floor["against"]) == ("minilm-l6", "gemma-3-270m") and 0 <= floor["shared_fraction"] <= 1
+    random_manifest = load_manifest(tmp_path / "run" / "controls" / "random" / "minilm-l6" / "harvest")
+    assert random_manifest["identity"]["model"] == "minilm-l6 (random weights, seed 0)"
+    calibration = json.loads((tmp_path / "run" / "compare" / "gemma-3-270m__minilm-l6" / "calibration.json").read_text())
+    assert set(calibration["ceiling_shared_fraction"]) == {"gemma-3-270m", "minilm-l6"} and "gemma-3-270m" in calibration["floor_shared_fraction"]

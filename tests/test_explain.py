@@ -151,7 +151,7 @@ def _run_end_to_end(tmp_path, llm_overrides: dict, scorers: tuple[str, ...] = ("
     run = make_run(tmp_path)
     cfg = RunConfig(run_dir=str(run), models=[ModelEntry("gemma-3-270m")])
     cfg.llm = dataclasses.replace(cfg.llm, **llm_overrides)
-    cfg.explain = dataclasses.replace(cfg.explain, n_features=3, select="random")
+    cfg.explain = dataclasses.replace(cfg.explain, n_features=3, select="random", n_candidates=1)  # one LLM call per feature
     cfg.score = dataclasses.replace(cfg.score, scorers=list(scorers), n_activating=3, n_random=2)
     usage = explain_all(cfg)["gemma-3-270m"]
     assert usage["calls"] == 3
@@ -253,7 +253,7 @@ def test_explain_through_a_faulty_server_records_every_feature(tmp_path, llama_s
     cfg = RunConfig(run_dir=str(run), models=[ModelEntry("gemma-3-270m")])
     cfg.llm = dataclasses.replace(cfg.llm, backend="openai", base_url=proxy.base_url, model=llama_server.model,
                                   max_retries=1, backoff_s=0.05, backoff_max_s=0.1)
-    cfg.explain = dataclasses.replace(cfg.explain, n_features=3, select="random")
+    cfg.explain = dataclasses.replace(cfg.explain, n_features=3, select="random", n_candidates=1, lexical=False)  # an LLM failure stays a failure
     first = explain_all(cfg)["gemma-3-270m"]
     table = pd.read_parquet(run / "gemma-3-270m" / "labels.parquet")
     assert len(table) == 3 and set(table["status"]) <= {"ok", "failed"}

@@ -8,6 +8,13 @@ payloads as text: no script or img element in the DOM, the title unchanged, no e
 "pwned" (what the payload would add if it ran) and no JavaScript exception. ``chromium --dump-dom``
 gives an independent second look at the same page.
 
+The fixture run gets real harvest shards (the fixture's documents tokenized per word, random activations,
+larger on the hostile document so pair windows land there), logit effects for alpha (computed by the real
+function on a tiny GPT-2's final norm and unembedding), and a lexical profile and label candidates in their
+agreed columns. Every pair page must then load with its three sections, every shaded word or token must
+carry its value, every alpha page must show a histogram and a logit table, and the CSP must still forbid
+script.
+
 Chromium is installed by scripts/install_chromium.sh when missing (never skipped).
 """
 
@@ -22,10 +29,20 @@ import time
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+import numpy as np
+import pandas as pd
 import pytest
-from test_report_fixture import HOSTILE_LABEL, make_run
+import torch
+from test_report_fixture import DOCS, HOSTILE_LABEL, make_run, tokenize
 
+from autointerp.exemplars.logit_effects import logit_effects, write_logit_effects
+from autointerp.exemplars.profile import write_profiles
+from autointerp.explain.labels import write_candidates
+from autointerp.harvest.shards import write_shard
+from autointerp.io import file_sha256, read_json, write_json
+from autointerp.report.html_render import CSP
 from autointerp.report.stage import report_stage
+from autointerp.rundir.layout import RunDir
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -150,13 +167,57 @@ PAGE_FACTS = """(() => ({
   links: [...document.querySelectorAll('a[href]')].map(a => a.href),
   text: document.body.innerText,
   shaded: document.querySelectorAll('span.tok[title]').length,
+  unvalued: [...document.querySelectorAll('span.tok')].filter(el => !/-?\\d+\\.\\d+/.test(el.title || '')).length,
+  sections: [...document.querySelectorAll('h2.section')].map(h => h.id),
+  bars: document.querySelectorAll('svg.histogram rect.bar').length,
+  svgScripts: document.querySelectorAll('svg script, foreignObject').length,
+  logitRows: document.querySelectorAll('div.logits tbody tr').length,
+  csp: (document.querySelector('meta[http-equiv="Content-Security-Policy"]') || {}).content || null,
 }))()"""
 
 
+def _add_harvests(run: RunDir, rng) -> None:
+    """Real shards for the fixture's models: one token per word of each document, random activations."""
+    rows = [(doc_id, i, tok, s, e) for doc_id, text in DOCS.items() for i, (tok, s, e) in enumerate(tokenize(text))]
+    frame = pd.DataFrame({"doc_id": [r[0] for r in rows], "position": np.array([r[1] for r in rows], np.int64),
+                          "token_id": np.arange(len(rows), dtype=np.int64), "token": [r[2] for r in rows],
+                          "char_start": np.array([r[3] for r in rows], np.int64), "char_end": np.array([r[4] for r in rows], np.int64),
+                          "context_id": np.array([list(DOCS).index(r[0]) for r in rows], np.int64),
+                          "ctx_pos": np.array([r[1] for r in rows], np.int32)})
+    hostile = (frame["doc_id"] == "fixture/hostile").to_numpy()
+    for slug in ("alpha", "beta"):
+        folder = run.model(slug)
+        manifest = read_json(folder.manifest)
+        x = rng.standard_normal((len(frame), int(manifest["d_model"]))).astype(np.float32)
+        x[hostile] *= 4.0
+        write_shard(folder.harvest, 0, torch.from_numpy(x), frame, {"model": slug})
+        manifest["shards"] = [{"index": 0, "rows": len(frame), "contexts": len(DOCS)}]
+        write_json(folder.manifest, manifest)
+
+
+def _add_model_extras(run: RunDir, tiny: Path) -> None:
+    """alpha: logit effects through the real function (a tiny GPT-2's head), lexical profile, candidates."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model, tok = AutoModelForCausalLM.from_pretrained(tiny), AutoTokenizer.from_pretrained(tiny)
+    w_dec = torch.randn(12, model.config.n_embd, generator=torch.Generator().manual_seed(0))
+    alpha = run.model("alpha")
+    write_logit_effects(alpha.logit_effects, logit_effects(model, "transformer.h", tok, w_dec, range(12), top_n=5), file_sha256(alpha.sae.weights))
+    profile = pd.DataFrame({"feature": np.array([0, 0, 1], np.int64), "kind": ["word", "left", "word"],
+                            "text": [HOSTILE_LABEL, "per", "capita"], "share": [0.71, 0.2, 0.5], "count": np.array([7, 2, 5], np.int64)})
+    write_profiles(profile, alpha.lexical_profile)  # the writers of the labels work (issue 13), by the agreed columns
+    flags = {"restates": False, "template_copy": False}
+    write_candidates(alpha.root, [{"feature": 0, "candidate": HOSTILE_LABEL, "source": "llm", "train_score": 0.8, "kept": True, **flags},
+                                  {"feature": 0, "candidate": "customs tariffs", "source": "lexical", "train_score": 0.6, "kept": False, **flags}])
+
+
 @pytest.fixture(scope="module")
-def site(tmp_path_factory):
+def site(tmp_path_factory, tiny_model_dirs):
     root = tmp_path_factory.mktemp("browser")
     cfg = make_run(root)
+    run = RunDir(cfg.run_path)
+    _add_harvests(run, np.random.default_rng(1))
+    _add_model_extras(run, tiny_model_dirs["gpt2"])
     outcome = report_stage(cfg, progress=False)
     return cfg.run_path / "pages", outcome
 
@@ -185,15 +246,37 @@ def test_pages_render_links_resolve_and_hostile_text_stays_text(site, tmp_path):
                 queue.append(target.as_uri())
         written = {p.resolve().as_uri() for p in pages_dir.rglob("*.html")}
         assert set(seen) == written  # every page is reachable from the index, and nothing else was linked
-        assert len(written) == 1 + sum(outcome.pages.values())
+        pair_pages = sorted((pages_dir / "pairs" / "alpha__beta").glob("*.html"))
+        assert len(written) == 1 + 3 + len(pair_pages) + sum(outcome.pages.values())  # index, 3 sorted views, pairs, features
+        assert len(pair_pages) >= 8
+        for url, facts in seen.items():
+            assert facts["csp"] == CSP and "default-src 'none'" in facts["csp"] and "script-src" not in facts["csp"], url
+            assert facts["unvalued"] == 0 and facts["svgScripts"] == 0, (url, facts["unvalued"])
+        hostile_pairs = 0
+        for page in pair_pages:
+            facts = seen[page.resolve().as_uri()]
+            assert facts["sections"] == ["both", "a_only", "b_only"], page
+            assert facts["shaded"] >= 2 * 3, page  # at least one window: each word shaded twice, each with its value
+            hostile_pairs += "onerror" in facts["text"]  # a word of the hostile document (not of any label)
+        assert hostile_pairs >= 1  # the hostile document's words appear in some pair window, as text
+        for page in (pages_dir / "alpha").glob("*.html"):
+            facts = seen[page.resolve().as_uri()]
+            if page.stem != "11":  # the dead feature: no activations, so no bars
+                assert facts["bars"] == 32, page
+            assert facts["logitRows"] == 5, page  # alpha is the causal model: top-5 raised and lowered tokens
+        for page in (pages_dir / "beta").glob("*.html"):
+            assert seen[page.resolve().as_uri()]["logitRows"] == 0 and "no logit effects" in seen[page.resolve().as_uri()]["text"]
 
         hostile = seen[(pages_dir / "alpha" / "0.html").resolve().as_uri()]
         assert hostile["title"] == "alpha feature 0"
         assert HOSTILE_LABEL in hostile["text"]
         assert "<script>document.title='PWNED'" in hostile["text"] and "<img src=x onerror=" in hostile["text"]
         assert hostile["shaded"] > 10  # tokens rendered as shaded spans with their activation in a title
+        assert hostile["text"].count(HOSTILE_LABEL) >= 3  # label, lexical profile and label candidates, all as text
+        assert "Lexical profile" in hostile["text"] and "Label candidates" in hostile["text"]
         index = seen[(pages_dir / "index.html").resolve().as_uri()]
         assert HOSTILE_LABEL in index["text"]
+        assert "side by side" in index["text"] and "by correlation" in index["text"]
     finally:
         browser.close()
 
@@ -209,3 +292,15 @@ def test_dump_dom_of_hostile_page_shows_escaped_payload(site, tmp_path):
     assert "&lt;script&gt;document.title='PWNED'" in dom
     assert 'id="pwned"' not in dom
     assert "<title>alpha feature 0</title>" in dom
+
+
+def test_dump_dom_of_hostile_pair_page_shows_escaped_document(site, tmp_path):
+    pages_dir, _ = site
+    hostile = [p for p in sorted((pages_dir / "pairs" / "alpha__beta").glob("*.html")) if "onerror" in p.read_text(encoding="utf-8")]
+    assert hostile
+    result = subprocess.run([chromium_binary(), *BROWSER_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", hostile[0].resolve().as_uri()],
+                            capture_output=True, text=True, timeout=120)
+    dom = result.stdout
+    assert result.returncode == 0 and "<h1>" in dom, result.stderr[-2000:]
+    assert "<script" not in dom.lower() and "<img" not in dom.lower() and 'id="pwned"' not in dom
+    assert "onerror" in dom and "&lt;" in dom  # the document's markup is shown as text, word by word

@@ -71,6 +71,8 @@ SAELENS_CASES: dict[str, dict[str, Any]] = {
                                       "norm_scaling_factor": 5.0, "fold": False},
     "sl_topk_rescale": {"arch": "topk", "training": False, "save": "save_model", "rescale_acts_by_decoder_norm": True},
     "sl_batchtopk_trained": {"arch": "batchtopk", "training": True, "save": "save_inference_model"},
+    "sl_jumprelu": {"arch": "jumprelu", "training": False, "save": "save_model"},
+    "sl_jumprelu_no_bdec": {"arch": "jumprelu", "training": False, "save": "save_model", "apply_b_dec_to_input": False},
 }
 
 
@@ -300,3 +302,25 @@ def test_sparsity_file_matches_saelens_key(compat):
     """sae_lens reads log feature sparsity as tensor 'sparsity' from sparsity.safetensors."""
     got = load_file(str(compat["work"] / "ai_topk" / "sparsity.safetensors"))
     assert list(got) == ["sparsity"] and got["sparsity"].shape == (D_SAE,)
+
+
+@pytest.mark.parametrize("name", ["sl_jumprelu", "sl_jumprelu_no_bdec"])
+def test_saelens_jumprelu_loads_in_autointerp(compat, name):
+    sae = _check_saelens_to_autointerp(compat, name)
+    assert sae.cfg.architecture == "jumprelu"
+    assert sae.cfg.apply_b_dec_to_input is SAELENS_CASES[name].get("apply_b_dec_to_input", True)
+
+
+@pytest.mark.parametrize("name", sorted(SAELENS_CASES))
+def test_saelens_saves_read_as_pretrained_saes(compat, name):
+    """``sae = <directory>`` (autointerp.sae.pretrained) detects the SAELens layout and encodes like sae_lens."""
+    from autointerp.sae.pretrained import load_pretrained
+
+    theirs = _theirs(compat, name)
+    pre = load_pretrained(str(compat["work"] / name))
+    assert pre.format == "saelens"
+    with torch.no_grad():
+        latents = pre.sae.encode(compat["x"])
+        ours = _dense(*latents)
+    assert torch.equal(ours > 0, theirs["acts"] > 0), f"{name}: different active latents"
+    _assert_close(ours, theirs["acts"], f"{name} activations (pretrained reader)")

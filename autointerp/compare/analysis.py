@@ -44,22 +44,23 @@ def label_specificity(embeddings: np.ndarray) -> np.ndarray:
     return (1.0 - mean_other).astype(np.float32)
 
 
-def entity_of(doc_id: str) -> str:
-    """``factbook/fr/economy`` -> ``fr``; ids without that shape are their own entity."""
-    parts = doc_id.split("/")
-    return parts[-2] if len(parts) >= 3 else doc_id
+def entities_of(docs) -> dict[str, str]:
+    """doc_id -> entity (``Document.entity``, from the corpus); a document without one is its own entity."""
+    return {d.doc_id: d.entity or d.doc_id for d in docs}
 
 
-def exemplar_spans(path: Path | None, d_sae: int) -> pd.DataFrame:
+def exemplar_spans(path: Path | None, d_sae: int, entities: dict[str, str] | None = None) -> pd.DataFrame:
     """Per feature: distinct documents and entities among its activating exemplar windows (top + quantile),
-    and among its top windows alone (``n_top_windows`` of them). NA everywhere when exemplars are missing."""
+    and among its top windows alone (``n_top_windows`` of them). NA everywhere when exemplars are missing.
+    ``entities``: doc_id -> entity (``entities_of``); documents not in it are their own entity."""
     cols = ("n_docs_spanned", "n_entities_spanned", "n_top_windows", "top_docs_spanned", "top_entities_spanned")
     out = pd.DataFrame({"feature": np.arange(d_sae, dtype=np.int32), **{c: 0 for c in cols}})
     if path is None:
         return out.assign(**{c: pd.NA for c in cols})
     frame = pq.read_table(path, columns=["feature", "kind", "doc_id"]).to_pandas()
     frame = frame[frame["kind"].isin(ACTIVATING_KINDS) & (frame["feature"] < d_sae)]
-    frame = frame.assign(entity=frame["doc_id"].map(entity_of))
+    entities = entities or {}
+    frame = frame.assign(entity=[entities.get(d, d) for d in frame["doc_id"]])
     spans = frame.groupby("feature").agg(n_docs_spanned=("doc_id", "nunique"), n_entities_spanned=("entity", "nunique"))
     top = frame[frame["kind"] == "top"].groupby("feature").agg(
         n_top_windows=("doc_id", "size"), top_docs_spanned=("doc_id", "nunique"), top_entities_spanned=("entity", "nunique"))

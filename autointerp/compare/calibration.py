@@ -3,8 +3,8 @@
 "44% of matched pairs are shared" cannot be read alone. This module gathers what it is measured against:
 the share of shared pairs that stay correlated beyond word identity (``compare.lexical``), and the
 representation-level baselines on the raw activations (debiased CKA, SVCCA, mutual kNN, each with its
-document-derangement null; ``compare.representation``). The same-model ceiling (two SAE seeds) and the
-random-weights floor are named here as not measured until those controls run.
+document-derangement null; ``compare.representation``), and - once ``autointerp controls`` has run and
+merged them in (``with_controls``) - the same-model ceiling (two SAE seeds) and the random-weights floor.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from autointerp.io import read_json, write_json
 from autointerp.rundir.layout import PairDir
 
 log = logging.getLogger("autointerp")
-NOT_MEASURED = "not measured yet (the same-model ceiling and random-weights floor controls are not built)"
+NOT_MEASURED = "not measured: run `autointerp controls` (part of `autointerp run`; [controls] ceiling / floor)"
 
 
 def representation(a: ComparedModel, b: ComparedModel, docs: list[Document], cfg, identity: dict, pair: PairDir,
@@ -77,9 +77,62 @@ def calibration_record(stats: dict, rep: dict | None) -> dict:
         "not_measured": {"ceiling_shared_fraction": NOT_MEASURED, "floor_shared_fraction": NOT_MEASURED},
         "min_support": stats.get("min_support"), "n_rare_a": stats.get("n_rare_a"), "n_rare_b": stats.get("n_rare_b"),
     }
+    out |= per_model(stats)
     for name in ("cka", "svcca", "mutual_knn"):
         out[name] = _baseline((rep or {}).get(name))
     out["representation_seconds"] = (rep or {}).get("seconds")
     if rep is None:
         out["not_measured"]["representation"] = "needs token-level harvests of both models ([compare] representation = true)"
+    return out
+
+
+def per_model(stats: dict) -> dict:
+    """Sharing counted per model: of each model's matchable features (not dead, not rare), the share with a
+    shared partner. The share of *matched pairs* depends on the smaller dictionary (Hungarian matches
+    min(n_a, n_b) pairs), so only these per-model shares compare across pairs of different sizes (a model
+    against itself, against another model, against random weights)."""
+    out = {"n_matchable": {}, "shared_fraction_of": {}}
+    n_shared = stats.get("n_shared")
+    for side in ("a", "b"):
+        slug = stats.get(f"model_{side}")
+        n = (stats.get(f"n_features_{side}") or 0) - (stats.get(f"n_dead_{side}") or 0) - (stats.get(f"n_rare_{side}") or 0)
+        out["n_matchable"][slug] = n
+        out["shared_fraction_of"][slug] = (n_shared / n) if n_shared is not None and n > 0 else None
+    return out
+
+
+def control_summary(stats: dict, seconds: float | None) -> dict:
+    """What controls.json keeps of one control comparison (its own calibration, as the pair's is)."""
+    cal = stats.get("calibration") or {}
+    keep = ("shared_fraction", "n_shared", "n_pairs", "null_threshold", "beyond_lexical_fraction", "n_contextual",
+            "n_lexical", "cka", "svcca", "mutual_knn")
+    return {k: cal.get(k) for k in keep} | per_model(stats) | {"seconds": seconds}
+
+
+def with_controls(cal: dict, controls: dict | None, stats: dict) -> dict:
+    """The pair's calibration (``stats``: the pair's stats.json) with the controls that concern it, all counted
+    per model (``per_model``): model X's ceiling is the share of its features with a shared partner in a
+    second SAE of X (another seed); its floor, the share with a shared partner in the random-weights copy
+    of the other model."""
+    out, controls = dict(cal), controls or {}
+    a, b = stats.get("model_a"), stats.get("model_b")
+    out |= per_model(stats)
+    not_measured = dict(out.get("not_measured") or {})
+    ceiling = {slug: (c.get("shared_fraction_of") or {}).get(slug) for slug, c in (controls.get("ceiling") or {}).items() if slug in (a, b)}
+    if ceiling:
+        out["ceiling_shared_fraction"] = ceiling
+        own = out["shared_fraction_of"]
+        out["shared_over_ceiling"] = {slug: (own[slug] / v if own.get(slug) is not None and v else None) for slug, v in ceiling.items()}
+        out["ceiling"] = {slug: controls["ceiling"][slug] for slug in ceiling}
+        not_measured.pop("ceiling_shared_fraction", None)
+    floors = [f for f in controls.get("floor") or [] if {f.get("random"), f.get("against")} == {a, b}]
+    if floors:
+        out["floor_shared_fraction"] = {f["against"]: (f.get("shared_fraction_of") or {}).get(f["against"]) for f in floors}
+        out["floors"] = floors
+        not_measured.pop("floor_shared_fraction", None)
+    for key, reason in (controls.get("off") or {}).items():
+        if key in not_measured:
+            not_measured[key] = reason
+    out["not_measured"] = not_measured
+    out["controls_seconds"] = controls.get("seconds")
     return out

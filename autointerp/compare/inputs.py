@@ -16,7 +16,7 @@ from autointerp.config import ModelEntry
 from autointerp.data.corpus import Document, corpus_fingerprint, load_saved_documents
 from autointerp.errors import UserError
 from autointerp.io import file_sha256, read_json
-from autointerp.rundir.layout import ModelDir, RunDir
+from autointerp.rundir.layout import ModelDir, RunDir, SAEFiles
 
 
 @dataclass
@@ -42,20 +42,25 @@ class ComparedModel:
         return (self.manifest.get("identity") or {}).get("corpus")
 
 
-def model_inputs(run_dir: Path, entry: ModelEntry) -> ComparedModel:
-    """The artifacts of one model in the run, or a UserError naming the command that makes them."""
-    files = RunDir(run_dir).model(entry.slug)
-    model_dir, harvest_dir, sae_dir = files.root, files.harvest, files.sae_dir
+def model_inputs(run_dir: Path, entry: ModelEntry, *, model: ModelDir | None = None, sae: SAEFiles | None = None,
+                 slug: str | None = None) -> ComparedModel:
+    """The artifacts of one model in the run, or a UserError naming the command that makes them. The
+    controls pass their own model directory (random weights), SAE (another seed) and name."""
+    files = model or RunDir(run_dir).model(entry.slug)
+    model_dir, harvest_dir, sae_dir = files.root, files.harvest, (sae.root if sae else files.sae_dir)
+    sae_files = sae or files.sae
+    slug = slug or entry.slug
     if not files.manifest.is_file():
         raise UserError(f"{entry.slug} has no harvest in {harvest_dir}; run `autointerp harvest --run-dir {run_dir}` first")
     manifest = read_json(files.manifest)
     if not manifest.get("complete"):
         raise UserError(f"the harvest of {entry.slug} in {harvest_dir} is incomplete; run `autointerp harvest --run-dir {run_dir}` to finish it")
-    if not files.sae.weights.is_file():
-        raise UserError(f"{entry.slug} has no trained SAE in {sae_dir}; run `autointerp train --run-dir {run_dir}` first")
+    if not sae_files.weights.is_file():
+        raise UserError(f"{slug} has no trained SAE in {sae_dir}; run `autointerp train --run-dir {run_dir}` first")
     labels, exemplars = files.labels, files.exemplars
-    return ComparedModel(entry.slug, model_dir, harvest_dir, sae_dir, manifest,
-                       labels if labels.is_file() else None, exemplars if exemplars.is_file() else None)
+    own = sae is None  # labels and exemplars belong to the model's own SAE, not to another seed's
+    return ComparedModel(slug, model_dir, harvest_dir, sae_dir, manifest,
+                         labels if own and labels.is_file() else None, exemplars if own and exemplars.is_file() else None)
 
 
 def check_same_corpus(run_dir: Path, a: ComparedModel, b: ComparedModel) -> list[Document]:
@@ -91,7 +96,7 @@ def load_labels(inputs: ComparedModel) -> pd.DataFrame | None:
 def input_identity(a: ComparedModel, b: ComparedModel) -> dict:
     """What the activation results depend on (hashes, not paths) — unchanged identity means a no-op re-run."""
     def one(m: ComparedModel) -> dict:
-        return {"sae": file_sha256(ModelDir(m.model_dir).sae.weights), "harvest": m.manifest.get("identity"),
+        return {"sae": file_sha256(SAEFiles(m.sae_dir).weights), "harvest": m.manifest.get("identity"),
                 "shards": m.manifest.get("shards")}
     return {"a": one(a), "b": one(b)}
 

@@ -1,6 +1,9 @@
 """Label matching: embed every successful label, cosine similarity across the models, Hungarian.
 
-Works on whatever features have an "ok" label; unlabelled features are simply absent. Besides the
+Works on whatever features have an "ok" label; unlabelled features are simply absent. The label is each
+feature's *final* label (``labels.parquet`` ``label``: the LLM's, or the lexical one where that scored
+higher on training windows; ``label_source`` says which), so matching and domains use what the report shows.
+Besides the
 assignment it keeps the embeddings (for domains and specificity) and a calibration of similarities:
 the share of *all* cross-model label pairs less similar than a given pair, so a similarity can be
 combined with an activation p-value on a common "how unusual versus chance" scale.

@@ -23,6 +23,7 @@ from autointerp.compare.analysis import (
     assign_domains,
     compare_abstraction,
     compare_specificity,
+    entities_of,
     exemplar_spans,
     label_specificity,
 )
@@ -46,9 +47,10 @@ from autointerp.compare.tables import (
     matches_table,
     write_parquet,
 )
+from autointerp.data.corpus import saved_entity_source
 from autointerp.errors import UserError
 from autointerp.io import read_json, write_json
-from autointerp.rundir.layout import RunDir
+from autointerp.rundir.layout import PairDir, RunDir
 from autointerp.rundir.lock import run_lock
 from autointerp.rundir.record import Decision, StageRecord, decide
 
@@ -87,9 +89,10 @@ def _labels(cfg: CompareConfig, a: ComparedModel, b: ComparedModel, sizes: tuple
 
 
 def compare_pair(run_dir: Path, a: ComparedModel, b: ComparedModel, cfg: CompareConfig, *, overwrite: bool = False,
-                 progress: bool = True) -> CompareOutcome:
+                 progress: bool = True, pair: PairDir | None = None) -> CompareOutcome:
+    """Match ``a`` against ``b`` into ``pair`` (default: the run's ``compare/<A>__<B>``; the controls pass theirs)."""
     cfg.validate()
-    pair = RunDir(run_dir).pair(a.slug, b.slug)
+    pair = pair or RunDir(run_dir).pair(a.slug, b.slug)
     out = pair.root
     docs = check_same_corpus(run_dir, a, b)
     act_identity = _activation_identity(cfg, a, b)
@@ -113,12 +116,15 @@ def compare_pair(run_dir: Path, a: ComparedModel, b: ComparedModel, cfg: Compare
         for side, space in (("a", labels.a), ("b", labels.b)):
             domains[side] = dict(zip(space.features.tolist(), assign_domains(space.embeddings, cfg.domains, cfg.embedder)))
     matches = matches_table(primary, labels, domains, cfg.combined_weight)
-    spans = {m.slug: exemplar_spans(m.exemplars_path, d) for m, d in ((a, primary.corr.corr.shape[0]), (b, primary.corr.corr.shape[1]))}
+    entities = entities_of(docs)
+    spans = {m.slug: exemplar_spans(m.exemplars_path, d, entities) for m, d in ((a, primary.corr.corr.shape[0]), (b, primary.corr.corr.shape[1]))}
     specificity = {"a": label_specificity(labels.a.embeddings) if labels else None,
                    "b": label_specificity(labels.b.embeddings) if labels else None}
     feats = features_table(a.slug, b.slug, primary, labels, domains, spans, specificity)
     stats = _stats(cfg, a, b, primary, levels, labels, label_reason, matches, feats, spans)
     stats["abstraction"]["label_specificity"] = compare_specificity(specificity["a"], specificity["b"])
+    stats["abstraction"]["entity_source"] = saved_entity_source(RunDir(run_dir).corpus)
+    stats["abstraction"]["n_entities"] = len(set(entities.values()))
     calibration = calibration_record(stats, representation(a, b, docs, cfg, act_identity, pair, progress))
     stats["calibration"] = calibration
 

@@ -70,5 +70,5 @@ def print_summary(out_dir: Path, stats: dict, cached: bool, n_top: int = 10) -> 
         if cal.get(key):
             c = cal[key]
             console.print(f"raw activations, {name}: {_fmt(c['value'])} (derangement null {_fmt(c['null_mean'])}, p {_fmt(c['p_value'], '.3g')})", highlight=False)
-    if "not_measured" in cal:
-        console.print("not measured yet: the same-model ceiling (other SAE seed) and the random-weights floor", highlight=False)
+    if "ceiling_shared_fraction" in (cal.get("not_measured") or {}):
+        console.print("the same-model ceiling and the random-weights floor come next (`autointerp controls`)", highlight=False)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import json
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,7 @@ class CorpusConfig:
     config_name: str | None = None  # hub config, e.g. "20231101.en"
     split: str = "train"
     text_field: str = "text"  # column/key holding the text (local jsonl/csv/parquet and hub)
+    entity_field: str | None = None  # column/key naming each document's entity (e.g. an article title), used by the abstraction metric; unset: the factbook's country, else every document is its own entity
     streaming: bool = True  # hub only
     shuffle: bool = True
     seed: int = 0
@@ -41,6 +43,30 @@ class CorpusConfig:
 class Document:
     doc_id: str
     text: str
+    entity: str | None = None  # what the document is about (see CorpusConfig.entity_field); None: the document itself
+
+
+def entity_source(cfg: CorpusConfig) -> str:
+    """In words, where the documents' entities come from (the report states it)."""
+    if cfg.entity_field:
+        return f"the corpus field '{cfg.entity_field}'"
+    if cfg.dataset == "factbook":
+        return "the factbook country of each section"
+    return "none: the corpus names no entity field, so every document is its own entity ([corpus] entity_field)"
+
+
+def saved_entity_source(out_dir: Path) -> str:
+    """``entity_source`` of the corpus saved in ``out_dir`` (as its corpus.json records it)."""
+    meta = Path(out_dir) / CORPUS_META_FILE
+    saved = json.loads(meta.read_text(encoding="utf-8")).get("config") if meta.is_file() else None
+    known = {f.name for f in dataclasses.fields(CorpusConfig)}
+    return entity_source(CorpusConfig(**{k: v for k, v in corpus_settings(saved).items() if k in known}))
+
+
+def corpus_settings(saved: dict | None) -> dict:
+    """Saved ``[corpus]`` settings with today's defaults for keys added since (a run made before a new key
+    existed was made with its default)."""
+    return dataclasses.asdict(CorpusConfig()) | dict(saved or {})
 
 
 @dataclass
@@ -145,6 +171,8 @@ def collect_documents(
             n_tokens += count_tokens(doc.text)  # type: ignore[misc]
             if n_tokens >= max_tokens:
                 break
+    if docs and (cfg.entity_field or cfg.dataset == "factbook"):
+        docs = _with_entities(docs, cfg)
     if not docs:
         is_hub = cfg.dataset != "factbook" and not looks_like_path(str(cfg.dataset))
         src = f"dataset '{cfg.dataset}'" + (f" (split '{cfg.split}')" if is_hub else "")
@@ -159,6 +187,24 @@ def collect_documents(
     return docs, stats
 
 
+def _with_entities(docs: list[Document], cfg: CorpusConfig) -> list[Document]:
+    """The chosen documents with their entity: the factbook's country, or the value of ``entity_field`` read
+    from the same source by the same reader (so ids line up); a document without one is its own entity."""
+    if not cfg.entity_field:
+        from autointerp.data.factbook import factbook_entity
+
+        return [dataclasses.replace(d, entity=factbook_entity(d.doc_id)) for d in docs]
+    wanted = {d.doc_id for d in docs}
+    source = dataclasses.replace(cfg, text_field=cfg.entity_field, shuffle=False)
+    found: dict[str, str] = {}
+    for doc_id, value in _source_records(source, CorpusStats()):
+        if doc_id in wanted:
+            found[doc_id] = clean_text(value) or None
+            if len(found) == len(wanted):
+                break
+    return [dataclasses.replace(d, entity=found.get(d.doc_id)) for d in docs]
+
+
 def save_documents(out_dir: Path, docs: list[Document], stats: CorpusStats, cfg: CorpusConfig) -> None:
     """Atomically write the run's corpus folder: the documents (doc_id, text) and their description."""
     import pyarrow as pa
@@ -166,8 +212,8 @@ def save_documents(out_dir: Path, docs: list[Document], stats: CorpusStats, cfg:
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    table = pa.table({"doc_id": [d.doc_id for d in docs], "text": [d.text for d in docs]},
-                     schema=pa.schema([("doc_id", pa.string()), ("text", pa.string())]))
+    table = pa.table({"doc_id": [d.doc_id for d in docs], "text": [d.text for d in docs], "entity": [d.entity for d in docs]},
+                     schema=pa.schema([("doc_id", pa.string()), ("text", pa.string()), ("entity", pa.string())]))
     with atomic_path(out_dir / DOCUMENTS_FILE) as tmp:
         pq.write_table(table, tmp)
     meta = {
@@ -185,8 +231,18 @@ def load_saved_documents(out_dir: Path) -> list[Document]:
     path = Path(out_dir) / DOCUMENTS_FILE
     if not path.is_file():
         raise UserError(f"no saved corpus at '{path}'; run the corpus stage first")
-    table = pq.read_table(path, columns=["doc_id", "text"])
-    return [Document(i, t) for i, t in zip(table.column("doc_id").to_pylist(), table.column("text").to_pylist())]
+    columns = ["doc_id", "text"] + (["entity"] if "entity" in pq.read_schema(path).names else [])
+    table = pq.read_table(path, columns=columns)
+    ids = table.column("doc_id").to_pylist()
+    if "entity" in columns:
+        entities = table.column("entity").to_pylist()
+    else:  # saved before entities were: the factbook's are recovered from its ids
+        from autointerp.data.factbook import factbook_entity
+
+        meta = Path(out_dir) / CORPUS_META_FILE
+        factbook = meta.is_file() and (json.loads(meta.read_text(encoding="utf-8")).get("config") or {}).get("dataset") == "factbook"
+        entities = [factbook_entity(i) if factbook else None for i in ids]
+    return [Document(i, t, e) for i, t, e in zip(ids, table.column("text").to_pylist(), entities)]
 
 
 def corpus_fingerprint(docs: list[Document]) -> str:

@@ -129,3 +129,9 @@ def _factbook_records() -> tuple[tuple[str, str], ...]:
 def factbook_records() -> list[tuple[str, str]]:
     """(doc_id, text) for every (country, section), in canonical (seed-independent) order."""
     return list(_factbook_records())
+
+
+def factbook_entity(doc_id: str) -> str:
+    """``factbook/fr/economy`` -> ``fr``: the country a factbook section is about."""
+    parts = doc_id.split("/")
+    return parts[1] if len(parts) >= 3 else doc_id

@@ -18,38 +18,52 @@ from autointerp.explain.pipeline import run_all
 from autointerp.rundir.windows import Window
 
 
-async def score_features(client: LLMClient | None, scorer: Scorer, windows: dict[int, list[Window]], labels: dict[int, str], baselines: dict[int, str | None], features: list[int], *, concurrency: int, on_done: Callable[[dict], None], description: str) -> None:
-    """Score each feature's label and its baseline label; ``on_done`` gets {feature, score_S, baseline_S, status_S, ...}."""
+async def score_features(client: LLMClient | None, scorer: Scorer, windows: dict[int, list[Window]], labels: dict[int, str], baselines: dict[int, str | None], features: list[int], *, concurrency: int, on_done: Callable[[dict], None], description: str, lexical: dict[int, str] | None = None) -> None:
+    """Score each feature's labels of every kind; ``on_done`` gets {feature, score_S, lexical_S, baseline_S, status_S, ...}.
+
+    Kinds (column prefix: labels): ``score``: the LLM label; ``lexical``: the lexical label; ``baseline``: a
+    label shuffled in from another feature. A feature lacking a kind's label gets NaN for it.
+    """
     name = scorer.name
+    kinds = {"score": labels, "lexical": lexical or {}, "baseline": baselines}
 
     async def work(feature: int) -> dict:
         row: dict = {"feature": feature}
         usage = Usage()
         try:
-            own = await scorer.score(client, windows[feature], labels[feature])
-            usage.add(own.usage)
-            row[f"score_{name}"] = own.value
-            for key, value in own.details.items():
-                if key in ("auroc", "balanced_accuracy"):
-                    row[f"{key}_{name}"] = value
-            other = baselines.get(feature)
-            if other is not None:
-                base = await scorer.score(client, windows[feature], other)
-                usage.add(base.usage)
-                row[f"baseline_{name}"] = base.value
-                for key, value in base.details.items():
+            for prefix, source in kinds.items():
+                label = source.get(feature)
+                if label is None:
+                    row[f"{prefix}_{name}"] = math.nan
+                    continue
+                result = await scorer.score(client, windows[feature], label)
+                usage.add(result.usage)
+                row[f"{prefix}_{name}"] = result.value
+                for key, value in result.details.items():
                     if key in ("auroc", "balanced_accuracy"):
-                        row[f"baseline_{key}_{name}"] = value
-            else:
-                row[f"baseline_{name}"] = math.nan
+                        row[f"{key}_{name}" if prefix == "score" else f"{prefix}_{key}_{name}"] = value
             row[f"status_{name}"], row[f"error_{name}"] = "ok", None
         except LLMError as exc:
             usage.add(exc.usage)
-            row.update({f"score_{name}": math.nan, f"baseline_{name}": math.nan, f"status_{name}": "failed", f"error_{name}": exc.reason})
+            row.update({f"{p}_{name}": math.nan for p in kinds} | {f"status_{name}": "failed", f"error_{name}": exc.reason})
         row["_usage"] = usage
         return row
 
     await run_all(features, work, concurrency, on_done, description)
+
+
+def add_final_scores(table, name: str):
+    """``final_<S>``: the held-out score of the final label (the lexical one where label_source says so)."""
+    import pandas as pd
+
+    if f"score_{name}" not in table.columns:
+        return table
+    own = pd.to_numeric(table[f"score_{name}"], errors="coerce")
+    if "label_source" in table.columns and f"lexical_{name}" in table.columns:
+        lexical = pd.to_numeric(table[f"lexical_{name}"], errors="coerce")
+        own = own.where(table["label_source"] != "lexical", lexical)
+    table[f"final_{name}"] = own.astype(float)
+    return table
 
 
 def baseline_labels(labels: dict[int, str], seed: int) -> dict[int, str]:

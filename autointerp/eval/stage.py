@@ -19,8 +19,8 @@ from autointerp.config import RunConfig
 from autointerp.errors import UserError
 from autointerp.eval.config import ScoreConfig
 from autointerp.eval.scorers import SCORERS, make_scorer
-from autointerp.eval.pipeline import baseline_labels, score_features
-from autointerp.explain.labels import read_labels, read_meta, write_labels, write_meta
+from autointerp.eval.pipeline import add_final_scores, baseline_labels, score_features
+from autointerp.explain.labels import lexical_labels, llm_labels, read_labels, read_meta, write_labels, write_meta
 from autointerp.explain.llm.base import LLMClient, Usage
 from autointerp.explain.prompts import load_template
 from autointerp.explain.stage import check_inputs, prompt_sha, store_usage
@@ -47,8 +47,9 @@ class ScorePlan:
     """What one model's score stage will do, decided once (the stage record's policy per scorer)."""
 
     table: pd.DataFrame  # labels.parquet without the columns of scores about to be redone
-    labels: dict[int, str]  # the ok labels
-    baselines: dict[int, str]  # each feature's shuffled-in label
+    labels: dict[int, str]  # the ok LLM labels
+    baselines: dict[int, str]  # each feature's shuffled-in (LLM) label
+    lexical: dict[int, str]  # the lexical labels (the baseline an LLM label must beat to say more than the words)
     todo: dict[str, list[int]]  # scorer -> features still to score
 
 
@@ -56,9 +57,8 @@ def plan_scores(model_dir: Path, score_cfg: ScoreConfig, names: list[str], ident
     """Per scorer: reuse ok scores made the same way, redo all when ``--overwrite``, refuse other settings."""
     table = read_labels(model_dir)
     recorded = read_meta(model_dir).get("scorers") or {}
-    ok = table[table["status"] == "ok"]
-    labels = {int(f): str(lbl) for f, lbl in zip(ok["feature"], ok["label"])}
-    baselines = baseline_labels(labels, score_cfg.seed) if score_cfg.shuffled_baseline else {}
+    labels, lexical = llm_labels(table), lexical_labels(table)
+    baselines = baseline_labels(labels or lexical, score_cfg.seed) if score_cfg.shuffled_baseline else {}
     todo = {}
     for name in names:
         old = recorded.get(name, {}).get("identity")
@@ -67,8 +67,8 @@ def plan_scores(model_dir: Path, score_cfg: ScoreConfig, names: list[str], ident
             table = table.drop(columns=[c for c in table.columns if c.endswith(f"_{name}")])
         status = table[f"status_{name}"] if f"status_{name}" in table.columns else pd.Series([None] * len(table), index=table.index)
         done = set(table.loc[status == "ok", "feature"].astype(int))
-        todo[name] = [f for f in sorted(labels) if f not in done]
-    return ScorePlan(table, labels, baselines, todo)
+        todo[name] = [f for f in sorted(set(labels) | set(lexical)) if f not in done]
+    return ScorePlan(table, labels, baselines, lexical, todo)
 
 
 async def run_score(client: LLMClient | None, model_dir: Path, plan: ScorePlan, score_cfg: ScoreConfig, prompts_dir: str | None, names: list[str], identities: dict[str, dict], *, concurrency: int, label: str) -> pd.DataFrame:
@@ -89,7 +89,7 @@ async def run_score(client: LLMClient | None, model_dir: Path, plan: ScorePlan, 
 
         def flush() -> None:
             nonlocal table
-            table = _apply_updates(table, updates)
+            table = add_final_scores(_apply_updates(table, updates), name)
             updates.clear()
             write_labels(model_dir, table)
 
@@ -99,7 +99,7 @@ async def run_score(client: LLMClient | None, model_dir: Path, plan: ScorePlan, 
                 flush()
 
         try:
-            await score_features(client if scorer.needs_llm else None, scorer, windows, labels, baselines, todo, concurrency=concurrency, on_done=on_done, description=f"{name} {label}")
+            await score_features(client if scorer.needs_llm else None, scorer, windows, labels, baselines, todo, concurrency=concurrency, on_done=on_done, description=f"{name} {label}", lexical=plan.lexical)
         finally:
             flush()
             write_meta(model_dir, meta)
@@ -167,12 +167,26 @@ async def score_models_async(cfg: RunConfig, models, names: list[str], overwrite
     return summaries
 
 
-def _score_line(slug: str, table, names: list[str]) -> str:
-    parts = []
+def _score_line(slug: str, table, names: list[str]):
+    """Per scorer: LLM / lexical / shuffled (/ final) mean held-out scores, and whether the LLM beats lexical."""
+    from rich.table import Table
+
+    from autointerp.eval.paired import compare_kinds
+
+    out = Table(title=f"score {slug}: mean held-out score per label kind")
+    for col in ("scorer", "llm", "lexical", "shuffled", "final", "LLM > lexical", "Wilcoxon p", "rank-biserial r"):
+        out.add_column(col)
+    verdicts = []
     for n in names:
-        if f"score_{n}" in table.columns:
-            parts.append(f"{n} {table[f'score_{n}'].mean():.3f} (baseline {table.get(f'baseline_{n}', table[f'score_{n}'] * float('nan')).mean():.3f})")
-    return f"score {slug}: mean " + ", ".join(parts)
+        if f"score_{n}" not in table.columns:
+            continue
+        c = compare_kinds(table, n)
+        out.add_row(n, *(f"{c.means[k]:.3f}" for k in ("llm", "lexical", "shuffled", "final")),
+                    f"{c.llm_beats_lexical:.0%}" if c.n else "-", f"{c.p_value:.3g}", f"{c.effect_size:+.2f}")
+        verdicts.append(c.verdict())
+    from rich.console import Group
+
+    return Group(out, *verdicts)
 
 
 def score_all(cfg: RunConfig, overwrite: bool = False, scorers: list[str] | None = None, models=None) -> dict:

@@ -12,6 +12,7 @@ from autointerp.config import ModelEntry, RunConfig
 from autointerp.data.corpus import load_saved_documents
 from autointerp.errors import UserError
 from autointerp.exemplars.mine import mine_exemplars
+from autointerp.exemplars.profile import compute_profiles, write_profiles
 from autointerp.io import file_sha256
 from autointerp.progress import console
 from autointerp.provenance import save_resolved_config
@@ -42,13 +43,24 @@ def exemplars_stage(cfg: RunConfig, entry: ModelEntry, *, overwrite: bool = Fals
     settings, inputs = {"exemplars": dataclasses.asdict(cfg.exemplars)}, exemplar_inputs(model.sae.weights)
     previous = StageRecord.load(model.exemplars_record)
     if decide(previous, settings, inputs, overwrite=overwrite, where=model.exemplars) is Decision.REUSE and model.exemplars.is_file():
+        if not model.lexical_profile.is_file():  # runs mined before profiles existed get one without re-mining
+            write_lexical_profile(run, model)
         return ExemplarOutcome(model.root, True, previous.summary)
     sae = load_sae(model.sae_dir)
     docs = load_saved_documents(run.corpus)
     result = mine_exemplars(sae, model.harvest, docs, model.root, cfg.exemplars, progress=progress)
+    write_lexical_profile(run, model)
     counts = {"n_rows": result.n_rows, "n_features": result.n_features, "n_dead": result.n_dead, "n_windows": result.n_windows, "level": result.level}
     StageRecord("exemplars", settings, inputs, summary=counts).save(model.exemplars_record)
     return ExemplarOutcome(model.root, False, counts)
+
+
+def write_lexical_profile(run: RunDir, model) -> None:
+    """``<model>/lexical_profile.parquet`` from the training windows just mined (see ``exemplars.profile``)."""
+    import pandas as pd
+
+    documents = pd.read_parquet(run.documents) if run.documents.is_file() else None
+    write_profiles(compute_profiles(model.exemplars, documents), model.lexical_profile)
 
 
 def exemplars_all(cfg: RunConfig, overwrite: bool = False, models: list[ModelEntry] | None = None) -> None:

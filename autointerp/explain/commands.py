@@ -34,3 +34,46 @@ def explain(
     from autointerp.explain.stage import explain_all
 
     explain_all(cfg, overwrite, select_models(cfg, model))
+
+
+FormatOpt = Annotated[str, typer.Option("--format", help="neuronpedia (explanation export list) or delphi ({hookpoint_latentN: text}).")]
+
+
+@friendly_errors
+def export_labels(
+    out: Annotated[str, typer.Argument(help="Output JSON file (one model) or folder (one <model>.json per model).")],
+    config: ConfigOpt = None, run_dir: RunDirOpt = None, name: NameOpt = None, model: ModelsOpt = None,
+    fmt: FormatOpt = "neuronpedia", sae_id: Annotated[Optional[str], typer.Option("--sae-id", help="SAE id / hookpoint written into the file.")] = None,
+) -> None:
+    """Export the final labels in Neuronpedia's or Delphi's JSON shape (labels made here, read elsewhere)."""
+    from pathlib import Path
+
+    from autointerp.explain.interop import export_labels as export
+    from autointerp.progress import console
+
+    cfg = load_run_config(config, run_dir, name)
+    entries = select_models(cfg, model)
+    for entry in entries:
+        target = Path(out) / f"{entry.slug}.json" if len(entries) > 1 or Path(out).is_dir() else Path(out)
+        n = export(cfg.run_path / entry.slug, target, fmt, model_id=entry.slug, sae_id=sae_id)
+        console.print(f"export {entry.slug}: {n} labels -> {target} ({fmt})")
+
+
+@friendly_errors
+def import_labels(
+    source: Annotated[str, typer.Argument(help="A Neuronpedia explanation export, a Delphi explanations JSON, or Delphi's explanations folder.")],
+    model: Annotated[str, typer.Option("--model", "-m", help="The configured model the labels belong to (name or spec).")],
+    config: ConfigOpt = None, run_dir: RunDirOpt = None, name: NameOpt = None,
+    fmt: Annotated[Optional[str], typer.Option("--format", help="neuronpedia or delphi (default: detected).")] = None,
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """Use labels made elsewhere: write them as <model>/labels.parquet, ready for `autointerp score` and `compare`."""
+    from autointerp.explain.interop import import_labels as do_import
+    from autointerp.progress import console
+    from autointerp.rundir.lock import run_lock
+
+    cfg = load_run_config(config, run_dir, name)
+    entry = select_models(cfg, [model])[0]
+    with run_lock(cfg.run_path):
+        n = do_import(cfg.run_path / entry.slug, source, fmt, overwrite=overwrite)
+    console.print(f"import {entry.slug}: {n} labels from {source}; run `autointerp score` to score them")

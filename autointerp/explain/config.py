@@ -27,6 +27,11 @@ class ExplainConfig:
     window_after: int = 2
     max_tokens: int = 12  # the label's length budget in generated tokens
     chat: bool = False  # send the explainer prompt as a chat message (instruction models) instead of a completion
+    labeller: str = "llm"  # llm (candidates from the explainer LLM, competing with the lexical label) | lexical (no LLM: the lexical label only)
+    n_candidates: int = 2  # LLM candidate labels per feature: plain prompt, prompt with the lexical profile, then sampled; each costs one explainer call
+    temperature: float = 0.7  # sampling temperature of candidates beyond the first two (the first two are greedy)
+    lexical: bool = True  # also make the deterministic lexical label from the feature's profile (a baseline, and a candidate for the final label)
+    choose_by: str = "embedding"  # how the kept candidate and the final label are chosen, on TRAINING windows only: embedding (AUROC) | first (no scoring)
 
     def validate(self) -> None:
         if self.select not in SELECTS:
@@ -34,5 +39,13 @@ class ExplainConfig:
         for name in ("n_features", "n_top", "n_quantile", "window_before", "window_after"):
             if getattr(self, name) < 0:
                 raise UserError(f"[explain] {name} = {getattr(self, name)} must be >= 0")
+        if self.labeller not in ("llm", "lexical"):
+            raise UserError(f"[explain] labeller = {self.labeller!r} is unknown; use llm or lexical")
+        if self.choose_by not in ("embedding", "first"):
+            raise UserError(f"[explain] choose_by = {self.choose_by!r} is unknown; use embedding or first")
+        if self.n_candidates < 1 or self.temperature < 0:
+            raise UserError(f"[explain] n_candidates = {self.n_candidates} must be >= 1 and temperature = {self.temperature} >= 0")
+        if self.labeller == "lexical" and not self.lexical:
+            raise UserError("[explain] labeller = \"lexical\" needs lexical = true; set one of them differently")
         if self.max_label_chars < 1 or self.max_tokens < 1:
             raise UserError(f"[explain] max_label_chars = {self.max_label_chars} and max_tokens = {self.max_tokens} must be >= 1")

@@ -25,8 +25,18 @@ BASE_COLUMNS = {
     "feature": pa.int32(), "label": pa.string(), "raw": pa.string(), "status": pa.string(), "error": pa.string(),
     "explainer_model": pa.string(), "prompt_tokens": pa.int64(), "completion_tokens": pa.int64(), "cost_usd": pa.float64(),
 }
+STRING_COLUMNS = ("label_source", "llm_label", "lexical_label")  # issue 13: where the final label came from
+CANDIDATE_SCHEMA = pa.schema([("feature", pa.int64()), ("candidate", pa.string()), ("source", pa.string()),
+                              ("train_score", pa.float64()), ("kept", pa.bool_()), ("restates", pa.bool_()), ("template_copy", pa.bool_())])
 DEFINITIONS = {
-    "label": "the explainer LLM's short description of what the feature fires on (null when labelling failed)",
+    "label": "the final label: the kept LLM candidate, or the lexical label where it scores higher on the feature's TRAINING windows (label_source says which; null when labelling failed)",
+    "llm_label": "the kept LLM candidate (best of n_candidates on training windows; template copies rejected)",
+    "lexical_label": "a deterministic label from the feature's lexical profile (its dominant words and contexts), no LLM",
+    "label_source": "llm or lexical: which label became the final label",
+    "train_score_llm": "training-window embedding AUROC of llm_label (used only to choose; reported scores are held-out)",
+    "train_score_lexical": "training-window embedding AUROC of lexical_label",
+    "restates_window": "1 when llm_label is a substring of a window shown to the explainer",
+    "cached_calls": "explainer answers of this label served from the response cache (their original tokens are kept in prompt_tokens / completion_tokens)",
     "raw": "the explainer's full answer, before parsing",
     "status": "ok: a usable label; failed: the request or the parse failed (reason in error); failed features are retried on the next run",
     "baseline_<scorer>": "the same scorer on the same held-out windows with a label shuffled in from another feature (seeded derangement)",
@@ -46,7 +56,7 @@ def read_labels(model_dir: Path) -> pd.DataFrame:
 def _arrow_type(column: str, series: pd.Series) -> pa.DataType:
     if column in BASE_COLUMNS:
         return BASE_COLUMNS[column]
-    if column.startswith(("status_", "error_")):
+    if column.startswith(("status_", "error_")) or column in STRING_COLUMNS:
         return pa.string()
     return pa.float64()
 
@@ -77,6 +87,36 @@ def merge_rows(table: pd.DataFrame, rows: list[dict]) -> pd.DataFrame:
     new = pd.DataFrame(rows)
     kept = table[~table["feature"].isin(new["feature"])]
     return pd.concat([kept, new], ignore_index=True) if len(kept) else new
+
+
+def write_candidates(model_dir: Path, rows: list[dict]) -> Path:
+    """``label_candidates.parquet``: every candidate label of every labelled feature (merged by feature)."""
+    path = ModelDir(Path(model_dir)).label_candidates
+    new = pd.DataFrame(rows, columns=CANDIDATE_SCHEMA.names)
+    if path.is_file():
+        old = pd.read_parquet(path)
+        new = pd.concat([old[~old["feature"].isin(new["feature"])], new], ignore_index=True) if len(new) else old
+    new = new.sort_values(["feature", "source", "train_score"], ascending=[True, True, False], kind="stable").reset_index(drop=True)
+    for col in ("kept", "restates", "template_copy"):
+        new[col] = new[col].fillna(False).astype(bool)
+    table = pa.Table.from_pandas(new.astype({"feature": "int64", "train_score": "float64"}), schema=CANDIDATE_SCHEMA, preserve_index=False)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
+    return path
+
+
+def llm_labels(table: pd.DataFrame) -> dict[int, str]:
+    """{feature: the LLM's label} of the ok rows (``llm_label``; ``label`` in tables made before it existed)."""
+    ok = table[table["status"] == "ok"]
+    column = "llm_label" if "llm_label" in ok.columns else "label"
+    return {int(f): str(v) for f, v in zip(ok["feature"], ok[column]) if isinstance(v, str) and v}
+
+
+def lexical_labels(table: pd.DataFrame) -> dict[int, str]:
+    if "lexical_label" not in table.columns:
+        return {}
+    ok = table[table["status"] == "ok"]
+    return {int(f): str(v) for f, v in zip(ok["feature"], ok["lexical_label"]) if isinstance(v, str) and v}
 
 
 def read_meta(model_dir: Path) -> dict:

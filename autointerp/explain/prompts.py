@@ -19,6 +19,7 @@ PACKAGED_DIR = Path(__file__).resolve().parent.parent / "prompts"
 SUFFIXES = (".txt", ".md")
 REQUIRED = {
     "explainer": ("examples",),
+    "explainer_profile": ("examples", "profile"),  # the explainer shown the lexical profile as well
     "simulator": ("label", "examples"),
     "detection": ("label", "example"),
     "fuzzing": ("label", "example"),

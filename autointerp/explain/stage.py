@@ -33,7 +33,8 @@ from autointerp.rundir.windows import load_windows
 
 SAVE_EVERY = 8  # features between checkpoint writes of labels.parquet
 # [explain] fields that shape a label (n_features, select and seed only choose which features get one)
-LABEL_FIELDS = ("n_top", "n_quantile", "window_before", "window_after", "max_tokens", "max_label_chars", "chat")
+LABEL_FIELDS = ("n_top", "n_quantile", "window_before", "window_after", "max_tokens", "max_label_chars", "chat",
+                "labeller", "n_candidates", "temperature", "lexical", "choose_by")
 
 
 def check_inputs(model_dir: Path) -> None:
@@ -89,12 +90,29 @@ def prompt_sha(text: str) -> str:
 
 def explain_identity(cfg: ExplainConfig, llm_backend: str, llm_model: str | None, model_dir: Path) -> dict:
     """{"settings": what the user chose that shapes a label, "inputs": the exemplars it is made from}."""
-    template = load_template("explainer", cfg.prompts_dir)
+    texts = "".join(t.text for t in explainer_templates(cfg))
     record = StageRecord.load(ModelDir(model_dir).exemplars_record)
-    settings = {"backend": llm_backend, "model": llm_model or "default", "prompt_sha": prompt_sha(template.text),
+    settings = {"backend": llm_backend if cfg.labeller == "llm" else "none", "model": (llm_model or "default") if cfg.labeller == "llm" else "none", "prompt_sha": prompt_sha(texts),
                 "settings": {k: v for k, v in dataclasses.asdict(cfg).items() if k in LABEL_FIELDS}}
     exemplars = {"settings": record.settings, "inputs": record.inputs} if record is not None else None
     return {"settings": settings, "inputs": {"exemplars": exemplars}}
+
+
+def explainer_templates(cfg: ExplainConfig) -> list:
+    """The prompt variants of the LLM candidates: the plain explainer, then the one shown the lexical profile."""
+    return [load_template("explainer", cfg.prompts_dir), load_template("explainer_profile", cfg.prompts_dir)]
+
+
+def load_profiles(model_dir: Path, features: list[int]) -> dict:
+    """The features' lexical profiles (computed from the training windows when the file is missing)."""
+    from autointerp.exemplars.profile import compute_profiles, read_profiles, write_profiles
+
+    model = ModelDir(model_dir)
+    if not model.lexical_profile.is_file():
+        run = RunDir(model.root.parent)
+        docs = pd.read_parquet(run.documents) if run.documents.is_file() else None
+        write_profiles(compute_profiles(model.exemplars, docs), model.lexical_profile)
+    return read_profiles(model.lexical_profile, features) if features else {}
 
 
 def explain_todo(model_dir: Path, features: list[int], identity: dict, overwrite: bool) -> tuple[pd.DataFrame, list[int]]:
@@ -106,33 +124,48 @@ def explain_todo(model_dir: Path, features: list[int], identity: dict, overwrite
         raise UserError(f"{ModelDir(model_dir).labels} holds labels without a record of how they were made; pass --overwrite to relabel (or use another --run-dir)")
     if decide(previous, identity["settings"], identity["inputs"], overwrite=overwrite, where=ModelDir(model_dir).labels) is not Decision.RUN or previous is None:
         return empty_table(), list(features)  # starting over (new, overwritten, or made from other exemplars)
-    done = set(table.loc[table["status"] == "ok", "feature"].astype(int))
+    ok = table["status"] == "ok"
+    if "llm_label" in table.columns and identity["settings"]["settings"].get("labeller") == "llm":
+        ok &= table["llm_label"].notna()  # a lexical fallback for a failed LLM label is retried
+    done = set(table.loc[ok, "feature"].astype(int))
     return table, [f for f in features if f not in done]
 
 
-async def run_explain(client: LLMClient, model_dir: Path, cfg: ExplainConfig, table: pd.DataFrame, todo: list[int], identity: dict, *, concurrency: int, label: str) -> pd.DataFrame:
+async def run_explain(client: LLMClient | None, model_dir: Path, cfg: ExplainConfig, table: pd.DataFrame, todo: list[int], identity: dict, *, concurrency: int, label: str, score_cfg=None) -> pd.DataFrame:
     """Label ``todo`` features, writing labels.parquet every few features (so an interrupt loses little)."""
-    template = load_template("explainer", cfg.prompts_dir)
-    windows = await asyncio.to_thread(load_windows, ModelDir(model_dir).exemplars, todo, splits=("train",))  # the explainer sees train windows only
+    from autointerp.eval.config import ScoreConfig
+    from autointerp.explain.labels import write_candidates
+
+    score_cfg = score_cfg or ScoreConfig()
+    templates = explainer_templates(cfg)
+    # the explainer and the choice among candidates see TRAINING windows only: held-out ones are never read here
+    windows = await asyncio.to_thread(load_windows, ModelDir(model_dir).exemplars, todo, splits=("train",))
+    profiles = await asyncio.to_thread(load_profiles, model_dir, todo)
     pending: list[dict] = []
+    candidates: list[dict] = []
     state = {"table": table}
     meta = read_meta(model_dir)
     if meta.get("explain_identity") != identity:  # starting over: scores of old labels are meaningless
         meta = {"explain_identity": identity, "scorers": {}}
-    write_meta(model_dir, meta | {"explainer_model": client.model_name})
+    write_meta(model_dir, meta | {"explainer_model": client.model_name if client is not None else "lexical"})
 
     def flush() -> None:
         state["table"] = merge_rows(state["table"], pending)
         pending.clear()
         write_labels(model_dir, state["table"])
+        if candidates:
+            write_candidates(model_dir, candidates)
+            candidates.clear()
 
     def on_done(row: dict) -> None:
+        candidates.extend(row.pop("_candidates", []))
         pending.append(row)
         if len(pending) >= SAVE_EVERY:
             flush()
 
     try:
-        await explain_features(client, template, windows, todo, cfg, concurrency=concurrency, on_done=on_done, description=f"explain {label}")
+        await explain_features(client, templates, windows, todo, cfg, concurrency=concurrency, on_done=on_done, description=f"explain {label}",
+                               profiles=profiles, score_window=(score_cfg.window_before, score_cfg.window_after), embedder=score_cfg.embedder)
     finally:
         if pending or not ModelDir(model_dir).labels.is_file():
             flush()
@@ -155,22 +188,66 @@ async def explain_models(cfg: RunConfig, models, overwrite: bool) -> dict:
         console.print("explain: labels are up to date (nothing to do)")
         return {}
     summaries = {}
-    async with open_client(cfg.llm, cfg.run_path) as client:
+
+    async def label_models(client) -> None:
         for entry, model_dir, table, todo, identity in jobs:
             if not todo and not overwrite:
                 continue
-            before = client.usage.copy()
+            before = client.usage.copy() if client is not None else None
             started = time.perf_counter()
-            done = await run_explain(client, model_dir, cfg.explain, table, todo, identity, concurrency=cfg.llm.concurrency, label=entry.slug)
-            summaries[entry.slug] = store_usage(client, before, model_dir, "explain", time.perf_counter() - started, len(todo))
+            done = await run_explain(client, model_dir, cfg.explain, table, todo, identity, concurrency=cfg.llm.concurrency, label=entry.slug, score_cfg=cfg.score)
+            if client is not None:
+                summaries[entry.slug] = store_usage(client, before, model_dir, "explain", time.perf_counter() - started, len(todo))
+            store_copy_checks(model_dir, done)
             failed = int((done["status"] != "ok").sum())
-            console.print(f"explain {entry.slug}: {int((done['status'] == 'ok').sum())} labelled, {failed} failed (retried on the next run)")
+            console.print(f"explain {entry.slug}: {int((done['status'] == 'ok').sum())} labelled, {failed} failed (retried on the next run){_source_note(done)}")
+
+    if cfg.explain.labeller == "lexical":
+        await label_models(None)
+        return summaries
+    async with open_client(cfg.llm, cfg.run_path) as client:
+        await label_models(client)
         console.print(usage_table([s for s in summaries.values()], title="explain: LLM usage"))
     return summaries
 
 
+def _source_note(table: pd.DataFrame) -> str:
+    if "label_source" not in table.columns:
+        return ""
+    counts = table["label_source"].value_counts()
+    return f"; final label from the LLM for {int(counts.get('llm', 0))}, lexical for {int(counts.get('lexical', 0))}"
+
+
+def store_copy_checks(model_dir: Path, table: pd.DataFrame) -> dict:
+    """How often the kept LLM label restates a shown window, and how many candidates copied the template (labels.json)."""
+    from autointerp.explain.labels import read_meta as _read, write_meta as _write
+
+    checks = {}
+    if "restates_window" in table.columns:
+        restates = pd.to_numeric(table["restates_window"], errors="coerce").dropna()
+        checks = {"restating_rate": round(float(restates.mean()), 4) if len(restates) else None, "n_llm_labels": int(len(restates)),
+                  "template_copies_rejected": int(pd.to_numeric(table.get("n_template_copies"), errors="coerce").fillna(0).sum()),
+                  "n_llm_candidates": int(pd.to_numeric(table.get("n_llm_candidates"), errors="coerce").fillna(0).sum())}
+        meta = _read(model_dir)
+        meta["copy_checks"] = checks
+        _write(model_dir, meta)
+    return checks
+
+
 _ADDITIVE_USAGE = ("prompt_tokens", "completion_tokens", "cost_usd", "calls", "cached_calls", "retries", "failed_calls",
                    "requests_sent", "seconds", "n_features")
+
+
+def _settle(client):
+    """The response cache's ledger (``CachedClient.settle``) somewhere inside the client's wrappers."""
+    from autointerp.explain.llm.base import Usage
+
+    layer = client
+    while layer is not None:
+        if hasattr(layer, "settle"):
+            return layer.settle()
+        layer = getattr(layer, "inner", None)
+    return Usage()
 
 
 def store_usage(client, before, model_dir, stage_name: str, seconds: float, n_features: int) -> dict:
@@ -180,6 +257,10 @@ def store_usage(client, before, model_dir, stage_name: str, seconds: float, n_fe
     delta = client.usage.copy()
     for name in ("prompt_tokens", "completion_tokens", "cost_usd", "calls", "cached_calls", "retries", "failed_calls"):
         setattr(delta, name, getattr(delta, name) - getattr(before, name))
+    recovered = _settle(client)  # calls paid by an interrupted run (kill -9) and served from the cache now: counted once, here
+    delta.prompt_tokens += recovered.prompt_tokens
+    delta.completion_tokens += recovered.completion_tokens
+    delta.cost_usd += client.price.cost(recovered) if getattr(client, "price", None) is not None else 0.0
     summary = usage_summary(delta, model=client.model_name, backend=client.backend, price=client.price)
     summary |= {"seconds": round(seconds, 2), "n_features": n_features}
     meta = read_meta(model_dir)

@@ -30,6 +30,7 @@ def harvest(
     dtype: Annotated[Optional[str], typer.Option(help="Storage dtype: float32, bfloat16, float16.")] = None,
     compute_dtype: Annotated[Optional[str], typer.Option(help="auto (bf16 on CUDA, fp32 on CPU), float32, bfloat16.")] = None,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda, cuda:N.")] = None,
+    device_map: Annotated[Optional[str], typer.Option(help="auto: spread a model too large for one GPU over all GPUs (accelerate).")] = None,
     shard_tokens: Annotated[Optional[int], typer.Option(help="Rows per activation shard (resume granularity).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Discard an existing harvest with different settings.")] = False,
     config: ConfigOpt = None,
@@ -41,7 +42,7 @@ def harvest(
     cfg = apply_overrides(
         load_config(config),
         corpus=dict(dataset=dataset, config_name=dataset_config, split=split, text_field=text_field, min_chars=min_chars, seed=seed),
-        harvest=dict(layer=layer, site=site, ctx_len=ctx_len, batch_size=batch_size, level=level, pool=pool, keep_special=keep_special, dtype=dtype, compute_dtype=compute_dtype, device=device, shard_tokens=shard_tokens),
+        harvest=dict(layer=layer, site=site, ctx_len=ctx_len, batch_size=batch_size, level=level, pool=pool, keep_special=keep_special, dtype=dtype, compute_dtype=compute_dtype, device=device, device_map=device_map, shard_tokens=shard_tokens),
         top=dict(max_tokens=max_tokens, run_dir=str(run_dir) if run_dir else None, name=name),
     )
     if model:

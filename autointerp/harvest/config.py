@@ -25,12 +25,17 @@ class HarvestConfig:
     dtype: str = "float32"  # storage dtype of the shards
     compute_dtype: str = "auto"  # auto: bf16 on CUDA, float32 on CPU
     device: str = "auto"
+    # "auto": load a model too large for one GPU spread over every visible GPU (and CPU) by accelerate's
+    # device map (the activations are the same); "" loads it whole on `device`. Not with torchrun ranks.
+    device_map: str = ""
     shard_tokens: int = 16_384  # approximate rows per shard (token level); the last shard is held out for evaluation
 
     def validate(self) -> None:
         for name, allowed in (("site", SITES), ("level", LEVELS), ("pool", POOLS), ("dtype", STORAGE_DTYPE_NAMES)):
             if getattr(self, name) not in allowed:
                 raise UserError(f"[harvest] {name} = '{getattr(self, name)}' is unknown; use one of {', '.join(allowed)}")
+        if self.device_map not in ("", "auto"):
+            raise UserError(f"[harvest] device_map = '{self.device_map}' is unknown; use \"auto\" (spread over the GPUs) or \"\" (one device)")
         for name in ("ctx_len", "batch_size", "shard_tokens"):
             if getattr(self, name) < 1:
                 raise UserError(f"[harvest] {name} = {getattr(self, name)} must be positive (--{name.replace('_', '-')})")

@@ -3,7 +3,8 @@
 The model runs only up to the hooked block (``forward_to_site``), in ``inference_mode``, over batches of
 length-sorted contexts. Rows for special tokens are dropped unless ``keep_special`` is set. Shards are
 written by a background thread while the next batches compute, and each finished shard is recorded in
-``harvest.json`` — re-running after a kill continues from the first unrecorded shard.
+``harvest.json`` — re-running after a kill continues from the first unrecorded shard. Under torchrun the
+ranks share the shards (``harvest.ledger``) and the result is file-for-file the single-process harvest.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ import pandas as pd
 import torch
 
 from autointerp import __version__
+from autointerp import distributed as ddp
 from autointerp.data.corpus import Document, corpus_fingerprint
 from autointerp.errors import UserError
-from autointerp.io import read_json, write_json
+from autointerp.io import read_json
 from autointerp.models.forward import forward_to_site
 from autointerp.models.load import LoadedModel
 from autointerp.progress import progress_bar
@@ -35,6 +37,7 @@ from autointerp.harvest.contexts import (
     tokenize_documents,
 )
 from autointerp.harvest.config import LEVELS, POOLS, HarvestConfig  # noqa: F401 - re-exported
+from autointerp.harvest.ledger import ShardLedger
 from autointerp.harvest.shards import STORAGE_DTYPES, write_shard
 from autointerp.rundir.layout import HARVEST_MANIFEST as MANIFEST, ShardPaths
 from autointerp.rundir.record import Decision, StageRecord, decide
@@ -54,7 +57,7 @@ class HarvestResult:
 
 def _identity_fields(cfg: HarvestConfig) -> dict:
     """The config fields a harvest's content depends on (batch size, device and shard size do not)."""
-    return {k: v for k, v in asdict(cfg).items() if k not in ("batch_size", "device", "shard_tokens")}
+    return {k: v for k, v in asdict(cfg).items() if k not in ("batch_size", "device", "shard_tokens", "device_map")}
 
 
 def _identity(lm: LoadedModel, cfg: HarvestConfig, fingerprint: str) -> dict:
@@ -73,7 +76,8 @@ def _check_existing(manifest_path: Path, identity: dict) -> dict | None:
     settings = lambda ident: {k: v for k, v in ident.items() if k != "corpus"}
     record = StageRecord("harvest", settings(old), {"corpus": old.get("corpus")}, complete=True)
     if decide(record, settings(identity), {"corpus": identity["corpus"]}, overwrite=False, where=manifest_path.parent) is Decision.REDO:
-        manifest_path.unlink()  # another corpus: the shards are stale
+        if ddp.is_main():  # other ranks only read; rank 0 rewrites the manifest before they rely on it
+            manifest_path.unlink(missing_ok=True)  # another corpus: the shards are stale
         return None
     return manifest
 
@@ -154,9 +158,9 @@ def harvest(lm: LoadedModel, docs: list[Document], harvest_dir: Path, cfg: Harve
         raise UserError(f"--ctx-len {cfg.ctx_len} leaves no room next to {frame.size} special tokens; use a larger --ctx-len")
     manifest_path = harvest_dir / MANIFEST
     identity = _identity(lm, cfg, corpus_fingerprint(docs))
-    if overwrite and manifest_path.is_file():
+    if overwrite and manifest_path.is_file() and ddp.is_main():
         manifest_path.unlink()
-    existing = _check_existing(manifest_path, identity)
+    existing = None if overwrite else _check_existing(manifest_path, identity)
     done = {s["index"]: s for s in (existing or {}).get("shards", []) if ShardPaths.of(harvest_dir, s["index"]).activations.is_file()}
 
     tokenized = tokenize_documents(lm.tokenizer, [d.text for d in docs])
@@ -175,31 +179,27 @@ def harvest(lm: LoadedModel, docs: list[Document], harvest_dir: Path, cfg: Harve
         "n_contexts": len(contexts),
         "n_shards": len(plan),
         "special_frame": {"prefix": list(frame.prefix), "suffix": list(frame.suffix)},
-        "shards": sorted(done.values(), key=lambda s: s["index"]),
+        "shards": [],
         "complete": False,
     }
     harvest_dir.mkdir(parents=True, exist_ok=True)
-    for stale in harvest_dir.glob(".*.tmp"):  # temp files of a process killed mid-write
-        stale.unlink()
-    write_json(manifest_path, manifest)
+    ledger = ShardLedger(harvest_dir, manifest)
+    done, todo = ledger.start(done, len(plan), resume=existing is not None)
 
-    device = next(lm.model.parameters()).device
+    device = lm.model.get_input_embeddings().weight.device  # where inputs go (also under a device map)
     storage = STORAGE_DTYPES[cfg.dtype]
     pad_id = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
     doc_ids = [d.doc_id for d in docs]
     token_text = _TokenText(lm.tokenizer)
     meta = {"model": lm.spec, "hook_name": manifest["hook_name"], "level": cfg.level, "layer": str(layer)}
-    todo = [i for i in range(len(plan)) if i not in done]
     total_rows = sum(len(contexts[c]) for i in todo for c in plan[i])
 
     def finish_shard(index: int, acts: torch.Tensor, rows: pd.DataFrame) -> None:
         write_shard(harvest_dir, index, acts, rows, meta)
-        manifest["shards"].append({"index": index, "rows": int(acts.shape[0]), "contexts": len(plan[index])})
-        manifest["shards"].sort(key=lambda s: s["index"])
-        write_json(manifest_path, manifest)
+        ledger.record({"index": index, "rows": int(acts.shape[0]), "contexts": len(plan[index])})
 
     pending: Future | None = None
-    with ThreadPoolExecutor(max_workers=1) as writer, progress_bar(f"harvest {lm.spec} L{layer}", total_rows, "tok", enabled=progress and bool(todo)) as advance:
+    with ThreadPoolExecutor(max_workers=1) as writer, progress_bar(f"harvest {lm.spec} L{layer}", total_rows, "tok", enabled=progress and bool(todo) and ddp.is_main()) as advance:
         try:
             for shard_index in todo:
                 shard_contexts = plan[shard_index]
@@ -234,8 +234,7 @@ def harvest(lm: LoadedModel, docs: list[Document], harvest_dir: Path, cfg: Harve
             if pending is not None and not pending.done():
                 pending.result()  # let the shard being written finish cleanly, then stop
             raise
-    manifest["complete"] = True
-    write_json(manifest_path, manifest)
+    manifest = ledger.finish()
     n_rows = sum(s["rows"] for s in manifest["shards"])
     return HarvestResult(harvest_dir, n_rows, len(plan), lm.d_model, resumed_shards=len(done))
 

@@ -4,23 +4,28 @@ The corpus is chosen once per run directory (the first harvested model's tokeniz
 budget) and every model then harvests exactly those documents, so cross-model comparison sees the
 same text. The harvest manifest (``harvest.json``) is the stage's record: a finished harvest whose
 settings and corpus still match is recognised from its files without loading the model.
+
+Under ``torchrun --nproc-per-node N -m autointerp harvest`` every rank loads the model (on its own GPU),
+rank 0 chooses the corpus while the others wait, and the ranks share the shards (``harvest.ledger``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 
+from autointerp import distributed as ddp
+
 from rich.table import Table
 
 from autointerp.config import ModelEntry, RunConfig
-from autointerp.data.corpus import CorpusConfig, Document, collect_documents, corpus_fingerprint, load_saved_documents, save_documents
+from autointerp.data.corpus import CorpusConfig, Document, collect_documents, corpus_settings, corpus_fingerprint, load_saved_documents, save_documents
 from autointerp.errors import UserError
 from autointerp.harvest.harvester import HarvestResult, _identity_fields, harvest, load_manifest
 from autointerp.io import read_json, write_json
 from autointerp.models.load import load_model
 from autointerp.progress import console
 from autointerp.provenance import save_resolved_config
-from autointerp.rundir.layout import RunDir
+from autointerp.rundir.layout import ModelDir, RunDir
 from autointerp.rundir.lock import run_lock
 
 
@@ -29,7 +34,7 @@ def prepare_corpus(run: RunDir, cfg: CorpusConfig, max_tokens: int, tokenizer, c
     wanted = {"corpus": dataclasses.asdict(cfg), "max_tokens": max_tokens}
     if run.selection.is_file():
         saved = read_json(run.selection)
-        old = {"corpus": saved.get("corpus"), "max_tokens": saved.get("max_tokens")}
+        old = {"corpus": corpus_settings(saved.get("corpus")), "max_tokens": saved.get("max_tokens")}
         if old != wanted and not overwrite:
             diffs = [f"{k}: {old['corpus'].get(k)!r} -> {v!r}" for k, v in wanted["corpus"].items() if (old["corpus"] or {}).get(k) != v]
             if old["max_tokens"] != max_tokens:
@@ -47,23 +52,34 @@ def prepare_corpus(run: RunDir, cfg: CorpusConfig, max_tokens: int, tokenizer, c
     return docs
 
 
-def harvest_stage(cfg: RunConfig, entry: ModelEntry, *, overwrite: bool = False, progress: bool = True) -> HarvestResult:
-    """Load one model, make sure the run's corpus exists, and harvest its activations (resumable)."""
+def harvest_stage(cfg: RunConfig, entry: ModelEntry, *, overwrite: bool = False, progress: bool = True,
+                  model: ModelDir | None = None) -> HarvestResult:
+    """Load one model, make sure the run's corpus exists, and harvest its activations (resumable) into
+    ``model`` (default: the entry's directory in the run; the controls put theirs elsewhere)."""
     run = RunDir(cfg.run_path)
+    model = model or run.model(entry.slug)
     hcfg = cfg.harvest_for(entry)
     hcfg.validate()
+    ddp.init_from_env()  # no-op unless launched by torchrun
+    if hcfg.device_map and ddp.world_size() > 1:
+        raise UserError("[harvest] device_map spreads one model over every GPU, so it cannot be combined with torchrun ranks; run it in one process")
     if not overwrite:
-        done = completed_harvest(cfg, entry)
+        done = completed_harvest(cfg, entry, model)
         if done is not None:
             return done
-    lm = load_model(entry.model, device=hcfg.device, dtype=hcfg.compute_dtype)
+    lm = load_model(entry.model, device=ddp.device_for_rank(hcfg.device), dtype=hcfg.compute_dtype, device_map=hcfg.device_map or None, random_init=entry.init_seed if entry.random else None)
     lm.resolve_layer(hcfg.layer)  # fail on a bad layer before any corpus work
     lm.check_ctx_len(hcfg.ctx_len)
-    docs = prepare_corpus(run, cfg.corpus, cfg.max_tokens, lm.tokenizer, entry.model, overwrite=overwrite)
-    return harvest(lm, docs, run.model(entry.slug).harvest, hcfg, overwrite=overwrite, progress=progress)
+    docs = None
+    if ddp.is_main():  # rank 0 chooses (and saves) the corpus; the other ranks then read it
+        docs = prepare_corpus(run, cfg.corpus, cfg.max_tokens, lm.tokenizer, entry.model, overwrite=overwrite)
+    ddp.barrier()
+    if docs is None:
+        docs = prepare_corpus(run, cfg.corpus, cfg.max_tokens, lm.tokenizer, entry.model)
+    return harvest(lm, docs, model.harvest, hcfg, overwrite=overwrite, progress=progress)
 
 
-def completed_harvest(cfg: RunConfig, entry: ModelEntry) -> HarvestResult | None:
+def completed_harvest(cfg: RunConfig, entry: ModelEntry, model: ModelDir | None = None) -> HarvestResult | None:
     """The finished harvest for ``entry`` when nothing it depends on changed, without loading the model.
 
     Mirrors ``harvest``'s identity check using only saved files (config, corpus selection, manifest), so a
@@ -71,17 +87,17 @@ def completed_harvest(cfg: RunConfig, entry: ModelEntry) -> HarvestResult | None
     normal path decides (and explains any mismatch).
     """
     run = RunDir(cfg.run_path)
-    model = run.model(entry.slug)
+    model = model or run.model(entry.slug)
     if not model.manifest.is_file() or not run.selection.is_file():
         return None
     manifest = load_manifest(model.harvest)
     saved = read_json(run.selection)
-    if not manifest.get("complete") or saved.get("corpus") != dataclasses.asdict(cfg.corpus) or saved.get("max_tokens") != cfg.max_tokens:
+    if not manifest.get("complete") or corpus_settings(saved.get("corpus")) != dataclasses.asdict(cfg.corpus) or saved.get("max_tokens") != cfg.max_tokens:
         return None
     hcfg = cfg.harvest_for(entry)
     n_layers = manifest.get("model", {}).get("n_layers")
     layer = hcfg.layer if hcfg.layer >= 0 or n_layers is None else n_layers + hcfg.layer
-    expected = _identity_fields(hcfg) | {"layer": layer, "model": entry.model}
+    expected = _identity_fields(hcfg) | {"layer": layer, "model": entry.identity}
     old = manifest.get("identity", {})
     if any(old.get(k) != v for k, v in expected.items()):
         return None
@@ -108,4 +124,5 @@ def harvest_all(cfg: RunConfig, overwrite: bool = False) -> None:
             result = harvest_stage(cfg, entry, overwrite=overwrite)
             hcfg = cfg.harvest_for(entry)
             table.add_row(entry.slug, str(hcfg.layer), hcfg.level, f"{result.n_rows:,}", str(result.d_model), str(result.n_shards), _status(result))
-        console.print(table)
+        if ddp.is_main():
+            console.print(table)

@@ -135,8 +135,28 @@ def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
 
 
 
-def load_model(spec: str, device: str = "auto", dtype: str = "auto") -> LoadedModel:
-    """Resolve ``spec`` and load the model in eval mode with a fast tokenizer (needed for char offsets)."""
+def random_weights_spec(spec: str, seed: int) -> str:
+    """How a random-weights control of ``spec`` is named in manifests and records (its harvest identity)."""
+    return f"{spec} (random weights, seed {seed})"
+
+
+def _random_weights(loader, config, seed: int, dtype: torch.dtype) -> nn.Module:
+    """``loader``'s model class built from ``config`` with its own initialisation under ``seed`` (CPU RNG,
+    so the same seed gives the same weights on every machine)."""
+    devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        model = loader.from_config(config)
+    return model.to(dtype)
+
+
+def load_model(spec: str, device: str = "auto", dtype: str = "auto", random_init: int | None = None,
+               device_map: str | None = None) -> LoadedModel:
+    """Resolve ``spec`` and load the model in eval mode with a fast tokenizer (needed for char offsets).
+
+    ``random_init=seed``: the same architecture and tokenizer with freshly initialised weights (from the
+    model's config, seeded; nothing downloaded beyond what ``spec`` already resolves to) - the
+    random-weights control, whose SAE features come from the tokenizer and the text alone."""
     from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
 
     resolved = resolve_model(spec)
@@ -152,7 +172,11 @@ def load_model(spec: str, device: str = "auto", dtype: str = "auto") -> LoadedMo
         with ThreadPoolExecutor(max_workers=1) as pool:
             tokenizer_future = pool.submit(_load_tokenizer, resolved, kwargs)
             with MODEL_LOAD_LOCK:
-                model = loader.from_pretrained(resolved.path, dtype=torch_dtype, **kwargs)
+                if random_init is None:
+                    placement = {"device_map": device_map} if device_map else {}  # "auto": accelerate spreads it over the GPUs
+                    model = loader.from_pretrained(resolved.path, dtype=torch_dtype, **placement, **kwargs)
+                else:
+                    model = _random_weights(loader, config, random_init, torch_dtype)
             tokenizer = tokenizer_future.result()
     except UserError:
         raise
@@ -161,12 +185,14 @@ def load_model(spec: str, device: str = "auto", dtype: str = "auto") -> LoadedMo
         raise UserError(f"could not load model '{spec}' from {resolved.path}: {first_line}; check the files or re-download") from exc
     if not getattr(tokenizer, "is_fast", False):
         raise UserError(f"model '{spec}' has no fast tokenizer, which is needed for character offsets; provide a tokenizer.json")
-    model.to(dev).eval()
+    if not (device_map and random_init is None):  # a device map already placed every weight
+        model.to(dev)
+    model.eval()
     blocks_path, blocks = find_blocks(model)
     text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
     d_model = getattr(text_config, "hidden_size", None) or getattr(text_config, "n_embd", None) or getattr(text_config, "d_model")
     return LoadedModel(
-        spec=spec,
+        spec=spec if random_init is None else random_weights_spec(spec, random_init),
         resolved=resolved,
         model=model,
         tokenizer=tokenizer,

@@ -115,6 +115,7 @@ class RunInputs:
     models: list[ModelInputs]
     pairs: list[PairInputs]
     missing: list[Missing] = field(default_factory=list)
+    sweep: dict | None = None  # sweep.json (``autointerp sweep``), when it ran
 
     def model(self, slug: str) -> ModelInputs | None:
         return next((m for m in self.models if m.slug == slug), None)
@@ -128,7 +129,7 @@ class RunInputs:
             files += [f.manifest, f.sae.metrics, f.sae.cfg, f.feature_stats, f.exemplars_meta, f.exemplars, f.labels, f.labels_meta]
         for p in self.pairs:
             files += list(PairDir(p.dir).outputs())
-        return files
+        return files + [run.sweep.record, run.controls.record]
 
 
 def _json(path: Path) -> dict | None:
@@ -205,4 +206,5 @@ def load_run_inputs(cfg: RunConfig) -> RunInputs:
     pairs = [load_pair_inputs(run_dir, a, b) for i, a in enumerate(slugs) for b in slugs[i + 1:]]
     corpus = _json(RunDir(run_dir).corpus_meta)
     missing = [] if corpus else [Missing("corpus", RunDir(run_dir).corpus, "autointerp harvest")]
-    return RunInputs(run_dir=run_dir, cfg=cfg, corpus=corpus, models=models, pairs=pairs, missing=missing)
+    return RunInputs(run_dir=run_dir, cfg=cfg, corpus=corpus, models=models, pairs=pairs, missing=missing,
+                     sweep=_json(RunDir(run_dir).sweep.record))

@@ -31,6 +31,12 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .meta { color: #666; font-size: 0.85em; }
 .label { font-size: 1.2em; }
 .failed { color: #a00; }
+.window.pair { white-space: pre; overflow-x: auto; }
+.pair .side { margin: 0.15em 0; }
+.pair .who { display: inline-block; width: 11em; overflow: hidden; vertical-align: bottom; color: #666; font-size: 0.85em; }
+svg.histogram rect.bar { fill: #e07000; }
+svg.histogram text { font-size: 10px; fill: #555; }
+.summary { background: #f6f6f6; padding: 0.5em 0.8em; border-left: 3px solid #e07000; }
 """
 
 

@@ -1,4 +1,8 @@
-"""Report section on label quality: per model and scorer, the mean score next to its shuffled-label baseline.
+"""Report section on label quality: per model and scorer, LLM / lexical / shuffled (and final) label scores.
+
+Three rows per scorer (issue 13): an LLM label is only worth reading if it beats both the shuffled-label
+baseline (it says something about this feature) and the lexical label (it says more than the feature's words);
+the paired test and effect size come from ``autointerp.eval.paired``.
 
 The baseline is the same scorer run on labels shuffled across features (computed by `autointerp score`);
 a label is only informative to the extent its score beats that baseline, so the two are always shown
@@ -70,10 +74,13 @@ def label_section(run: RunInputs, top_labels: int = 5) -> str:
             lines.append(f"> Label scores are missing: run `autointerp score` to score the labels of `{m.slug}`.")
             lines.append("")
             continue
-        rows = [[s.scorer, count(s.n), num(s.mean_score), num(s.mean_baseline), num(s.mean_score - s.mean_baseline), f"{s.n_beating}/{s.n}"]
-                for s in summaries]
-        lines.append(md_table(["scorer", "features", "mean score", "shuffled-label baseline", "score − baseline", "beat their baseline"], rows))
-        lines.append("")
+        if any(f"lexical_{s.scorer}" in m.labels.columns for s in summaries):
+            lines += kind_table(m, [s.scorer for s in summaries])
+        else:
+            rows = [[s.scorer, count(s.n), num(s.mean_score), num(s.mean_baseline), num(s.mean_score - s.mean_baseline), f"{s.n_beating}/{s.n}"]
+                    for s in summaries]
+            lines.append(md_table(["scorer", "features", "mean score", "shuffled-label baseline", "score − baseline", "beat their baseline"], rows))
+            lines.append("")
         lines += _best_labels(m, summaries[0].scorer, top_labels)
     definitions = {}
     for m in run.models:
@@ -84,6 +91,34 @@ def label_section(run: RunInputs, top_labels: int = 5) -> str:
         lines += [f"- *{md_text(k)}*: {md_text(v)}" for k, v in sorted(definitions.items())]
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
+
+
+def kind_table(m: ModelInputs, scorers: list[str]) -> list[str]:
+    """Three rows per scorer (LLM, lexical, shuffled labels) plus the final label, and a plain verdict each."""
+    from autointerp.eval.paired import compare_kinds
+
+    rows, verdicts = [], []
+    names = {"llm": "LLM labels", "lexical": "lexical labels", "shuffled": "shuffled labels", "final": "final labels (kept per feature)"}
+    for scorer in scorers:
+        c = compare_kinds(m.labels, scorer)
+        for kind, name in names.items():
+            if c.counts[kind] == 0:
+                continue
+            margin = c.means[kind] - c.means["shuffled"] if kind != "shuffled" else float("nan")
+            paired = f"{c.llm_beats_lexical:.0%} (p = {c.p_value:.3g}, r = {c.effect_size:+.2f})" if kind == "llm" and c.n else ""
+            rows.append([scorer, name, count(c.counts[kind]), num(c.means[kind]), num(margin) if kind != "shuffled" else "", paired])
+        verdicts.append(c.verdict())
+    out = [md_table(["scorer", "labels", "features", "mean held-out score", "− shuffled", "LLM > lexical (Wilcoxon p, rank-biserial r)"], rows), ""]
+    out += [f"- {v}" for v in verdicts]  # numbers only, no corpus text
+    source = m.labels["label_source"].value_counts() if "label_source" in m.labels.columns else pd.Series(dtype=int)
+    if len(source):
+        out.append(f"- Final label per feature (the LLM or the lexical label, whichever scored higher on the feature's *training* windows): "
+                   f"LLM for {count(int(source.get('llm', 0)))}, lexical for {count(int(source.get('lexical', 0)))}.")
+    checks = (m.labels_meta or {}).get("copy_checks") or {}
+    if checks.get("restating_rate") is not None:
+        out.append(f"- Copy checks: {checks['restating_rate']:.0%} of kept LLM labels restate a fragment of a window shown to the explainer; "
+                   f"{count(checks.get('template_copies_rejected', 0))} of {count(checks.get('n_llm_candidates', 0))} LLM candidates copied the prompt template and were rejected.")
+    return out + [""]
 
 
 def _usage_lines(usage: dict) -> list[str]:
@@ -101,6 +136,13 @@ def _best_labels(m: ModelInputs, scorer: str, n: int) -> list[str]:
     frame = frame.dropna(subset=["best_score"]).sort_values("best_score", ascending=False).head(n)
     if frame.empty:
         return []
+    if "label_source" in frame.columns and f"final_{scorer}" in frame.columns:
+        frame = m.labels[m.labels["status"] == "ok"].copy()
+        frame["best_score"] = pd.to_numeric(frame[f"final_{scorer}"], errors="coerce")
+        frame = frame.dropna(subset=["best_score"])
+        frame = frame.sort_values("best_score", ascending=False).head(n)
+        rows = [[str(int(r.feature)), md_text(r.label, 100), md_text(r.label_source), num(r.best_score)] for r in frame.itertuples()]
+        return [f"Best-scored final labels ({scorer}):", "", md_table(["feature", "label", "kept", scorer], rows, ["r", "l", "l", "r"]), ""]
     rows = [[str(int(r.feature)), md_text(r.label, 100), num(r.best_score)] for r in frame.itertuples()]
     return [f"Best-scored labels ({scorer}):", "", md_table(["feature", "label", scorer], rows, ["r", "l", "r"]), ""]
 

@@ -15,8 +15,9 @@ from autointerp import __version__
 from autointerp.report.artifacts import RunInputs
 from autointerp.report.caveats import caveats_section
 from autointerp.report.config import ReportConfig
+from autointerp.report.crosscode import crosscode_section
 from autointerp.report.fmt import md_text
-from autointerp.report.headline import headline
+from autointerp.report.headline import headline, sweep_line
 from autointerp.report.label_quality import label_section
 from autointerp.report.matches import (
     abstraction_section,
@@ -42,6 +43,7 @@ def build_markdown(run: RunInputs, cfg: ReportConfig, plots: dict[str, list[Plot
     answers = [text for p in run.pairs if (text := headline(p))]
     if answers:
         out += ["## The answer, calibrated", "", *[line for text in answers for line in (text, "")]]
+        out += [sweep_line(run.sweep, {m.slug: m.layer for m in run.models}), ""]
     if pages_index:
         out += [f"Browse the features: [feature pages]({pages_index}).", ""]
     missing = [x for x in run.missing] + [x for m in run.models for x in m.missing] + [x for p in run.pairs for x in p.missing]
@@ -68,6 +70,7 @@ def build_markdown(run: RunInputs, cfg: ReportConfig, plots: dict[str, list[Plot
         out += [disagreement_section(p, cfg.max_disagreements, link), domain_section(p)]
         out += _figures(plots.get(p.key, []), "domains_")
         out += [abstraction_section(p)]
+    out += crosscode_section(run.run_dir, plots)  # empty unless a crosscoder was trained (opt-in)
     out += [caveats_section(run)]
     return "\n".join(out).rstrip() + "\n"
 

@@ -24,6 +24,7 @@ from autointerp.report.fmt import (
     pct,
     pvalue,
 )
+from autointerp.rundir.layout import PAIR_PAGES_DIR, pair_page_name
 from autointerp.rundir.windows import Window
 
 ExemplarLookup = Callable[[str, int], Window | None]
@@ -63,9 +64,19 @@ def matched_table(p: PairInputs, max_rows: int, exemplar: ExemplarLookup, link: 
             _feature_cell(p.b, int(r.feature_b), link), md_text(r.label_b, 80),
             num(r.label_similarity), num(r.activation_corr), pvalue(r.p_value), _shared_cell(r),
             str(r.method), _exemplar_cell(exemplar(p.a, int(r.feature_a)), chars), _exemplar_cell(exemplar(p.b, int(r.feature_b)), chars),
+            _pair_cell(p, int(r.feature_a), int(r.feature_b), link),
         ])
-    header = ["rank", f"`{p.a}`", "label A", f"`{p.b}`", "label B", "label sim.", "act. corr.", "p", "shared", "method", "exemplar A", "exemplar B"]
-    return md_table(header, rows, ["r", "r", "l", "r", "l", "r", "r", "r", "l", "l", "l", "l"])
+    header = ["rank", f"`{p.a}`", "label A", f"`{p.b}`", "label B", "label sim.", "act. corr.", "p", "shared", "method", "exemplar A", "exemplar B", "pair"]
+    return md_table(header, rows, ["r", "r", "l", "r", "l", "r", "r", "r", "l", "l", "l", "l", "l"])
+
+
+def _pair_cell(p: PairInputs, fa: int, fb: int, link: LinkLookup) -> str:
+    """The side-by-side page of a pair: written for every matched pair whose two features have pages."""
+    ha, hb = link(p.a, fa), link(p.b, fb)
+    if not (ha and hb):
+        return "—"
+    pages_root = ha.rsplit("/", 2)[0]  # link() gives <pages>/<model>/<feature>.html
+    return f"[side by side]({pages_root}/{PAIR_PAGES_DIR}/{p.key}/{pair_page_name(fa, fb)})"
 
 
 def _shared_cell(row) -> str:
@@ -151,6 +162,9 @@ def abstraction_section(p: PairInputs) -> str:
         for finding in findings:
             lines.append("")
             lines.append(f"> Finding (from the comparison stage): {md_text(finding)}")
+        if ab.get("entity_source"):
+            lines.append("")
+            lines.append(f"Entities: {md_text(ab['entity_source'])} ({count(ab.get('n_entities'))} in the corpus).")
         definition = ((s.get("definitions") or {}).get("abstraction"))
         if definition:
             lines.append("")

@@ -52,6 +52,7 @@ def setup_section(run: RunInputs) -> str:
         ["contexts", *[count((m.manifest or {}).get("n_contexts")) for m in run.models]],
         ["activation rows (tokens)", *[count(m.n_tokens) for m in run.models]],
         ["SAE", *[_sae_shape(m) for m in run.models]],
+        ["SAE source", *[_sae_source(m) for m in run.models]],
     ]
     lines.append(md_table(header, rows, ["l"] + ["r"] * len(run.models)))
     lines.append("")
@@ -72,6 +73,14 @@ def _sae_shape(m: ModelInputs) -> str:
         return "n/a"
     k = f", k={cfg['k']}" if cfg.get("k") and arch in ("topk", "batchtopk") else ""
     return f"{arch or '?'} {count(d_sae)} latents{k}"
+
+
+def _sae_source(m: ModelInputs) -> str:
+    """Pretrained SAEs are named by their reference and format (metrics.json ``sae_source``); others were trained here."""
+    metrics = m.metrics or {}
+    if metrics.get("sae_source"):
+        return f"pretrained ({md_text(metrics.get('sae_format'))}): {md_text(metrics['sae_source'])}"
+    return "trained by autointerp" if metrics else "n/a"
 
 
 def metrics_section(run: RunInputs) -> str:

@@ -1,4 +1,5 @@
-"""Write the HTML feature pages: ``pages/index.html`` and ``pages/<model>/<feature>.html``.
+"""Write the HTML pages: ``pages/index.html`` (summary + sorted views), ``pages/<model>/<feature>.html`` and
+``pages/pairs/<A>__<B>/<a>-<b>.html`` (two matched features side by side, ``pair_pages``).
 
 The whole tree is written into a temporary sibling directory and swapped in at the end, so readers
 never see a half-written set and pages of features no longer selected do not linger. Every link points
@@ -20,9 +21,13 @@ import pandas as pd
 from autointerp.progress import progress_bar
 from autointerp.report.artifacts import ModelInputs, RunInputs
 from autointerp.report.config import ReportConfig
+from autointerp.report import feature_sections as sections
 from autointerp.report.html_render import document, esc, fmt, href, shaded_window, table
+from autointerp.report.index_pages import correlation_view, density_view, label_score_view, summary_html
+from autointerp.report.page_data import PageData, collect
+from autointerp.report.pair_pages import pair_href, pair_list, pair_page
 from autointerp.report.selection import Partner, page_features, partners
-from autointerp.rundir.layout import PAGES_DIR, PAGES_INDEX
+from autointerp.rundir.layout import INDEX_VIEWS, PAGES_DIR, PAGES_INDEX, PAIR_PAGES_DIR, feature_page_name, pair_page_name
 from autointerp.rundir.windows import Window, load_windows
 
 
@@ -35,6 +40,7 @@ def page_link(model: str | None = None, feature: int | None = None) -> str:
 class PagesResult(NamedTuple):
     index: Path
     features: dict[str, list[int]]  # per model: the features that have a page
+    pairs: dict[str, list[tuple[int, int]]] = {}  # per compared pair (A__B): the pairs that have a pair page
 
     @property
     def counts(self) -> dict[str, int]:
@@ -46,13 +52,18 @@ class _Context(NamedTuple):
     selected: dict[str, set[int]]
     partners: dict[tuple[str, int], list[Partner]]
     compare_info: dict[tuple[str, int], dict]
+    pairs: dict[str, set[tuple[int, int]]]  # A__B -> (feature a, feature b) with a pair page
+    data: PageData
 
 
 def write_pages(run: RunInputs, cfg: ReportConfig, out_dir: Path, progress: bool = True,
                 windows: dict[str, dict[int, list]] | None = None) -> PagesResult:
     """``windows``: per model, feature -> exemplar windows already loaded (read from exemplars.parquet if None)."""
     chosen = page_features(run, cfg)
-    ctx = _Context(run, {k: set(v) for k, v in chosen.items()}, partners(run), _compare_info(run))
+    pairs = {p.key: pair_list(p, chosen) for p in run.pairs}
+    persist = Path(out_dir).resolve() == Path(run.run_dir).resolve()  # elsewhere (--out) the run is only read
+    data = collect(run, pairs, chosen, persist)
+    ctx = _Context(run, {k: set(v) for k, v in chosen.items()}, partners(run), _compare_info(run), {k: set(v) for k, v in pairs.items()}, data)
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".pages.", dir=out_dir))
     try:
@@ -64,16 +75,50 @@ def write_pages(run: RunInputs, cfg: ReportConfig, out_dir: Path, progress: bool
                     m.exemplars_path, chosen[m.slug], cfg.page_top_windows, cfg.page_quantile_windows)
                 stats = m.stats.set_index("feature") if m.stats is not None else None
                 labels = m.labels.drop_duplicates("feature", keep="last").set_index("feature") if m.labels is not None else None
+                extra = (sections.read_profile(m.files.lexical_profile), sections.read_candidates(m.files.label_candidates))
                 for feature in chosen[m.slug]:
-                    page = _feature_page(ctx, m, feature, stats, labels, _shown(shown.get(feature, []), cfg))
-                    (tmp / m.slug / f"{feature}.html").write_text(page, encoding="utf-8")
+                    page = _feature_page(ctx, m, feature, stats, labels, _shown(shown.get(feature, []), cfg), extra)
+                    (tmp / m.slug / feature_page_name(feature)).write_text(page, encoding="utf-8")
                     advance(1)
+        _write_pair_pages(ctx, tmp)
         (tmp / PAGES_INDEX).write_text(_index_page(ctx, chosen), encoding="utf-8")
+        link = lambda model, f: _feature_link(ctx, model, f, True)  # noqa: E731
+        views = {"correlation": correlation_view(run, pairs, link), "density": density_view(run, chosen, link),
+                 "label_score": label_score_view(run, chosen, link)}
+        for key, name in INDEX_VIEWS.items():
+            (tmp / name).write_text(views[key], encoding="utf-8")
         final = out_dir / PAGES_DIR
         _swap(tmp, final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return PagesResult(final / PAGES_INDEX, chosen)
+    return PagesResult(final / PAGES_INDEX, chosen, pairs)
+
+
+def _write_pair_pages(ctx: _Context, tmp: Path) -> None:
+    labels = {m.slug: m.labels.drop_duplicates("feature", keep="last").set_index("feature") if m.labels is not None else None
+              for m in ctx.run.models}
+    for p in ctx.run.pairs:
+        if not ctx.pairs.get(p.key):
+            continue
+        folder = tmp / PAIR_PAGES_DIR / p.key
+        folder.mkdir(parents=True)
+        windows, note = ctx.data.pairs.get(p.key), ctx.data.notes.get(p.key)
+        keys = p.matches["feature_a"].astype("int64") * (1 << 32) + p.matches["feature_b"].astype("int64")
+        mine = p.matches[keys.isin([fa * (1 << 32) + fb for fa, fb in ctx.pairs[p.key]])]
+        rows = {(int(k[0]), int(k[1])): g for k, g in mine.groupby(["feature_a", "feature_b"], sort=False)}
+        for fa, fb in ctx.pairs[p.key]:
+            html = pair_page(ctx.run, p, fa, fb, windows, note, labels, rows[(fa, fb)])
+            (folder / pair_page_name(fa, fb)).write_text(html, encoding="utf-8")
+
+
+def _pair_cell(ctx: _Context, model: str, feature: int, other: str, other_feature: int, depth: int) -> str:
+    """A link to the side-by-side page of (model feature, other feature) when it exists, else ""."""
+    for p in ctx.run.pairs:
+        if (p.a, p.b) == (model, other) and (feature, other_feature) in ctx.pairs.get(p.key, ()):
+            return f"<a href=\"{esc(pair_href(p.a, p.b, feature, other_feature, depth))}\">side by side</a>"
+        if (p.a, p.b) == (other, model) and (other_feature, feature) in ctx.pairs.get(p.key, ()):
+            return f"<a href=\"{esc(pair_href(p.a, p.b, other_feature, feature, depth))}\">side by side</a>"
+    return ""
 
 
 def shown_windows(path: Path, features: Iterable[int], n_top: int, n_quantile: int) -> dict[int, list[Window]]:
@@ -115,7 +160,7 @@ def _compare_info(run: RunInputs) -> dict[tuple[str, int], dict]:
 
 def _feature_link(ctx: _Context, model: str, feature: int, from_index: bool) -> str:
     if feature in ctx.selected.get(model, ()):
-        target = href(model, f"{feature}.html") if from_index else href("..", model, f"{feature}.html")
+        target = href(model, feature_page_name(feature)) if from_index else href("..", model, feature_page_name(feature))
         return f"<a href=\"{esc(target)}\">{feature}</a>"
     return str(feature)
 
@@ -129,7 +174,8 @@ def _label_html(labels: pd.DataFrame | None, feature: int) -> str:
     return esc(row["label"])
 
 
-def _feature_page(ctx: _Context, m: ModelInputs, feature: int, stats: pd.DataFrame | None, labels: pd.DataFrame | None, windows: list) -> str:
+def _feature_page(ctx: _Context, m: ModelInputs, feature: int, stats: pd.DataFrame | None, labels: pd.DataFrame | None, windows: list,
+                  extra: tuple = (None, None)) -> str:
     parts = [f"<p><a href=\"../{PAGES_INDEX}\">← all features</a></p>", f"<h1>{esc(m.slug)} · feature {feature}</h1>",
              f"<p class=\"label\">{_label_html(labels, feature)}</p>"]
     facts = []
@@ -150,13 +196,20 @@ def _feature_page(ctx: _Context, m: ModelInputs, feature: int, stats: pd.DataFra
         rows = [[esc(s), fmt(row.get(f"score_{s}")), fmt(row.get(f"baseline_{s}"))] for s in m.scorers]
         parts.append("<h2>Label scores</h2>")
         parts.append(table(["scorer", "score", "shuffled-label baseline"], rows, [False, True, True]))
+    parts.append(sections.candidates_section(extra[1], feature))
+    hist = ctx.data.histograms.get(m.slug, {}).get(feature)
+    parts.append(sections.histogram_section(hist, ctx.data.notes.get(m.slug), f"{m.slug} feature {feature}: activation histogram"))
+    parts.append(sections.profile_section(extra[0], feature))
+    effects = ctx.data.logits.get(m.slug, {}).get(feature)
+    parts.append(sections.logit_section(effects, ctx.data.notes.get(f"logits:{m.slug}", "not computed for this feature")))
     found = ctx.partners.get((m.slug, feature), [])
     parts.append("<h2>Matched partners</h2>")
     if found:
         rows = [[esc(x.model), _feature_link(ctx, x.model, x.feature, False), esc(x.label), esc(x.method), fmt(x.activation_corr),
-                 fmt(x.label_similarity), "yes" if x.shared else "no", str(x.combined_rank)] for x in found]
-        parts.append(table(["model", "feature", "label", "chosen by", "act. corr.", "label sim.", "shared", "rank"], rows,
-                           [False, True, False, False, True, True, False, True]))
+                 fmt(x.label_similarity), "yes" if x.shared else "no", str(x.combined_rank),
+                 _pair_cell(ctx, m.slug, feature, x.model, x.feature, 1)] for x in found]
+        parts.append(table(["model", "feature", "label", "chosen by", "act. corr.", "label sim.", "shared", "rank", "pair page"], rows,
+                           [False, True, False, False, True, True, False, True, False]))
     else:
         parts.append("<p class=\"meta\">No partner: not matched, or `autointerp compare` has not run.</p>")
     parts.append("<h2>Exemplars</h2>")
@@ -171,7 +224,7 @@ def _feature_page(ctx: _Context, m: ModelInputs, feature: int, stats: pd.DataFra
 
 def _index_page(ctx: _Context, chosen: dict[str, list[int]]) -> str:
     run = ctx.run
-    parts = [f"<h1>Feature pages · {esc(run.run_dir.name)}</h1>",
+    parts = [f"<h1>Feature pages · {esc(run.run_dir.name)}</h1>", summary_html(run),
              "<p class=\"meta\">Pages exist for labelled features, both sides of the best and the shared matched pairs, "
              "and the densest live features of each model (see [report] in the run config).</p>"]
     for m in run.models:
@@ -185,7 +238,8 @@ def _index_page(ctx: _Context, chosen: dict[str, list[int]]) -> str:
             density = fmt(stats.loc[f, "density"], 6) if stats is not None and f in stats.index else "—"
             scores = [fmt(labels.loc[f].get(f"score_{s}")) if labels is not None and f in labels.index else "—" for s in scorers]
             best = ctx.partners.get((m.slug, f), [])[:2]
-            partner = "<br>".join(f"{esc(x.model)} {_feature_link(ctx, x.model, x.feature, True)} ({esc(x.method)}, r={fmt(x.activation_corr, 2)})" for x in best) or "—"
+            partner = "<br>".join(f"{esc(x.model)} {_feature_link(ctx, x.model, x.feature, True)} ({esc(x.method)}, r={fmt(x.activation_corr, 2)}) "
+                                  f"{_pair_cell(ctx, m.slug, f, x.model, x.feature, 0)}" for x in best) or "—"
             rows.append([_feature_link(ctx, m.slug, f, True), _label_html(labels, f), *scores, density, partner])
         parts.append(table(["feature", "label", *scorers, "density", "partner"], rows, [True, False, *[True] * len(scorers), True, False]))
     return document(f"feature pages: {run.run_dir.name}", "\n".join(parts))

@@ -17,6 +17,7 @@ from autointerp.io import atomic_path, file_sha256
 from autointerp.progress import console
 from autointerp.report.artifacts import RunInputs, load_run_inputs, require_run_dir
 from autointerp.report.config import ReportConfig
+from autointerp.report.crosscode import crosscode_plots, record_files
 from autointerp.report.markdown import build_markdown
 from autointerp.report.matches import top_matches
 from autointerp.report.pages import page_link, shown_windows, write_pages
@@ -42,7 +43,7 @@ class ReportOutcome(NamedTuple):
 
 def _inputs(run: RunInputs) -> dict:
     inputs = {}
-    for path in run.input_files():
+    for path in run.input_files() + record_files(run.run_dir):  # + the crosscoders (opt-in stage)
         if path.is_file():
             stat = path.stat()
             inputs[str(path.relative_to(run.run_dir))] = f"{stat.st_size}:{file_sha256(path)}"
@@ -67,7 +68,7 @@ def report_stage(cfg: RunConfig, out_dir: Path | None = None, *, overwrite: bool
             return ReportOutcome(where.markdown, Path(done["pages_index"]) if done.get("pages_index") else None,
                                  [Path(p) for p in done.get("plots", [])], done.get("pages", {}), True, run)
 
-    plots = all_plots(run, out) if rcfg.plots else {}
+    plots = {**all_plots(run, out), **crosscode_plots(run.run_dir, out)} if rcfg.plots else {}
     _remove_stale_plots(out, plots)
     windows = _load_windows(run, rcfg)
     pages = write_pages(run, rcfg, out, progress=progress, windows=windows) if rcfg.pages else None

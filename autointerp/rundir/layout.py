@@ -8,14 +8,21 @@
     runs/<name>/llm_cache.sqlite             every LLM request/response, keyed by a hash of the request
     runs/<name>/corpus/                      documents.parquet, corpus.json, selection.json
     runs/<name>/<model>/harvest/             shard_NNNNN.safetensors + shard_NNNNN.parquet token index, harvest.json
+                                             (+ harvest.rank<R>.json while a torchrun harvest runs)
     runs/<name>/<model>/sae/                 sae_weights.safetensors, cfg.json, sparsity.safetensors (SAELens layout),
                                              metrics.json, train.json, checkpoints/
     runs/<name>/<model>/                     exemplars.parquet, feature_stats.parquet, exemplars.json,
-                                             exemplars_stage.json, labels.parquet, labels.json
+                                             exemplars_stage.json, labels.parquet, labels.json,
+                                             lexical_profile.parquet, label_candidates.parquet,
+                                             logit_effects.parquet, activation_histogram.parquet (report)
     runs/<name>/compare/<A>__<B>/            matches.parquet, null.parquet, features.parquet, stats.json, calibration.json,
-                                             compare.json, cache/
+                                             compare.json, cache/ (+ cache/pair_windows.parquet: report)
+    runs/<name>/controls/                    controls.json (every control's sharing, cost); ceiling/<model>/sae/ (second seed),
+                                             ceiling/<model>/pair/ and floor/<A>__<B random>/ (compare outputs),
+                                             random/<model>/ (random-weights control: harvest/, sae/)
+    runs/<name>/crosscode/<A>__<B>/          crosscoder.safetensors, cfg.json, latents.parquet, crosscode.json, checkpoints/
     runs/<name>/sweep/                       sweep.json (every layer pair's CKA / SVCCA / mutual kNN, the record), <metric>.png
-    runs/<name>/report.md, report.json, plots/, pages/
+    runs/<name>/report.md, report.json, plots/, pages/ (index, by_*.html, <model>/<f>.html, pairs/<A>__<B>/<a>-<b>.html)
 
 No other module spells one of these names: stages ask a ``RunDir`` / ``ModelDir`` / ``PairDir`` for paths.
 The SAELens file names live here too, because an SAE directory outside a run has the same layout.
@@ -39,11 +46,18 @@ SELECTION_FILE = "selection.json"
 # per model
 HARVEST_DIR = "harvest"
 HARVEST_MANIFEST = "harvest.json"
+HARVEST_RANK_LEDGER = "harvest.rank{rank}.json"  # torchrun harvest: shards one rank finished, merged into harvest.json at the end
 SAE_DIR = "sae"
 SAE_WEIGHTS_FILE = "sae_weights.safetensors"
 SAE_CFG_FILE = "cfg.json"
 SAE_SPARSITY_FILE = "sparsity.safetensors"
 SAE_METRICS_FILE = "metrics.json"
+# pretrained SAEs in other libraries' layouts (read by autointerp.sae.pretrained, never written here)
+SPARSIFY_WEIGHTS_FILE = "sae.safetensors"  # sparsify: <hookpoint>/cfg.json + sae.safetensors
+GEMMA_SCOPE_FILE = "params.npz"  # Gemma Scope: layer_L/width_W/average_l0_N/params.npz
+LLAMA_SCOPE_HPARAMS_FILE = "hyperparams.json"  # Llama Scope: <sae>/hyperparams.json
+LLAMA_SCOPE_WEIGHTS_FILE = "final.safetensors"  # ... + <sae>/checkpoints/final.safetensors
+LLAMA_SCOPE_CHECKPOINT_DIR = "checkpoints"
 TRAIN_RECORD = "train.json"
 CHECKPOINT_DIR = "checkpoints"
 CHECKPOINT_FILE = "checkpoint.safetensors"
@@ -53,6 +67,10 @@ EXEMPLARS_META_FILE = "exemplars.json"
 EXEMPLARS_RECORD = "exemplars_stage.json"
 LABELS_FILE = "labels.parquet"
 LABELS_META_FILE = "labels.json"
+LEXICAL_PROFILE_FILE = "lexical_profile.parquet"
+LABEL_CANDIDATES_FILE = "label_candidates.parquet"
+LOGIT_EFFECTS_FILE = "logit_effects.parquet"  # report: tokens each decoder direction raises / lowers (causal LMs)
+ACTIVATION_HISTOGRAM_FILE = "activation_histogram.parquet"  # report: per-feature histogram of token activations
 # per pair of models
 COMPARE_DIR = "compare"
 MATCHES_FILE = "matches.parquet"
@@ -62,7 +80,19 @@ STATS_FILE = "stats.json"
 COMPARE_RECORD = "compare.json"
 CALIBRATION_FILE = "calibration.json"
 COMPARE_CACHE_DIR = "cache"
+PAIR_WINDOWS_FILE = "pair_windows.parquet"  # report: word windows where both / one feature of a matched pair fire
 REPRESENTATION_CACHE = "representation.json"
+# controls: the same-model ceiling and the random-weights floor
+CONTROLS_DIR = "controls"
+CONTROLS_FILE = "controls.json"
+CEILING_DIR = "ceiling"
+FLOOR_DIR = "floor"
+RANDOM_DIR = "random"
+# crosscoder of two models (one dictionary over both)
+CROSSCODE_DIR = "crosscode"
+CROSSCODER_WEIGHTS_FILE = "crosscoder.safetensors"
+CROSSCODE_LATENTS_FILE = "latents.parquet"
+CROSSCODE_RECORD = "crosscode.json"
 # layer sweep
 SWEEP_DIR = "sweep"
 SWEEP_FILE = "sweep.json"
@@ -72,6 +102,16 @@ REPORT_RECORD = "report.json"
 PLOTS_DIR = "plots"
 PAGES_DIR = "pages"
 PAGES_INDEX = "index.html"
+PAIR_PAGES_DIR = "pairs"  # pages/pairs/<A>__<B>/<feature A>-<feature B>.html
+INDEX_VIEWS = {"correlation": "by_correlation.html", "density": "by_density.html", "label_score": "by_label_score.html"}
+
+
+def feature_page_name(feature: int) -> str:
+    return f"{feature}.html"
+
+
+def pair_page_name(feature_a: int, feature_b: int) -> str:
+    return f"{feature_a}-{feature_b}.html"
 
 
 def shard_stem(index: int) -> str:
@@ -89,6 +129,15 @@ class ShardPaths:
     def of(cls, harvest_dir: Path, index: int) -> ShardPaths:
         stem = shard_stem(index)
         return cls(Path(harvest_dir) / f"{stem}.safetensors", Path(harvest_dir) / f"{stem}.parquet")
+
+
+def rank_ledger(harvest_dir: Path, rank: int) -> Path:
+    """The shards rank ``rank`` of a torchrun harvest finished (until rank 0 merges them into harvest.json)."""
+    return Path(harvest_dir) / HARVEST_RANK_LEDGER.format(rank=rank)
+
+
+def rank_ledgers(harvest_dir: Path) -> list[Path]:
+    return sorted(Path(harvest_dir).glob(HARVEST_RANK_LEDGER.format(rank="*")))
 
 
 def shard_number(path: Path) -> int:
@@ -131,6 +180,10 @@ class ModelDir:
     exemplars_record = property(lambda self: self.root / EXEMPLARS_RECORD)
     labels = property(lambda self: self.root / LABELS_FILE)
     labels_meta = property(lambda self: self.root / LABELS_META_FILE)
+    lexical_profile = property(lambda self: self.root / LEXICAL_PROFILE_FILE)
+    label_candidates = property(lambda self: self.root / LABEL_CANDIDATES_FILE)
+    logit_effects = property(lambda self: self.root / LOGIT_EFFECTS_FILE)
+    activation_histogram = property(lambda self: self.root / ACTIVATION_HISTOGRAM_FILE)
 
 
 @dataclass(frozen=True)
@@ -152,12 +205,54 @@ class PairDir:
     record = property(lambda self: self.root / COMPARE_RECORD)
     cache = property(lambda self: self.root / COMPARE_CACHE_DIR)
     representation_cache = property(lambda self: self.root / COMPARE_CACHE_DIR / REPRESENTATION_CACHE)
+    pair_windows = property(lambda self: self.root / COMPARE_CACHE_DIR / PAIR_WINDOWS_FILE)
 
     def outputs(self) -> tuple[Path, ...]:
         return (self.matches, self.null, self.features, self.stats, self.calibration)
 
     def cache_file(self, level: str) -> Path:
         return self.cache / f"{level}.safetensors"
+
+
+@dataclass(frozen=True)
+class ControlsDir:
+    """``runs/<name>/controls/``: the comparisons a sharing fraction is read against (compare.controls)."""
+
+    root: Path
+
+    record = property(lambda self: self.root / CONTROLS_FILE)
+
+    def ceiling_sae(self, slug: str) -> SAEFiles:
+        """The model's second SAE (same harvest and settings, another seed)."""
+        return SAEFiles(self.root / CEILING_DIR / slug / SAE_DIR)
+
+    def ceiling_pair(self, slug: str) -> PairDir:
+        return PairDir(self.root / CEILING_DIR / slug / "pair")
+
+    def random_model(self, slug: str) -> ModelDir:
+        """The random-weights control of a model: its own harvest and SAE."""
+        return ModelDir(self.root / RANDOM_DIR / slug)
+
+    def floor_pair(self, real: str, randomised: str) -> PairDir:
+        return PairDir(self.root / FLOOR_DIR / f"{real}__{randomised}")
+
+
+@dataclass(frozen=True)
+class CrosscodeDir:
+    """``runs/<name>/crosscode/<A>__<B>/``: a crosscoder trained on two models at once (cfg.json as an SAE's)."""
+
+    root: Path
+
+    @property
+    def names(self) -> tuple[str, str]:
+        a, _, b = self.root.name.partition("__")
+        return a, b
+
+    weights = property(lambda self: self.root / CROSSCODER_WEIGHTS_FILE)
+    cfg = property(lambda self: self.root / SAE_CFG_FILE)
+    latents = property(lambda self: self.root / CROSSCODE_LATENTS_FILE)
+    record = property(lambda self: self.root / CROSSCODE_RECORD)
+    checkpoints = property(lambda self: self.root / CHECKPOINT_DIR)
 
 
 @dataclass(frozen=True)
@@ -202,6 +297,15 @@ class RunDir:
     compare = property(lambda self: self.root / COMPARE_DIR)
     report = property(lambda self: ReportDir(self.root))
     sweep = property(lambda self: SweepDir(self.root / SWEEP_DIR))
+    controls = property(lambda self: ControlsDir(self.root / CONTROLS_DIR))
+    crosscode = property(lambda self: self.root / CROSSCODE_DIR)
+
+    def crosscoder(self, a: str, b: str) -> CrosscodeDir:
+        return CrosscodeDir(self.root / CROSSCODE_DIR / f"{a}__{b}")
+
+    def crosscoders(self) -> list[CrosscodeDir]:
+        """Existing crosscoder directories, sorted by name."""
+        return [CrosscodeDir(p) for p in sorted(self.crosscode.glob("*__*")) if p.is_dir()]
 
     def model(self, slug: str) -> ModelDir:
         return ModelDir(self.root / slug)

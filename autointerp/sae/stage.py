@@ -19,10 +19,11 @@ from autointerp.io import write_json
 from autointerp.models.load import load_model
 from autointerp.progress import console
 from autointerp.provenance import save_resolved_config
-from autointerp.rundir.layout import RunDir, ShardPaths, shard_number
+from autointerp.rundir.layout import ModelDir, RunDir, SAEFiles, ShardPaths, shard_number
 from autointerp.rundir.lock import run_lock
 from autointerp.rundir.record import Decision, StageRecord, decide
 from autointerp.sae.metrics import compute_metrics
+from autointerp.sae.pretrained.install import install_pretrained, prepare_pretrained, uses_pretrained
 from autointerp.sae.registry import create_sae
 from autointerp.sae.saelens import save_sae
 from autointerp.sae.trainer import train_sae
@@ -42,14 +43,17 @@ def _settings(cfg: RunConfig) -> dict:
     return {"sae": section_settings(cfg.sae), "train": train}
 
 
-def train_stage(cfg: RunConfig, entry: ModelEntry, *, overwrite: bool = False, progress: bool = True) -> TrainOutcome:
+def train_stage(cfg: RunConfig, entry: ModelEntry, *, overwrite: bool = False, progress: bool = True,
+                model: ModelDir | None = None, files: SAEFiles | None = None) -> TrainOutcome:
     """Train an SAE on a model's harvested shards (last shard(s) held out), save it in the SAELens
     layout with metrics.json; resumes from checkpoints, and is a no-op when nothing changed."""
+    model = model or RunDir(cfg.run_path).model(entry.slug)  # the controls pass their own directories
+    if uses_pretrained(entry) and (files is None or files.root == model.sae.root):  # installed, never trained
+        return TrainOutcome(*install_pretrained(cfg, entry, model, overwrite=overwrite))
     if cfg.sae.architecture == "jumprelu":
         raise UserError("architecture 'jumprelu' is inference-only (for SAEs loaded from SAELens); train topk, batchtopk or relu")
     ddp.init_from_env()  # no-op unless launched by torchrun
-    model = RunDir(cfg.run_path).model(entry.slug)
-    hdir, files = model.harvest, model.sae
+    hdir, files = model.harvest, files or model.sae
     manifest = load_manifest(hdir)
     if not manifest.get("complete"):
         raise UserError(f"the harvest in {hdir} is incomplete; run `autointerp harvest` again to finish it, then train")
@@ -92,7 +96,7 @@ def _evaluate_sae(cfg: RunConfig, entry: ModelEntry, sae, eval_paths: list[Path]
     """Metrics on the held-out shard(s); for causal LMs also CE loss with the reconstruction spliced in."""
     lm = docs = None
     if cfg.train.ce_contexts > 0 and manifest["identity"]["level"] == "token":
-        lm = load_model(entry.model, device=cfg.train.device, dtype="float32")
+        lm = load_model(entry.model, device=cfg.train.device, dtype="float32", random_init=entry.init_seed if entry.random else None)
         lm = lm if lm.is_causal else None  # CE loss needs a language-model head
         docs = load_saved_documents(RunDir(cfg.run_path).corpus) if lm is not None else None
     eval_batches = iter_activation_batches(eval_paths, cfg.train.batch_size, seed=0)
@@ -109,12 +113,17 @@ def train_all(cfg: RunConfig, overwrite: bool = False, models: list[ModelEntry] 
     """Train an SAE per model and print their held-out metrics (``autointerp train`` and ``autointerp run``)."""
     with run_lock(cfg.run_path):
         models = cfg.models if models is None else models
+        run = RunDir(cfg.run_path)  # pretrained SAEs are all read and checked before anything is written
+        prepared = {e.slug: prepare_pretrained(cfg, e, run.model(e.slug), overwrite=overwrite) for e in models if uses_pretrained(e)}
         save_resolved_config(cfg)
         table = Table(title=f"SAE metrics on held-out tokens: {cfg.run_path}")
         for col in ("model", "d_sae", "FVU", "L0", "dead", "Gini", "cos p95", "CE rec."):
             table.add_column(col)
         for entry in models:
-            outcome = train_stage(cfg, entry, overwrite=overwrite)
+            if entry.slug in prepared:
+                outcome = TrainOutcome(*install_pretrained(cfg, entry, run.model(entry.slug), overwrite=overwrite, prepared=prepared[entry.slug]))
+            else:
+                outcome = train_stage(cfg, entry, overwrite=overwrite)
             m = outcome.summary
             if "rank" in m:  # a non-zero data-parallel rank: rank 0 reports
                 continue

@@ -17,6 +17,7 @@ class SweepConfig:
     knn_max_units: int = 4096  # seeded subsample of units for mutual kNN (quadratic); CKA and SVCCA use every unit
     knn_k: int = 10
     null_permutations: int = 19  # document derangements for the null of the best cell of each metric (p down to 1/20; 0: none)
+    in_run: bool = False  # also run the sweep as a stage of `autointerp run` (before the report, which names the best-aligned layers)
 
     def validate(self) -> None:
         unknown = [m for m in self.metrics if m not in METRICS]

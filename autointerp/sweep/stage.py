@@ -40,7 +40,7 @@ class SweepOutcome:
 
 
 def _settings(cfg: RunConfig, a: ModelEntry, b: ModelEntry) -> dict:
-    sweep = dataclasses.asdict(cfg.sweep)
+    sweep = {k: v for k, v in dataclasses.asdict(cfg.sweep).items() if k != "in_run"}  # where it runs does not change it
     return {"sweep": sweep, "models": [a.model, b.model], "ctx_len": cfg.harvest.ctx_len, "compute_dtype": cfg.harvest.compute_dtype}
 
 
@@ -141,3 +141,9 @@ def sweep_all(cfg: RunConfig, overwrite: bool = False) -> SweepOutcome:
                       fmt(null.get("null_mean")), fmt(null.get("p_value")))
     console.print(table)
     return outcome
+
+
+def sweep_in_run(cfg: RunConfig, overwrite: bool = False) -> None:
+    """The sweep as a stage of ``autointerp run``: a no-op unless ``[sweep] in_run = true``."""
+    if cfg.sweep.in_run:
+        sweep_all(cfg, overwrite)

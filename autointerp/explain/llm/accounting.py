@@ -74,6 +74,8 @@ class AccountingClient(ClientWrapper):
             self.usage.add(exc.usage)
             raise
         completion.usage.cost_usd = (self.price or FREE).cost(completion.usage)
+        if completion.paid_usage is not None:
+            completion.paid_usage.cost_usd = (self.price or FREE).cost(completion.paid_usage)
         self.usage.add(completion.usage)
         return completion
 

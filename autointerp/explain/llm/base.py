@@ -47,6 +47,7 @@ class Completion:
     logprobs: list[TokenLogprob] | None = None  # per token; with echo=True the prompt's tokens come first
     cached: bool = False
     finish_reason: str | None = None
+    paid_usage: Usage | None = None  # a cached answer: the tokens (and cost) its original, paid call consumed
 
 
 class LLMError(Exception):

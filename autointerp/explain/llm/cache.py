@@ -50,6 +50,20 @@ class ResponseCache:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")  # with WAL: durable across process crashes
         self._db.execute(SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(responses)")}
+        if "accounted" not in columns:  # caches written before the ledger: their calls were counted when made
+            self._db.execute("ALTER TABLE responses ADD COLUMN accounted INTEGER NOT NULL DEFAULT 1")
+
+    def accounted(self, key: str) -> bool:
+        """Whether the paid call behind ``key`` is already in some stage's usage totals (labels.json)."""
+        row = self._db.execute("SELECT accounted FROM responses WHERE key = ?", (key,)).fetchone()
+        return bool(row[0]) if row else True
+
+    def mark_accounted(self, keys) -> None:
+        keys = list(keys)
+        if keys:
+            with self._transaction():
+                self._db.executemany("UPDATE responses SET accounted = 1 WHERE key = ?", [(k,) for k in keys])
 
     def get(self, key: str) -> dict[str, Any] | None:
         row = self._db.execute("SELECT response FROM responses WHERE key = ?", (key,)).fetchone()
@@ -58,7 +72,7 @@ class ResponseCache:
     def put(self, key: str, request: dict[str, Any], response: dict[str, Any]) -> None:
         with self._transaction():
             self._db.execute(
-                "INSERT OR REPLACE INTO responses (key, request, response, created) VALUES (?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO responses (key, request, response, created, accounted) VALUES (?, ?, ?, ?, 0)",
                 (key, json.dumps(request, ensure_ascii=False), json.dumps(response, ensure_ascii=False), time.time()),
             )
 
@@ -93,11 +107,14 @@ def completion_to_dict(completion: Completion) -> dict[str, Any]:
 
 
 def completion_from_dict(data: dict[str, Any]) -> Completion:
-    """A cached answer: same text and logprobs; usage counts one cache hit and no tokens (nothing was spent)."""
+    """A cached answer: same text and logprobs; usage counts one cache hit and no tokens (nothing was spent now);
+    ``paid_usage`` keeps what the original call consumed, so a label served from the cache keeps its cost."""
     logprobs = None
     if data.get("logprobs") is not None:
         logprobs = [TokenLogprob(token=t, logprob=lp, top=dict(top), text_offset=off) for t, lp, top, off in data["logprobs"]]
-    return Completion(text=data["text"], usage=Usage(cached_calls=1), logprobs=logprobs, cached=True, finish_reason=data.get("finish_reason"))
+    paid = Usage(prompt_tokens=int(data.get("prompt_tokens") or 0), completion_tokens=int(data.get("completion_tokens") or 0))
+    return Completion(text=data["text"], usage=Usage(cached_calls=1), logprobs=logprobs, cached=True, finish_reason=data.get("finish_reason"),
+                      paid_usage=paid)
 
 
 class CachedClient(ClientWrapper):
@@ -108,6 +125,10 @@ class CachedClient(ClientWrapper):
         self.cache = cache
         self.backend_kind = backend_kind
         self._in_flight: dict[str, asyncio.Event] = {}
+        # the ledger: paid calls not yet in any stored totals (this process's misses, and hits on answers whose
+        # paying process was killed before it stored its usage); ``settle`` hands them to the stage once
+        self.unsettled: dict[str, Usage] = {}
+        self.recovered = Usage()  # tokens of paid calls recovered from the ledger since the last settle
 
     async def chat(self, messages, *, max_tokens=256, temperature=0.0, logprobs=None) -> Completion:
         request = self._describe("chat", messages=messages, max_tokens=max_tokens, temperature=temperature, logprobs=logprobs)
@@ -116,6 +137,13 @@ class CachedClient(ClientWrapper):
     async def complete(self, prompt, *, max_tokens=256, temperature=0.0, logprobs=None, echo=False) -> Completion:
         request = self._describe("completions", prompt=prompt, max_tokens=max_tokens, temperature=temperature, logprobs=logprobs, echo=echo)
         return await self._cached(request, lambda: self.inner.complete(prompt, max_tokens=max_tokens, temperature=temperature, logprobs=logprobs, echo=echo))
+
+    def settle(self) -> Usage:
+        """Mark every unsettled call accounted (the caller stores its usage now) and return the recovered tokens."""
+        recovered, self.recovered = self.recovered, Usage()
+        self.cache.mark_accounted(self.unsettled)
+        self.unsettled = {}
+        return recovered
 
     def _describe(self, endpoint: str, **params: Any) -> dict[str, Any]:
         return {"backend": self.backend_kind, "model": self.model_name, "endpoint": endpoint, **params}
@@ -127,11 +155,15 @@ class CachedClient(ClientWrapper):
         if (hit := self.cache.get(key)) is not None:
             completion = completion_from_dict(hit)
             self.usage.add(completion.usage)
+            if key not in self.unsettled and not self.cache.accounted(key):
+                self.unsettled[key] = completion.paid_usage.copy()  # paid by a killed run: count it once, here
+                self.recovered.add(completion.paid_usage)
             return completion
         done = self._in_flight[key] = asyncio.Event()
         try:
             completion = await call()
             self.cache.put(key, request, completion_to_dict(completion))
+            self.unsettled[key] = Usage()  # counted in this client's usage already
         finally:
             del self._in_flight[key]
             done.set()

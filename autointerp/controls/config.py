@@ -1,0 +1,37 @@
+"""``[controls]``: the same-model ceiling and the random-weights floor. Free of heavy imports."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from autointerp.errors import UserError
+
+FLOOR_CHOICES = ("first", "last", "all", "none")
+
+
+@dataclass
+class ControlsConfig:
+    ceiling: bool = True  # per model, a second SAE (same harvest, same settings, another seed) matched against the first: the same-model ceiling
+    ceiling_seed: int = 1  # the second SAE's seed is [train] seed + this
+    floor: str = "last"  # models that get a random-weights control (same architecture and tokenizer, fresh weights), each matched against the other real model(s): "first", "last", "all", "none", or a model's name
+    floor_seed: int = 0  # seed of the random initialisation
+    floor_representation: bool = True  # the raw-activation baselines (CKA, SVCCA, mutual kNN with their nulls) for the floor pairs too
+
+    def validate(self) -> None:
+        if self.ceiling_seed == 0:
+            raise UserError("[controls] ceiling_seed = 0 would train the same SAE twice; use another offset, e.g. 1")
+        if not self.floor.strip():
+            raise UserError(f"[controls] floor = \"\": use one of {', '.join(FLOOR_CHOICES)} or a model's name")
+
+    def floor_models(self, slugs: list[str]) -> list[str]:
+        """The models (by directory name) that get a random-weights control."""
+        if self.floor == "none" or len(slugs) < 2:
+            return []
+        if self.floor == "all":
+            return list(slugs)
+        if self.floor in ("first", "last"):
+            return [slugs[0] if self.floor == "first" else slugs[-1]]
+        if self.floor not in slugs:
+            raise UserError(f"[controls] floor = {self.floor!r} is not a model of this run ({', '.join(slugs)}); "
+                            f"use one of {', '.join(FLOOR_CHOICES)} or one of those names")
+        return [self.floor]

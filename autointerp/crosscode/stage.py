@@ -1,0 +1,172 @@
+"""The crosscode stage: a crosscoder on the first two configured models, and on each random-weights control.
+
+Per pair: pool both harvests onto word units (``data``), train a BatchTopK crosscoder with the SAE trainer
+(resume from ``checkpoints/``; ``model``), save it, classify its latents (``analysis``), map each latent
+to its best-correlated SAE feature of each model and hold that against compare's matches (``posthoc``),
+then write ``latents.parquet`` and the stage record ``crosscode.json`` (its summary holds every figure the
+report shows) last. Control pairs (a real model against the other model's random-weights control, where
+the controls stage harvested one) go through the same path: their shared fraction is the floor.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from rich.table import Table
+
+from autointerp.compare.inputs import ComparedModel, check_same_corpus
+from autointerp.compare.tables import write_parquet
+from autointerp.config import RunConfig
+from autointerp.crosscode.analysis import class_summary, encode_units, latent_table, per_model_metrics
+from autointerp.crosscode.config import CrosscodeConfig
+from autointerp.crosscode.data import common_scales, paired_units, training_batches
+from autointerp.crosscode.model import CrossCoder, save_crosscoder
+from autointerp.crosscode.posthoc import agreement, best_features, disagreements
+from autointerp.data.corpus import corpus_fingerprint
+from autointerp.errors import UserError
+from autointerp.io import file_sha256, read_json
+from autointerp.progress import console
+from autointerp.provenance import save_resolved_config
+from autointerp.rundir.layout import CrosscodeDir, ModelDir, RunDir
+from autointerp.rundir.lock import run_lock
+from autointerp.rundir.record import Decision, StageRecord, decide
+from autointerp.sae.config import TrainConfig
+from autointerp.sae.trainer import train_sae
+
+POOLING = "mean over every harvested token overlapping the word unit, per model"
+CONTROL_SUFFIX = "@random"
+
+
+def side(model: ModelDir, slug: str) -> ComparedModel | None:
+    """One model's inputs (complete harvest + trained SAE), or None when it has none."""
+    if not model.manifest.is_file() or not model.sae.weights.is_file():
+        return None
+    manifest = read_json(model.manifest)
+    if not manifest.get("complete"):
+        return None
+    return ComparedModel(slug, model.root, model.harvest, model.sae_dir, manifest, None, None)
+
+
+def pairs_for(cfg: RunConfig) -> list[tuple[ComparedModel, ComparedModel, str]]:
+    """(A, B, role): the first two configured models ("pair"), then each random-weights control ("floor")."""
+    if len(cfg.models) < 2:
+        raise UserError("the crosscoder needs two [[models]] in the config; it crosscodes the first two")
+    run = RunDir(cfg.run_path)
+    ea, eb = cfg.models[:2]
+    a, b = side(run.model(ea.slug), ea.slug), side(run.model(eb.slug), eb.slug)
+    for entry, got in ((ea, a), (eb, b)):
+        if got is None:
+            raise UserError(f"{entry.slug} has no complete harvest and SAE in {run.model(entry.slug).root}; "
+                            f"run `autointerp harvest` and `autointerp train --run-dir {cfg.run_path}` first")
+    out = [(a, b, "pair")]
+    if cfg.crosscode.controls:
+        ra = side(run.controls.random_model(ea.slug), ea.slug + CONTROL_SUFFIX)
+        rb = side(run.controls.random_model(eb.slug), eb.slug + CONTROL_SUFFIX)
+        out += [(a, rb, "floor")] if rb is not None else []
+        out += [(ra, b, "floor")] if ra is not None else []
+    return out
+
+
+def _settings(cfg: CrosscodeConfig) -> dict:
+    return {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("enabled", "controls", "device", "checkpoint_every")}
+
+
+def _inputs(a: ComparedModel, b: ComparedModel, matches: Path) -> dict:
+    one = lambda m: {"harvest": m.manifest.get("identity"), "shards": m.manifest.get("shards"),  # noqa: E731
+                     "sae": file_sha256(ModelDir(m.model_dir).sae.weights)}
+    return {"a": one(a), "b": one(b), "matches": file_sha256(matches) if matches.is_file() else None}
+
+
+def crosscode_pair(run_dir: Path, a: ComparedModel, b: ComparedModel, out: CrosscodeDir, cfg: CrosscodeConfig, role: str,
+                   *, overwrite: bool = False, progress: bool = True) -> tuple[dict, bool]:
+    """Train (or reuse) the crosscoder of one pair; returns (summary, reused)."""
+    docs = check_same_corpus(run_dir, a, b)
+    matches = RunDir(run_dir).pair(a.slug, b.slug).matches
+    settings, inputs = _settings(cfg), _inputs(a, b, matches)
+    previous = StageRecord.load(out.record)
+    decision = decide(previous, settings, inputs, overwrite=overwrite, where=out.root)
+    if decision is Decision.REUSE and out.weights.is_file() and out.latents.is_file():
+        return previous.summary, True
+    if decision is Decision.REDO:
+        shutil.rmtree(out.root, ignore_errors=True)
+    started = time.perf_counter()
+    data = paired_units(a, b, docs, cfg.eval_fraction, cfg.seed, progress)
+    train_rows = np.flatnonzero(~data.is_eval)
+    scales = common_scales(data.x_a[train_rows], data.x_b[train_rows])
+    pooled_s = time.perf_counter() - started
+    torch.manual_seed(cfg.seed)
+    cc = CrossCoder(data.x_a.shape[1], data.x_b.shape[1], cfg.d_sae, cfg.k, scales)
+    tcfg = TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed, device=cfg.device,
+                       checkpoint_every=cfg.checkpoint_every, ce_contexts=0).for_rows(len(train_rows))
+    t0 = time.perf_counter()
+    result = train_sae(cc, training_batches(data, train_rows, cfg.epochs, cfg.batch_size, cfg.seed), tcfg,
+                       checkpoint_dir=out.checkpoints, progress=progress)
+    train_s = time.perf_counter() - t0
+    save_crosscoder(cc, out.root, {"models": [a.slug, b.slug], "hook_names": [a.manifest.get("hook_name"), b.manifest.get("hook_name")],
+                                   "pooling": POOLING, "scale_rule": "each model's mean centred norm -> sqrt((d_a + d_b) / 2)"})
+    enc = encode_units(cc, data)
+    table = pd.DataFrame(latent_table(cc, enc, cfg))
+    for m, key in ((a, "a"), (b, "b")):
+        best, corr, _ = best_features(enc.codes, m, data, docs, progress)
+        table[f"best_{key}"], table[f"corr_{key}"] = best, corr
+    frame = pd.read_parquet(matches) if role == "pair" and matches.is_file() else None
+    table, agree = agreement(table, frame, cfg.min_corr)
+    listed = disagreements(table, enc.codes, data, data.words.texts(docs), cfg.n_disagreements) if agree["available"] else []
+    write_parquet(table, out.latents)
+    summary = {
+        "role": role, "model_a": a.slug, "model_b": b.slug, "d_a": cc.d_a, "d_b": cc.d_b, "d_sae": cfg.d_sae, "k": cfg.k,
+        "pooling": POOLING, "scales": [float(s) for s in cc.scales], "n_units": data.n, "n_train_units": int(len(train_rows)),
+        "n_eval_units": int(data.is_eval.sum()), "n_documents": len(docs), "corpus": corpus_fingerprint(docs),
+        "training": {"steps": result.steps, "units": result.tokens, "completed": result.completed, "resumed_from_step": result.resumed_from_step,
+                     "seconds": round(train_s, 2), "units_per_s": round(result.tokens / max(train_s, 1e-9), 1),
+                     "fvu_train": result.fvu, "history": result.history},
+        "metrics": per_model_metrics(enc, result.dead_fraction, (a.slug, b.slug)),
+        "classes": class_summary(table.to_dict("series"), cfg),
+        "relative_norms": table["relative_norm"][table["class"] != "dead"].round(4).tolist(),
+        "posthoc": agree, "disagreements": listed,
+        "seconds": {"pool": round(pooled_s, 2), "train": round(train_s, 2), "total": round(time.perf_counter() - started, 2)},
+    }
+    StageRecord("crosscode", settings, inputs, summary=summary).save(out.record)
+    shutil.rmtree(out.checkpoints, ignore_errors=True)  # the record is written: nothing left to resume
+    return summary, False
+
+
+def crosscode_stage(cfg: RunConfig, *, overwrite: bool = False, progress: bool = True) -> list[tuple[dict, bool]]:
+    """Every crosscoder of the run (pair first, then controls), under the run lock."""
+    cfg.crosscode.validate()
+    with run_lock(cfg.run_path):
+        save_resolved_config(cfg)
+        run = RunDir(cfg.run_path)
+        return [crosscode_pair(cfg.run_path, a, b, run.crosscoder(a.slug, b.slug), cfg.crosscode, role,
+                               overwrite=overwrite, progress=progress) for a, b, role in pairs_for(cfg)]
+
+
+def print_summary(results: list[tuple[dict, bool]]) -> None:
+    table = Table(title="crosscode: shared / exclusive latents (relative decoder norm + Latent Scaling)")
+    for col in ("pair", "role", "units", "FVU A / B", "shared", "A-only", "B-only", "norm only", "post-hoc agree"):
+        table.add_column(col)
+    pct = lambda v: "-" if v is None else f"{v:.0%}"  # noqa: E731
+    for s, reused in results:
+        f, fvu, post = s["classes"]["fractions"], list(s["metrics"]["fvu"].values()), s["posthoc"]
+        table.add_row(f"{s['model_a']} x {s['model_b']}" + (" (cached)" if reused else ""), s["role"], f"{s['n_units']:,}",
+                      f"{fvu[0]:.3f} / {fvu[1]:.3f}", pct(f["shared"]), pct(f["a_only"]), pct(f["b_only"]), pct(f["norm_only"]),
+                      pct(post.get("crosscoder_shared_in_posthoc")) if post.get("available") else "-")
+    console.print(table)
+
+
+def crosscode_all(cfg: RunConfig, overwrite: bool = False) -> None:
+    """What `autointerp run` calls: a no-op unless ``[crosscode] enabled = true``."""
+    if not cfg.crosscode.enabled:
+        return
+    print_summary(crosscode_stage(cfg, overwrite=overwrite))
+
+
+def crosscode_command(cfg: RunConfig, overwrite: bool = False) -> None:
+    """``autointerp crosscode``: runs whatever ``enabled`` says."""
+    print_summary(crosscode_stage(cfg, overwrite=overwrite))

@@ -1,0 +1,131 @@
+"""Best-of-n labels: several candidate labels per feature, one kept by its score on TRAINING windows.
+
+Why: a small explainer's first answer is often a copied fragment; asking a few ways and keeping the label
+that best separates the feature's training windows from random ones costs a few calls and needs no better
+model. Candidates, in order (``[explain] n_candidates`` of them): the plain prompt (``explainer``
+template) greedily; the prompt with the lexical profile (``explainer_profile``) greedily; then the two
+alternately sampled at ``[explain] temperature``. A candidate that copies the prompt template's own text is
+rejected; one that restates a shown window is kept but flagged (the rate is reported).
+
+The lexical label (``autointerp.explain.lexical``) competes too: the final label is whichever of the best
+LLM candidate and the lexical label scores higher on the training windows (ties go to the LLM label).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from dataclasses import dataclass, field
+
+from autointerp.exemplars.profile import LexicalProfile
+from autointerp.explain.config import ExplainConfig
+from autointerp.explain.explainer import choose_examples, format_example, parse_label
+from autointerp.explain.format import split_windows
+from autointerp.explain.lexical import copies_template, lexical_label, restates_window
+from autointerp.explain.llm.base import LLMClient, LLMError, Usage
+from autointerp.explain.prompts import Template
+from autointerp.explain.select import best_index, train_scores
+from autointerp.rundir.windows import Window
+
+
+@dataclass
+class Candidate:
+    text: str | None
+    source: str  # llm | lexical
+    raw: str = ""
+    error: str | None = None
+    restates: bool = False
+    template_copy: bool = False
+    train_score: float = math.nan
+    kept: bool = False
+
+
+@dataclass
+class FeatureLabels:
+    feature: int
+    candidates: list[Candidate] = field(default_factory=list)
+    usage: Usage = field(default_factory=Usage)
+
+    def best(self, source: str) -> Candidate | None:
+        pool = [c for c in self.candidates if c.source == source and c.text and not c.template_copy]
+        i = best_index([c.train_score for c in pool])
+        return pool[i] if i is not None else None
+
+
+def render(template: Template, windows: list[Window], settings: ExplainConfig, profile: LexicalProfile | None) -> tuple[str, list[str]]:
+    """The prompt and the shown window lines (for the restating check)."""
+    chosen = [w.trimmed(settings.window_before, settings.window_after) for w in choose_examples(windows, settings)]
+    feature_max = max((w.max_act for w in chosen), default=0.0)
+    lines = [format_example(w, feature_max) for w in chosen]
+    values = {"examples": "\n".join(lines)}
+    if "profile" in template.placeholders:
+        values["profile"] = profile.summary() if profile is not None else "(none)"
+    return template.render(**values), lines
+
+
+async def llm_candidates(client: LLMClient, templates: list[Template], windows: list[Window], settings: ExplainConfig, profile: LexicalProfile | None, usage: Usage) -> list[Candidate]:
+    out: list[Candidate] = []
+    for i in range(settings.n_candidates):
+        template = templates[i % len(templates)]
+        temperature = 0.0 if i < len(templates) else settings.temperature
+        prompt, lines = render(template, windows, settings, profile)
+        try:
+            if settings.chat:
+                answer = await client.chat([{"role": "user", "content": prompt}], max_tokens=settings.max_tokens, temperature=temperature)
+            else:
+                answer = await client.complete(prompt, max_tokens=settings.max_tokens, temperature=temperature)
+        except LLMError as exc:
+            usage.add(exc.usage)
+            out.append(Candidate(None, "llm", error=f"LLM request failed: {exc.reason}"))
+            continue
+        usage.add(answer.usage)
+        if answer.cached and answer.paid_usage is not None:  # keep what the label originally cost (not counted again in run totals)
+            usage.prompt_tokens += answer.paid_usage.prompt_tokens
+            usage.completion_tokens += answer.paid_usage.completion_tokens
+            usage.cost_usd += answer.paid_usage.cost_usd
+        label = parse_label(answer.text, settings.max_label_chars)
+        cand = Candidate(label, "llm", raw=answer.text, error=None if label else f"no usable label in the answer {answer.text.strip()[:80]!r}")
+        if label:
+            cand.template_copy = copies_template(label, template.text)
+            cand.restates = restates_window(label, [w.text or "" for w in windows if w.split == "train"] + lines)
+            if cand.template_copy:
+                cand.error = "copies the prompt template's own example; rejected"
+        if any(c.text == cand.text and c.text for c in out):
+            continue  # a repeat adds nothing to choose from
+        out.append(cand)
+    return out
+
+
+async def label_feature(client: LLMClient | None, templates: list[Template], feature: int, windows: list[Window], settings: ExplainConfig, profile: LexicalProfile | None, *, score_before: int, score_after: int, embedder: str) -> FeatureLabels:
+    """Every candidate of one feature with its training-window score, the kept ones marked.
+
+    ``windows`` must be the feature's training windows: the stage loads no others.
+    """
+    result = FeatureLabels(feature)
+    if not split_windows(windows, "train", ("top", "quantile")):
+        result.candidates.append(Candidate(None, "llm", error="no training exemplars (feature never fired in the harvest)"))
+        return result
+    if client is not None and settings.labeller == "llm":
+        result.candidates = await llm_candidates(client, templates, windows, settings, profile, result.usage)
+    if settings.lexical:
+        result.candidates.append(Candidate(lexical_label(profile), "lexical"))
+    usable = [c for c in result.candidates if c.text and not c.template_copy]
+    if settings.choose_by == "embedding" and usable:
+        scores = await asyncio.to_thread(train_scores, [c.text for c in usable], windows, before=score_before, after=score_after, embedder=embedder)
+        for c, s in zip(usable, scores):
+            c.train_score = s
+    best_llm, lexical = result.best("llm"), result.best("lexical")
+    for c in (best_llm, lexical):
+        if c is not None:
+            c.kept = True
+    return result
+
+
+def final_choice(result: FeatureLabels) -> Candidate | None:
+    """The final label: the best LLM candidate unless the lexical label scores strictly higher on training windows."""
+    llm, lexical = result.best("llm"), result.best("lexical")
+    if llm is None or lexical is None:
+        return llm or lexical
+    l_score = llm.train_score if not math.isnan(llm.train_score) else -math.inf
+    x_score = lexical.train_score if not math.isnan(lexical.train_score) else -math.inf
+    return lexical if x_score > l_score else llm

@@ -1,0 +1,89 @@
+"""Feature-page sections beyond statistics and exemplars: activation histogram, logit effects, lexical
+profile and label candidates. Each returns HTML (every untrusted string escaped) or a one-line note.
+
+The lexical profile and the label candidates are read by their agreed columns (``lexical_profile.parquet``:
+feature, kind, text, share, count; ``label_candidates.parquet``: feature, candidate, source, train_score,
+kept) and shown only when the files exist.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from autointerp.exemplars.logit_effects import APPROXIMATION
+from autointerp.report.histogram import histogram_svg
+from autointerp.report.html_render import esc, fmt, table
+
+PROFILE_KINDS = ("word", "token", "left", "right", "entity")
+PROFILE_ROWS = 5
+
+
+def histogram_section(hist: tuple[np.ndarray, float] | None, note: str | None, title: str) -> str:
+    out = ["<h2>Activation histogram</h2>"]
+    if hist is None:
+        out.append(f"<p class=\"meta\">{esc(note or 'not computed')}</p>")
+    else:
+        out.append(histogram_svg(hist[0], hist[1], title))
+    return "\n".join(out)
+
+
+def logit_section(effects: dict | None, note: str | None) -> str:
+    out = ["<h2>Logit effects</h2>"]
+    if effects is None:
+        out.append(f"<p class=\"meta\">{esc(note or 'not computed')}</p>")
+        return "\n".join(out)
+    out.append(f"<p class=\"meta\">Tokens whose next-token logit the decoder direction raises and lowers most ({esc(APPROXIMATION)}).</p>")
+    up, down = effects.get("up", []), effects.get("down", [])
+    rows = []
+    for i in range(max(len(up), len(down))):
+        u = up[i] if i < len(up) else ("", float("nan"))
+        d = down[i] if i < len(down) else ("", float("nan"))
+        rows.append([f"<code>{esc(u[0])}</code>", fmt(u[1], 2), f"<code>{esc(d[0])}</code>", fmt(d[1], 2)])
+    out.append(f"<div class=\"logits\">{table(['raises', 'effect', 'lowers', 'effect'], rows, [False, True, False, True])}</div>")
+    return "\n".join(out)
+
+
+def read_profile(path: Path) -> pd.DataFrame | None:
+    path = Path(path)
+    if not path.is_file():
+        return None
+    frame = pd.read_parquet(path)
+    return frame if {"feature", "kind", "text", "share", "count"} <= set(frame.columns) else None
+
+
+def profile_section(profile: pd.DataFrame | None, feature: int) -> str:
+    if profile is None:
+        return ""
+    rows = profile[profile["feature"] == feature]
+    if rows.empty:
+        return "<h2>Lexical profile</h2>\n<p class=\"meta\">No lexical profile for this feature.</p>"
+    cells = []
+    for kind in PROFILE_KINDS:
+        part = rows[rows["kind"] == kind].sort_values("share", ascending=False).head(PROFILE_ROWS)
+        if not part.empty:
+            items = ", ".join(f"<code>{esc(t)}</code> {fmt(s * 100, 0)}% ({int(c):,})" for t, s, c in zip(part["text"], part["share"], part["count"]))
+            cells.append([esc(kind), items])
+    return ("<h2>Lexical profile</h2>\n<p class=\"meta\">Share of the feature's activation mass (or of its peaks) per word, "
+            "token, left / right neighbour and entity; count in brackets.</p>\n" + table(["kind", "top entries"], cells))
+
+
+def read_candidates(path: Path) -> pd.DataFrame | None:
+    path = Path(path)
+    if not path.is_file():
+        return None
+    frame = pd.read_parquet(path)
+    return frame if {"feature", "candidate", "source", "train_score", "kept"} <= set(frame.columns) else None
+
+
+def candidates_section(candidates: pd.DataFrame | None, feature: int) -> str:
+    if candidates is None:
+        return ""
+    rows = candidates[candidates["feature"] == feature].sort_values("train_score", ascending=False)
+    if rows.empty:
+        return ""
+    cells = [[esc(c), esc(s), fmt(t), "kept" if bool(k) else ""] for c, s, t, k in zip(rows["candidate"], rows["source"], rows["train_score"], rows["kept"])]
+    return ("<h2>Label candidates</h2>\n<p class=\"meta\">Every candidate label with its score on the training windows; "
+            "the kept one is the feature's label.</p>\n" + table(["candidate", "source", "training-window score", ""], cells, [False, False, True, False]))

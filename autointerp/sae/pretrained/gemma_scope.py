@@ -1,0 +1,49 @@
+"""Gemma Scope ``params.npz`` (``W_enc`` [d_model, d_sae], ``W_dec`` [d_sae, d_model], ``b_enc``, ``b_dec``,
+per-latent ``threshold``), stored as ``layer_L/width_W/average_l0_N/params.npz``.
+
+Gemma Scope encodes ``relu(pre) * (pre > threshold)`` with ``pre = x @ W_enc + b_enc`` - the input is not
+centred by b_dec - and decodes ``acts @ W_dec + b_dec``: our JumpReLU SAE with apply_b_dec_to_input off.
+The npz is read with ``allow_pickle=False``; the layer comes from the path, the site from the release name
+(``-mlp`` releases read the MLP output, ``-att`` ones the attention output, which is not harvested).
+"""
+
+from __future__ import annotations
+
+import re
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from autointerp.errors import UserError
+from autointerp.sae.pretrained.common import Pretrained, as_tensor, build_sae
+
+
+def _site(path: Path) -> str:
+    """The release name (``gemma-scope-2b-pt-res`` / ``-mlp`` / ``-att``, also inside a hub cache path) says it."""
+    releases = [part.lower() for part in path.parts if "gemma-scope" in part.lower()]
+    if any(re.search(r"-att(n)?(-|$)", part) for part in releases):
+        raise UserError(f"{path} is an attention-output Gemma Scope SAE; autointerp harvests the residual stream "
+                        "(resid) or the MLP output (mlp): use a -res or -mlp release")
+    return "mlp" if any(re.search(r"-mlp(-|$)", part) for part in releases) else "resid"
+
+
+def load(file: Path) -> Pretrained:
+    try:
+        with np.load(file, allow_pickle=False) as data:
+            arrays = {key: np.array(data[key]) for key in data.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+        raise UserError(f"{file} is not a readable npz file ({e}); re-download the SAE") from e
+    # some exports spell the matrices w_enc / w_dec
+    arrays = {("W_" + key[2:] if key.startswith("w_") else key): value for key, value in arrays.items()}
+    tensors = {name: as_tensor(arrays[name], name, file) for name in ("W_enc", "W_dec", "b_enc", "b_dec", "threshold")
+               if name in arrays}
+    match = re.search(r"layer_(\d+)", str(file))
+    layer = int(match.group(1)) if match else None
+    site = _site(file)
+    hook = f"blocks.{layer}.hook_{'mlp_out' if site == 'mlp' else 'resid_post'}" if layer is not None else None
+    sae = build_sae(file, "jumprelu", tensors, apply_b_dec_to_input=False, metadata={"hook_name": hook} if hook else {})
+    if "scaling_factor" in arrays and not np.allclose(arrays["scaling_factor"], 1.0):
+        raise UserError(f"{file} has a fine-tuning scaling_factor other than 1, which autointerp does not apply; "
+                        "use an SAE without one")
+    return Pretrained(sae, "gemma_scope", file, layer, site if layer is not None else None, hook)

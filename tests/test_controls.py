@@ -1,0 +1,158 @@
+"""The controls a sharing fraction is read against: same-model ceiling (other SAE seed) and random-weights floor,
+through the real stages (trainer, harvest, compare) on a synthetic run with a known answer and on tiny models."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from autointerp.compare.stage import compare_all
+from autointerp.config import ModelEntry, RunConfig
+from autointerp.controls.config import ControlsConfig
+from autointerp.controls.stage import controls_all
+from autointerp.errors import UserError
+from autointerp.harvest.stage import harvest_all
+from autointerp.io import read_json
+from autointerp.models.load import load_model
+from autointerp.rundir.layout import RunDir
+from autointerp.sae.config import SAEConfig, TrainConfig
+from autointerp.sae.stage import train_all
+from synthetic_run import SyntheticSpec, make_synthetic_run
+
+
+@pytest.fixture(scope="module")
+def synthetic_controls(tmp_path_factory):
+    """Both synthetic models get SAEs from the real trainer (seed 0), are compared, then the ceiling (seed 1)."""
+    run_dir = tmp_path_factory.mktemp("controls")
+    spec = SyntheticSpec(n_docs=50)
+    make_synthetic_run(run_dir, spec)
+    cfg = RunConfig(run_dir=str(run_dir), models=[ModelEntry("synth-a"), ModelEntry("synth-b")],
+                    sae=SAEConfig(expansion_factor=1, k=spec.k), train=TrainConfig(epochs=4, batch_size=512, ce_contexts=0),
+                    controls=ControlsConfig(ceiling=True, floor="none"))
+    cfg.compare.document_level = False
+    cfg.compare.representation = False
+    train_all(cfg, overwrite=True)
+    compare_all(cfg)
+    record = controls_all(cfg)
+    return cfg, record
+
+
+def test_ceiling_is_at_or_above_the_cross_model_fraction(synthetic_controls):
+    cfg, record = synthetic_controls
+    run = RunDir(cfg.run_path)
+    cal = read_json(run.pair("synth-a", "synth-b").calibration)
+    ceiling, cross = cal["ceiling_shared_fraction"], cal["shared_fraction_of"]
+    assert set(ceiling) == set(cross) == {"synth-a", "synth-b"}
+    # half of A's concepts (32 of 64) and a third of B's (32 of 96) are shared; a model against itself near 1
+    assert 0.3 < cross["synth-a"] < 0.75 and 0.2 < cross["synth-b"] < 0.5, cross
+    for slug, value in ceiling.items():
+        assert value >= cross[slug] and value > 0.8, (slug, value, cross)
+        assert cal["shared_over_ceiling"][slug] == pytest.approx(cross[slug] / value)
+    # the second SAE really is another seed: trained, recorded, and not the same weights
+    first, second = run.model("synth-a").sae, run.controls.ceiling_sae("synth-a")
+    assert read_json(second.record)["settings"]["train"]["seed"] == cfg.train.seed + cfg.controls.ceiling_seed
+    assert first.weights.read_bytes() != second.weights.read_bytes()
+    # the floor was switched off: said so, with the setting that switched it off
+    assert "floor = \"none\"" in cal["not_measured"]["floor_shared_fraction"]
+    assert record["seconds"] > 0 and all(c["seconds"] > 0 for c in record["ceiling"].values())
+
+
+def test_controls_rerun_is_a_no_op_that_keeps_the_cost(synthetic_controls):
+    cfg, record = synthetic_controls
+    sae = RunDir(cfg.run_path).controls.ceiling_sae("synth-a").weights
+    before = sae.stat().st_mtime_ns
+    again = controls_all(cfg)
+    assert sae.stat().st_mtime_ns == before
+    assert again["ceiling"]["synth-a"]["seconds"] == record["ceiling"]["synth-a"]["seconds"]
+    assert again["ceiling"]["synth-a"]["shared_fraction"] == record["ceiling"]["synth-a"]["shared_fraction"]
+
+
+def test_random_weights_are_seeded_and_differ_from_the_trained_ones(tiny_model_dirs):
+    path = str(tiny_model_dirs["gpt2"])
+    real, r0, r0_again, r1 = (load_model(path, device="cpu", random_init=s) for s in (None, 0, 0, 1))
+    params = lambda lm: torch.cat([p.detach().flatten() for p in lm.model.parameters()])  # noqa: E731
+    assert torch.equal(params(r0), params(r0_again))
+    assert not torch.equal(params(r0), params(r1)) and not torch.equal(params(r1), params(real))  # (the tiny model is itself a seed-0 init)
+    assert r0.spec.endswith("(random weights, seed 0)") and real.spec == path
+    assert r0.tokenizer.vocab_size == real.tokenizer.vocab_size and r0.n_layers == real.n_layers
+
+
+def test_floor_runs_end_to_end_on_tiny_models(tiny_model_dirs, text_corpus, tmp_path):
+    cfg = RunConfig(run_dir=str(tmp_path / "run"), max_tokens=600,
+                    models=[ModelEntry(str(tiny_model_dirs["gpt2"]), name="A", layer=1), ModelEntry(str(tiny_model_dirs["bert"]), name="B", layer=0)],
+                    sae=SAEConfig(expansion_factor=2, k=4), train=TrainConfig(epochs=1, batch_size=64, ce_contexts=0),
+                    controls=ControlsConfig(ceiling=False, floor="last"))
+    cfg.corpus.dataset = str(text_corpus)
+    cfg.harvest.ctx_len = 32
+    cfg.harvest.shard_tokens = 200
+    cfg.compare = dataclasses.replace(cfg.compare, min_support=1, representation_permutations=3, document_level=False)
+    harvest_all(cfg)
+    train_all(cfg)
+    compare_all(cfg)
+    record = controls_all(cfg)
+    run = RunDir(cfg.run_path)
+    manifest = read_json(run.controls.random_model("B").manifest)
+    assert manifest["complete"] and manifest["identity"]["model"].endswith("(random weights, seed 0)")
+    assert manifest["identity"]["corpus"] == read_json(run.model("B").manifest)["identity"]["corpus"]
+    [floor] = record["floor"]
+    assert (floor["random"], floor["against"]) == ("B", "A") and 0.0 <= floor["shared_fraction"] <= 1.0
+    cal = read_json(run.pair("A", "B").calibration)
+    assert cal["floor_shared_fraction"] == {"A": floor["shared_fraction_of"]["A"]} and cal["floors"][0]["cka"]["value"] is not None
+    assert "ceiling = false" in cal["not_measured"]["ceiling_shared_fraction"]
+    assert read_json(run.pair("A", "B").stats)["calibration"] == cal
+    assert not (run.root / "B-random").exists()  # controls live under controls/, never beside the real models
+
+
+def test_floor_names_an_unknown_model():
+    with pytest.raises(UserError, match="not a model of this run"):
+        ControlsConfig(floor="gpt9").floor_models(["A", "B"])
+    assert ControlsConfig(floor="first").floor_models(["A", "B"]) == ["A"]
+    assert ControlsConfig(floor="all").floor_models(["A", "B"]) == ["A", "B"]
+
+
+def test_headline_reads_ceiling_and_floor_per_model_from_the_merged_calibration():
+    from types import SimpleNamespace
+
+    from autointerp.compare.calibration import with_controls
+    from autointerp.report.headline import headline
+
+    def stats(a, b, shared, n_a, n_b):
+        return {"model_a": a, "model_b": b, "n_shared": shared, "n_features_a": n_a + 10, "n_dead_a": 4, "n_rare_a": 6,
+                "n_features_b": n_b, "n_dead_b": 0, "n_rare_b": 0}
+
+    pair = stats("A", "B", 50, 200, 100)  # 50 shared of 100 matched pairs: 25% of A's features, 50% of B's
+    base = {"shared_fraction": 0.5, "n_shared": 50, "n_pairs": 100, "null_threshold": 0.3,
+            "not_measured": {"ceiling_shared_fraction": "x", "floor_shared_fraction": "y"}}
+    from autointerp.compare.calibration import control_summary
+
+    controls = {"ceiling": {"A": control_summary(stats("A", "A@seed1", 100, 200, 200), 10.0),   # 50% of A
+                            "B": control_summary(stats("B", "B@seed1", 80, 100, 100), 5.0),     # 80% of B
+                            "C": control_summary(stats("C", "C@seed1", 1, 10, 10), 1.0)},
+                "floor": [control_summary(stats("A", "B@random", 20, 200, 100), 7.0) | {"random": "B", "against": "A", "cka": {"value": 0.05}},
+                          {"random": "C", "against": "A", "shared_fraction_of": {"A": 0.9}}],
+                "seconds": 123.0}
+    cal = with_controls(base, controls, pair)
+    assert cal["shared_fraction_of"] == {"A": 0.25, "B": 0.5} and cal["n_matchable"] == {"A": 200, "B": 100}
+    assert cal["ceiling_shared_fraction"] == {"A": 0.5, "B": 0.8} and cal["floor_shared_fraction"] == {"A": 0.1}
+    assert cal["shared_over_ceiling"] == {"A": 0.5, "B": 0.625} and cal["not_measured"] == {}
+    head = headline(SimpleNamespace(a="A", b="B", stats={"calibration": cal}))
+    assert "25.0% of `A`'s 200 (same-model ceiling 50.0%, i.e. 0.50x of it; random-weights floor 10.0% against random `B`)" in head
+    assert "50.0% of `B`'s 100 (same-model ceiling 80.0%, i.e. 0.62x of it)" in head
+    assert "debiased linear CKA 0.050" in head and "the controls cost 123 s" in head and "not above" not in head
+    low = with_controls(base, controls, stats("A", "B", 15, 200, 100))
+    assert "for `A` the sharing is not above the random-weights floor" in headline(SimpleNamespace(a="A", b="B", stats={"calibration": low}))
+
+
+def test_report_names_the_best_aligned_layers_from_the_sweep():
+    from autointerp.report.headline import sweep_line
+
+    assert "not measured" in sweep_line(None, {})
+    sweep = {"complete": True, "summary": {
+        "model_a": {"slug": "A"}, "model_b": {"slug": "B"}, "n_units": 2000,
+        "metrics": {"cka": {"best": {"layer_a": 3, "layer_b": 2, "value": 0.55}}, "svcca": {"best": {"layer_a": 0, "layer_b": 0, "value": 0.72}}},
+        "null": [{"best_for": ["cka"], "cka": {"null_mean": 0.001}}]}}
+    line = sweep_line(sweep, {"A": 6, "B": 3})
+    assert "debiased linear CKA at blocks 3 / 2 (0.550, null 0.001)" in line and "SVCCA at blocks 0 / 0 (0.720)" in line
+    assert "this run compares blocks 6 / 3" in line and "2,000 words" in line

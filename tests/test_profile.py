@@ -1,0 +1,106 @@
+"""Lexical profiles: a feature built to fire on one word gets that word, through the real harvest -> mine path.
+
+The run is written through the real writers (shards, SAE in the SAELens layout, the exemplar miner); the
+"model" puts activation on SAE latent 0 exactly at the word "per", and on other latents at random words.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import torch
+
+from autointerp.exemplars.config import ExemplarConfig
+from autointerp.exemplars.mine import mine_exemplars
+from autointerp.exemplars.profile import KINDS, LexicalProfile, compute_profiles, read_profiles, write_profiles
+from autointerp.explain.lexical import lexical_label
+from autointerp.harvest.shards import write_shard
+from autointerp.io import write_json
+from autointerp.rundir.layout import RunDir
+from autointerp.sae.config import SAEConfig
+from autointerp.sae.registry import create_sae
+from autointerp.sae.saelens import save_sae
+
+VOCAB = ["the", "rate", "growth", "people", "capita", "dollars", "cases", "land", "income", "water", "area", "total"]
+D = 8
+
+
+def _one_word_run(root, word: str = "per", n_docs: int = 40, seed: int = 0):
+    """Documents of random words with ``word`` sprinkled in; latent 0 fires on ``word`` only."""
+    rng = np.random.default_rng(seed)
+    run = RunDir(root)
+    model = run.model("toy")
+    docs, rows, vecs = {}, [], []
+    for d in range(n_docs):
+        words = [word if rng.random() < 0.12 else str(rng.choice(VOCAB)) for _ in range(int(rng.integers(30, 60)))]
+        text, pos = "", 0
+        for i, w in enumerate(words):
+            piece = w if i == 0 else " " + w  # one token per word, the leading space in the token (GPT-2 style)
+            rows.append({"doc_id": f"toy/d{d}", "position": i, "token_id": 0, "token": piece, "char_start": pos,
+                         "char_end": pos + len(piece), "context_id": d, "ctx_pos": i})
+            v = np.zeros(D, np.float32)
+            if w == word:
+                v[0] = rng.uniform(1.5, 3.0)
+            else:
+                v[1 + rng.integers(D - 1)] = rng.uniform(0.5, 2.0)
+            vecs.append(v)
+            text += piece
+            pos += len(piece)
+        docs[f"toy/d{d}"] = text
+    frame = pd.DataFrame(rows).astype({"position": "int64", "token_id": "int64", "char_start": "int64", "char_end": "int64", "context_id": "int64", "ctx_pos": "int32"})
+    write_shard(model.harvest, 0, torch.from_numpy(np.stack(vecs)), frame, {"model": "toy"})
+    write_json(model.manifest, {"complete": True, "d_model": D, "hook_name": "toy", "n_documents": n_docs, "n_contexts": n_docs,
+                                "n_shards": 1, "shards": [{"index": 0, "rows": len(frame), "contexts": n_docs}],
+                                "identity": {"model": "toy", "layer": 0, "site": "resid", "level": "token", "ctx_len": 64}})
+    sae = create_sae(SAEConfig(d_in=D, d_sae=D, architecture="topk", k=1, metadata={"model_name": "toy", "hook_name": "toy", "level": "token"}))
+    with torch.no_grad():
+        sae.W_enc.copy_(torch.eye(D))
+        sae.W_dec.copy_(torch.eye(D))
+        sae.b_enc.zero_()
+        sae.b_dec.zero_()
+    save_sae(sae, model.sae_dir)
+    mine_exemplars(sae, model.harvest, docs, model.root, ExemplarConfig(n_top=6, n_quantiles=4, per_quantile=2, n_random=6, window_before=4, window_after=2), progress=False)
+    return model
+
+
+def test_a_feature_that_fires_on_one_word_gets_that_word_as_its_lexical_label(tmp_path):
+    model = _one_word_run(tmp_path)
+    frame = compute_profiles(model.exemplars)
+    write_profiles(frame, model.lexical_profile)
+    schema = pq.read_schema(model.lexical_profile)
+    assert [(f.name, str(f.type)) for f in schema] == [("feature", "int64"), ("kind", "string"), ("text", "string"), ("share", "double"), ("count", "int64")]
+    profiles = read_profiles(model.lexical_profile)
+    per = profiles[0]
+    assert per.top("word", 1)[0][:2] == ("per", 1.0)  # all of latent 0's mass is on "per"
+    assert per.top("token", 1)[0][0] == "per"  # the token " per" without its space
+    assert lexical_label(per).startswith('the word "per"')
+    assert per.summary().startswith('"per" 100%')
+    # the other latents fire on many words: none of them is labelled "per", each names its own words
+    for feature in range(1, D):
+        assert "per" not in [w for w, _, _ in profiles[feature].top("word", 10)]
+        assert lexical_label(profiles[feature]).startswith("the words ")
+    # shares are fractions of the mass (they sum to 1 over all word types, and the file keeps the top ones)
+    for feature, prof in profiles.items():
+        assert sum(s for _, s, _ in prof.rows["word"]) <= 1.0 + 1e-9
+        assert [s for _, s, _ in prof.rows["word"]] == sorted((s for _, s, _ in prof.rows["word"]), reverse=True)
+    assert list(frame["kind"].unique()) == [k for k in KINDS if k in set(frame["kind"])]
+
+
+def test_profile_reads_training_windows_only(tmp_path):
+    model = _one_word_run(tmp_path)
+    table = pq.read_table(model.exemplars).to_pandas()
+    table.loc[table["split"] == "test", "acts"] = table.loc[table["split"] == "test", "acts"].map(lambda a: np.full(len(a), 9.0, np.float32))
+    before = compute_profiles(model.exemplars)
+    pq.write_table(pq.read_table(model.exemplars).from_pandas(table, schema=pq.read_schema(model.exemplars), preserve_index=False), model.exemplars)
+    pd.testing.assert_frame_equal(before, compute_profiles(model.exemplars))
+
+
+def test_context_and_entity_rows_and_summary():
+    prof = LexicalProfile(3, {"word": [("per", 0.71, 40), ("capita", 0.09, 5), ("the", 0.01, 2)], "left": [("US dollars", 0.4, 8)],
+                              "right": [("100", 0.3, 6)], "entity": [("Nigeria", 0.6, 20)]})
+    assert prof.summary() == '"per" 71%, "capita" 9%; left "US dollars"; right "100"; mostly Nigeria'
+    assert lexical_label(prof) == 'the word "per" (in "US dollars per", "per 100"), mostly in Nigeria'
+    spread = LexicalProfile(4, {"word": [("est", 0.3, 9), ("July", 0.2, 5), ("(", 0.1, 4), ("x", 0.01, 1)]})
+    assert lexical_label(spread) == 'the words "est", "July", "("'
+    assert lexical_label(None) is None and lexical_label(LexicalProfile(5)) is None
