@@ -13,8 +13,9 @@ from autointerp.errors import UserError
 
 @dataclass
 class CrosscodeConfig:
-    # Off by default: on the embedded pair it adds minutes to a default run that is already ~10.5 of its
-    # 15-minute budget. `autointerp crosscode` runs it regardless; `autointerp run` only when true.
+    # Off by default: on the embedded pair it adds ~4.5 min (the pair and its random-weights floor) to a
+    # default run already over its 15-minute budget. `autointerp crosscode` runs it regardless; `autointerp
+    # run` only when true.
     enabled: bool = False
     d_sae: int = 4096  # latents of the one dictionary both models share
     k: int = 32  # mean active latents per word unit (BatchTopK: top k x batch over the batch in training)
