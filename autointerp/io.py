@@ -51,3 +51,27 @@ def file_sha256(path: Path | str) -> str:
         while block := f.read(1 << 20):
             h.update(block)
     return h.hexdigest()
+
+
+def write_stamped_parquet(dest: Path | str, table, key: bytes, stamp: str) -> None:
+    """Write a derived table atomically with ``stamp`` (the identity of what it was made from) under ``key``
+    in its schema metadata, so ``read_stamped_parquet`` can tell a current file from a stale one."""
+    import pyarrow.parquet as pq
+
+    with atomic_path(dest) as tmp:
+        pq.write_table(table.replace_schema_metadata({key: stamp.encode()}), tmp)
+
+
+def read_stamped_parquet(path: Path | str, key: bytes, stamp: str):
+    """The table written by ``write_stamped_parquet`` with this ``stamp``; None when the file is missing,
+    damaged or made from something else (a derived file is recomputed, never trusted)."""
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        table = pq.read_table(path)
+    except Exception:  # noqa: BLE001 - any unreadable derived file is simply recomputed
+        return None
+    return table if (table.schema.metadata or {}).get(key) == stamp.encode() else None

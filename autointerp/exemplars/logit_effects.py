@@ -20,11 +20,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 import torch
 from torch import nn
 
-from autointerp.io import atomic_path
+from autointerp.io import read_stamped_parquet, write_stamped_parquet
 
 APPROXIMATION = ("direct path only: logits of W_U · (final_norm(d) − final_norm(0)) for the feature's decoder direction d, "
                  "ignoring the blocks after the SAE's layer and the norm's per-token 1/rms scale (one positive factor per "
@@ -85,24 +84,14 @@ def logit_effects(model: nn.Module, blocks_path: str, tokenizer, w_dec: torch.Te
 
 def read_logit_effects(path: Path, sae_sha256: str) -> pd.DataFrame | None:
     """The stored table when it was made from this SAE; None when missing, damaged or stale."""
-    path = Path(path)
-    if not path.is_file():
-        return None
-    try:
-        table = pq.read_table(path)
-    except Exception:  # noqa: BLE001 - a damaged derived file is recomputed, never trusted
-        return None
-    if (table.schema.metadata or {}).get(_KEY) != sae_sha256.encode():
-        return None
-    return table.to_pandas()
+    table = read_stamped_parquet(path, _KEY, sae_sha256)
+    return None if table is None else table.to_pandas()
 
 
 def write_logit_effects(path: Path, frame: pd.DataFrame, sae_sha256: str) -> None:
     table = pa.Table.from_pandas(frame[SCHEMA.names].sort_values(["feature", "direction", "rank"], ascending=[True, False, True]),
                                  schema=SCHEMA, preserve_index=False)
-    table = table.replace_schema_metadata({_KEY: sae_sha256.encode()})
-    with atomic_path(path) as tmp:
-        pq.write_table(table, tmp)
+    write_stamped_parquet(path, table, _KEY, sae_sha256)
 
 
 def by_feature(frame: pd.DataFrame | None) -> dict[int, dict[str, list[tuple[str, float]]]]:

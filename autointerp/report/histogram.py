@@ -13,9 +13,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from autointerp.io import atomic_path
+from autointerp.io import read_stamped_parquet, write_stamped_parquet
 from autointerp.report.html_render import esc
 
 SCHEMA = pa.schema([("feature", pa.int64()), ("max_act", pa.float32()), ("counts", pa.list_(pa.int64()))])
@@ -25,22 +24,17 @@ _META = b"autointerp.histogram_identity"
 def write_histograms(path: Path, counts: np.ndarray, max_act: np.ndarray, identity: dict) -> None:
     frame = pd.DataFrame({"feature": np.arange(len(counts), dtype=np.int64), "max_act": max_act.astype(np.float32),
                           "counts": [row.tolist() for row in counts]})
-    table = pa.Table.from_pandas(frame, schema=SCHEMA, preserve_index=False)
-    table = table.replace_schema_metadata({_META: json.dumps(identity, sort_keys=True, default=str).encode()})
-    with atomic_path(path) as tmp:
-        pq.write_table(table, tmp)
+    write_stamped_parquet(path, pa.Table.from_pandas(frame, schema=SCHEMA, preserve_index=False), _META, _stamp(identity))
+
+
+def _stamp(identity: dict) -> str:
+    return json.dumps(identity, sort_keys=True, default=str)
 
 
 def read_histograms(path: Path, identity: dict) -> dict[int, tuple[np.ndarray, float]] | None:
     """feature -> (counts, max_act) when the file was made from the same SAE and harvest; else None."""
-    path = Path(path)
-    if not path.is_file():
-        return None
-    try:
-        table = pq.read_table(path)
-    except Exception:  # noqa: BLE001 - a damaged derived file is recomputed, never trusted
-        return None
-    if (table.schema.metadata or {}).get(_META) != json.dumps(identity, sort_keys=True, default=str).encode():
+    table = read_stamped_parquet(path, _META, _stamp(identity))
+    if table is None:
         return None
     features = table["feature"].to_pylist()
     maxes = table["max_act"].to_pylist()
