@@ -110,6 +110,16 @@ def shard_units(harvest_dir: Path, index: pd.DataFrame, doc_index_of: dict[str, 
     return doc_idx, pair_rows, pair_units
 
 
+def sparse_codes(sae, acts: torch.Tensor, device) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The SAE's code of ``acts`` as (row, feature, value) of its positive entries (callers pass chunks of
+    a shard and add their offset): the one encode step of every pass over a harvest."""
+    with torch.inference_mode():
+        out = sae.encode(acts.to(device=device, dtype=torch.float32))
+    top_acts, top_idx = out.top_acts.float().cpu().numpy(), out.top_indices.cpu().numpy()
+    r, c = np.nonzero(top_acts > 0)
+    return r, top_idx[r, c].astype(np.int64), top_acts[r, c]
+
+
 def pool_harvest(sae, harvest_dir: Path, manifest: dict, doc_index_of: dict[str, int], words: WordIndex | None,
                  chunk_rows: int = 8192, progress: bool = True, label: str = "") -> dict[str, PooledActivations]:
     """Max-pooled activations per level: "document" always, "word" when ``words`` is given (token level)."""
@@ -133,11 +143,8 @@ def pool_harvest(sae, harvest_dir: Path, manifest: dict, doc_index_of: dict[str,
                 poolers["document"].covered[doc_idx] = True
                 for start in range(0, acts.shape[0], chunk_rows):
                     stop = min(start + chunk_rows, acts.shape[0])
-                    with torch.inference_mode():
-                        out = sae.encode(acts[start:stop].to(device=device, dtype=torch.float32))
-                    top_acts, top_idx = out.top_acts.float().cpu().numpy(), out.top_indices.cpu().numpy()
-                    r, c = np.nonzero(top_acts > 0)
-                    feats, vals, rows = top_idx[r, c].astype(np.int64), top_acts[r, c], r.astype(np.int64) + start
+                    r, feats, vals = sparse_codes(sae, acts[start:stop], device)
+                    rows = r.astype(np.int64) + start
                     poolers["document"].add(doc_idx[rows], feats, vals)
                     if words is not None:
                         lo, hi = np.searchsorted(pair_rows, [start, stop])

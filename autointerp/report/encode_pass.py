@@ -18,9 +18,8 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
-import torch
 
-from autointerp.compare.encode import _expand, _Pooler, harvest_shards, read_harvest_shard, shard_units
+from autointerp.compare.encode import _expand, _Pooler, harvest_shards, read_harvest_shard, shard_units, sparse_codes
 from autointerp.compare.units import WordIndex
 
 N_BINS = 32
@@ -57,11 +56,8 @@ def encode_for_pages(sae, harvest_dir: Path, manifest: dict, doc_index_of: dict[
                 pooler.covered[pair_units] = True
             for start in range(0, acts.shape[0], chunk_rows):
                 stop = min(start + chunk_rows, acts.shape[0])
-                with torch.inference_mode():
-                    out = sae.encode(acts[start:stop].to(device=device, dtype=torch.float32))
-                top_acts, top_idx = out.top_acts.float().cpu().numpy(), out.top_indices.cpu().numpy()
-                r, c = np.nonzero(top_acts > 0)
-                feats, vals = top_idx[r, c].astype(np.int64), top_acts[r, c].astype(np.float64)
+                r, feats, vals = sparse_codes(sae, acts[start:stop], device)
+                vals = vals.astype(np.float64)
                 bins = np.clip((vals * scale[feats]).astype(np.int64), 0, N_BINS - 1)
                 counts += np.bincount(feats * N_BINS + bins, minlength=d_sae * N_BINS)
                 if pooler is not None:
