@@ -141,6 +141,16 @@ def test_local_echo_logprobs_equal_a_direct_forward_pass():
         assert prompt[record.text_offset:].startswith(record.token)
     plain = asyncio.run(client.complete(prompt, max_tokens=2))
     assert out.text == prompt + plain.text  # echo does not change what is generated
+    # echo_at: records only for the tokens starting at the asked offsets, equal to the full echo's there
+    asked = {echoed[3].text_offset, echoed[-1].text_offset}
+    some = asyncio.run(client.complete(prompt, max_tokens=2, logprobs=5, echo=True, echo_at=sorted(asked)))
+    prompt_records = some.logprobs[: len(some.logprobs) - 2]
+    assert {r.text_offset for r in prompt_records} == asked
+    full = {r.text_offset: r for r in echoed}
+    for record in prompt_records:
+        assert record.logprob == pytest.approx(full[record.text_offset].logprob, abs=1e-4)
+        assert list(record.top) == list(full[record.text_offset].top)
+    assert some.text == out.text  # generation is unchanged
     asyncio.run(client.aclose())
 
 

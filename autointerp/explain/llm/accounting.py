@@ -64,8 +64,8 @@ class AccountingClient(ClientWrapper):
     async def chat(self, messages, *, max_tokens=256, temperature=0.0, logprobs=None) -> Completion:
         return await self._account(self.inner.chat(messages, max_tokens=max_tokens, temperature=temperature, logprobs=logprobs))
 
-    async def complete(self, prompt, *, max_tokens=256, temperature=0.0, logprobs=None, echo=False) -> Completion:
-        return await self._account(self.inner.complete(prompt, max_tokens=max_tokens, temperature=temperature, logprobs=logprobs, echo=echo))
+    async def complete(self, prompt, *, max_tokens=256, temperature=0.0, logprobs=None, echo=False, echo_at=None) -> Completion:
+        return await self._account(self.inner.complete(prompt, max_tokens=max_tokens, temperature=temperature, logprobs=logprobs, echo=echo, echo_at=echo_at))
 
     async def _account(self, pending) -> Completion:
         try:

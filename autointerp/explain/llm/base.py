@@ -7,6 +7,7 @@ concurrency limits and usage accounting live behind it, so a scorer never knows 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 
 
@@ -80,7 +81,10 @@ class LLMClient(ABC):
 
     ``logprobs=N`` asks for the top-N alternatives per generated token; ``echo=True`` (completions) also
     returns logprobs for the prompt's own tokens, which is how simulation reads a predicted 0-10
-    distribution at every position in one request.
+    distribution at every position in one request. ``echo_at`` (with echo) names the prompt character
+    offsets whose tokens the caller will read: a backend may then return records only for tokens starting
+    there (the local one computes its 262k-way output head only at those positions, most of an echo
+    request's cost); servers return every position and the caller looks its offsets up either way.
     """
 
     model_name: str
@@ -91,7 +95,7 @@ class LLMClient(ABC):
     async def chat(self, messages: list[dict[str, str]], *, max_tokens: int = 256, temperature: float = 0.0, logprobs: int | None = None) -> Completion: ...
 
     @abstractmethod
-    async def complete(self, prompt: str, *, max_tokens: int = 256, temperature: float = 0.0, logprobs: int | None = None, echo: bool = False) -> Completion: ...
+    async def complete(self, prompt: str, *, max_tokens: int = 256, temperature: float = 0.0, logprobs: int | None = None, echo: bool = False, echo_at: Sequence[int] | None = None) -> Completion: ...
 
     async def aclose(self) -> None:  # an optional hook, deliberately not abstract
         """Release connections / model memory."""

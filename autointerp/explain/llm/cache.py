@@ -134,9 +134,10 @@ class CachedClient(ClientWrapper):
         request = self._describe("chat", messages=messages, max_tokens=max_tokens, temperature=temperature, logprobs=logprobs)
         return await self._cached(request, lambda: self.inner.chat(messages, max_tokens=max_tokens, temperature=temperature, logprobs=logprobs))
 
-    async def complete(self, prompt, *, max_tokens=256, temperature=0.0, logprobs=None, echo=False) -> Completion:
-        request = self._describe("completions", prompt=prompt, max_tokens=max_tokens, temperature=temperature, logprobs=logprobs, echo=echo)
-        return await self._cached(request, lambda: self.inner.complete(prompt, max_tokens=max_tokens, temperature=temperature, logprobs=logprobs, echo=echo))
+    async def complete(self, prompt, *, max_tokens=256, temperature=0.0, logprobs=None, echo=False, echo_at=None) -> Completion:
+        selective = {"echo_at": sorted(set(echo_at))} if (echo and echo_at is not None) else {}  # keyed only when given: other keys unchanged
+        request = self._describe("completions", prompt=prompt, max_tokens=max_tokens, temperature=temperature, logprobs=logprobs, echo=echo, **selective)
+        return await self._cached(request, lambda: self.inner.complete(prompt, max_tokens=max_tokens, temperature=temperature, logprobs=logprobs, echo=echo, echo_at=echo_at))
 
     def settle(self) -> Usage:
         """Mark every unsettled call accounted (the caller stores its usage now) and return the recovered tokens."""

@@ -7,7 +7,9 @@ parallel forward passes only fight over the same cores), so the asyncio pipeline
 Logprobs come straight from the logits. With ``echo=True`` the prompt's own tokens get their
 log-probability and top-N alternatives from the SAME forward pass that starts generation; this is what
 makes simulation scoring cheap (one pass reads a predicted-activation distribution at every slot).
-Without echo only the last position goes through the (262k-word, expensive) output head.
+The output head (Gemma: 262k words x 640) costs more than the whole 270M-parameter body on an echoed
+prompt, so it runs only where it is read: the last position without echo, and with ``echo_at`` only at
+the positions predicting those offsets' tokens (a simulation prompt reads ~1 position in 5).
 """
 
 from __future__ import annotations
@@ -66,10 +68,11 @@ class LocalClient(LLMClient):
     # -- LLMClient -----------------------------------------------------------------------------
     async def chat(self, messages: list[dict[str, str]], *, max_tokens: int = 256, temperature: float = 0.0, logprobs: int | None = None) -> Completion:
         prompt = await self._run(self.render_chat, messages)
-        return await self._run(self._complete_sync, prompt, max_tokens, temperature, logprobs, False, False)
+        return await self._run(self._complete_sync, prompt, max_tokens, temperature, logprobs, False, False, None)
 
-    async def complete(self, prompt: str, *, max_tokens: int = 256, temperature: float = 0.0, logprobs: int | None = None, echo: bool = False) -> Completion:
-        return await self._run(self._complete_sync, prompt, max_tokens, temperature, logprobs, echo, True)
+    async def complete(self, prompt: str, *, max_tokens: int = 256, temperature: float = 0.0, logprobs: int | None = None, echo: bool = False, echo_at=None) -> Completion:
+        wanted = frozenset(echo_at) if echo_at is not None else None
+        return await self._run(self._complete_sync, prompt, max_tokens, temperature, logprobs, echo, True, wanted)
 
     async def aclose(self) -> None:
         self._pool.shutdown(wait=True)
@@ -92,7 +95,8 @@ class LocalClient(LLMClient):
         return "\n\n".join(parts) + "\n\nAssistant:"
 
     # -- the work (worker thread) --------------------------------------------------------------
-    def _complete_sync(self, prompt: str, max_tokens: int, temperature: float, logprobs: int | None, echo: bool, add_bos: bool) -> Completion:
+    def _complete_sync(self, prompt: str, max_tokens: int, temperature: float, logprobs: int | None, echo: bool, add_bos: bool,
+                       echo_at: frozenset[int] | None = None) -> Completion:
         import torch
 
         lm = self.loaded()
@@ -111,7 +115,7 @@ class LocalClient(LLMClient):
             input_ids = torch.tensor([ids], device=device)
             prompt_lp: list[TokenLogprob] = []
             if echo:
-                last_logits, past, prompt_lp = self._echo_forward(lm, input_ids, ids, enc["offset_mapping"], logprobs or 0)
+                last_logits, past, prompt_lp = self._echo_forward(lm, input_ids, ids, enc["offset_mapping"], logprobs or 0, echo_at)
             else:
                 out = lm.model(input_ids=input_ids, use_cache=True, logits_to_keep=1)
                 last_logits, past = out.logits[0, -1].float(), out.past_key_values
@@ -127,8 +131,11 @@ class LocalClient(LLMClient):
             finish_reason=finish,
         )
 
-    def _echo_forward(self, lm, input_ids, ids: list[int], offsets, top_n: int):
-        """One pass over the prompt: per-token logprob + top-N alternatives, and the state to generate from."""
+    def _echo_forward(self, lm, input_ids, ids: list[int], offsets, top_n: int, echo_at: frozenset[int] | None = None):
+        """One pass over the prompt: per-token logprob + top-N alternatives, and the state to generate from.
+
+        With ``echo_at`` only the tokens starting at those character offsets get a record (and the head runs
+        only at the positions predicting them, plus the last one that starts generation)."""
         import torch
 
         model = lm.model
@@ -136,26 +143,30 @@ class LocalClient(LLMClient):
         softcap = getattr(getattr(model.config, "get_text_config", lambda: model.config)(), "final_logit_softcapping", None)
         hidden_out = decoder(input_ids=input_ids, use_cache=True)
         hidden, past = hidden_out.last_hidden_state[0], hidden_out.past_key_values
-        records: list[TokenLogprob] = []
         n = len(ids)
+        # logits at position pos predict token pos + 1; the last position starts generation
+        wanted = [pos for pos in range(n - 1) if echo_at is None or offsets[pos + 1][0] in echo_at]
+        positions = torch.tensor(wanted + [n - 1], dtype=torch.long, device=hidden.device)
+        records: list[TokenLogprob] = []
         last_logits = None
-        for start in range(0, n, HEAD_CHUNK):
-            logits = head(hidden[start:start + HEAD_CHUNK]).float()
+        for start in range(0, len(positions), HEAD_CHUNK):
+            chunk = positions[start:start + HEAD_CHUNK]
+            logits = head(hidden[chunk]).float()
             if softcap:
                 logits = torch.tanh(logits / softcap) * softcap
             logp = torch.log_softmax(logits, dim=-1)
             if top_n:
                 top_vals, top_ids = torch.topk(logp, k=min(top_n, logp.shape[-1]), dim=-1)
-            for row in range(logp.shape[0]):
-                pos = start + row  # logits at pos predict token pos + 1
+            for row, pos in enumerate(chunk.tolist()):
                 if pos + 1 >= n:
                     continue
                 nxt = ids[pos + 1]
                 records.append(self._record(lm, nxt, float(logp[row, nxt]), top_vals[row] if top_n else None, top_ids[row] if top_n else None, offsets[pos + 1][0]))
             last_logits = logits[-1]
         first = TokenLogprob(token=self._piece(lm, ids[0]), logprob=None, top={}, text_offset=offsets[0][0])
-        if lm.tokenizer.bos_token_id is not None and ids[0] == lm.tokenizer.bos_token_id and offsets[0] == (0, 0):
-            first = None  # the added BOS is not part of the prompt text, so it is not echoed
+        if (lm.tokenizer.bos_token_id is not None and ids[0] == lm.tokenizer.bos_token_id and offsets[0] == (0, 0)) or (
+                echo_at is not None and offsets[0][0] not in echo_at):
+            first = None  # the added BOS is not part of the prompt text (and a token not asked for is not echoed)
         return last_logits, past, ([first] if first else []) + records
 
     def _generate(self, lm, logits, past, n_prompt: int, max_tokens: int, temperature: float, top_n: int | None, text_start: int):

@@ -67,7 +67,8 @@ class OpenAIClient(LLMClient):
         token_logprobs = [_chat_token(t) for t in content] if content else None
         return Completion(text=text, usage=_usage(response), logprobs=token_logprobs, finish_reason=choice.finish_reason)
 
-    async def complete(self, prompt: str, *, max_tokens: int = 256, temperature: float = 0.0, logprobs: int | None = None, echo: bool = False) -> Completion:
+    async def complete(self, prompt: str, *, max_tokens: int = 256, temperature: float = 0.0, logprobs: int | None = None, echo: bool = False, echo_at=None) -> Completion:
+        """``echo_at`` is a hint servers have no parameter for: every prompt position comes back."""
         params: dict[str, Any] = {"model": self.model_name, "prompt": prompt, "max_tokens": max_tokens, "temperature": temperature}
         if logprobs:
             params["logprobs"] = logprobs

@@ -59,8 +59,8 @@ class ReliableClient(ClientWrapper):
     async def chat(self, messages, *, max_tokens=256, temperature=0.0, logprobs=None) -> Completion:
         return await self._call(lambda: self.inner.chat(messages, max_tokens=max_tokens, temperature=temperature, logprobs=logprobs))
 
-    async def complete(self, prompt, *, max_tokens=256, temperature=0.0, logprobs=None, echo=False) -> Completion:
-        return await self._call(lambda: self.inner.complete(prompt, max_tokens=max_tokens, temperature=temperature, logprobs=logprobs, echo=echo))
+    async def complete(self, prompt, *, max_tokens=256, temperature=0.0, logprobs=None, echo=False, echo_at=None) -> Completion:
+        return await self._call(lambda: self.inner.complete(prompt, max_tokens=max_tokens, temperature=temperature, logprobs=logprobs, echo=echo, echo_at=echo_at))
 
     def backoff_delay(self, retry: int, retry_after_s: float | None = None) -> float:
         """Seconds to wait before retry number ``retry`` (0-based): full jitter, at least Retry-After."""
