@@ -140,13 +140,32 @@ def class_summary(table: dict[str, np.ndarray], cfg: CrosscodeConfig) -> dict:
             "relative_norm_definition": "r = |d_B| / (|d_A| + |d_B|), decoder norms in the common-norm space"}
 
 
-def per_model_metrics(enc: Encoded, dead_fraction: float, names: tuple[str, str]) -> dict:
-    """FVU per model on held-out units, L0 (active latents per unit) and dead latents."""
+def per_model_metrics(enc: Encoded, dead_fraction: float, names: tuple[str, str], relative: np.ndarray | None = None,
+                      exclusive_below: float = 0.1) -> dict:
+    """FVU per model on held-out units, L0 (active latents per unit) and dead latents, for the whole dictionary
+    and per model (``relative``: each latent's r; a latent counts for model m when m's share of its decoder
+    norm is at least ``exclusive_below``, i.e. it is not exclusive to the other model by norm)."""
     fvu = enc.error_sq / np.maximum(enc.total_var, 1e-12)
+    n_units, d_sae = enc.codes.shape
     l0 = float(np.diff(enc.codes.indptr).mean()) if enc.n else float("nan")
-    never = float((np.bincount(enc.codes.indices, minlength=enc.codes.shape[1]) == 0).mean())
+    fires = np.bincount(enc.codes.indices, minlength=d_sae)
+    never = float((fires == 0).mean())
+    per_model = {}
+    if relative is not None:
+        for name, share in zip(names, (1.0 - np.asarray(relative), np.asarray(relative))):
+            writes = share >= exclusive_below
+            live = writes & (fires > 0)
+            per_model[name] = {
+                "l0": float(writes[enc.codes.indices].sum() / n_units) if n_units else float("nan"),
+                "n_latents": int(writes.sum()), "n_live": int(live.sum()), "n_dead": int((writes & (fires == 0)).sum()),
+                "dead_fraction": float((writes & (fires == 0)).sum() / writes.sum()) if writes.any() else None,
+                "unused_fraction": float(1.0 - live.sum() / d_sae)}
     return {"fvu": {names[0]: float(fvu[0]), names[1]: float(fvu[1])}, "l0": l0,
-            "dead_fraction_training": dead_fraction, "never_fired_fraction": never,
+            "dead_fraction_training": dead_fraction, "never_fired_fraction": never, "per_model": per_model,
             "definitions": {"fvu": "held-out word units: sum |x_m - x_m_hat|^2 / sum |x_m - mean|^2, per model, common-norm space",
                             "l0": "mean active latents per word unit (all units, inference threshold)",
-                            "never_fired_fraction": "latents active on no word unit at all"}}
+                            "never_fired_fraction": "latents active on no word unit at all",
+                            "per_model": f"a latent counts for model m when m's share of its decoder norm (|d_m| / (|d_A| + |d_B|)) is >= "
+                                         f"{exclusive_below:g}; l0: mean active latents per word unit that count for m; n_dead / dead_fraction: "
+                                         "those counting for m that never fire (count, share of them); unused_fraction: share of the whole "
+                                         "dictionary m cannot use (never fires, or a negligible decoder norm for m)"}}

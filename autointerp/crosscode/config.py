@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 from autointerp.errors import UserError
 
+POOLINGS = ("mean", "residual")
+
 
 @dataclass
 class CrosscodeConfig:
@@ -17,6 +19,11 @@ class CrosscodeConfig:
     # default run already over its 15-minute budget. `autointerp crosscode` runs it regardless; `autointerp
     # run` only when true.
     enabled: bool = False
+    # What one row is, per shared word unit: "mean" = each model's activation mean-pooled over the unit's
+    # tokens; "residual" = the same minus that model's mean over every occurrence of the unit's word type
+    # (casefolded text), on the units whose type recurs in two or more documents only: the word-identity
+    # (lexical) part removed, so a latent shared there is shared beyond word identity.
+    pooling: str = "mean"  # mean | residual (word-type means removed: sharing beyond word identity)
     d_sae: int = 4096  # latents of the one dictionary both models share
     k: int = 32  # mean active latents per word unit (BatchTopK: top k x batch over the batch in training)
     epochs: float = 3.0  # passes over the training word units
@@ -34,6 +41,13 @@ class CrosscodeConfig:
     min_corr: float = 0.3  # post-hoc: a latent's best-correlated SAE feature counts only at this correlation or above
     controls: bool = True  # also train crosscoders on the random-weights control pairs when their harvests exist
     n_disagreements: int = 10  # disagreements with the post-hoc view listed (with exemplar words) in the record
+    # Latent pages: this many latents per group (seeded; 0: none), each group in order, a latent in its first
+    # group only: exclusive here but on a post-hoc shared pair; shared here but on a post-hoc unshared pair;
+    # the most-used A-only, B-only and exclusive-by-norm-only latents; the most one-sided leaning latents;
+    # random shared latents. Each gets word-unit exemplar windows ([exemplars] sizes, counted in words) and,
+    # with ``label_latents``, a label through [explain] / [llm] scored by the embedding scorer ([score]).
+    latent_pages: int = 4  # latents per group given windows, labels and a page (0: none)
+    label_latents: bool = True  # label and score the paged latents ([explain] labeller = "lexical": no LLM)
     checkpoint_every: int = 200  # steps between training checkpoints (resume after an interruption)
     device: str = "auto"  # auto: cuda if available, else cpu
 
@@ -51,5 +65,9 @@ class CrosscodeConfig:
                             "need 0 < exclusive_below < 0.5 and 0 < shared_within < 0.5 - exclusive_below")
         if not 0.0 < self.scaling_max < 1.0 or not 0.0 <= self.min_corr < 1.0:
             raise UserError(f"[crosscode] scaling_max = {self.scaling_max} must be in (0, 1), min_corr = {self.min_corr} in [0, 1)")
+        if self.pooling not in POOLINGS:
+            raise UserError(f"[crosscode] pooling = {self.pooling!r} is unknown; use {' or '.join(POOLINGS)}")
+        if self.latent_pages < 0:
+            raise UserError(f"[crosscode] latent_pages = {self.latent_pages} must be >= 0")
         if self.n_disagreements < 0 or self.checkpoint_every < 1:
             raise UserError("[crosscode] n_disagreements must be >= 0 and checkpoint_every >= 1")

@@ -7,6 +7,14 @@ harvests cover are kept. Scaling: each model's activations are brought to a comm
 sqrt((d_A + d_B) / 2) (centred, so that a large constant offset - Gemma's residual has one - does not set
 the scale); the scales live in the crosscoder and are folded into the saved weights.
 
+``pooling = "residual"`` removes the lexical part first: per model, each unit's pooled activation minus
+the mean of that model's pooled activations over every unit of the same word type (casefolded text,
+``compare.lexical.WordTypes``), keeping only the units whose type recurs in two or more documents (the
+units compare's lexical decomposition runs on: elsewhere word identity cannot be told apart from the
+document). What is left is how a model's representation of a word varies with its context, so a latent
+both models use there is shared beyond word identity. The type means are taken over all kept units
+(training and held-out alike: a fixed preprocessing of the rows, like the pooling itself).
+
 Held-out rows are whole documents (a seeded ``eval_fraction`` of them), so FVU is measured on text the
 crosscoder never saw. Training order: a seeded permutation of the training rows per epoch, replayed
 identically on resume (the trainer skips the rows a checkpoint already trained on).
@@ -19,9 +27,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 
 from autointerp.compare.inputs import ComparedModel
+from autointerp.compare.lexical import WordTypes
 from autointerp.compare.representation import pooled_word_activations
 from autointerp.compare.units import WordIndex, aligned_pairs
 from autointerp.data.corpus import Document
@@ -48,8 +58,8 @@ class PairedUnits:
 
 
 def paired_units(a: ComparedModel, b: ComparedModel, docs: list[Document], eval_fraction: float, seed: int,
-                 progress: bool = True) -> PairedUnits:
-    """Pool both harvests onto the run's word units and keep the units both cover."""
+                 progress: bool = True, pooling: str = "mean") -> PairedUnits:
+    """Pool both harvests onto the run's word units and keep the units both cover (``pooling``: see above)."""
     if a.level != "token" or b.level != "token":
         raise UserError(f"the crosscoder needs token-level harvests (word units); {a.slug} is {a.level!r}, {b.slug} is {b.level!r}")
     words = WordIndex.build(docs)
@@ -57,13 +67,33 @@ def paired_units(a: ComparedModel, b: ComparedModel, docs: list[Document], eval_
     pa = pooled_word_activations(a.harvest_dir, a.manifest, doc_index_of, words, progress, a.slug)
     pb = pooled_word_activations(b.harvest_dir, b.manifest, doc_index_of, words, progress, b.slug)
     units, _ = aligned_pairs(pa.covered, pb.covered)
+    if pooling == "residual":
+        units, x_a, x_b = residual_rows(WordTypes.build(words, docs), units, pa.matrix, pb.matrix)
+    else:
+        x_a, x_b = pa.matrix[units], pb.matrix[units]
     if len(units) < 64:
         raise UserError(f"only {len(units)} word units are covered by both {a.slug} and {b.slug}; the corpus is too small for a crosscoder")
     doc = np.searchsorted(words.doc_offsets, units, side="right") - 1
     held = np.random.default_rng(seed).random(len(docs)) < eval_fraction
     if not held[np.unique(doc)].any():  # tiny corpora: hold out at least one document
         held[int(doc[-1])] = True
-    return PairedUnits(pa.matrix[units], pb.matrix[units], units, doc, held[doc], words)
+    return PairedUnits(x_a, x_b, units, doc, held[doc], words)
+
+
+def residual_rows(types: WordTypes, units: np.ndarray, x_a: np.ndarray, x_b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(kept units, A rows, B rows): the units whose word type recurs in >= 2 documents, each model's rows
+    minus that model's mean over the kept units of the same type (float64 sums, float32 rows)."""
+    covered = np.zeros(types.n_units, bool)
+    covered[units] = True
+    kept = np.flatnonzero(types.recurring(covered))
+    _, inv = np.unique(types.ids[kept], return_inverse=True)
+    counts = np.bincount(inv).astype(np.float64)
+    mean_of = sp.csr_matrix((1.0 / counts[inv], (inv, np.arange(len(kept)))), shape=(len(counts), len(kept)))
+    out = []
+    for x in (x_a, x_b):
+        rows = x[kept].astype(np.float64)
+        out.append((rows - (mean_of @ rows)[inv]).astype(np.float32))
+    return kept, out[0], out[1]
 
 
 def common_scales(x_a: np.ndarray, x_b: np.ndarray) -> tuple[float, float]:

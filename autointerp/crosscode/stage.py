@@ -26,6 +26,7 @@ from autointerp.config import RunConfig
 from autointerp.crosscode.analysis import class_summary, encode_units, latent_table, per_model_metrics
 from autointerp.crosscode.config import CrosscodeConfig
 from autointerp.crosscode.data import common_scales, paired_units, training_batches
+from autointerp.crosscode.latent_stage import Encoded, latent_step
 from autointerp.crosscode.model import CrossCoder, save_crosscoder
 from autointerp.crosscode.posthoc import agreement, best_features, disagreements
 from autointerp.data.corpus import corpus_fingerprint
@@ -39,7 +40,11 @@ from autointerp.rundir.record import Decision, StageRecord, decide
 from autointerp.sae.config import TrainConfig
 from autointerp.sae.trainer import train_sae
 
-POOLING = "mean over every harvested token overlapping the word unit, per model"
+POOLINGS = {"mean": "mean over every harvested token overlapping the word unit, per model",
+            "residual": "mean over every harvested token overlapping the word unit, minus the model's mean over every unit of the "
+                        "same word type (casefolded), on units whose type recurs in two or more documents: the lexical part removed"}
+# settings that do not change the crosscoder (the latent pages are derived data with their own records)
+_NOT_SETTINGS = ("enabled", "controls", "device", "checkpoint_every", "latent_pages", "label_latents")
 CONTROL_SUFFIX = "@random"
 
 
@@ -74,7 +79,10 @@ def pairs_for(cfg: RunConfig) -> list[tuple[ComparedModel, ComparedModel, str]]:
 
 
 def _settings(cfg: CrosscodeConfig) -> dict:
-    return {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("enabled", "controls", "device", "checkpoint_every")}
+    out = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in _NOT_SETTINGS}
+    if out["pooling"] == "mean":  # records made before the setting existed used mean pooling
+        del out["pooling"]
+    return out
 
 
 def _inputs(a: ComparedModel, b: ComparedModel, matches: Path) -> dict:
@@ -84,8 +92,9 @@ def _inputs(a: ComparedModel, b: ComparedModel, matches: Path) -> dict:
 
 
 def crosscode_pair(run_dir: Path, a: ComparedModel, b: ComparedModel, out: CrosscodeDir, cfg: CrosscodeConfig, role: str,
-                   *, overwrite: bool = False, progress: bool = True) -> tuple[dict, bool]:
-    """Train (or reuse) the crosscoder of one pair; returns (summary, reused)."""
+                   *, overwrite: bool = False, progress: bool = True, keep: dict | None = None) -> tuple[dict, bool]:
+    """Train (or reuse) the crosscoder of one pair; returns (summary, reused). A freshly trained crosscoder,
+    its units and codes are left in ``keep["encoded"]`` (the latent pages are mined from them)."""
     docs = check_same_corpus(run_dir, a, b)
     matches = RunDir(run_dir).pair(a.slug, b.slug).matches
     settings, inputs = _settings(cfg), _inputs(a, b, matches)
@@ -96,7 +105,7 @@ def crosscode_pair(run_dir: Path, a: ComparedModel, b: ComparedModel, out: Cross
     if decision is Decision.REDO:
         shutil.rmtree(out.root, ignore_errors=True)
     started = time.perf_counter()
-    data = paired_units(a, b, docs, cfg.eval_fraction, cfg.seed, progress)
+    data = paired_units(a, b, docs, cfg.eval_fraction, cfg.seed, progress, cfg.pooling)
     train_rows = np.flatnonzero(~data.is_eval)
     scales = common_scales(data.x_a[train_rows], data.x_b[train_rows])
     pooled_s = time.perf_counter() - started
@@ -109,7 +118,7 @@ def crosscode_pair(run_dir: Path, a: ComparedModel, b: ComparedModel, out: Cross
                        checkpoint_dir=out.checkpoints, progress=progress)
     train_s = time.perf_counter() - t0
     save_crosscoder(cc, out.root, {"models": [a.slug, b.slug], "hook_names": [a.manifest.get("hook_name"), b.manifest.get("hook_name")],
-                                   "pooling": POOLING, "scale_rule": "each model's mean centred norm -> sqrt((d_a + d_b) / 2)"})
+                                   "pooling": POOLINGS[cfg.pooling], "scale_rule": "each model's mean centred norm -> sqrt((d_a + d_b) / 2)"})
     enc = encode_units(cc, data)
     table = pd.DataFrame(latent_table(cc, enc, cfg))
     for m, key in ((a, "a"), (b, "b")):
@@ -121,12 +130,12 @@ def crosscode_pair(run_dir: Path, a: ComparedModel, b: ComparedModel, out: Cross
     write_parquet(table, out.latents)
     summary = {
         "role": role, "model_a": a.slug, "model_b": b.slug, "d_a": cc.d_a, "d_b": cc.d_b, "d_sae": cfg.d_sae, "k": cfg.k,
-        "pooling": POOLING, "scales": [float(s) for s in cc.scales], "n_units": data.n, "n_train_units": int(len(train_rows)),
+        "pooling": POOLINGS[cfg.pooling], "pooling_mode": cfg.pooling, "scales": [float(s) for s in cc.scales], "n_units": data.n, "n_train_units": int(len(train_rows)),
         "n_eval_units": int(data.is_eval.sum()), "n_documents": len(docs), "corpus": corpus_fingerprint(docs),
         "training": {"steps": result.steps, "units": result.tokens, "completed": result.completed, "resumed_from_step": result.resumed_from_step,
                      "seconds": round(train_s, 2), "units_per_s": round(result.tokens / max(train_s, 1e-9), 1),
                      "fvu_train": result.fvu, "history": result.history},
-        "metrics": per_model_metrics(enc, result.dead_fraction, (a.slug, b.slug)),
+        "metrics": per_model_metrics(enc, result.dead_fraction, (a.slug, b.slug), table["relative_norm"].to_numpy(), cfg.exclusive_below),
         "classes": class_summary(table.to_dict("series"), cfg),
         "relative_norms": table["relative_norm"][table["class"] != "dead"].round(4).tolist(),
         "posthoc": agree, "disagreements": listed,
@@ -134,28 +143,37 @@ def crosscode_pair(run_dir: Path, a: ComparedModel, b: ComparedModel, out: Cross
     }
     StageRecord("crosscode", settings, inputs, summary=summary).save(out.record)
     shutil.rmtree(out.checkpoints, ignore_errors=True)  # the record is written: nothing left to resume
+    if keep is not None:
+        keep["encoded"] = Encoded(cc, data, enc.codes, docs)
     return summary, False
 
 
 def crosscode_stage(cfg: RunConfig, *, overwrite: bool = False, progress: bool = True) -> list[tuple[dict, bool]]:
-    """Every crosscoder of the run (pair first, then controls), under the run lock."""
+    """Every crosscoder of the run (pair first, then controls), under the run lock; the pair's paged latents
+    get word windows, labels and scores (``latent_stage``)."""
     cfg.crosscode.validate()
     with run_lock(cfg.run_path):
         save_resolved_config(cfg)
         run = RunDir(cfg.run_path)
-        return [crosscode_pair(cfg.run_path, a, b, run.crosscoder(a.slug, b.slug), cfg.crosscode, role,
-                               overwrite=overwrite, progress=progress) for a, b, role in pairs_for(cfg)]
+        results = []
+        for a, b, role in pairs_for(cfg):
+            out, keep = run.crosscoder(a.slug, b.slug), {}
+            results.append(crosscode_pair(cfg.run_path, a, b, out, cfg.crosscode, role, overwrite=overwrite, progress=progress, keep=keep))
+            if role == "pair":
+                latent_step(cfg, a, b, out, keep.get("encoded"), progress)
+        return results
 
 
 def print_summary(results: list[tuple[dict, bool]]) -> None:
     table = Table(title="crosscode: shared / exclusive latents (relative decoder norm + Latent Scaling)")
-    for col in ("pair", "role", "units", "FVU A / B", "shared", "A-only", "B-only", "norm only", "post-hoc agree"):
+    for col in ("pair", "role", "pooling", "units", "FVU A / B", "L0 A / B", "shared", "A-only", "B-only", "norm only", "post-hoc agree"):
         table.add_column(col)
     pct = lambda v: "-" if v is None else f"{v:.0%}"  # noqa: E731
     for s, reused in results:
         f, fvu, post = s["classes"]["fractions"], list(s["metrics"]["fvu"].values()), s["posthoc"]
-        table.add_row(f"{s['model_a']} x {s['model_b']}" + (" (cached)" if reused else ""), s["role"], f"{s['n_units']:,}",
-                      f"{fvu[0]:.3f} / {fvu[1]:.3f}", pct(f["shared"]), pct(f["a_only"]), pct(f["b_only"]), pct(f["norm_only"]),
+        l0 = " / ".join(f"{v['l0']:.1f}" for v in (s["metrics"].get("per_model") or {}).values()) or "-"
+        table.add_row(f"{s['model_a']} x {s['model_b']}" + (" (cached)" if reused else ""), s["role"], s.get("pooling_mode", "mean"),
+                      f"{s['n_units']:,}", f"{fvu[0]:.3f} / {fvu[1]:.3f}", l0, pct(f["shared"]), pct(f["a_only"]), pct(f["b_only"]), pct(f["norm_only"]),
                       pct(post.get("crosscoder_shared_in_posthoc")) if post.get("available") else "-")
     console.print(table)
 

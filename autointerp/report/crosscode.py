@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from autointerp.io import atomic_path, read_json
+from autointerp.report.crosscode_pages import latent_lines
 from autointerp.report.fmt import count, md_marked, md_table, md_text, num, pct
 from autointerp.report.plots import Plot
 from autointerp.rundir.layout import PLOTS_DIR, CrosscodeDir, RunDir
@@ -30,8 +31,12 @@ def _records(run_dir: Path) -> list[tuple[CrosscodeDir, dict]]:
 
 
 def record_files(run_dir: Path) -> list[Path]:
-    """The crosscode records the report reads (part of its inputs: a retrained crosscoder redoes the report)."""
-    return [d.record for d, _ in _records(run_dir)]
+    """The crosscode records the report reads (part of its inputs: a retrained crosscoder redoes the report),
+    and the paged latents' records (new windows or labels redo it too)."""
+    out = []
+    for d, _ in _records(run_dir):
+        out += [d.record] + [p for p in (d.latent_exemplars_record, d.latent_labels_record) if p.is_file()]
+    return out
 
 
 def crosscode_plots(run_dir: Path, out_dir: Path) -> dict[str, list[Plot]]:
@@ -76,8 +81,9 @@ def _fractions(s: dict) -> str:
             f"{pct(f['leaning'])} leaning one way; of {count(s['classes']['n_live'])} live latents ({count(c['dead'])} dead)")
 
 
-def crosscode_section(run_dir: Path, plots: dict[str, list[Plot]]) -> list[str]:
-    """Markdown lines; empty when no crosscoder was trained (the stage is opt-in)."""
+def crosscode_section(run_dir: Path, plots: dict[str, list[Plot]], pages_index: str | None = None) -> list[str]:
+    """Markdown lines; empty when no crosscoder was trained (the stage is opt-in). With ``pages_index`` (the
+    HTML pages were written) the paged latents are listed with links to their pages."""
     records = _records(run_dir)
     pair = next((s for _, s in records if s["role"] == "pair"), None)
     if pair is None:
@@ -89,7 +95,7 @@ def crosscode_section(run_dir: Path, plots: dict[str, list[Plot]]) -> list[str]:
            f"one decoder per model) trained on {count(pair['n_train_units'])} word units where both models' activations are the "
            f"{md_text(pair['pooling'])}, each model scaled to a common mean centred norm. Held-out FVU ({count(pair['n_eval_units'])} units): "
            f"{fvu}; L0 {num(m['l0'], 1)}; {pct(m['never_fired_fraction'])} of latents never fire; "
-           f"training {num(tr['seconds'], 0)} s ({num(tr['units_per_s'], 0)} units/s).", "",
+           f"training {num(tr['seconds'], 0)} s ({num(tr['units_per_s'], 0)} units/s).", "", *_per_model(m),
            f"**Joint answer** for `{pair['model_a']}` vs `{pair['model_b']}`: {_fractions(pair)}. Thresholds on r = |d_B| / (|d_A| + |d_B|): "
            f"shared {t['shared']}, A-only {t['a_only']}, B-only {t['b_only']}; {t['latent_scaling']}.", ""]
     cal = _calibration(run_dir, pair)
@@ -99,7 +105,16 @@ def crosscode_section(run_dir: Path, plots: dict[str, list[Plot]]) -> list[str]:
                 + ". The two fractions count different things (latents of one dictionary vs pairs of two) and are not expected to be equal.", ""]
     out += _controls(records, cal) + _agreement(pair) + _disagreements(pair)
     out += [line for p in plots.get(KEY, []) for line in (f"![{p.title}]({p.path})", "")]
-    return out
+    return out + latent_lines(run_dir, pages_index)
+
+
+def _per_model(m: dict) -> list[str]:
+    per = m.get("per_model") or {}
+    if not per:
+        return []
+    parts = [f"`{k}` L0 {num(v['l0'], 1)}, {count(v['n_live'])} live of {count(v['n_latents'])} latents with a non-negligible decoder norm for it "
+             f"({count(v['n_dead'])} of those dead), {pct(v['unused_fraction'])} of the dictionary unusable by it" for k, v in per.items()]
+    return ["Per model: " + "; ".join(parts) + f" ({md_text(m['definitions']['per_model'])}).", ""]
 
 
 def _calibration(run_dir: Path, s: dict) -> dict:

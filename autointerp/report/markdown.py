@@ -70,7 +70,7 @@ def build_markdown(run: RunInputs, cfg: ReportConfig, plots: dict[str, list[Plot
         out += [disagreement_section(p, cfg.max_disagreements, link), domain_section(p)]
         out += _figures(plots.get(p.key, []), "domains_")
         out += [abstraction_section(p)]
-    out += crosscode_section(run.run_dir, plots)  # empty unless a crosscoder was trained (opt-in)
+    out += crosscode_section(run.run_dir, plots, pages_index)  # empty unless a crosscoder was trained (opt-in)
     out += [caveats_section(run)]
     return "\n".join(out).rstrip() + "\n"
 

@@ -22,6 +22,7 @@ from autointerp.progress import progress_bar
 from autointerp.report.artifacts import ModelInputs, RunInputs
 from autointerp.report.config import ReportConfig
 from autointerp.report import feature_sections as sections
+from autointerp.report.crosscode_pages import index_section, load_latent_sets, write_latent_pages
 from autointerp.report.html_render import document, esc, fmt, href, shaded_window, table
 from autointerp.report.index_pages import correlation_view, density_view, label_score_view, summary_html
 from autointerp.report.page_data import PageData, collect
@@ -81,7 +82,9 @@ def write_pages(run: RunInputs, cfg: ReportConfig, out_dir: Path, progress: bool
                     (tmp / m.slug / feature_page_name(feature)).write_text(page, encoding="utf-8")
                     advance(1)
         _write_pair_pages(ctx, tmp)
-        (tmp / PAGES_INDEX).write_text(_index_page(ctx, chosen), encoding="utf-8")
+        latent_sets = load_latent_sets(run.run_dir)  # crosscoder latents (opt-in stage): pages/crosscode/<A>__<B>/<latent>.html
+        write_latent_pages(latent_sets, tmp, ctx.selected, ctx.pairs, cfg.page_top_windows, cfg.page_quantile_windows)
+        (tmp / PAGES_INDEX).write_text(_index_page(ctx, chosen, index_section(latent_sets)), encoding="utf-8")
         link = lambda model, f: _feature_link(ctx, model, f, True)  # noqa: E731
         views = {"correlation": correlation_view(run, pairs, link), "density": density_view(run, chosen, link),
                  "label_score": label_score_view(run, chosen, link)}
@@ -222,7 +225,7 @@ def _feature_page(ctx: _Context, m: ModelInputs, feature: int, stats: pd.DataFra
     return document(f"{m.slug} feature {feature}", "\n".join(parts))
 
 
-def _index_page(ctx: _Context, chosen: dict[str, list[int]]) -> str:
+def _index_page(ctx: _Context, chosen: dict[str, list[int]], latents_html: str = "") -> str:
     run = ctx.run
     parts = [f"<h1>Feature pages · {esc(run.run_dir.name)}</h1>", summary_html(run),
              "<p class=\"meta\">Pages exist for labelled features, both sides of the best and the shared matched pairs, "
@@ -242,4 +245,5 @@ def _index_page(ctx: _Context, chosen: dict[str, list[int]]) -> str:
                                   f"{_pair_cell(ctx, m.slug, f, x.model, x.feature, 0)}" for x in best) or "—"
             rows.append([_feature_link(ctx, m.slug, f, True), _label_html(labels, f), *scores, density, partner])
         parts.append(table(["feature", "label", *scorers, "density", "partner"], rows, [True, False, *[True] * len(scorers), True, False]))
+    parts.append(latents_html)
     return document(f"feature pages: {run.run_dir.name}", "\n".join(parts))

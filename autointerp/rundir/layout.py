@@ -20,9 +20,12 @@
     runs/<name>/controls/                    controls.json (every control's sharing, cost); ceiling/<model>/sae/ (second seed),
                                              ceiling/<model>/pair/ and floor/<A>__<B random>/ (compare outputs),
                                              random/<model>/ (random-weights control: harvest/, sae/)
-    runs/<name>/crosscode/<A>__<B>/          crosscoder.safetensors, cfg.json, latents.parquet, crosscode.json, checkpoints/
+    runs/<name>/crosscode/<A>__<B>/          crosscoder.safetensors, cfg.json, latents.parquet, crosscode.json, checkpoints/,
+                                             latent_exemplars.parquet + .json (word windows of the paged latents),
+                                             latent_labels.parquet + .json (their labels and scores)
     runs/<name>/sweep/                       sweep.json (every layer pair's CKA / SVCCA / mutual kNN, the record), <metric>.png
-    runs/<name>/report.md, report.json, plots/, pages/ (index, by_*.html, <model>/<f>.html, pairs/<A>__<B>/<a>-<b>.html)
+    runs/<name>/report.md, report.json, plots/, pages/ (index, by_*.html, <model>/<f>.html, pairs/<A>__<B>/<a>-<b>.html,
+                                             crosscode/<A>__<B>/<latent>.html)
 
 No other module spells one of these names: stages ask a ``RunDir`` / ``ModelDir`` / ``PairDir`` for paths.
 The SAELens file names live here too, because an SAE directory outside a run has the same layout.
@@ -93,6 +96,10 @@ CROSSCODE_DIR = "crosscode"
 CROSSCODER_WEIGHTS_FILE = "crosscoder.safetensors"
 CROSSCODE_LATENTS_FILE = "latents.parquet"
 CROSSCODE_RECORD = "crosscode.json"
+CROSSCODE_EXEMPLARS_FILE = "latent_exemplars.parquet"  # word-unit windows of the paged latents (EXEMPLAR_SCHEMA + read_a/b)
+CROSSCODE_EXEMPLARS_RECORD = "latent_exemplars.json"
+CROSSCODE_LABELS_FILE = "latent_labels.parquet"  # their labels (explain path) and embedding scores (+ shuffled baseline)
+CROSSCODE_LABELS_RECORD = "latent_labels.json"
 # layer sweep
 SWEEP_DIR = "sweep"
 SWEEP_FILE = "sweep.json"
@@ -103,6 +110,7 @@ PLOTS_DIR = "plots"
 PAGES_DIR = "pages"
 PAGES_INDEX = "index.html"
 PAIR_PAGES_DIR = "pairs"  # pages/pairs/<A>__<B>/<feature A>-<feature B>.html
+CROSSCODE_PAGES_DIR = "crosscode"  # pages/crosscode/<A>__<B>/<latent>.html
 INDEX_VIEWS = {"correlation": "by_correlation.html", "density": "by_density.html", "label_score": "by_label_score.html"}
 
 
@@ -112,6 +120,10 @@ def feature_page_name(feature: int) -> str:
 
 def pair_page_name(feature_a: int, feature_b: int) -> str:
     return f"{feature_a}-{feature_b}.html"
+
+
+def latent_page_name(latent: int) -> str:
+    return f"{latent}.html"
 
 
 def shard_stem(index: int) -> str:
@@ -253,6 +265,10 @@ class CrosscodeDir:
     latents = property(lambda self: self.root / CROSSCODE_LATENTS_FILE)
     record = property(lambda self: self.root / CROSSCODE_RECORD)
     checkpoints = property(lambda self: self.root / CHECKPOINT_DIR)
+    latent_exemplars = property(lambda self: self.root / CROSSCODE_EXEMPLARS_FILE)
+    latent_exemplars_record = property(lambda self: self.root / CROSSCODE_EXEMPLARS_RECORD)
+    latent_labels = property(lambda self: self.root / CROSSCODE_LABELS_FILE)
+    latent_labels_record = property(lambda self: self.root / CROSSCODE_LABELS_RECORD)
 
 
 @dataclass(frozen=True)
