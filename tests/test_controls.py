@@ -87,11 +87,13 @@ def test_floor_runs_end_to_end_on_tiny_models(tiny_model_dirs, text_corpus, tmp_
     cfg.corpus.dataset = str(text_corpus)
     cfg.harvest.ctx_len = 32
     cfg.harvest.shard_tokens = 200
-    cfg.compare = dataclasses.replace(cfg.compare, min_support=1, representation_permutations=3, document_level=False)
+    cfg.compare = dataclasses.replace(cfg.compare, min_support=1, representation_permutations=3, document_level=False, representation_units=200)
     harvest_all(cfg)
     train_all(cfg)
     compare_all(cfg)
     record = controls_all(cfg)
+    sub = read_json(RunDir(cfg.run_path).pair("A", "B").calibration)["representation_subsample"]
+    assert 200 <= sub["units"] < sub["of_units"] and sub["documents"] < sub["of_documents"]  # whole documents, seeded
     run = RunDir(cfg.run_path)
     manifest = read_json(run.controls.random_model("B").manifest)
     assert manifest["complete"] and manifest["identity"]["model"].endswith("(random weights, seed 0)")

@@ -146,3 +146,16 @@ def test_two_synthetic_models_share_representation_above_the_null(synth):
     for name in ("cka", "svcca", "mutual_knn"):
         r = out[name]
         assert r["p_value"] == pytest.approx(1 / 6) and r["value"] > r["null_mean"] + 3 * r["null_sd"], (name, r)
+
+
+def test_word_index_subsample_takes_seeded_whole_documents_until_enough_units():
+    from autointerp.compare.units import WordIndex
+    from autointerp.data.corpus import Document
+
+    docs = [Document(f"d{i}", " ".join(["word"] * (5 + i))) for i in range(20)]
+    words = WordIndex.build(docs)
+    keep = words.subsample(40, seed=3)
+    assert keep == sorted(keep) and keep == words.subsample(40, seed=3) and keep != words.subsample(40, seed=4)
+    held = words.words_per_doc[keep]
+    assert 40 <= held.sum() < 40 + words.words_per_doc.max()  # stops at the first document reaching the budget
+    assert words.subsample(10**6, seed=0) == list(range(20))  # fewer units than asked: every document

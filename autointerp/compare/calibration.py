@@ -14,6 +14,8 @@ import json
 import logging
 import time
 
+import numpy as np
+
 from autointerp.compare.inputs import ComparedModel
 from autointerp.compare.representation import pooled_word_activations, representation_baselines
 from autointerp.compare.units import WordIndex
@@ -32,7 +34,8 @@ def representation(a: ComparedModel, b: ComparedModel, docs: list[Document], cfg
     if not cfg.representation or a.level != "token" or b.level != "token":
         return None
     key = hashlib.sha256(json.dumps({"identity": identity, "what": "representation", "permutations": cfg.representation_permutations,
-                                     "max_units": cfg.representation_max_units}, sort_keys=True, default=str).encode()).hexdigest()
+                                     "max_units": cfg.representation_max_units, "units": cfg.representation_units},
+                                    sort_keys=True, default=str).encode()).hexdigest()
     cached = _cached(pair, key)
     if cached is not None:
         return cached
@@ -40,9 +43,13 @@ def representation(a: ComparedModel, b: ComparedModel, docs: list[Document], cfg
     words = WordIndex.build(docs)
     doc_index_of = {d.doc_id: i for i, d in enumerate(docs)}
     pooled = [pooled_word_activations(m.harvest_dir, m.manifest, doc_index_of, words, progress, m.slug) for m in (a, b)]
-    result = representation_baselines(pooled[0].matrix, pooled[1].matrix, words.doc_offsets, covered_a=pooled[0].covered,
-                                      covered_b=pooled[1].covered, seed=cfg.seed, n_permutations=cfg.representation_permutations,
+    keep = words.subsample(cfg.representation_units, cfg.seed)  # whole documents: the derangements permute among them
+    rows = np.concatenate([np.arange(words.doc_offsets[d], words.doc_offsets[d + 1]) for d in keep])
+    offsets = np.concatenate([[0], np.cumsum(words.words_per_doc[keep])])
+    result = representation_baselines(pooled[0].matrix[rows], pooled[1].matrix[rows], offsets, covered_a=pooled[0].covered[rows],
+                                      covered_b=pooled[1].covered[rows], seed=cfg.seed, n_permutations=cfg.representation_permutations,
                                       max_units=cfg.representation_max_units)
+    result["subsample"] = {"documents": len(keep), "of_documents": len(docs), "units": int(len(rows)), "of_units": words.n_units}
     result["seconds"] = round(time.perf_counter() - started, 1)  # the control's cost, kept with the cached result
     pair.cache.mkdir(parents=True, exist_ok=True)
     write_json(pair.representation_cache, {"key": key, "result": result})
@@ -81,6 +88,7 @@ def calibration_record(stats: dict, rep: dict | None) -> dict:
     for name in ("cka", "svcca", "mutual_knn"):
         out[name] = _baseline((rep or {}).get(name))
     out["representation_seconds"] = (rep or {}).get("seconds")
+    out["representation_subsample"] = (rep or {}).get("subsample")  # the whole documents the three were measured on
     if rep is None:
         out["not_measured"]["representation"] = "needs token-level harvests of both models ([compare] representation = true)"
     return out

@@ -39,7 +39,8 @@ class CompareConfig:
     lexical_min_excess: float = 0.05  # ... and is at least this large (a correlation difference)
     representation: bool = True  # raw-activation baselines (debiased CKA, SVCCA, mutual kNN) on word-pooled activations
     representation_permutations: int = 19  # document derangements forming each baseline's null (p-values down to 1/20)
-    representation_max_units: int = 4096  # seeded subsample of units for mutual kNN (CKA and SVCCA use every unit)
+    representation_units: int = 32_768  # seeded subsample of whole documents holding this many word units: CKA, SVCCA and the derangements (each pass is linear in units: 20 per pair)
+    representation_max_units: int = 4096  # seeded subsample of those units for mutual kNN (quadratic)
     null_method: str = "quantile"
     chunk_rows: int = 8192  # harvest rows encoded per SAE call
     unit_chunk: int = 65_536  # aligned units per sparse cross-product step
@@ -67,8 +68,8 @@ class CompareConfig:
             raise UserError(f"compare setting lexical_permutations={self.lexical_permutations} must be >= 2 (the lexical null's spread is estimated across them)")
         if not 0.0 < self.lexical_alpha < 1.0:
             raise UserError(f"compare setting lexical_alpha={self.lexical_alpha} must be in (0, 1); e.g. 0.01")
-        if self.representation_permutations < 1 or self.representation_max_units < 2:
-            raise UserError("compare settings representation_permutations must be >= 1 and representation_max_units >= 2")
+        if self.representation_permutations < 1 or self.representation_max_units < 2 or self.representation_units < 4:
+            raise UserError("compare settings representation_permutations must be >= 1, representation_max_units >= 2 and representation_units >= 4")
         if not 0.0 <= self.claim_min_effect < 0.5:
             raise UserError(f"compare setting claim_min_effect={self.claim_min_effect} must be in [0, 0.5); e.g. 0.06")
         if not self.domains:

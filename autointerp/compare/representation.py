@@ -204,11 +204,15 @@ def svcca(x: np.ndarray, y: np.ndarray, variance: float = SVCCA_VARIANCE) -> dic
 
 
 def _knn(z: np.ndarray, k: int) -> np.ndarray:
-    z = z.astype(np.float64)
-    z = z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-30)
-    sim = z @ z.T
-    np.fill_diagonal(sim, -np.inf)  # a unit is not its own neighbour
-    return np.argpartition(-sim, k - 1, axis=1)[:, :k]
+    """Each row's k nearest rows by cosine. A ranking: float32 is exact enough, and torch's top-k is ~10x
+    numpy's single-threaded argpartition over the [n x n] similarities (20 subsamples per pair)."""
+    import torch
+
+    t = torch.from_numpy(np.ascontiguousarray(z, dtype=np.float32))
+    t = t / t.norm(dim=1, keepdim=True).clamp_min(1e-30)
+    sim = t @ t.T
+    sim.fill_diagonal_(-math.inf)  # a unit is not its own neighbour
+    return sim.topk(k, dim=1, sorted=False).indices.numpy()
 
 
 def mutual_knn(x: np.ndarray, y: np.ndarray, k: int = 10) -> float:

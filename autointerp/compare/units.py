@@ -54,6 +54,14 @@ class WordIndex:
                    np.concatenate(ends) if ends else np.zeros(0, np.int64),
                    np.concatenate([[0], np.cumsum(counts)]).astype(np.int64), np.asarray(char_offsets, np.int64))
 
+    def subsample(self, max_units: int, seed: int) -> list[int]:
+        """Indices (in corpus order) of seeded random whole documents, drawn until they hold ``max_units`` units
+        (all documents when they hold fewer), and at least two: whole documents, two or more, keep the
+        document-derangement null possible and meaningful."""
+        order = np.random.default_rng(seed).permutation(len(self.char_offsets))
+        take = max(2, int(np.searchsorted(np.cumsum(self.words_per_doc[order]), max_units)) + 1)
+        return sorted(order[:take].tolist())
+
     def texts(self, docs: list[Document]) -> list[str]:
         """Each word unit's text, in unit order; ``docs`` are the documents the index was built from."""
         if len(docs) != len(self.char_offsets):

@@ -22,8 +22,10 @@ def headline(p: PairInputs) -> str | None:
     rep = [f"{name} {num(cal[key]['value'])} (null {num(cal[key]['null_mean'])}, p {pvalue(cal[key]['p_value'])})"
            for key, name in _BASELINES if cal.get(key)]
     if rep:
-        cost = f" ({num(cal['representation_seconds'], 0)} s)" if cal.get("representation_seconds") is not None else ""
-        parts.append(f"raw activations, word-pooled{cost}: " + ", ".join(rep))
+        sub = cal.get("representation_subsample") or {}
+        where = [f"{count(sub['units'])} words of {count(sub['documents'])} documents"] if sub.get("units") is not None else []
+        where += [f"{num(cal['representation_seconds'], 0)} s"] if cal.get("representation_seconds") is not None else []
+        parts.append("raw activations, word-pooled" + (f" ({', '.join(where)})" if where else "") + ": " + ", ".join(rep))
     parts += _controls(cal)
     rare = (cal.get("n_rare_a") or 0) + (cal.get("n_rare_b") or 0)
     if rare:

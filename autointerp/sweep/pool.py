@@ -21,14 +21,6 @@ from autointerp.models.load import LoadedModel
 from autointerp.progress import progress_bar
 
 
-def subsample_documents(docs: list[Document], max_units: int, seed: int) -> list[int]:
-    """Indices (in corpus order) of seeded random whole documents, drawn until they hold ``max_units`` word units."""
-    sizes = WordIndex.build(docs).words_per_doc
-    order = np.random.default_rng(seed).permutation(len(docs))
-    take = int(np.searchsorted(np.cumsum(sizes[order]), max_units)) + 1
-    return sorted(order[:take].tolist())
-
-
 def pooled_layers(lm: LoadedModel, docs: list[Document], words: WordIndex, ctx_len: int, batch_size: int,
                   progress: bool = False) -> tuple[list[np.ndarray], np.ndarray]:
     """Mean activation per word unit after every block ([n_units, d_model] float32 each) and the covered units.

@@ -30,7 +30,7 @@ from autointerp.rundir.layout import RunDir
 from autointerp.rundir.lock import run_lock
 from autointerp.rundir.record import Decision, StageRecord, decide
 from autointerp.sweep.plots import heatmap
-from autointerp.sweep.pool import pooled_layers, subsample_documents
+from autointerp.sweep.pool import pooled_layers
 
 
 @dataclass
@@ -82,7 +82,7 @@ def sweep_stage(cfg: RunConfig, *, overwrite: bool = False, progress: bool = Tru
     if decide(previous, settings, inputs, overwrite=overwrite, where=out.root) is Decision.REUSE and all(p.is_file() for p in outputs):
         return SweepOutcome(True, previous.summary)
     started = time.perf_counter()
-    sub = [docs[i] for i in subsample_documents(docs, cfg.sweep.max_units, cfg.sweep.seed)]
+    sub = [docs[i] for i in WordIndex.build(docs).subsample(cfg.sweep.max_units, cfg.sweep.seed)]
     words = WordIndex.build(sub)
     layers_a, covered_a, info_a = _pool(a, cfg, sub, words, progress)
     layers_b, covered_b, info_b = _pool(b, cfg, sub, words, progress)
