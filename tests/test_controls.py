@@ -83,7 +83,7 @@ def test_floor_runs_end_to_end_on_tiny_models(tiny_model_dirs, text_corpus, tmp_
     cfg = RunConfig(run_dir=str(tmp_path / "run"), max_tokens=600,
                     models=[ModelEntry(str(tiny_model_dirs["gpt2"]), name="A", layer=1), ModelEntry(str(tiny_model_dirs["bert"]), name="B", layer=0)],
                     sae=SAEConfig(expansion_factor=2, k=4), train=TrainConfig(epochs=1, batch_size=64, ce_contexts=0),
-                    controls=ControlsConfig(ceiling=False, floor="last"))
+                    controls=ControlsConfig(ceiling=False, floor="last", floor_epochs=0.5))
     cfg.corpus.dataset = str(text_corpus)
     cfg.harvest.ctx_len = 32
     cfg.harvest.shard_tokens = 200
@@ -104,6 +104,9 @@ def test_floor_runs_end_to_end_on_tiny_models(tiny_model_dirs, text_corpus, tmp_
     assert cal["floor_shared_fraction"] == {"A": floor["shared_fraction_of"]["A"]} and cal["floors"][0]["cka"]["value"] is not None
     assert "ceiling = false" in cal["not_measured"]["ceiling_shared_fraction"]
     assert read_json(run.pair("A", "B").stats)["calibration"] == cal
+    real_tokens = read_json(run.model("B").sae.metrics)["train_tokens"]
+    floor_tokens = read_json(run.controls.random_model("B").sae.metrics)["train_tokens"]
+    assert abs(floor_tokens - real_tokens / 2) <= 64  # floor_epochs = 0.5 against [train] epochs = 1 (one batch of slack)
     assert not (run.root / "B-random").exists()  # controls live under controls/, never beside the real models
 
 

@@ -67,7 +67,7 @@ def floor(cfg: RunConfig, entry: ModelEntry, other: ModelEntry, *, overwrite: bo
     run = RunDir(cfg.run_path)
     control, model = random_entry(cfg, entry), run.controls.random_model(entry.slug)  # its SAE is trained ([sae]), even where the real model's is pretrained
     harvested = harvest_stage(cfg, control, overwrite=overwrite, model=model)
-    trained = train_stage(_control_cfg(cfg), control, overwrite=overwrite, model=model)
+    trained = train_stage(_control_cfg(cfg, epochs=cfg.controls.floor_epochs), control, overwrite=overwrite, model=model)
     a = model_inputs(cfg.run_path, other)
     b = model_inputs(cfg.run_path, control, model=model, slug=f"{entry.slug}@random")
     compare_cfg = dataclasses.replace(cfg.compare, representation=cfg.controls.floor_representation, document_level=False)
