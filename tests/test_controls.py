@@ -79,7 +79,13 @@ def test_random_weights_are_seeded_and_differ_from_the_trained_ones(tiny_model_d
     assert r0.tokenizer.vocab_size == real.tokenizer.vocab_size and r0.n_layers == real.n_layers
 
 
-def test_floor_runs_end_to_end_on_tiny_models(tiny_model_dirs, text_corpus, tmp_path):
+def test_floor_runs_end_to_end_on_tiny_models(tiny_model_dirs, text_corpus, tmp_path, monkeypatch):
+    import autointerp.compare.activation as activation
+
+    encoded = []  # harvests encoded by compare: A's codes are shared by the pair and the floor (one encode)
+    real_pool = activation.pool_harvest
+    monkeypatch.setattr(activation, "pool_harvest", lambda sae, harvest_dir, *args: encoded.append(harvest_dir) or real_pool(sae, harvest_dir, *args))
+    activation._POOLED.clear()
     cfg = RunConfig(run_dir=str(tmp_path / "run"), max_tokens=600,
                     models=[ModelEntry(str(tiny_model_dirs["gpt2"]), name="A", layer=1), ModelEntry(str(tiny_model_dirs["bert"]), name="B", layer=0)],
                     sae=SAEConfig(expansion_factor=2, k=4), train=TrainConfig(epochs=1, batch_size=64, ce_contexts=0),
@@ -92,6 +98,7 @@ def test_floor_runs_end_to_end_on_tiny_models(tiny_model_dirs, text_corpus, tmp_
     train_all(cfg)
     compare_all(cfg)
     record = controls_all(cfg)
+    assert len(encoded) == len(set(encoded)) == 3  # A, B and B's random control: A encoded once for the pair and the floor
     sub = read_json(RunDir(cfg.run_path).pair("A", "B").calibration)["representation_subsample"]
     assert 200 <= sub["units"] < sub["of_units"] and sub["documents"] < sub["of_documents"]  # whole documents, seeded
     run = RunDir(cfg.run_path)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -150,6 +151,25 @@ def _lexical(result: LevelResult, pa: PooledActivations, pb: PooledActivations, 
     result.lexical = frame[["feature_a", "feature_b", *_LEX_FLOATS, "kind"]].astype({"feature_a": np.int32, "feature_b": np.int32}).reset_index(drop=True)
     result.lexical_summary = summary
 
+# A model's pooled codes depend only on its harvest, its SAE and the documents (word units are the corpus's
+# words, whatever the other model's tokenizer), so the compares of one `autointerp run` (the pair, each
+# model's ceiling, the floor) share them instead of encoding the same harvest up to three times. Read-only.
+_POOLED: OrderedDict[tuple, dict[str, PooledActivations]] = OrderedDict()
+_POOLED_MAX = 4  # the run's real models plus the ceiling pairs' second SAEs (two models: ~50 MB each)
+
+
+def _pooled_key(m: ComparedModel, docs: list[Document], words: bool) -> tuple:
+    weights = tuple((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(m.sae_dir.iterdir()) if p.suffix in (".safetensors", ".json"))
+    return (str(m.harvest_dir.resolve()), json.dumps(m.manifest.get("identity"), sort_keys=True, default=str), str(m.sae_dir.resolve()),
+            weights, len(docs), hashlib.sha256("\x00".join(d.doc_id for d in docs).encode()).hexdigest(), words)
+
+
+def _remember(key: tuple, pooled: dict[str, PooledActivations]) -> None:
+    _POOLED[key] = pooled
+    while len(_POOLED) > _POOLED_MAX:
+        _POOLED.popitem(last=False)
+
+
 def activation_levels(a: ComparedModel, b: ComparedModel, docs: list[Document], cfg, identity: dict, pair: PairDir,
                       progress: bool = True) -> dict[str, LevelResult]:
     """LevelResult per level, from the cache where the inputs are unchanged, else computed."""
@@ -165,9 +185,15 @@ def activation_levels(a: ComparedModel, b: ComparedModel, docs: list[Document], 
     words = WordIndex.build(docs) if "word" in todo else None
     pooled = {}
     for m in (a, b):
-        sae = load_sae(m.sae_dir)
-        pooled[m.slug] = pool_harvest(sae, m.harvest_dir, m.manifest, doc_index_of, words, cfg.chunk_rows, progress, m.slug)
-        del sae
+        key = _pooled_key(m, docs, words is not None)
+        if key in _POOLED:
+            _POOLED.move_to_end(key)
+            pooled[m.slug] = _POOLED[key]
+        else:
+            sae = load_sae(m.sae_dir)
+            pooled[m.slug] = pool_harvest(sae, m.harvest_dir, m.manifest, doc_index_of, words, cfg.chunk_rows, progress, m.slug)
+            del sae
+            _remember(key, pooled[m.slug])
     for lv in todo:
         offsets = words.doc_offsets if lv == "word" else np.arange(len(docs) + 1, dtype=np.int64)
         results[lv] = _level_result(lv, pooled[a.slug][lv], pooled[b.slug][lv], offsets, cfg, progress)
