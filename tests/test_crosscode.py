@@ -41,8 +41,9 @@ HOSTILE = '<script>alert("x")</script><img src=x onerror="alert(1)">'
 
 def _config(run) -> RunConfig:
     cfg = RunConfig(run_dir=str(run.run_dir), models=[ModelEntry(s) for s in run.slugs])
-    cfg.crosscode = CrosscodeConfig(d_sae=192, k=6, epochs=12, batch_size=256)
+    cfg.crosscode = CrosscodeConfig(d_sae=192, k=6, epochs=12, batch_size=256, latent_pages=2)
     cfg.explain = dataclasses.replace(cfg.explain, labeller="lexical")  # the explain path without an LLM
+    cfg.exemplars = dataclasses.replace(cfg.exemplars, n_top=6, n_quantiles=4, per_quantile=2, n_random=6)  # small: test time
     return cfg
 
 
@@ -196,7 +197,7 @@ def test_latent_selection_is_bounded_seeded_and_named(trained):
     assert len({j for j, _ in chosen}) == len(chosen)  # each latent once
     # the synthetic crosscoder has exclusive latents on both sides and shared ones; the post-hoc view agrees
     assert groups["a_only"] == groups["b_only"] == groups["random_shared"] == cfg.crosscode.latent_pages
-    used = latents[latents["class"] == "a_only"].sort_values(["n_units", "latent"], ascending=[False, True])["latent"].head(4)
+    used = latents[latents["class"] == "a_only"].sort_values(["n_units", "latent"], ascending=[False, True])["latent"].head(cfg.crosscode.latent_pages)
     assert [j for j, g in chosen if g == "a_only"] == [int(j) for j in used]
     assert all(cls[j] == "shared" for j, g in chosen if g == "random_shared")
     again = select_latents(latents, cfg.crosscode.latent_pages, cfg.crosscode.seed)
@@ -570,9 +571,14 @@ def _lexical_world(n_lexical: int):
 ORIGINAL_CODES = synthetic_run._codes
 
 
-@pytest.mark.slow
 def test_residual_pooling_keeps_contextual_sharing_and_drops_lexical_sharing(tmp_path):
-    import shutil
+    """The crosscoder's rows in a world with a known answer: on mean-pooled rows both models carry every shared
+    concept, lexical or contextual (their projections on the concept's true direction correlate across the
+    models); on residual rows the lexical ones are gone (word identity was all they shared) and the
+    contextual ones still correlate. Checked on the rows themselves, without training (test time)."""
+    from autointerp.compare.inputs import check_same_corpus
+    from autointerp.crosscode.data import paired_units
+    from autointerp.crosscode.stage import _settings, side
 
     spec = SyntheticSpec(n_docs=60, n_shared=16, n_a_only=8, n_b_only=8, d_a=32, d_b=32, k=8)
     n_lexical = 8
@@ -580,26 +586,21 @@ def test_residual_pooling_keeps_contextual_sharing_and_drops_lexical_sharing(tmp
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(synthetic_run, "_documents", documents)
         mp.setattr(synthetic_run, "_codes", codes)
-        run = make_synthetic_run(tmp_path / "mean", spec)
-    shutil.copytree(run.run_dir, tmp_path / "residual")
-    found = {}
+        run = make_synthetic_run(tmp_path / "run", spec)
+    a, b = (side(RunDir(run.run_dir).model(s), s) for s in run.slugs)
+    docs = check_same_corpus(run.run_dir, a, b)
+    dirs = [load_sae(m.sae_dir).W_dec.detach().double().numpy() for m in (a, b)]
+    corr = {}
     for pooling in ("mean", "residual"):
-        cfg = RunConfig(run_dir=str(tmp_path / pooling), models=[ModelEntry(s) for s in run.slugs])
-        cfg.crosscode = CrosscodeConfig(d_sae=96, k=6, epochs=12, batch_size=256, pooling=pooling, latent_pages=0)
-        (summary, _), = crosscode_stage(cfg, progress=False)
-        assert summary["pooling_mode"] == pooling
-        out = RunDir(tmp_path / pooling).crosscoder(*run.slugs)
-        cc, cls = load_crosscoder(out.root), pd.read_parquet(out.latents)["class"].to_numpy()
-        dec_a, dec_b = cc.split(cc.W_dec.detach())
-        cos_a = _cos(dec_a, load_sae(RunDir(run.run_dir).model(run.slugs[0]).sae_dir).W_dec.detach())
-        cos_b = _cos(dec_b, load_sae(RunDir(run.run_dir).model(run.slugs[1]).sae_dir).W_dec.detach())
-        shared = []
+        data = paired_units(a, b, docs, 0.1, 0, progress=False, pooling=pooling)
+        per_concept = []
         for concept in range(spec.n_shared):
             ja, jb = np.flatnonzero(run.concept_of_a == concept)[0], np.flatnonzero(run.concept_of_b == concept)[0]
-            shared.append(bool(((cos_a[:, ja] > 0.9) & (cos_b[:, jb] > 0.9) & (cls == "shared")).any()))
-        found[pooling] = (sum(shared[:n_lexical]), sum(shared[n_lexical:]))
+            per_concept.append(np.corrcoef(data.x_a @ dirs[0][ja], data.x_b @ dirs[1][jb])[0, 1])
+        corr[pooling] = np.array(per_concept)
         if pooling == "residual":
-            assert summary["n_units"] < run.n_units  # only words whose type recurs across documents
-    # mean pooling finds every shared concept, lexical or not; on residuals only the contextual ones are shared
-    assert found["mean"][0] >= n_lexical - 1 and found["mean"][1] >= spec.n_shared - n_lexical - 1, found
-    assert found["residual"][0] <= 1 and found["residual"][1] >= spec.n_shared - n_lexical - 1, found
+            assert 0 < data.n < run.n_units  # only words whose type recurs across documents
+    assert (corr["mean"] > 0.9).all(), corr["mean"]  # every shared concept is shared on mean-pooled rows
+    assert (np.abs(corr["residual"][:n_lexical]) < 0.2).all(), corr["residual"]  # lexical sharing removed
+    assert (corr["residual"][n_lexical:] > 0.8).all(), corr["residual"]  # contextual sharing kept
+    assert "pooling" not in _settings(CrosscodeConfig()) and _settings(CrosscodeConfig(pooling="residual"))["pooling"] == "residual"
