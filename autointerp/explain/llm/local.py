@@ -1,8 +1,11 @@
 """In-process LLM backend: a transformers causal LM behind the ``LLMClient`` interface, no server needed.
 
 Why it exists: the default run must work offline on a laptop CPU, so the embedded Gemma 3 270M labels
-and scores features in-process. Generation runs in one worker thread (one request at a time: on CPU,
-parallel forward passes only fight over the same cores), so the asyncio pipeline stays responsive.
+and scores features in-process. Requests run in worker threads, each forward pass on ONE torch thread and
+one worker per core (``$AUTOINTERP_LLM_WORKERS``, default: the usable cores, at most 4; 1 on a GPU): the
+pipeline keeps several requests in flight, and separate single-threaded passes use every core without the
+OpenMP spinning that made two threads per pass slower than one on a busy 2-core machine. Torch releases
+the GIL inside its kernels; the tokenizer (not safe to share across threads) is used under a lock.
 
 Logprobs come straight from the logits. With ``echo=True`` the prompt's own tokens get their
 log-probability and top-N alternatives from the SAME forward pass that starts generation; this is what
@@ -24,6 +27,7 @@ from autointerp.explain.llm.base import Completion, LLMClient, LLMError, TokenLo
 DEFAULT_LOCAL_MODEL = "gemma-3-270m"
 HEAD_CHUNK = 128  # prompt positions per output-head chunk (bounds memory: chunk x vocab floats)
 THREADS_ENV = "AUTOINTERP_LLM_THREADS"
+WORKERS_ENV = "AUTOINTERP_LLM_WORKERS"
 
 
 def default_threads() -> int:
@@ -36,6 +40,31 @@ def default_threads() -> int:
         return 1
 
 
+def default_workers(device: str = "auto") -> int:
+    """Requests served at once: $AUTOINTERP_LLM_WORKERS, else one per usable core (at most 4), 1 on a GPU
+    (one device runs one pass at a time anyway)."""
+    try:
+        if os.environ.get(WORKERS_ENV):
+            return max(1, int(os.environ[WORKERS_ENV]))
+    except ValueError:
+        return 1
+    if device not in ("auto", "cpu") and not device.startswith("cpu"):
+        return 1
+    if device == "auto":
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                return 1
+        except ImportError:  # pragma: no cover - torch is a dependency
+            pass
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(4, cores))
+
+
 class LocalClient(LLMClient):
     """A local causal LM (default: the embedded Gemma 3 270M) answering chat and completion requests."""
 
@@ -46,10 +75,12 @@ class LocalClient(LLMClient):
         self.model_name = self.spec
         self.device = device
         self.threads = default_threads()
+        self.workers = default_workers(device)
         self.usage = Usage()
         self._lm = None
         self._load_lock = threading.Lock()
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="autointerp-local-llm")
+        self._text_lock = threading.Lock()  # tokenizer calls and usage totals, shared by the workers
+        self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="autointerp-local-llm")
 
     # -- loading -------------------------------------------------------------------------------
     def loaded(self):
@@ -103,7 +134,8 @@ class LocalClient(LLMClient):
         if torch.get_num_threads() != self.threads:
             torch.set_num_threads(self.threads)
         tok = lm.tokenizer
-        enc = tok(prompt, add_special_tokens=add_bos, return_offsets_mapping=True)
+        with self._text_lock:
+            enc = tok(prompt, add_special_tokens=add_bos, return_offsets_mapping=True)
         ids = list(enc["input_ids"])
         if not ids:
             raise LLMError("empty prompt")
@@ -122,7 +154,8 @@ class LocalClient(LLMClient):
             text, gen_lp, finish = self._generate(lm, last_logits, past, len(ids), max_tokens, temperature, logprobs, len(prompt))
         completion_tokens = len(gen_lp)
         usage = Usage(prompt_tokens=len(ids), completion_tokens=completion_tokens, calls=1)
-        self.usage.add(usage)
+        with self._text_lock:
+            self.usage.add(usage)
         want_lp = logprobs is not None
         return Completion(
             text=(prompt + text) if echo else text,
@@ -190,14 +223,15 @@ class LocalClient(LLMClient):
             vals, idx = torch.topk(logp, k=top_n) if top_n else (None, None)
             records.append(self._record(lm, nxt, float(logp[nxt]), vals, idx, text_start + len(text)))
             new_ids.append(nxt)
-            text = tok.decode(new_ids, skip_special_tokens=True)
+            with self._text_lock:
+                text = tok.decode(new_ids, skip_special_tokens=True)
             out = lm.model(input_ids=torch.tensor([[nxt]], device=logits.device), past_key_values=past, use_cache=True)
             logits, past = out.logits[0, -1], out.past_key_values
         return text, records, finish
 
-    @staticmethod
-    def _piece(lm, token_id: int) -> str:
-        return lm.tokenizer.decode([token_id])
+    def _piece(self, lm, token_id: int) -> str:
+        with self._text_lock:
+            return lm.tokenizer.decode([token_id])
 
     def _record(self, lm, token_id: int, logprob: float, top_vals, top_ids, offset: int) -> TokenLogprob:
         top: dict[str, float] = {}
