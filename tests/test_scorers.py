@@ -43,7 +43,7 @@ class KeywordOracle(LLMClient):
             return Completion(reply, Usage(prompt_tokens=len(prompt.split()), completion_tokens=len(words), calls=1))
         return await self.complete(prompt, max_tokens=max_tokens, logprobs=logprobs)
 
-    async def complete(self, prompt, *, max_tokens=256, temperature=0.0, logprobs=None, echo=False):
+    async def complete(self, prompt, *, max_tokens=256, temperature=0.0, logprobs=None, echo=False, echo_at=None):
         label_words = set(re.search(r"detects: (.*)", prompt).group(1).lower().split())
         usage = Usage(prompt_tokens=len(prompt.split()), completion_tokens=1, calls=1)
         if echo:  # simulation: one record per character run; slots are the characters after a tab

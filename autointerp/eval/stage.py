@@ -2,12 +2,17 @@
 
 Resumable and idempotent: scores are only computed where ``status_<scorer>`` is not "ok" under the same
 scorer identity (settings, prompt, LLM); the identity of each scorer is kept in labels.json.
+
+The level scorers work at comes from the model's own harvest record (``level`` in harvest.json; exemplars.json
+when the harvest is gone), not from a setting: at sequence level every scorer predicts or classifies whole
+documents (``autointerp.eval.scorers.base``). labels.json records it (``score_level`` and per scorer).
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import math
 import time
 from dataclasses import dataclass
@@ -18,7 +23,7 @@ import pandas as pd
 from autointerp.config import RunConfig
 from autointerp.errors import UserError
 from autointerp.eval.config import ScoreConfig
-from autointerp.eval.scorers import SCORERS, make_scorer
+from autointerp.eval.scorers import LEVELS, SCORERS, make_scorer
 from autointerp.eval.pipeline import add_final_scores, baseline_labels, score_features
 from autointerp.explain.labels import lexical_labels, llm_labels, read_labels, read_meta, write_labels, write_meta
 from autointerp.explain.llm.base import LLMClient, Usage
@@ -33,12 +38,32 @@ from autointerp.rundir.windows import load_windows
 SAVE_EVERY = 8  # features between checkpoint writes of labels.parquet
 
 
-def scorer_identity(name: str, cfg: ScoreConfig, prompts_dir: str | None, llm_backend: str, llm_model: str | None) -> dict:
+def scoring_level(model_dir: Path) -> str:
+    """The level the model was harvested at ("token" or "sequence"): harvest.json's identity, else exemplars.json
+    (a run whose harvest was deleted after mining), else "token"."""
+    files = ModelDir(Path(model_dir))
+    for path, read in ((files.manifest, lambda d: (d.get("identity") or {}).get("level")), (files.exemplars_meta, lambda d: d.get("level"))):
+        if not path.is_file():
+            continue
+        try:
+            level = read(json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, ValueError, AttributeError):
+            continue
+        if level in LEVELS:
+            return level
+    return "token"
+
+
+def scorer_identity(name: str, cfg: ScoreConfig, prompts_dir: str | None, llm_backend: str, llm_model: str | None, level: str = "token") -> dict:
+    """What makes scores comparable: settings, shuffled baseline, the level's prompt and the LLM (token-level
+    identities carry no ``level`` key, so scores recorded before levels existed stay valid)."""
     cls = SCORERS[name]
     settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("scorers", "shuffled_baseline")}
     identity = {"settings": settings, "shuffled_baseline": cfg.shuffled_baseline}
+    if level != "token":
+        identity["level"] = level
     if cls.needs_llm:
-        identity |= {"backend": llm_backend, "model": llm_model or "default", "prompt_sha": prompt_sha(load_template(cls.template_name, prompts_dir).text)}
+        identity |= {"backend": llm_backend, "model": llm_model or "default", "prompt_sha": prompt_sha(load_template(cls.template_for(level), prompts_dir).text)}
     return identity
 
 
@@ -71,20 +96,21 @@ def plan_scores(model_dir: Path, score_cfg: ScoreConfig, names: list[str], ident
     return ScorePlan(table, labels, baselines, lexical, todo)
 
 
-async def run_score(client: LLMClient | None, model_dir: Path, plan: ScorePlan, score_cfg: ScoreConfig, prompts_dir: str | None, names: list[str], identities: dict[str, dict], *, concurrency: int, label: str) -> pd.DataFrame:
+async def run_score(client: LLMClient | None, model_dir: Path, plan: ScorePlan, score_cfg: ScoreConfig, prompts_dir: str | None, names: list[str], identities: dict[str, dict], *, concurrency: int, label: str, level: str = "token") -> pd.DataFrame:
     """Run each scorer on the ok labels that lack an ok score under the same identity (own + baseline label)."""
     table, labels, baselines = plan.table, plan.labels, plan.baselines
     meta = read_meta(model_dir)
     meta.setdefault("scorers", {})
-    meta.setdefault("definitions", {}).update({f"score_{n}": cls.definition for n, cls in SCORERS.items()})
+    meta["score_level"] = level
+    meta.setdefault("definitions", {}).update({f"score_{n}": cls.describe(level) for n, cls in SCORERS.items()})
     needed = sorted({f for todo in plan.todo.values() for f in todo})
     windows = await asyncio.to_thread(load_windows, ModelDir(model_dir).exemplars, needed, splits=("test",)) if needed else {}  # scorers: held-out only
     for name in names:
         todo = plan.todo[name]
-        meta["scorers"][name] = {"identity": identities[name], "definition": SCORERS[name].definition}
+        meta["scorers"][name] = {"identity": identities[name], "definition": SCORERS[name].describe(level), "level": level}
         if not todo:
             continue
-        scorer = make_scorer(name, score_cfg, prompts_dir)
+        scorer = make_scorer(name, score_cfg, prompts_dir, level)
         updates: list[dict] = []
 
         def flush() -> None:
@@ -133,30 +159,31 @@ async def score_models_async(cfg: RunConfig, models, names: list[str], overwrite
     unknown = [n for n in names if n not in SCORERS]
     if unknown:
         raise UserError(f"unknown scorer(s) {', '.join(unknown)}; choose from {', '.join(SCORERS)}")
-    identities = {n: scorer_identity(n, cfg.score, cfg.explain.prompts_dir, cfg.llm.backend, cfg.llm.model) for n in names}
     jobs = []
     for entry in models:
         model_dir = cfg.run_path / entry.slug
         if not ModelDir(model_dir).labels.is_file():
             raise UserError(f"no labels in {model_dir}; run `autointerp explain` first")
         check_inputs(model_dir)
-        jobs.append((entry, model_dir, plan_scores(model_dir, cfg.score, names, identities, overwrite)))
-    llm_work = any(plan.todo[n] for _, _, plan in jobs for n in names if SCORERS[n].needs_llm)
-    if not any(plan.todo[n] for _, _, plan in jobs for n in names):
+        level = scoring_level(model_dir)
+        identities = {n: scorer_identity(n, cfg.score, cfg.explain.prompts_dir, cfg.llm.backend, cfg.llm.model, level) for n in names}
+        jobs.append((entry, model_dir, level, identities, plan_scores(model_dir, cfg.score, names, identities, overwrite)))
+    llm_work = any(plan.todo[n] for *_, plan in jobs for n in names if SCORERS[n].needs_llm)
+    if not any(plan.todo[n] for *_, plan in jobs for n in names):
         console.print("score: scores are up to date (nothing to do)")
         return {}
     summaries = {}
 
     async def score_models(client) -> None:
-        for entry, model_dir, plan in jobs:
+        for entry, model_dir, level, identities, plan in jobs:
             if not any(plan.todo.values()):
                 continue
             before = client.usage.copy() if client is not None else None
             started = time.perf_counter()
-            table = await run_score(client, model_dir, plan, cfg.score, cfg.explain.prompts_dir, names, identities, concurrency=cfg.llm.concurrency, label=entry.slug)
+            table = await run_score(client, model_dir, plan, cfg.score, cfg.explain.prompts_dir, names, identities, concurrency=cfg.llm.concurrency, label=entry.slug, level=level)
             if client is not None:
                 summaries[entry.slug] = store_usage(client, before, model_dir, "score", time.perf_counter() - started, len(table))
-            console.print(_score_line(entry.slug, table, names))
+            console.print(_score_line(entry.slug, table, names, level))
 
     if llm_work:
         async with open_client(cfg.llm, cfg.run_path) as client:
@@ -167,13 +194,14 @@ async def score_models_async(cfg: RunConfig, models, names: list[str], overwrite
     return summaries
 
 
-def _score_line(slug: str, table, names: list[str]):
+def _score_line(slug: str, table, names: list[str], level: str = "token"):
     """Per scorer: LLM / lexical / shuffled (/ final) mean held-out scores, and whether the LLM beats lexical."""
     from rich.table import Table
 
     from autointerp.eval.paired import compare_kinds
 
-    out = Table(title=f"score {slug}: mean held-out score per label kind")
+    scope = "whole documents (sequence level)" if level == "sequence" else "token level"
+    out = Table(title=f"score {slug}: mean held-out score per label kind, {scope}")
     for col in ("scorer", "llm", "lexical", "shuffled", "final", "LLM > lexical", "Wilcoxon p", "rank-biserial r"):
         out.add_column(col)
     verdicts = []

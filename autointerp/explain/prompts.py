@@ -23,6 +23,9 @@ REQUIRED = {
     "simulator": ("label", "examples"),
     "detection": ("label", "example"),
     "fuzzing": ("label", "example"),
+    "simulator_sequence": ("label", "document"),  # sequence level: scorers judge whole documents
+    "detection_sequence": ("label", "document"),
+    "fuzzing_sequence": ("label", "documents"),
 }
 _SLOT = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 

@@ -42,6 +42,21 @@ def scorer_summaries(labels: pd.DataFrame | None, scorers: list[str]) -> list[Sc
     return out
 
 
+def score_level(m: ModelInputs) -> str:
+    """The level the labels were scored at: labels.json's ``score_level`` (written by the score stage), else the
+    harvest's level. "sequence": every scorer judged whole documents."""
+    recorded = (m.labels_meta or {}).get("score_level")
+    return str(recorded) if recorded else m.level
+
+
+def _level_note(m: ModelInputs) -> list[str]:
+    if score_level(m) != "sequence":
+        return []
+    return ["Scored at sequence level (the harvest has one activation per document): every scorer predicts or classifies "
+            "whole held-out documents — simulation correlates one rating per document with the document's activation, "
+            "detection and fuzzing classify documents, embedding compares the label with document embeddings.", ""]
+
+
 def label_counts(m: ModelInputs) -> tuple[int, int, int]:
     """(rows, ok, failed) of labels.parquet."""
     if m.labels is None:
@@ -70,6 +85,8 @@ def label_section(run: RunInputs, top_labels: int = 5) -> str:
             lines.append("Most common failure reasons: " + "; ".join(f"{md_text(r, 80)} ({c})" for r, c in common.items()) + ".")
         lines.append("")
         summaries = scorer_summaries(m.labels, m.scorers)
+        if summaries:
+            lines += _level_note(m)
         if not summaries:
             lines.append(f"> Label scores are missing: run `autointerp score` to score the labels of `{m.slug}`.")
             lines.append("")

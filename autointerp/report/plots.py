@@ -13,7 +13,6 @@ import numpy as np
 
 from autointerp.io import atomic_path
 from autointerp.report.artifacts import PairInputs, RunInputs
-from autointerp.report.label_quality import scorer_summaries
 from autointerp.rundir.layout import PLOTS_DIR
 
 
@@ -126,23 +125,53 @@ def domain_plot(p: PairInputs, out_dir: Path) -> Plot | None:
     return _save(fig, out_dir, f"domains_{p.key}.png", f"Concept domains ({p.a} vs {p.b})")
 
 
+SCORE_KINDS = (("llm", "LLM labels", "#3b75af", None), ("lexical", "lexical labels", "#e08a2c", None),
+               ("shuffled", "shuffled labels", "#bbbbbb", None), ("final", "final (LLM or lexical, kept per feature)", "white", "//"))
+
+
+def score_plot_data(run: RunInputs) -> list[dict]:
+    """What the label-score plot draws: per model, scorer and label kind (llm, lexical, shuffled, final) the mean
+    held-out score and how many features it averages (NaN / 0 where that kind was not scored), in plot order."""
+    from autointerp.eval.paired import compare_kinds
+
+    out = []
+    for m in run.models:
+        for scorer in (m.scorers if m.labels is not None else []):
+            c = compare_kinds(m.labels, scorer)
+            out += [{"model": m.slug, "scorer": scorer, "kind": kind, "mean": float(c.means[kind]), "n": int(c.counts[kind])}
+                    for kind, *_ in SCORE_KINDS]
+    return out
+
+
 def score_plot(run: RunInputs, out_dir: Path) -> Plot | None:
-    bars = [(m.slug, s) for m in run.models for s in scorer_summaries(m.labels, m.scorers)]
-    if not bars:
+    """Grouped bars per model and scorer: LLM, lexical and shuffled labels, and the final label (hatched). A scorer
+    whose every call failed keeps its place on the axis, marked "no scores"."""
+    everything = score_plot_data(run)
+    groups = list(dict.fromkeys((d["model"], d["scorer"]) for d in everything))
+    if not groups:
         return None
+    data = [d for d in everything if d["n"] and np.isfinite(d["mean"])]
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(max(5.0, 1.1 * len(bars) + 2), 3.6))
-    x = np.arange(len(bars))
-    finite = lambda v: 0.0 if v is None or np.isnan(v) else float(v)  # noqa: E731 - a scorer whose every call failed has no mean
-    ax.bar(x - 0.2, [finite(s.mean_score) for _, s in bars], 0.4, label="label", color="#3b75af")
-    ax.bar(x + 0.2, [finite(s.mean_baseline) for _, s in bars], 0.4, label="shuffled-label baseline", color="#bbbbbb")
-    ax.set_xticks(x, [f"{slug}\n{s.scorer}" for slug, s in bars], fontsize=8)
-    ax.set_ylabel("mean score")
-    tallest = max([finite(s.mean_score) for _, s in bars] + [finite(s.mean_baseline) for _, s in bars] + [0.0])
-    ax.set_ylim(min(0.0, ax.get_ylim()[0]), max(tallest, 0.0) * 1.3 + 1e-6)
-    ax.legend(fontsize=8, loc="upper right", ncols=2)
-    ax.set_title("Label scores vs shuffled-label baseline")
-    return _save(fig, out_dir, "label_scores.png", "Label scores vs shuffled-label baseline")
+    fig, ax = plt.subplots(figsize=(max(5.5, 1.6 * len(groups) + 2), 3.8))
+    value = {(d["model"], d["scorer"], d["kind"]): d["mean"] for d in data}
+    width = 0.8 / len(SCORE_KINDS)
+    for k, (kind, name, colour, hatch) in enumerate(SCORE_KINDS):
+        points = [(g, value[key + (kind,)]) for g, key in enumerate(groups) if key + (kind,) in value]
+        if points:
+            offset = (k - (len(SCORE_KINDS) - 1) / 2) * width
+            ax.bar([g + offset for g, _ in points], [v for _, v in points], width, label=name, color=colour, hatch=hatch,
+                   edgecolor="#333333" if hatch else colour)
+    for g, key in enumerate(groups):
+        if not any(k[:2] == key for k in value):
+            ax.text(g, 0.05, "no scores", ha="center", va="bottom", fontsize=8, color="#777777")
+    ax.set_xticks(np.arange(len(groups)), [f"{slug}\n{scorer}" for slug, scorer in groups], fontsize=8)
+    ax.set_ylabel("mean held-out score")
+    means = [d["mean"] for d in data] or [1.0]
+    ax.set_ylim(min(0.0, min(means) * 1.2), max(max(means), 0.0) * 1.35 + 1e-6)
+    if data:
+        ax.legend(fontsize=7, loc="upper right", ncols=2)
+    ax.set_title("Label scores: LLM vs lexical vs shuffled labels")
+    return _save(fig, out_dir, "label_scores.png", "Label scores: LLM vs lexical vs shuffled labels (and the final label)")
 
 
 def all_plots(run: RunInputs, out_dir: Path) -> dict[str, list[Plot]]:

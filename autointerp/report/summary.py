@@ -1,31 +1,68 @@
-"""The final console summary of a run (rich tables): per model, then per compared pair.
+"""The final console summary of a run (rich tables): per model, its label scores, then per compared pair.
 
-Per model: latents, dead, labelled, and one row per scorer with the mean score next to its
-shuffled-label baseline. Per pair: shared pairs and how the two matchings agree. Numbers sit in their
-own short cells so an 80-column terminal wraps text, never a number.
+Per model: latents, dead, labelled, and the level its labels were scored at (token, or sequence: whole
+documents). Label scores: per model and scorer the mean held-out score of each label kind side by side —
+LLM, lexical, shuffled, and final (marked: per feature it is the LLM or the lexical label, so it is not a
+third independent label) — with the share of features whose LLM label beats its lexical one, as in the
+report's label-quality tables (``autointerp.eval.paired.compare_kinds``). Per pair: shared pairs and how the
+two matchings agree. Numbers sit in their own short cells so an 80-column terminal wraps text, never a number.
 """
 
 from __future__ import annotations
+
+import math
 
 from rich.console import Group
 from rich.table import Table
 
 from autointerp.report.artifacts import ModelInputs, RunInputs
-from autointerp.report.label_quality import label_counts, scorer_summaries
+from autointerp.report.label_quality import label_counts, score_level
+
+KIND_COLUMNS = (("llm", "LLM"), ("lexical", "lexical"), ("shuffled", "shuffled"), ("final", "final*"))
+SCORES_CAPTION = ("shuffled: the same scorer on labels shuffled across features. final*: per feature the LLM or "
+                  "the lexical label, whichever scored higher on its training windows. LLM>lex: features whose "
+                  "LLM label beats its lexical one.")
 
 
 def summary_table(run: RunInputs) -> Group:
-    models = Table(title=f"autointerp summary: {run.run_dir}", caption="baseline: the same scorer on labels shuffled across features")
-    for col in ("model", "latents", "dead", "labelled", "scorer", "score", "baseline"):
-        models.add_column(col, justify="right" if col in ("latents", "dead", "score", "baseline") else "left",
-                          no_wrap=col != "model", min_width=10 if col == "model" else None)
+    models = Table(title=f"autointerp summary: {run.run_dir}")
+    for col in ("model", "latents", "dead", "labelled", "level"):
+        models.add_column(col, justify="right" if col in ("latents", "dead") else "left", no_wrap=col != "model",
+                          min_width=10 if col == "model" else None)
     for m in run.models:
         n_features = len(m.stats) if m.stats is not None else (m.metrics or {}).get("d_sae")
         dead = f"{int(m.stats['dead'].sum()):,}" if m.stats is not None else "n/a"
-        first = [m.slug, f"{n_features:,}" if n_features is not None else "n/a", dead, _labelled(m)]
-        scores = [(s.scorer, f"{s.mean_score:.3f}", f"{s.mean_baseline:.3f}") for s in scorer_summaries(m.labels, m.scorers)] or [("—", "", "")]
-        for i, score in enumerate(scores):
-            models.add_row(*(first if i == 0 else ["", "", "", ""]), *score, end_section=i == len(scores) - 1)
+        models.add_row(m.slug, f"{n_features:,}" if n_features is not None else "n/a", dead, _labelled(m), score_level(m))
+    parts = [models, score_table(run)]
+    if run.pairs:
+        parts.append(_pairs(run))
+    return Group(*parts)
+
+
+def score_table(run: RunInputs) -> Table:
+    """Per model and scorer: mean held-out score of the LLM, lexical, shuffled and final labels."""
+    from autointerp.eval.paired import compare_kinds
+
+    table = Table(title="label scores: mean held-out score per label kind", caption=SCORES_CAPTION)
+    table.add_column("model", min_width=10)
+    table.add_column("scorer", no_wrap=True)
+    for _, header in KIND_COLUMNS:
+        table.add_column(header, justify="right", no_wrap=True)
+    table.add_column("LLM>lex", justify="right", no_wrap=True)
+    for m in run.models:
+        scorers = m.scorers if m.labels is not None else []
+        if not scorers:
+            table.add_row(m.slug, "—", *[""] * (len(KIND_COLUMNS) + 1), end_section=True)
+            continue
+        for i, scorer in enumerate(scorers):
+            c = compare_kinds(m.labels, scorer)
+            cells = [_mean(c.means[kind]) for kind, _ in KIND_COLUMNS]
+            beats = f"{c.llm_beats_lexical:.0%}" if c.n and not math.isnan(c.llm_beats_lexical) else "—"
+            table.add_row(m.slug if i == 0 else "", scorer, *cells, beats, end_section=i == len(scorers) - 1)
+    return table
+
+
+def _pairs(run: RunInputs) -> Table:
     pairs = Table(title="cross-model matching", caption="shared: activation correlation above the null; both: chosen by label and activation matching")
     for col in ("models", "shared", "act. pairs", "mean r", "both"):
         pairs.add_column(col, justify="left" if col == "models" else "right", no_wrap=col != "models")
@@ -34,7 +71,7 @@ def summary_table(run: RunInputs) -> Group:
         act, agree = s.get("activation") or {}, s.get("agreement") or {}
         cells = [_int(s.get("n_shared")), _int(act.get("n_pairs")), _float(act.get("mean_corr")), _int(agree.get("n_both"))]
         pairs.add_row(f"{p.a} vs {p.b}", *cells)
-    return Group(models, pairs) if run.pairs else Group(models)
+    return pairs
 
 
 def _labelled(m: ModelInputs) -> str:
@@ -42,6 +79,10 @@ def _labelled(m: ModelInputs) -> str:
         return "—"
     n, ok, failed = label_counts(m)
     return f"{ok:,}/{n:,}" + (f" ({failed} failed)" if failed else "")
+
+
+def _mean(value: float) -> str:
+    return "—" if value is None or math.isnan(value) else f"{value:.3f}"
 
 
 def _int(value) -> str:

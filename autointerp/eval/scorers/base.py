@@ -2,8 +2,18 @@
 
 A scorer answers "how well does this label predict where the feature fires?" on the feature's TEST
 windows only (split "test": activating quantile windows + random non-activating windows), which the
-explainer never saw. The pipeline runs each scorer twice per feature: with the feature's own label and
-with a label shuffled in from another feature (the baseline a score has to beat).
+explainer never saw. The pipeline runs each scorer on every kind of label of a feature: its own (LLM)
+label, its lexical label, and a label shuffled in from another feature (the baseline a score has to beat).
+
+Two levels, taken from the harvest the windows come from (``level`` in harvest.json), never a user knob:
+
+- ``token``: a window is a stretch of tokens around the max token; scorers predict or classify tokens.
+- ``sequence``: one harvest row per document (its last real token), so a window is a whole document with a
+  single activation. Scorers then predict or classify WHOLE documents (``document_text`` /
+  ``document_activation``): a per-token scorer would only measure where in the window that one activation
+  sits, or where in the prompt a document is shown, not what the label says. Each document is judged in a
+  prompt of its own, so neither its position in the window nor its place in the scoring set can change its
+  prediction.
 """
 
 from __future__ import annotations
@@ -22,6 +32,8 @@ from autointerp.explain.prompts import Template
 from autointerp.explain.format import split_windows
 from autointerp.rundir.windows import Window
 
+LEVELS = ("token", "sequence")
+
 
 @dataclass
 class ScoreResult:
@@ -33,12 +45,31 @@ class ScoreResult:
 class Scorer(ABC):
     name: str
     needs_llm: bool = True
-    template_name: str | None = None
-    definition: str = ""
+    template_name: str | None = None  # token level
+    sequence_template_name: str | None = None  # sequence level (whole documents)
+    definition: str = ""  # token level
+    sequence_definition: str = ""
 
-    def __init__(self, settings: ScoreConfig, template: Template | None = None):
+    def __init__(self, settings: ScoreConfig, template: Template | None = None, level: str = "token"):
+        if level not in LEVELS:
+            raise ValueError(f"scorer level {level!r}; expected one of {LEVELS}")
         self.settings = settings
         self.template = template
+        self.level = level
+
+    @property
+    def sequence(self) -> bool:
+        return self.level == "sequence"
+
+    @classmethod
+    def template_for(cls, level: str) -> str | None:
+        """The prompt template this scorer uses at ``level`` (None: no LLM)."""
+        return cls.sequence_template_name if level == "sequence" else cls.template_name
+
+    @classmethod
+    def describe(cls, level: str) -> str:
+        """What the score means at ``level`` (written into labels.json)."""
+        return cls.sequence_definition if level == "sequence" else cls.definition
 
     @abstractmethod
     async def score(self, client: LLMClient | None, windows: list[Window], label: str) -> ScoreResult:
@@ -46,13 +77,33 @@ class Scorer(ABC):
 
     def scoring_set(self, windows: list[Window]) -> list[Window]:
         """Test windows: ``n_activating`` quantile windows spread over strengths + ``n_random`` negatives,
-        trimmed around their max token. Deterministic per feature, so the real and shuffled labels see the same set."""
+        trimmed around their max token (token level) or whole (sequence level: each window is a document).
+        Deterministic per feature, so every kind of label sees the same set."""
         s = self.settings
         active = sorted(split_windows(windows, "test", ("quantile", "top")), key=lambda w: -w.max_act)
         negative = split_windows(windows, "test", ("random",))
         rng = np.random.default_rng([s.seed, zlib.crc32(str(windows[0].feature if windows else 0).encode())])
         chosen = _spread(active, s.n_activating) + [negative[i] for i in sorted(rng.permutation(len(negative))[: s.n_random])]
-        return [w.trimmed(s.window_before, s.window_after) for w in chosen]
+        return self.shown(chosen)
+
+    def shown(self, windows: list[Window]) -> list[Window]:
+        """The windows as a scorer shows them: trimmed around the max token at token level, whole at sequence level."""
+        if self.sequence:
+            return list(windows)
+        s = self.settings
+        return [w.trimmed(s.window_before, s.window_after) for w in windows]
+
+
+def document_text(window: Window) -> str:
+    """A sequence-level window as one document: its text (the part of the document the model read, as mined)
+    on one line. Nothing about where in the window the activation sits is shown."""
+    text = window.text if window.text is not None else "".join(g + p for g, p in zip(window.gaps, window.pieces))
+    return " ".join(text.split())
+
+
+def document_activation(window: Window) -> float:
+    """A sequence-level window's one activation: the document's harvest row (0 for a random negative)."""
+    return float(window.max_act)
 
 
 def _spread(items: list, n: int) -> list:

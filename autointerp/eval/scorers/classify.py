@@ -5,6 +5,10 @@ request per item (max 1 new token). With logprobs, P(yes) = p(yes) / (p(yes) + p
 answer token's top alternatives gives an AUROC and the prediction P(yes) > 0.5; without, the answer
 text is parsed. ``value`` is the AUROC when P(yes) exists for every item, else the balanced accuracy
 (both are also reported separately).
+
+At sequence level an item is built from whole documents (``document_text``) and asked with the scorer's
+sequence template, whose placeholder is ``document_slot``; the prompt ends right after "Answer:", as in
+its few-shot examples.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from autointerp.rundir.windows import Window
 
 
 class YesNoScorer(Scorer):
+    document_slot = "document"  # the sequence template's placeholder for the item
+
     @abstractmethod
     def items(self, chosen: list[Window]) -> list[tuple[str, bool]]:
         """(text shown in the template's {{example}}, whether the right answer is yes) per scoring item."""
@@ -33,8 +39,10 @@ class YesNoScorer(Scorer):
         probs = [p for p, _, _ in answers]
         said = [a for _, a, _ in answers]
         unanswered = sum(a is None for a in said)
+        if not items:
+            return ScoreResult(math.nan, {"balanced_accuracy": math.nan, "auroc": math.nan, "n_items": 0, "unanswered": 0}, usage)
         if unanswered == len(items):
-            raise LLMError("the LLM answered neither yes nor no to any item")
+            raise LLMError("the LLM answered neither yes nor no to any item", usage)
         predicted = [bool(a) for a in said]  # no answer counts as "no"
         bacc = balanced_accuracy(truth, predicted)
         roc = auroc(truth, probs) if all(p is not None for p in probs) else math.nan
@@ -42,7 +50,10 @@ class YesNoScorer(Scorer):
         return ScoreResult(value, {"balanced_accuracy": bacc, "auroc": roc, "n_items": len(items), "unanswered": unanswered}, usage)
 
     async def _ask(self, client: LLMClient, label: str, text: str) -> tuple[float | None, bool | None, Usage]:
-        prompt = self.template.render(label=label, example=text)
+        if self.sequence:
+            prompt = self.template.render(label=label, **{self.document_slot: text}).rstrip("\n")
+        else:
+            prompt = self.template.render(label=label, example=text)
         want = self.settings.top_logprobs if (client.supports_logprobs and self.settings.use_logprobs) else None
         if self.settings.chat:  # the answer token's logprobs come back as the first generated token's
             out = await client.chat([{"role": "user", "content": prompt}], max_tokens=1, logprobs=want)

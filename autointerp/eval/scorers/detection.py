@@ -1,7 +1,12 @@
-"""Detection scoring (Paulo et al. 2024): given the label, can an LLM tell activating windows from others?"""
+"""Detection scoring (Paulo et al. 2024): given the label, can an LLM tell activating windows from others?
+
+At sequence level each item is a whole held-out document (activating or a random one the feature never
+fired on), asked with ``detection_sequence``: does the neuron fire on this document?
+"""
 
 from __future__ import annotations
 
+from autointerp.eval.scorers.base import document_text
 from autointerp.eval.scorers.classify import YesNoScorer
 from autointerp.rundir.windows import Window
 
@@ -9,7 +14,11 @@ from autointerp.rundir.windows import Window
 class DetectionScorer(YesNoScorer):
     name = "detection"
     template_name = "detection"
+    sequence_template_name = "detection_sequence"
     definition = "LLM asked per held-out window 'does the feature fire here?' given the label; AUROC of P(yes) (activating vs random windows) when logprobs exist, else balanced accuracy"
+    sequence_definition = "sequence level: LLM asked per held-out whole document 'does the neuron fire on this document?' given the label; AUROC of P(yes) (activating vs random documents) when logprobs exist, else balanced accuracy"
 
     def items(self, chosen: list[Window]) -> list[tuple[str, bool]]:
+        if self.sequence:
+            return [(document_text(w), w.activating) for w in chosen]
         return [(" ".join(w.text.split()), w.activating) for w in chosen]

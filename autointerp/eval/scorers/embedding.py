@@ -1,5 +1,6 @@
 """Embedding scoring: offline and LLM-free. Does the label's sentence embedding sit closer to the windows
-where the feature fires than to random windows? AUROC of cosine(label, window text), activating vs random."""
+where the feature fires than to random windows? AUROC of cosine(label, window text), activating vs random.
+At sequence level the texts are the whole held-out documents (``document_text``), not windows around a token."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import asyncio
 import numpy as np
 
 from autointerp.explain.llm.base import LLMClient
-from autointerp.eval.scorers.base import ScoreResult, Scorer, auroc
+from autointerp.eval.scorers.base import ScoreResult, Scorer, auroc, document_text
 from autointerp.explain.format import split_windows
 from autointerp.rundir.windows import Window
 
@@ -18,16 +19,17 @@ class EmbeddingScorer(Scorer):
     needs_llm = False
     _window_vectors: dict = {}
     definition = "AUROC of cosine similarity between the label's sentence embedding and each held-out window's text embedding (all test windows: activating quantile vs random); no LLM"
+    sequence_definition = "sequence level: AUROC of cosine similarity between the label's sentence embedding and each held-out whole document's embedding (all test documents: activating vs random); no LLM"
 
     def scoring_set(self, windows: list[Window]) -> list[Window]:
-        s = self.settings
-        return [w.trimmed(s.window_before, s.window_after) for w in split_windows(windows, "test", ("quantile", "top", "random"))]
+        return self.shown(split_windows(windows, "test", ("quantile", "top", "random")))
 
     async def score(self, client: LLMClient | None, windows: list[Window], label: str) -> ScoreResult:
         chosen = self.scoring_set(windows)
-        sims = await asyncio.to_thread(self._similarities, label, [" ".join(w.text.split()) for w in chosen])
+        texts = [document_text(w) if self.sequence else " ".join(w.text.split()) for w in chosen]
+        sims = await asyncio.to_thread(self._similarities, label, texts)
         value = auroc([w.activating for w in chosen], sims)
-        return ScoreResult(value, {"n_windows": len(chosen)})
+        return ScoreResult(value, {"n_documents" if self.sequence else "n_windows": len(chosen)})
 
     def _similarities(self, label: str, texts: list[str]) -> np.ndarray:
         from autointerp.models.embedder import embed_texts

@@ -3,6 +3,13 @@
 Activating test windows alternate between the truth (the tokens where the feature fires are marked) and
 a decoy (the same number of marks on tokens where it does not fire, chosen with a seeded RNG).
 Non-activating windows are not used: fuzzing asks about token-level precision, not detection.
+
+At sequence level there are no tokens to mark (one activation per document), so the mark goes on a whole
+document: each item shows two held-out documents, one activating and one random (never fired on), with
+<<...>> around one of them — the activating one on even items (true), the other on odd items (decoy) — and
+asks whether the marked document is the one the neuron fires on (template ``fuzzing_sequence``). Which
+document comes first alternates independently of the truth (true-first, decoy-first, true-second,
+decoy-second, ...), so a preference for the first or second document cannot raise the score.
 """
 
 from __future__ import annotations
@@ -11,7 +18,7 @@ import zlib
 
 import numpy as np
 
-from autointerp.eval.scorers.base import _spread
+from autointerp.eval.scorers.base import _spread, document_text
 from autointerp.eval.scorers.classify import YesNoScorer
 from autointerp.explain.format import marked, split_windows
 from autointerp.rundir.windows import Window
@@ -20,9 +27,14 @@ from autointerp.rundir.windows import Window
 class FuzzingScorer(YesNoScorer):
     name = "fuzzing"
     template_name = "fuzzing"
+    sequence_template_name = "fuzzing_sequence"
+    document_slot = "documents"
+    sequence_definition = "sequence level: LLM shown two held-out whole documents, one activating and one random, with one marked (the activating one on half the items, the random one on the other half; order alternating independently) and asked 'is the marked document the one the neuron fires on?' given the label; AUROC of P(yes) when logprobs exist, else balanced accuracy"
     definition = "LLM asked per held-out activating window 'are the marked tokens the ones the feature fires on?' given the label; half the windows carry the true marks, half decoy marks on non-firing tokens; AUROC of P(yes) when logprobs exist, else balanced accuracy"
 
     def items(self, chosen: list[Window]) -> list[tuple[str, bool]]:
+        if self.sequence:
+            return self._document_pairs(chosen)
         active = [w for w in chosen if w.activating]
         out = []
         for i, window in enumerate(active):
@@ -38,7 +50,28 @@ class FuzzingScorer(YesNoScorer):
         return out
 
     def scoring_set(self, windows: list[Window]) -> list[Window]:
-        """As many items as detection asks about, all activating windows spread over strengths."""
+        """As many items as detection asks about, all activating windows spread over strengths (at sequence
+        level followed by the held-out random documents each item pairs one of them with)."""
         s = self.settings
         active = sorted(split_windows(windows, "test", ("quantile", "top")), key=lambda w: -w.max_act)
-        return [w.trimmed(s.window_before, s.window_after) for w in _spread(active, s.n_activating + s.n_random)]
+        chosen = _spread(active, s.n_activating + s.n_random)
+        if self.sequence:
+            chosen += split_windows(windows, "test", ("random",))
+        return self.shown(chosen)
+
+    def _document_pairs(self, chosen: list[Window]) -> list[tuple[str, bool]]:
+        """Item i: activating document i with random document i (cycled); the mark on the activating one
+        when i is even; the marked document first when (i // 2) is even."""
+        active = [w for w in chosen if w.activating]
+        negative = [w for w in chosen if not w.activating]
+        if not negative:
+            return []
+        out = []
+        for i, window in enumerate(active):
+            truth = i % 2 == 0
+            marked_doc, other = (window, negative[i % len(negative)]) if truth else (negative[i % len(negative)], window)
+            shown = [f"<<{document_text(marked_doc)}>>", document_text(other)]
+            if (i // 2) % 2:
+                shown.reverse()
+            out.append(("\n".join(f"Document {k + 1}: {text}" for k, text in enumerate(shown)), truth))
+        return out

@@ -7,17 +7,26 @@ once" in Bills et al.; one request per feature and label). Tokenizers that split
 only ever show 0-9 at the slot; the scale is relative, so the correlation is unaffected.
 Without logprobs the LLM writes the numbers and they are parsed. Score: Pearson r between predicted and
 true activations pooled over all tokens of the scoring set.
+
+At sequence level (one activation per document) the LLM rates each WHOLE document instead: one prompt per
+document (template ``simulator_sequence``: the label and the document, ending where the 0-10 rating goes),
+the prediction is the expected rating over the digits among the first answer token's top alternatives
+(parsed from the text without logprobs), and the score is Pearson r over the scoring set's documents
+between that prediction and the document's activation. A document's prompt holds nothing but the label and
+its text, so where the activation sits in the window, or where the document comes in the scoring set,
+cannot change its prediction.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 import re
 
 import numpy as np
 
 from autointerp.explain.llm.base import LLMClient, LLMError, Usage
-from autointerp.eval.scorers.base import ScoreResult, Scorer, pearson, with_offsets
+from autointerp.eval.scorers.base import ScoreResult, Scorer, document_activation, document_text, pearson, with_offsets
 from autointerp.rundir.windows import Window
 
 SLOT = "0"  # placeholder the prompt carries at each slot; only the distribution predicted there is read
@@ -59,9 +68,13 @@ def expected_digit(top: dict[str, float]) -> float | None:
 class SimulationScorer(Scorer):
     name = "simulation"
     template_name = "simulator"
+    sequence_template_name = "simulator_sequence"
     definition = "Pearson r between the LLM's predicted per-token activation (0-10; expected value over digit logprobs at each token's slot when available, else parsed numbers) and the true activations, pooled over the held-out scoring windows"
+    sequence_definition = "sequence level: Pearson r over the held-out documents (activating + random) between the LLM's one rating per whole document given the label (0-10; expected value over the digits among the answer token's top logprobs when available, else the parsed number; one prompt per document) and the document's activation"
 
     async def score(self, client: LLMClient | None, windows: list[Window], label: str) -> ScoreResult:
+        if self.sequence:
+            return await self._score_documents(client, windows, label)
         chosen = self.scoring_set(windows)
         truth = np.concatenate([w.acts for w in chosen]) if chosen else np.zeros(0)
         if self.settings.chat:
@@ -72,11 +85,46 @@ class SimulationScorer(Scorer):
             predicted, usage, missing = await self._by_generation(client, chosen, label)
         return ScoreResult(pearson(predicted, truth), {"n_tokens": int(len(truth)), "n_windows": len(chosen), "slots_without_digits": missing}, usage)
 
+    # ------------------------------------------------------------------ sequence level: whole documents
+    async def _score_documents(self, client: LLMClient, windows: list[Window], label: str) -> ScoreResult:
+        chosen = self.scoring_set(windows)
+        truth = np.asarray([document_activation(w) for w in chosen], dtype=np.float64)
+        predicted, usage, missing = await self.predict_documents(client, chosen, label)
+        return ScoreResult(pearson(predicted, truth), {"n_documents": len(chosen), "documents_without_rating": missing}, usage)
+
+    async def predict_documents(self, client: LLMClient, documents: list[Window], label: str) -> tuple[np.ndarray, Usage, int]:
+        """One rating per document (0-10, a float), the usage, and how many documents got no rating (predicted 0)."""
+        answers = await asyncio.gather(*(self.rate_document(client, label, document_text(w)) for w in documents))
+        usage = Usage()
+        for _, u in answers:
+            usage.add(u)
+        missing = sum(value is None for value, _ in answers)
+        if documents and missing == len(documents):
+            raise LLMError("no document got a 0-10 rating (no digit among the answer's top logprobs or in its text)", usage)
+        return np.asarray([0.0 if value is None else value for value, _ in answers], dtype=np.float64), usage, missing
+
+    async def rate_document(self, client: LLMClient, label: str, document: str) -> tuple[float | None, Usage]:
+        """The LLM's expected 0-10 rating of one whole document given the label (None when it gave none)."""
+        prompt = self.template.render(label=label, document=document).rstrip("\n")  # ends where the rating goes
+        want = self.settings.top_logprobs if (client.supports_logprobs and self.settings.use_logprobs) else None
+        if self.settings.chat:
+            out = await client.chat([{"role": "user", "content": prompt + "\n\nReply with the activation only: one whole number from 0 to 10."}],
+                                    max_tokens=3, logprobs=want)
+        else:
+            out = await client.complete(prompt, max_tokens=1 if want else 3, logprobs=want)
+        value = expected_digit(out.logprobs[0].top) if (want and out.logprobs) else None
+        if value is None:
+            match = re.match(r"\s*(\d+)", out.text or "")
+            value = min(10.0, float(match.group(1))) if match else None
+        return value, out.usage
+
+    # ------------------------------------------------------------------ token level
     async def _by_logprobs(self, client: LLMClient, chosen: list[Window], label: str):
         block, slots = build_block(chosen)
         anchor = self.template.render(label=label, examples="\x00").index("\x00")
         prompt = self.template.render(label=label, examples=block)
-        out = await client.complete(prompt, max_tokens=1, logprobs=self.settings.top_logprobs, echo=True)
+        out = await client.complete(prompt, max_tokens=1, logprobs=self.settings.top_logprobs, echo=True,
+                                    echo_at=[anchor + slot for slot in slots])  # only the slots are read
         if not out.logprobs:
             raise LLMError("the backend returned no prompt logprobs for an echo request")
         by_offset = {r.text_offset: r for r in with_offsets(out.logprobs)}
