@@ -16,7 +16,7 @@ from typing import Annotated, Optional
 import typer
 from rich.markup import escape
 
-from autointerp.cli_common import ConfigOpt, NameOpt, RunDirOpt, apply_overrides, friendly_errors
+from autointerp.cli_common import ConfigOpt, NameOpt, RunDirOpt, SaeOpt, apply_overrides, friendly_errors
 from autointerp.compare.commands import compare
 from autointerp.controls.commands import controls
 from autointerp.crosscode.commands import crosscode
@@ -73,17 +73,17 @@ def _stage_function(target: str):
 
 @app.command()
 @friendly_errors
-def run(config: ConfigOpt = None, run_dir: RunDirOpt = None, name: NameOpt = None, max_tokens: Annotated[Optional[int], typer.Option(help="Token budget for the corpus.")] = None, overwrite: Annotated[bool, typer.Option(help="Discard stale stage outputs.")] = False) -> None:
+def run(config: ConfigOpt = None, run_dir: RunDirOpt = None, name: NameOpt = None, max_tokens: Annotated[Optional[int], typer.Option(help="Token budget for the corpus.")] = None, sae: SaeOpt = None, overwrite: Annotated[bool, typer.Option(help="Discard stale stage outputs.")] = False) -> None:
     """Run every stage for all configured models (no arguments: the embedded offline default)."""
-    cfg = apply_overrides(load_config(config), {}, {}, dict(max_tokens=max_tokens, run_dir=str(run_dir) if run_dir else None, name=name))
-    from autointerp.sae.pretrained import fill_hookpoint
-
-    for entry in cfg.models:  # a pretrained SAE's own config decides an unset layer/site (read before harvesting)
-        fill_hookpoint(entry)
+    # (a pretrained SAE decides its model's unset layer/site here, before anything is harvested)
+    cfg = apply_overrides(load_config(config), {}, {}, dict(max_tokens=max_tokens, run_dir=str(run_dir) if run_dir else None, name=name),
+                          sae=sae, builtin=config is None, check_layers=True)
     from autointerp.provenance import run_dir_differences
     from autointerp.rundir.lock import run_lock
+    from autointerp.rundir.sae_source import check_run_saes
 
     with run_lock(cfg.run_path, create=True):  # held across the stages (each stage takes it again: reentrant)
+        check_run_saes(cfg.run_path, cfg.models, "train", overwrite=overwrite)  # not another SAE than the run holds
         for line in run_dir_differences(cfg, settings=not overwrite):
             console.print(f"[yellow]note:[/] {escape(line)}", highlight=False, soft_wrap=True)
         done: set[str] = set()

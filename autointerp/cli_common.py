@@ -89,15 +89,20 @@ def friendly_errors(func):
     return wrapper
 
 
-def load_run_config(config: Optional[Path], run_dir: Optional[Path], name: Optional[str]) -> RunConfig:
-    """--config if given; else the run directory's saved config.toml (what earlier stages used); else defaults."""
+def load_run_config(config: Optional[Path], run_dir: Optional[Path], name: Optional[str], *,
+                    sae: Optional[list[str]] = None, model: Optional[list[str]] = None) -> RunConfig:
+    """--config if given; else the run directory's saved config.toml (what earlier stages used); else defaults.
+    ``sae``/``model``: the --sae and --model flags (see ``apply_sae_flags``)."""
+    builtin = False
     if config is not None:
         cfg = load_config(config)
     else:
         folder = run_dir if run_dir is not None else Path("runs") / (name or "default")
         saved = RunDir(folder).config
+        builtin = not saved.is_file()
         cfg = load_config(saved) if saved.is_file() else RunConfig()
-    return apply_overrides(cfg, {}, {}, dict(run_dir=str(run_dir) if run_dir else None, name=name))
+    return apply_overrides(cfg, {}, {}, dict(run_dir=str(run_dir) if run_dir else None, name=name), sae=sae,
+                           model=model, builtin=builtin)
 
 
 def set_flags(**flags):
@@ -115,14 +120,95 @@ def with_flags(section, **flags):
     return section
 
 
-def apply_overrides(cfg: RunConfig, corpus: dict, harvest: dict, top: dict) -> RunConfig:
-    """Set the flags the user actually passed (non-None) on top of the config, then validate it all."""
+def apply_overrides(cfg: RunConfig, corpus: dict, harvest: dict, top: dict, *, sae: Optional[list[str]] = None,
+                    model: Optional[list[str]] = None, builtin: bool = False, check_layers: bool = False) -> RunConfig:
+    """Set the flags the user actually passed (non-None) on top of the config, then validate it all.
+
+    Every command's config passes through here, so this is the one place where ``--sae`` is set on the models
+    and where each pretrained SAE decides its model's unset layer/site (``fill_hookpoint``): a standalone
+    ``autointerp harvest`` harvests where ``autointerp run`` would, and later stages describe the same layer.
+    ``builtin``: the config is the built-in default, whose per-model layers give way to an ``--sae``'s own.
+    ``check_layers`` (harvest, run): a layer/site set explicitly (``[[models]]`` or ``--layer``/``--site``)
+    that disagrees with the SAE's is a one-line error naming both, before anything is harvested."""
     cfg.corpus = with_flags(cfg.corpus, **corpus)
     cfg.harvest = with_flags(cfg.harvest, **harvest)
     for key, value in set_flags(**top).items():
         setattr(cfg, key, value)
     cfg.validate()
+    given = apply_sae_flags(cfg, sae, model)
+    explicit = set_flags(layer=harvest.get("layer"), site=harvest.get("site"))
+    for entry in cfg.models:
+        if entry.sae is None:
+            continue
+        if builtin and entry.slug in given:  # the default pair's layers are defaults, not the user's choice
+            entry.layer = entry.site = None
+        for key, value in explicit.items():  # --layer / --site name the place for every model that sets none
+            if getattr(entry, key) is None:
+                setattr(entry, key, value)
+    if any(entry.sae is not None for entry in cfg.models):
+        from autointerp.rundir.sae_source import fill_hookpoint
+
+        for entry in cfg.models:
+            fill_hookpoint(entry, check=check_layers)
+        cfg.validate()
     return cfg
+
+
+def apply_sae_flags(cfg: RunConfig, sae: Optional[list[str]], model: Optional[list[str]] = None) -> set[str]:
+    """Set ``--sae`` on the selected models (``--model``, else all configured); returns the slugs given one.
+
+    Each value is ``MODEL=PATH`` (MODEL: a configured model's name or spec) or, when exactly one model is
+    selected, just ``PATH``; PATH is a local SAE file/directory or ``hf://<owner>/<repo>/<path>``."""
+    if not sae:
+        return set()
+    selected = select_models(cfg, model)
+    names = ", ".join(m.slug for m in selected)
+    given: dict[str, str] = {}
+    for value in sae:
+        entry, path = _sae_target(cfg, selected, value)
+        if entry is None:
+            if len(selected) != 1:
+                raise UserError(f"--sae {value} does not say which model it is for and {len(selected)} are selected "
+                                f"({names}); write --sae MODEL=PATH, e.g. --sae {selected[0].slug}={value}")
+            entry = selected[0]
+        if entry.random:
+            raise UserError(f"--sae {value}: {entry.slug} has weights = \"random\" (a control), whose SAE is trained here; "
+                            "give --sae to a model with pretrained weights")
+        if entry.slug in given:
+            raise UserError(f"--sae is given twice for {entry.slug} ({given[entry.slug]} and {path}); give one SAE per model")
+        given[entry.slug] = path
+        entry.sae = path
+        entry.validate()
+    return set(given)
+
+
+def _sae_target(cfg: RunConfig, selected: list[ModelEntry], value: str) -> tuple[ModelEntry | None, str]:
+    """(the model a ``--sae`` value names, its PATH); (None, value) for a bare PATH."""
+    from autointerp.rundir.sae_source import HF_PREFIX
+
+    name, sep, path = value.partition("=")
+    if not sep or value.startswith(HF_PREFIX) or Path(value).expanduser().exists():
+        return None, value
+    named = [m for m in cfg.models if name in (m.slug, m.model)]
+    if not named:
+        if "/" in name or os.sep in name:  # a path that happens to hold "=" (it does not exist: the reader says so)
+            return None, value
+        raise UserError(f"--sae {value}: {name!r} is not a configured model; configured: "
+                        f"{', '.join(m.slug for m in cfg.models)} (write --sae MODEL=PATH)")
+    if named[0] not in selected:
+        raise UserError(f"--sae {value}: {named[0].slug} is not among the models selected with --model "
+                        f"({', '.join(m.slug for m in selected)})")
+    if not path.strip():
+        raise UserError(f"--sae {value}: no path after '='; write --sae {named[0].slug}=<local path or hf://owner/repo/path>")
+    return named[0], path
+
+
+def check_sae_in_run(cfg: RunConfig, models: list[ModelEntry] | None = None) -> None:
+    """For the stages after train: each model's SAE named by the config or --sae is the one the run holds
+    (one line when it is not; see ``autointerp.rundir.sae_source.check_run_saes``)."""
+    from autointerp.rundir.sae_source import check_run_saes
+
+    check_run_saes(cfg.run_path, cfg.models if models is None else models, "use")
 
 
 ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="TOML run config; flags override it.")]
@@ -145,3 +231,8 @@ def select_models(cfg: RunConfig, model: Optional[list[str]]) -> list[ModelEntry
 
 ModelsOpt = Annotated[Optional[list[str]], typer.Option("--model", "-m", help="Only these configured models (name or spec).")]
 OverwriteOpt = Annotated[bool, typer.Option(help="Redo the stage even if its outputs are up to date.")]
+SaeOpt = Annotated[Optional[list[str]], typer.Option(
+    "--sae", metavar="[MODEL=]PATH",
+    help="An existing SAE instead of training one: MODEL=PATH for a configured model (repeat for several), or just "
+         "PATH when one model is configured or selected. PATH: a local SAELens / sparsify / Gemma Scope / Llama Scope "
+         "file or directory, or hf://<owner>/<repo>/<path>. Stages after train check it is the run's SAE.")]

@@ -23,6 +23,7 @@ from pretrained_formats import (
     np_topk,
     random_weights,
     write_gemma_scope,
+    write_llama_scope,
     write_saelens,
     write_sparsify,
 )
@@ -62,56 +63,124 @@ sae = "{minilm_sae}"
 """  # minilm-l6 has no layer: the sparsify hookpoint (layers.3) decides it (the [harvest] default 6 is out of range)
 
 
-def _e2e_saes(root: Path) -> tuple[Path, Path, dict, dict, np.ndarray]:
-    """A Gemma Scope npz for gemma-3-270m L6 (d_model 640) and a sparsify SAE for minilm-l6 L3 (384)."""
+def _e2e_saes(root: Path) -> dict:
+    """For gemma-3-270m L6 (d_model 640) and minilm-l6 L3 (384), in all four formats: a Gemma Scope npz and a
+    sparsify SAE (the first run), a Llama Scope SAE given by its weights file and a SAELens TopK directory with
+    rescale_acts_by_decoder_norm (the second run, which reuses the first run's harvest)."""
     rng = np.random.default_rng(5)
     wg, wm = random_weights(rng, 640, 256), random_weights(rng, 384, 192)
+    wl, ws = random_weights(rng, 640, 256), random_weights(rng, 384, 192)
     thr = np.full(256, 0.5, dtype=np.float32)
-    return write_gemma_scope(root / "gs", wg, thr, layer=6), write_sparsify(root / "sp", wm, k=8, hookpoint_name="layers.3"), wg, wm, thr
+    llama = write_llama_scope(root / "ls", wl, threshold=LLAMA_THR, norm_in=LLAMA_NORM_IN, norm_out=40.0, layer=6)
+    return {"gemma_scope": (write_gemma_scope(root / "gs", wg, thr, layer=6), wg, thr),
+            "sparsify": (write_sparsify(root / "sp", wm, k=8, hookpoint_name="layers.3"), wm),
+            "llama_scope": (llama / "checkpoints" / "final.safetensors", wl),
+            "saelens": (write_saelens(root / "sl", ws, "topk", k=8, rescale=True, hook="blocks.3.hook_resid_post"), ws)}
 
 
-@pytest.mark.slow
-def test_run_end_to_end_with_two_pretrained_formats(tmp_path):
+LLAMA_THR, LLAMA_NORM_IN = 0.4, 30.0
+
+
+def _reference(fmt: str, x: np.ndarray, saes: dict) -> np.ndarray:
+    """What the format's own encoder gives on raw activations x (numpy, from each format's source)."""
+    if fmt == "gemma_scope":
+        _, w, thr = saes[fmt]
+        return np_jumprelu(x @ w["W_enc"] + w["b_enc"], thr)
+    if fmt == "sparsify":
+        w = saes[fmt][1]
+        return np_topk(np.maximum((x - w["b_dec"]) @ w["W_enc"] + w["b_enc"], 0), 8)
+    if fmt == "saelens":  # TopK over pre * |W_dec_i| (rescale_acts_by_decoder_norm)
+        w = saes[fmt][1]
+        return np_topk(((x - w["b_dec"]) @ w["W_enc"] + w["b_enc"]) * np.linalg.norm(w["W_dec"], axis=1), 8)
+    w = saes[fmt][1]  # Llama Scope (lm-saes inference): jumprelu(x @ W_E + b_E / s_in) with the scalar threshold,
+    s_in = np.sqrt(x.shape[1]) / LLAMA_NORM_IN  # reported (as SAELens does) in the normalised space: times s_in
+    pre = x @ w["W_enc"] + w["b_enc"] / s_in
+    return pre * (pre > LLAMA_THR) * s_in
+
+
+def _check_run(run: Path, used: dict[str, tuple[str, str]], saes: dict) -> None:
+    """Nothing trained, the source recorded, encodings equal to the format's own, the report names both."""
     from safetensors.torch import load_file
 
     from autointerp.harvest.buffer import iter_activation_batches
     from autointerp.harvest.harvester import load_manifest
     from autointerp.sae.saelens import load_sae
 
-    gemma_sae, minilm_sae, wg, wm, thr = _e2e_saes(tmp_path)
-    config = tmp_path / "run.toml"
-    config.write_text(E2E_CONFIG.format(run=tmp_path / "run", gemma_sae=gemma_sae, minilm_sae=minilm_sae,
-                                         report="pages = false\nplots = false"))
-    res = subprocess.run([sys.executable, "-m", "autointerp", "run", "--config", str(config)], capture_output=True,
-                         text=True, env=ENV, timeout=900)
-    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    run = tmp_path / "run"
-    for slug, fmt, spec in (("gemma-3-270m", "gemma_scope", gemma_sae), ("minilm-l6", "sparsify", minilm_sae)):
+    for slug, (fmt, spec) in used.items():
         sae_dir = run / slug / "sae"
         assert not (sae_dir / "checkpoints").exists()  # nothing was trained
         metrics = json.loads((sae_dir / "metrics.json").read_text())
-        assert metrics["sae_source"] == str(spec) and metrics["sae_format"] == fmt and metrics["train_tokens"] == 0
-        record = json.loads((sae_dir / "train.json").read_text())
-        assert record["settings"] == {"pretrained_sae": str(spec)}
+        assert metrics["sae_source"] == spec and metrics["sae_format"] == fmt and metrics["train_tokens"] == 0
+        assert json.loads((sae_dir / "train.json").read_text())["settings"] == {"pretrained_sae": spec}
         # the installed SAE encodes the harvested activations exactly as the format's own encoder
-        x = next(iter_activation_batches([p for p in sorted((run / slug / "harvest").glob("shard_*.safetensors"))],
-                                         256, seed=0)).numpy()
-        ours = encode_ours(load_sae(sae_dir), x)
-        if fmt == "gemma_scope":
-            ref = np_jumprelu(x @ wg["W_enc"] + wg["b_enc"], thr)
-        else:
-            ref = np_topk(np.maximum((x - wm["b_dec"]) @ wm["W_enc"] + wm["b_enc"], 0), 8)
-        assert_same_code(ours, ref, f"{slug} installed")
+        x = next(iter_activation_batches(sorted((run / slug / "harvest").glob("shard_*.safetensors")), 256, seed=0)).numpy()
+        assert_same_code(encode_ours(load_sae(sae_dir), x), _reference(fmt, x, saes), f"{slug} installed ({fmt})")
         assert load_manifest(run / slug / "harvest")["d_model"] == x.shape[1]
         assert load_file(str(sae_dir / "sae_weights.safetensors"))["W_enc"].shape[0] == x.shape[1]
     report = (run / "report.md").read_text()
-    row = next(line for line in report.splitlines() if line.startswith("| SAE source"))
-    plain = row.replace("\\", "")
-    assert "pretrained (gemma_scope)" in plain and "pretrained (sparsify)" in plain
-    assert str(gemma_sae).replace("\\", "") in plain and str(minilm_sae) in plain
-    again = subprocess.run([sys.executable, "-m", "autointerp", "train", "--run-dir", str(run)], capture_output=True,
-                           text=True, env=ENV, timeout=300)
-    assert again.returncode == 0 and "(cached)" in again.stdout + again.stderr
+    row = next(line for line in report.splitlines() if line.startswith("| SAE source")).replace("\\", "")
+    for fmt, spec in used.values():
+        assert f"pretrained ({fmt})" in row and spec.replace("\\", "") in row, (fmt, row)
+
+
+def _autointerp(*args) -> subprocess.CompletedProcess:
+    res = subprocess.run([sys.executable, "-m", "autointerp", *map(str, args)], capture_output=True, text=True, env=ENV, timeout=900)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    return res
+
+
+def _in_process(*args):
+    from typer.testing import CliRunner
+
+    from autointerp.cli import app
+
+    return CliRunner().invoke(app, [str(a) for a in args], env={"COLUMNS": "300", "AUTOINTERP_PROGRESS": "0"})
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory) -> tuple[Path, dict]:
+    """`autointerp run` with a Gemma Scope SAE (gemma-3-270m, layer 6 set) and a sparsify SAE (minilm-l6, no
+    layer: its hookpoint decides) from the config; the second run reuses its corpus and harvests."""
+    root = tmp_path_factory.mktemp("e2e")
+    saes = _e2e_saes(root)
+    config = root / "run.toml"
+    config.write_text(E2E_CONFIG.format(run=root / "run", gemma_sae=saes["gemma_scope"][0], minilm_sae=saes["sparsify"][0],
+                                        report="pages = false\nplots = false"))
+    _autointerp("run", "--config", config)
+    return root, saes
+
+
+@pytest.mark.slow
+def test_run_end_to_end_with_gemma_scope_and_sparsify(first_run):
+    root, saes = first_run
+    run = root / "run"
+    _check_run(run, {"gemma-3-270m": ("gemma_scope", str(saes["gemma_scope"][0])),
+                     "minilm-l6": ("sparsify", str(saes["sparsify"][0]))}, saes)
+    again = _in_process("train", "--run-dir", run)
+    assert again.exit_code == 0 and "(cached)" in again.output, again.output
+
+
+@pytest.mark.slow
+def test_run_end_to_end_with_llama_scope_and_saelens_given_by_flag(first_run):
+    """The other two formats, given with `--sae MODEL=PATH` on `autointerp run` over a config that names no SAE
+    and no layer: each SAE's own hook decides where its model is read (the first run's harvest is reused)."""
+    root, saes = first_run
+    run = root / "run2"
+    (run / "gemma-3-270m").mkdir(parents=True)
+    (run / "minilm-l6").mkdir()
+    shutil.copytree(root / "run" / "corpus", run / "corpus")
+    for slug in ("gemma-3-270m", "minilm-l6"):
+        shutil.copytree(root / "run" / slug / "harvest", run / slug / "harvest")
+    text = E2E_CONFIG.format(run=run, gemma_sae="", minilm_sae="", report="pages = false\nplots = false")
+    config = root / "run2.toml"
+    config.write_text(text.replace("layer = 6\n", "").replace('sae = ""\n', ""))
+    llama, lens = str(saes["llama_scope"][0]), str(saes["saelens"][0])
+    # in this process (the first run was a subprocess): the imports are paid once, so the two runs cost ~1.3 one
+    res = _in_process("run", "--config", config, "--sae", f"gemma-3-270m={llama}", "--sae", f"minilm-l6={lens}")
+    assert res.exit_code == 0, res.output[-3000:]
+    harvest_table = res.output.split("harvest:", 1)[1].split("SAE metrics", 1)[0]
+    assert harvest_table.count("cached") == 2, harvest_table  # at layers 6 and 3, where the first run harvested
+    _check_run(run, {"gemma-3-270m": ("llama_scope", llama), "minilm-l6": ("saelens", lens)}, saes)
 
 
 # ------------------------------------------------------------------------------------------ the train stage (CLI)
@@ -200,6 +269,6 @@ def test_train_stage_installs_a_pretrained_sae_and_reuses_it(gpt2_harvest, tmp_p
     assert json.loads((installed / "metrics.json").read_text())["l0"] < metrics["l0"]  # the higher threshold is in
     other = write_saelens(tmp_path / "std", w, "standard", hook="blocks.1.hook_resid_post")
     refused = _train(run, "--sae", str(other))  # another SAE over an installed one: named, not silently replaced
-    assert refused.exit_code == 2 and "pretrained_sae" in refused.output
+    assert refused.exit_code == 2 and f"is {sae_dir} (installed by `autointerp train`), not {other}" in refused.output
     assert _train(run, "--sae", str(other), "--overwrite").exit_code == 0
     assert json.loads((installed / "metrics.json").read_text())["sae_source"] == str(other)

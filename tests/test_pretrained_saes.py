@@ -14,8 +14,7 @@ import torch
 
 from autointerp.errors import UserError
 from autointerp.sae.pretrained import load_pretrained
-from autointerp.sae.pretrained.common import hookpoint
-from autointerp.sae.pretrained.resolve import describe, hub_reference
+from autointerp.rundir.sae_source import describe, hookpoint, hub_reference
 
 from pretrained_formats import (
     D_IN,
@@ -146,15 +145,41 @@ def test_bad_inputs_are_one_line_errors(data, tmp_path):
 
 def test_the_sae_decides_an_unset_layer_and_site(data, tmp_path):
     from autointerp.config import ModelEntry
-    from autointerp.sae.pretrained import fill_hookpoint
+    from autointerp.rundir.sae_source import fill_hookpoint, read_hookpoint
 
     _, _, w = data
-    entry = ModelEntry("m", sae=str(write_sparsify(tmp_path, w, hookpoint_name="layers.4.mlp")))
+    mlp = str(write_sparsify(tmp_path, w, hookpoint_name="layers.4.mlp"))
+    entry = ModelEntry("m", sae=mlp)
     fill_hookpoint(entry)
     assert (entry.layer, entry.site) == (4, "mlp")
-    kept = ModelEntry("m", layer=2, sae=str(tmp_path / "does-not-exist"))  # a set layer: nothing is read
+    half = ModelEntry("m", layer=4, sae=mlp)  # a set layer, an unset site: the SAE decides the site
+    fill_hookpoint(half)
+    assert (half.layer, half.site) == (4, "mlp")
+    kept = ModelEntry("m", layer=2, site="resid", sae=str(tmp_path / "does-not-exist"))  # both set: nothing is read
     fill_hookpoint(kept)
-    assert kept.layer == 2 and kept.site is None
+    assert (kept.layer, kept.site) == (2, "resid")
+    # checked (harvest, run): an explicit layer or site that disagrees names both, an unharvestable hook is refused
+    with pytest.raises(UserError, match=r"reads layer 4 .*is set to layer = 2 .*--layer\); drop that setting .*or set layer = 4"):
+        fill_hookpoint(ModelEntry("m", layer=2, sae=mlp), check=True)
+    with pytest.raises(UserError, match=r"reads site 'mlp' .*is set to site = \"resid\""):
+        fill_hookpoint(ModelEntry("m", layer=4, site="resid", sae=mlp), check=True)
+    attn = str(write_saelens(tmp_path / "attn", w, "standard", hook="blocks.1.attn.hook_z"))
+    with pytest.raises(UserError, match="cannot harvest"):
+        fill_hookpoint(ModelEntry("m", sae=attn), check=True)
+    fill_hookpoint(same := ModelEntry("m", layer=4, sae=mlp), check=True)  # agreeing: fine, the site is filled
+    assert same.site == "mlp"
+    fill_hookpoint(neg := ModelEntry("m", layer=-1, sae=mlp), check=True)  # counted from the end: checked at install
+    assert neg.layer == -1
+    # the hookpoint of every format comes from its config or path alone (the weights are not read)
+    npz = write_gemma_scope(tmp_path / "gs", w, np.zeros(D_SAE), layer=7)
+    npz.write_bytes(b"not an npz")
+    assert read_hookpoint(str(npz))[:3] == (7, "resid", "blocks.7.hook_resid_post")
+    llama = write_llama_scope(tmp_path / "ls", w, layer=5)
+    (llama / "checkpoints" / "final.safetensors").write_bytes(b"x")
+    assert read_hookpoint(str(llama))[:3] == (5, "resid", "blocks.5.hook_resid_post")
+    lens = write_saelens(tmp_path / "sl", w, "standard", hook="blocks.3.hook_resid_pre")
+    (lens / "sae_weights.safetensors").write_bytes(b"x")
+    assert read_hookpoint(str(lens))[:3] == (2, "resid", "blocks.3.hook_resid_pre")
 
 
 def test_config_sae_key_is_checked_and_round_trips():
@@ -178,6 +203,9 @@ def test_hub_reference_offline_names_local_alternative(monkeypatch):
         ("google/gemma-scope-2b-pt-res", "layer_20/width_16k/average_l0_71", None)
     assert hub_reference({"repo": "EleutherAI/sae-llama-3-8b-32x", "path": "layers.23"}) == ("EleutherAI/sae-llama-3-8b-32x", "layers.23", None)
     assert hub_reference("/local/dir") is None and describe({"repo": "a/b", "path": "c", "revision": "v1"}) == "hf://a/b/c@v1"
+    assert hub_reference("hf://a/b/c@v1") == ("a/b", "c", "v1")  # what describe writes reads back (a recorded reference)
+    with pytest.raises(UserError, match="@<revision>"):
+        hub_reference("hf://a/b/c@")
     with pytest.raises(UserError, match="hf://<owner>/<repo>"):
         hub_reference("hf://justone")
     from autointerp.hub import hub_reachable

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from autointerp.cli_common import ConfigOpt, ModelsOpt, NameOpt, OverwriteOpt, RunDirOpt, friendly_errors, load_run_config, select_models, with_flags
+from autointerp.cli_common import ConfigOpt, ModelsOpt, NameOpt, OverwriteOpt, RunDirOpt, SaeOpt, check_sae_in_run, friendly_errors, load_run_config, select_models, with_flags
 from autointerp.config import RunConfig
 
 BackendOpt = Annotated[Optional[str], typer.Option("--backend", help="LLM backend: local (in-process, default) or openai (any OpenAI-compatible server).")]
@@ -26,14 +26,16 @@ def with_llm_flags(cfg: RunConfig, backend, llm_model, base_url, concurrency) ->
 def explain(
     config: ConfigOpt = None, run_dir: RunDirOpt = None, name: NameOpt = None, model: ModelsOpt = None,
     backend: BackendOpt = None, llm_model: LLMModelOpt = None, base_url: BaseUrlOpt = None,
-    concurrency: ConcurrencyOpt = None, n_features: NFeaturesOpt = None, overwrite: OverwriteOpt = False,
+    concurrency: ConcurrencyOpt = None, n_features: NFeaturesOpt = None, sae: SaeOpt = None, overwrite: OverwriteOpt = False,
 ) -> None:
     """Label SAE features with a secondary LLM (default: the embedded Gemma, in-process) -> <model>/labels.parquet."""
-    cfg = with_llm_flags(load_run_config(config, run_dir, name), backend, llm_model, base_url, concurrency)
+    cfg = with_llm_flags(load_run_config(config, run_dir, name, sae=sae, model=model), backend, llm_model, base_url, concurrency)
     cfg.explain = with_flags(cfg.explain, n_features=n_features)
+    models = select_models(cfg, model)
+    check_sae_in_run(cfg, models)
     from autointerp.explain.stage import explain_all
 
-    explain_all(cfg, overwrite, select_models(cfg, model))
+    explain_all(cfg, overwrite, models)
 
 
 FormatOpt = Annotated[str, typer.Option("--format", help="neuronpedia (explanation export list) or delphi ({hookpoint_latentN: text}).")]

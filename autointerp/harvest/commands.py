@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from autointerp.cli_common import ConfigOpt, NameOpt, RunDirOpt, apply_overrides, friendly_errors
+from autointerp.cli_common import ConfigOpt, NameOpt, RunDirOpt, SaeOpt, apply_overrides, friendly_errors
 from autointerp.config import ModelEntry, load_config
 
 
@@ -32,21 +32,25 @@ def harvest(
     device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda, cuda:N.")] = None,
     device_map: Annotated[Optional[str], typer.Option(help="auto: spread a model too large for one GPU over all GPUs (accelerate).")] = None,
     shard_tokens: Annotated[Optional[int], typer.Option(help="Rows per activation shard (resume granularity).")] = None,
+    sae: SaeOpt = None,
     overwrite: Annotated[bool, typer.Option(help="Discard an existing harvest with different settings.")] = False,
     config: ConfigOpt = None,
     run_dir: RunDirOpt = None,
     name: NameOpt = None,
 ) -> None:
-    """Harvest activations at one layer for one or more models over a shared corpus (resumable)."""
-
+    """Harvest activations at one layer for one or more models over a shared corpus (resumable); a model with a
+    pretrained SAE (`sae = ...` or --sae) is harvested where that SAE reads, unless a layer is set."""
+    cfg = load_config(config)
+    if model:  # the models named here, each keeping the SAE its [[models]] entry gives
+        configured = {key: m.sae for m in cfg.models for key in (m.slug, m.model)}
+        cfg.models = [ModelEntry(m, sae=configured.get(m)) for m in model]
     cfg = apply_overrides(
-        load_config(config),
+        cfg,
         corpus=dict(dataset=dataset, config_name=dataset_config, split=split, text_field=text_field, min_chars=min_chars, seed=seed),
         harvest=dict(layer=layer, site=site, ctx_len=ctx_len, batch_size=batch_size, level=level, pool=pool, keep_special=keep_special, dtype=dtype, compute_dtype=compute_dtype, device=device, device_map=device_map, shard_tokens=shard_tokens),
         top=dict(max_tokens=max_tokens, run_dir=str(run_dir) if run_dir else None, name=name),
+        sae=sae, builtin=config is None and not model, check_layers=True,
     )
-    if model:
-        cfg.models = [ModelEntry(m) for m in model]
     from autointerp.harvest.stage import harvest_all
 
     harvest_all(cfg, overwrite)

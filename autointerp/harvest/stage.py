@@ -27,6 +27,7 @@ from autointerp.progress import console
 from autointerp.provenance import save_resolved_config
 from autointerp.rundir.layout import ModelDir, RunDir
 from autointerp.rundir.lock import run_lock
+from autointerp.rundir.sae_source import check_run_saes
 
 
 def prepare_corpus(run: RunDir, cfg: CorpusConfig, max_tokens: int, tokenizer, counted_with: str, overwrite: bool = False) -> list[Document]:
@@ -116,6 +117,7 @@ def _status(result: HarvestResult) -> str:
 def harvest_all(cfg: RunConfig, overwrite: bool = False) -> None:
     """Harvest every configured model and print one table (``autointerp harvest`` and ``autointerp run``)."""
     with run_lock(cfg.run_path, create=True):
+        check_run_saes(cfg.run_path, cfg.models, "harvest", overwrite=overwrite)  # --sae / sae = ... vs the run's SAE
         save_resolved_config(cfg)
         table = Table(title=f"harvest: {cfg.run_path}")
         for col in ("model", "layer", "level", "rows", "d_model", "shards", "status"):

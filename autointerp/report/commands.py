@@ -12,6 +12,8 @@ from autointerp.cli_common import (
     NameOpt,
     OverwriteOpt,
     RunDirOpt,
+    SaeOpt,
+    check_sae_in_run,
     friendly_errors,
     load_run_config,
     with_flags,
@@ -26,14 +28,16 @@ def report(
     out: OutOpt = None,
     pages: PagesOpt = None,
     max_matches: Annotated[Optional[int], typer.Option(help="Rows of the matched-concepts table.")] = None,
+    sae: SaeOpt = None,
     overwrite: OverwriteOpt = False,
     config: ConfigOpt = None,
     run_dir: RunDirOpt = None,
     name: NameOpt = None,
 ) -> None:
     """Write the markdown report (with plots) and HTML feature pages from a run's artifacts."""
-    cfg = load_run_config(config, run_dir, name)
+    cfg = load_run_config(config, run_dir, name, sae=sae)
     cfg.report = with_flags(cfg.report, pages=pages, max_matches=max_matches)
+    check_sae_in_run(cfg)
     from autointerp.report.stage import write_report
 
     write_report(cfg, out, overwrite)

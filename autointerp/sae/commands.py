@@ -6,8 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from autointerp.errors import UserError
-from autointerp.cli_common import ConfigOpt, NameOpt, RunDirOpt, friendly_errors, load_run_config, select_models, with_flags
+from autointerp.cli_common import ConfigOpt, NameOpt, RunDirOpt, SaeOpt, friendly_errors, load_run_config, select_models, with_flags
 
 
 @friendly_errors
@@ -23,23 +22,17 @@ def train(
     batch_size: Annotated[Optional[int], typer.Option(help="Tokens per step.")] = None,
     lr: Annotated[Optional[float], typer.Option(help="Adam learning rate (default 2.2e-3/sqrt(d_sae/16384)).")] = None,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda.")] = None,
-    sae: Annotated[Optional[str], typer.Option("--sae", help="Use this pretrained SAE instead of training (local path or hf://owner/repo/path); one model: pick it with --model.")] = None,
+    sae: SaeOpt = None,
     overwrite: Annotated[bool, typer.Option(help="Retrain even if an SAE with other settings exists.")] = False,
     config: ConfigOpt = None,
     run_dir: RunDirOpt = None,
     name: NameOpt = None,
 ) -> None:
-    """Train one SAE per model on its harvested activations (resumable; prints metrics)."""
-    cfg = load_run_config(config, run_dir, name)
+    """Train one SAE per model on its harvested activations (resumable; prints metrics); a model with a pretrained
+    SAE (`sae = ...` or --sae) gets that one installed instead, checked against its harvest."""
+    cfg = load_run_config(config, run_dir, name, sae=sae, model=model)
     cfg.sae = with_flags(cfg.sae, architecture=architecture, k=k, expansion_factor=expansion_factor, d_sae=d_sae, l1_coefficient=l1_coefficient)
     cfg.train = with_flags(cfg.train, epochs=epochs, total_tokens=total_tokens, batch_size=batch_size, lr=lr, device=device)
-    models = select_models(cfg, model)
-    if sae is not None:
-        if len(models) != 1:
-            raise UserError(f"--sae gives the SAE of one model, but {len(models)} are selected "
-                            f"({', '.join(m.slug for m in models)}); pick one with --model, or set sae = ... per [[models]]")
-        models[0].sae = sae
-        models[0].validate()
     from autointerp.sae.stage import train_all
 
-    train_all(cfg, overwrite, models)
+    train_all(cfg, overwrite, select_models(cfg, model))

@@ -22,6 +22,7 @@ from autointerp.provenance import save_resolved_config
 from autointerp.rundir.layout import ModelDir, RunDir, SAEFiles, ShardPaths, shard_number
 from autointerp.rundir.lock import run_lock
 from autointerp.rundir.record import Decision, StageRecord, decide
+from autointerp.rundir.sae_source import check_run_saes
 from autointerp.sae.metrics import compute_metrics
 from autointerp.sae.pretrained.install import install_pretrained, prepare_pretrained, uses_pretrained
 from autointerp.sae.registry import create_sae
@@ -113,6 +114,7 @@ def train_all(cfg: RunConfig, overwrite: bool = False, models: list[ModelEntry] 
     """Train an SAE per model and print their held-out metrics (``autointerp train`` and ``autointerp run``)."""
     with run_lock(cfg.run_path):
         models = cfg.models if models is None else models
+        check_run_saes(cfg.run_path, models, "train", overwrite=overwrite)  # another SAE than the run's: said, not mixed
         run = RunDir(cfg.run_path)  # pretrained SAEs are all read and checked before anything is written
         prepared = {e.slug: prepare_pretrained(cfg, e, run.model(e.slug), overwrite=overwrite) for e in models if uses_pretrained(e)}
         save_resolved_config(cfg)

@@ -2,14 +2,15 @@
 into the one SAE type the rest of the code uses, so a run can compare existing SAEs without training.
 
 ``load_pretrained`` resolves the reference (local path or hub), detects the format from its file names and
-reads it (safetensors / npz without pickle / json only); ``install`` puts it into a run's SAE directory.
+reads it (safetensors / npz without pickle / json only); ``install`` puts it into a run's SAE directory. What a
+reference names without its weights (where the files are, which format, which layer/site it reads, whether the
+run already holds it) is in ``autointerp.rundir.sae_source``, below the harvest, which it decides the layer of.
 """
 
 from __future__ import annotations
 
-from autointerp.sae.pretrained.common import FORMATS, Pretrained
-from autointerp.sae.pretrained.detect import detect
-from autointerp.sae.pretrained.resolve import describe, resolve
+from autointerp.rundir.sae_source import FORMATS, describe, detect, resolve
+from autointerp.sae.pretrained.common import Pretrained
 
 
 def load_pretrained(spec: str | dict) -> Pretrained:
@@ -22,16 +23,4 @@ def load_pretrained(spec: str | dict) -> Pretrained:
     return readers[fmt](target)
 
 
-def fill_hookpoint(entry) -> None:
-    """Set a ``[[models]]`` entry's unset layer/site from its pretrained SAE, where the SAE says them
-    (``autointerp run`` calls it before harvesting; a set value that disagrees is caught at install)."""
-    if entry.sae is None or getattr(entry, "random", False) or entry.layer is not None:
-        return  # (with a layer set, nothing is read here: a re-run stays cheap)
-    pre = load_pretrained(entry.sae)
-    if entry.layer is None and pre.layer is not None:
-        entry.layer = pre.layer
-    if entry.site is None and pre.site is not None:
-        entry.site = pre.site
-
-
-__all__ = ["FORMATS", "Pretrained", "describe", "fill_hookpoint", "load_pretrained"]
+__all__ = ["FORMATS", "Pretrained", "describe", "load_pretrained"]

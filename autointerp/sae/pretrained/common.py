@@ -1,5 +1,5 @@
 """What every pretrained-SAE reader shares: the result type, checked construction of the one SAE type the
-rest of the code uses, and hook names -> (layer, site).
+rest of the code uses (hook names -> (layer, site) are read in ``autointerp.rundir.sae_source``).
 
 Each format module converts its file's tensors to the SAELens orientation (W_enc [d_in, d_sae], W_dec
 [d_sae, d_in]) and hands them to ``build_sae``, which checks what a user can get wrong (shapes that disagree,
@@ -8,7 +8,6 @@ NaN/inf, a JumpReLU without its threshold) and raises one-line ``UserError``s na
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,14 +20,11 @@ from autointerp.sae.base import SparseAutoencoder
 from autointerp.sae.config import SAEConfig
 from autointerp.sae.registry import create_sae
 
-FORMATS = ("saelens", "sparsify", "gemma_scope", "llama_scope")
-
-
 @dataclass
 class Pretrained:
     """A pretrained SAE read into our type, with where it came from (named in metrics.json and the report)."""
     sae: SparseAutoencoder
-    format: str  # one of FORMATS
+    format: str  # one of autointerp.rundir.sae_source.FORMATS
     path: Path  # the local directory or file read
     layer: int | None  # the block whose output it reads, when its config or path says so
     site: str | None  # "resid" / "mlp" when known
@@ -81,25 +77,3 @@ def build_sae(where: Path, architecture: str, tensors: dict[str, Tensor], *, k: 
         for name in expected:
             getattr(sae, name).copy_(tensors[name])
     return sae.eval()
-
-
-# blocks.L.hook_resid_post (TransformerLens / SAELens), layers.L / model.layers.L / encoder.layer.L (HF modules:
-# the block's output = the residual stream after it), with .mlp / hook_mlp_out for the MLP's output.
-_HOOK_PATTERNS = [
-    (re.compile(r"(?:^|\.)blocks\.(\d+)\.hook_resid_post$"), 0, "resid"),
-    (re.compile(r"(?:^|\.)blocks\.(\d+)\.hook_resid_pre$"), -1, "resid"),  # input of block L = output of L - 1
-    (re.compile(r"(?:^|\.)blocks\.(\d+)\.hook_mlp_out$"), 0, "mlp"),
-    (re.compile(r"(?:^|\.)(?:layers|layer|h)[._](\d+)$"), 0, "resid"),
-    (re.compile(r"(?:^|\.)(?:layers|layer|h)[._](\d+)\.mlp$"), 0, "mlp"),
-]
-
-
-def hookpoint(hook: str | None) -> tuple[int | None, str | None]:
-    """(layer, site) a hook name reads, or (None, None) when it names no place autointerp can harvest."""
-    if not hook:
-        return None, None
-    for pattern, offset, site in _HOOK_PATTERNS:
-        if m := pattern.search(hook):
-            layer = int(m.group(1)) + offset
-            return (layer, site) if layer >= 0 else (None, None)
-    return None, None

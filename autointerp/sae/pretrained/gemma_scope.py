@@ -9,23 +9,14 @@ The npz is read with ``allow_pickle=False``; the layer comes from the path, the 
 
 from __future__ import annotations
 
-import re
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from autointerp.errors import UserError
+from autointerp.rundir.sae_source import gemma_scope_hookpoint
 from autointerp.sae.pretrained.common import Pretrained, as_tensor, build_sae
-
-
-def _site(path: Path) -> str:
-    """The release name (``gemma-scope-2b-pt-res`` / ``-mlp`` / ``-att``, also inside a hub cache path) says it."""
-    releases = [part.lower() for part in path.parts if "gemma-scope" in part.lower()]
-    if any(re.search(r"-att(n)?(-|$)", part) for part in releases):
-        raise UserError(f"{path} is an attention-output Gemma Scope SAE; autointerp harvests the residual stream "
-                        "(resid) or the MLP output (mlp): use a -res or -mlp release")
-    return "mlp" if any(re.search(r"-mlp(-|$)", part) for part in releases) else "resid"
 
 
 def load(file: Path) -> Pretrained:
@@ -38,12 +29,9 @@ def load(file: Path) -> Pretrained:
     arrays = {("W_" + key[2:] if key.startswith("w_") else key): value for key, value in arrays.items()}
     tensors = {name: as_tensor(arrays[name], name, file) for name in ("W_enc", "W_dec", "b_enc", "b_dec", "threshold")
                if name in arrays}
-    match = re.search(r"layer_(\d+)", str(file))
-    layer = int(match.group(1)) if match else None
-    site = _site(file)
-    hook = f"blocks.{layer}.hook_{'mlp_out' if site == 'mlp' else 'resid_post'}" if layer is not None else None
+    layer, site, hook = gemma_scope_hookpoint(file)  # (an attention-output release is refused)
     sae = build_sae(file, "jumprelu", tensors, apply_b_dec_to_input=False, metadata={"hook_name": hook} if hook else {})
     if "scaling_factor" in arrays and not np.allclose(arrays["scaling_factor"], 1.0):
         raise UserError(f"{file} has a fine-tuning scaling_factor other than 1, which autointerp does not apply; "
                         "use an SAE without one")
-    return Pretrained(sae, "gemma_scope", file, layer, site if layer is not None else None, hook)
+    return Pretrained(sae, "gemma_scope", file, layer, site, hook)

@@ -18,9 +18,9 @@ from autointerp.io import write_json
 from autointerp.models.load import load_model
 from autointerp.rundir.layout import ModelDir, RunDir, ShardPaths
 from autointerp.rundir.record import Decision, StageRecord, decide
+from autointerp.rundir.sae_source import describe, hub_reference, same_reference
 from autointerp.sae.metrics import compute_metrics
-from autointerp.sae.pretrained import Pretrained, describe, load_pretrained
-from autointerp.sae.pretrained.resolve import hub_reference
+from autointerp.sae.pretrained import Pretrained, load_pretrained
 from autointerp.sae.saelens import save_sae
 
 
@@ -55,6 +55,9 @@ def prepare_pretrained(cfg: RunConfig, entry: ModelEntry, model: ModelDir, *, ov
     if not manifest.get("complete"):
         raise UserError(f"the harvest in {model.harvest} is incomplete; run `autointerp harvest` again to finish it")
     previous = StageRecord.load(model.sae.record)
+    recorded = (previous.settings.get("pretrained_sae") if previous is not None else None)
+    if recorded is not None and describe(entry.sae) != recorded and same_reference(recorded, entry.sae):
+        entry.sae = recorded  # the same file spelled another way (./sae vs sae): the same SAE
     if decide(previous, *_identity(entry, manifest), overwrite=overwrite, where=model.sae.root) is Decision.REUSE:
         return None
     pre = load_pretrained(entry.sae)
@@ -114,4 +117,3 @@ def _evaluate(cfg: RunConfig, entry: ModelEntry, pre: Pretrained, manifest: dict
                               lm=lm, docs=docs, harvest_manifest=manifest if lm is not None else None,
                               ce_contexts=cfg.train.ce_contexts)
     return dataclasses.asdict(metrics) | {"d_sae": pre.sae.cfg.d_sae, "train_tokens": 0, "train_steps": 0}
-

@@ -13,7 +13,6 @@ Folded into our JumpReLU: W_enc = s_in W_E, b_enc = b_E, threshold = s_in thr, W
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -22,7 +21,8 @@ from safetensors.torch import load_file
 
 from autointerp.errors import UserError
 from autointerp.rundir.layout import LLAMA_SCOPE_CHECKPOINT_DIR, LLAMA_SCOPE_HPARAMS_FILE, LLAMA_SCOPE_WEIGHTS_FILE
-from autointerp.sae.pretrained.common import Pretrained, as_tensor, build_sae, hookpoint
+from autointerp.rundir.sae_source import hookpoint, llama_scope_hyperparams
+from autointerp.sae.pretrained.common import Pretrained, as_tensor, build_sae
 
 
 def weights_file(directory: Path) -> Path:
@@ -44,15 +44,7 @@ def _norm_factor(hp: dict, key: str, d_model: int, where: Path) -> float:
 
 def load(directory: Path) -> Pretrained:
     hp_path, w_path = directory / LLAMA_SCOPE_HPARAMS_FILE, weights_file(directory)
-    try:
-        hp = json.loads(hp_path.read_text())
-        d_model, d_sae = int(hp["d_model"]), int(hp["d_sae"])
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
-        raise UserError(f"{hp_path} is not a Llama Scope hyperparams.json ({e!r}); re-download the SAE") from e
-    hook_in, hook_out = hp.get("hook_point_in"), hp.get("hook_point_out", hp.get("hook_point_in"))
-    if hook_in != hook_out:
-        raise UserError(f"{hp_path}: hook_point_in {hook_in!r} != hook_point_out {hook_out!r} (a transcoder); "
-                        "autointerp compares SAEs that reconstruct their own input")
+    hp, d_model, d_sae, hook_in = llama_scope_hyperparams(hp_path)
     act_fn = hp.get("act_fn", "jumprelu")
     if act_fn != "jumprelu":
         raise UserError(f"{hp_path}: act_fn = {act_fn!r}; only the released JumpReLU Llama Scope SAEs are supported")

@@ -16,7 +16,8 @@ from safetensors.torch import load_file
 
 from autointerp.errors import UserError
 from autointerp.rundir.layout import SAE_CFG_FILE, SPARSIFY_WEIGHTS_FILE
-from autointerp.sae.pretrained.common import Pretrained, as_tensor, build_sae, hookpoint
+from autointerp.rundir.sae_source import hookpoint
+from autointerp.sae.pretrained.common import Pretrained, as_tensor, build_sae
 
 
 def load(directory: Path) -> Pretrained:
@@ -44,7 +45,7 @@ def load(directory: Path) -> Pretrained:
                         "weights and cfg.json come from different SAEs")
     tensors = {"W_enc": W_enc, "b_enc": as_tensor(t["encoder.bias"], "encoder.bias", w_path),
                "W_dec": as_tensor(t["W_dec"], "W_dec", w_path), "b_dec": as_tensor(t["b_dec"], "b_dec", w_path)}
-    hook = directory.name
+    hook = directory.name  # the hookpoint: layers.6, layers.6.mlp
     layer, site = hookpoint(hook)
     sae = build_sae(w_path, "topk", tensors, k=k, apply_b_dec_to_input=True, metadata={"hook_name": hook})
     return Pretrained(sae, "sparsify", directory, layer, site, hook)
