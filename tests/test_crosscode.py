@@ -604,3 +604,13 @@ def test_residual_pooling_keeps_contextual_sharing_and_drops_lexical_sharing(tmp
     assert (np.abs(corr["residual"][:n_lexical]) < 0.2).all(), corr["residual"]  # lexical sharing removed
     assert (corr["residual"][n_lexical:] > 0.8).all(), corr["residual"]  # contextual sharing kept
     assert "pooling" not in _settings(CrosscodeConfig()) and _settings(CrosscodeConfig(pooling="residual"))["pooling"] == "residual"
+
+
+def test_report_controls_read_the_per_model_floor_and_ceiling_of_calibration_json():
+    """calibration.json counts sharing per model ({model: fraction}); the crosscoder section reads it so."""
+    from autointerp.report.crosscode import _controls
+    from autointerp.report.fmt import pct
+
+    text = "\n".join(_controls([], {"floor_shared_fraction": {"A": 0.326}, "ceiling_shared_fraction": {"A": 0.354, "B": 0.835}}))
+    assert f"`A` {pct(0.326)}" in text and f"`B` {pct(0.835)}" in text and "random-weights control" in text
+    assert pct(0.5) in "\n".join(_controls([], {"floor_shared_fraction": 0.5}))  # older records: one fraction

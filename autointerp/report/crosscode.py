@@ -131,8 +131,12 @@ def _controls(records: list[tuple[CrosscodeDir, dict]], cal: dict) -> list[str]:
         lines += [f"- random-weights floor, crosscoder `{s['model_a']}` x `{s['model_b']}`: {pct(s['classes']['fractions']['shared'])} shared latents" for s in floors]
     else:
         lines += ["- random-weights floor of the crosscoder: not measured (no random-weights control harvest in the run: run `autointerp controls`)"]
-    if cal.get("floor_shared_fraction") is not None:
-        lines += [f"- post-hoc random-weights floor: {pct(cal['floor_shared_fraction'])} of matched pairs shared"]
+    floor = cal.get("floor_shared_fraction")
+    if isinstance(floor, dict) and floor:  # per real model: the share of its matchable features with a partner in the random control
+        lines += ["- post-hoc random-weights floor (share of each real model's matchable features with a shared partner in the "
+                  "random-weights control): " + ", ".join(f"`{k}` {pct(v)}" for k, v in floor.items())]
+    elif isinstance(floor, (int, float)):  # a calibration.json written before sharing was counted per model
+        lines += [f"- post-hoc random-weights floor: {pct(floor)} of matched pairs shared"]
     ceiling = cal.get("ceiling_shared_fraction")
     if isinstance(ceiling, dict) and ceiling:
         lines += ["- post-hoc same-model ceiling: " + ", ".join(f"`{k}` {pct(v)}" for k, v in ceiling.items())
