@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["llm_fixtures"]
+pytest_plugins = ["llm_fixtures", "crosscode_fixture"]
 
 sys.path.insert(0, str(Path(__file__).parent))
 os.environ.setdefault("AUTOINTERP_PROGRESS", "0")

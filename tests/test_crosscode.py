@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -20,11 +21,7 @@ import torch
 from typer.testing import CliRunner
 
 from autointerp.cli import app
-from autointerp.compare.tables import MATCHES_SCHEMA, write_parquet
-from autointerp.compare.units import WORD_PATTERN
-from autointerp.data.corpus import Document
-from autointerp.io import write_json
-from autointerp.config import ModelEntry, RunConfig
+from autointerp.config import RunConfig
 from autointerp.crosscode.analysis import class_summary
 from autointerp.crosscode.config import CrosscodeConfig
 from autointerp.crosscode.model import CrossCoder, load_crosscoder, save_crosscoder
@@ -34,61 +31,12 @@ from autointerp.errors import UserError
 from autointerp.rundir.layout import RunDir
 from autointerp.sae.saelens import load_sae
 from synthetic_run import SyntheticSpec, make_synthetic_run
-
-SPEC = SyntheticSpec(n_docs=60)
-HOSTILE = '<script>alert("x")</script><img src=x onerror="alert(1)">'
-
-
-def _config(run) -> RunConfig:
-    cfg = RunConfig(run_dir=str(run.run_dir), models=[ModelEntry(s) for s in run.slugs])
-    cfg.crosscode = CrosscodeConfig(d_sae=192, k=6, epochs=12, batch_size=256, latent_pages=2)
-    cfg.explain = dataclasses.replace(cfg.explain, labeller="lexical")  # the explain path without an LLM
-    cfg.exemplars = dataclasses.replace(cfg.exemplars, n_top=6, n_quantiles=4, per_quantile=2, n_random=6)  # small: test time
-    return cfg
-
-
-def _write_matches(run, extra_unshared: int = 5) -> None:
-    """matches.parquet and stats.json in compare's contract: the true shared pairs shared (combined rank
-    first, so they get feature and pair pages), a few wrong pairs unshared."""
-    truth = sorted(run.truth)
-    wrong = [(a, (b + 1) % len(run.concept_of_b)) for a, b in truth[:extra_unshared]]
-    rows = [{"feature_a": a, "feature_b": b, "method": "activation", "activation_corr": 0.9 if i < len(truth) else 0.05,
-             "label_similarity": np.nan, "p_value": 0.001, "shared": i < len(truth), "combined_score": 0.0, "combined_rank": i + 1,
-             "label_a": None, "label_b": None, "domain": None, "activation_confidence": 0.99, "label_confidence": np.nan,
-             "kind": "contextual" if i < len(truth) else "unshared", "contextual_corr": 0.5, "lexical_null_corr": 0.1,
-             "word_share_a": 0.2, "word_share_b": 0.2} for i, (a, b) in enumerate(truth + wrong)]
-    pair = RunDir(run.run_dir).pair(*run.slugs)
-    pair.root.mkdir(parents=True, exist_ok=True)
-    write_parquet(pd.DataFrame(rows), pair.matches, MATCHES_SCHEMA)
-    write_json(pair.stats, {"unit": "word", "null": {"threshold": 0.3, "alpha": 0.01, "method": "derangement", "n_samples": 100}})
-
-
-def hostile_documents(spec, rng):
-    """synthetic_run's documents with ``HOSTILE`` in the middle of each: more word units (its punctuation
-    runs and words), spans recomputed with compare's own word pattern."""
-    docs, _spans = ORIGINAL_DOCUMENTS(spec, rng)
-    out_docs, out_spans = [], []
-    for doc in docs:
-        words = list(WORD_PATTERN.finditer(doc.text))
-        cut = words[len(words) // 2].end()
-        text = doc.text[:cut] + " " + HOSTILE + doc.text[cut:]
-        out_docs.append(Document(doc.doc_id, text))
-        out_spans.append(np.array([m.span() for m in WORD_PATTERN.finditer(text)], np.int64))
-    return out_docs, out_spans
-
-
-ORIGINAL_DOCUMENTS = synthetic_run._documents
+from crosscode_fixture import ORIGINAL_DOCUMENTS, SPEC, _chosen, _config
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(synthetic_run, "_documents", hostile_documents)
-        run = make_synthetic_run(tmp_path_factory.mktemp("cc") / "run", SPEC)
-    _write_matches(run)
-    cfg = _config(run)
-    (summary, reused), = crosscode_stage(cfg, progress=False)
-    return run, cfg, summary, reused
+def trained(crosscoded):
+    return crosscoded
 
 
 def _cos(decoder: torch.Tensor, truth: torch.Tensor) -> np.ndarray:
@@ -177,223 +125,6 @@ def test_per_model_l0_and_dead_latents_match_the_ground_truth(trained):
     assert per[a]["l0"] + per[b]["l0"] > summary["metrics"]["l0"]  # shared latents count for both
 
 
-def _chosen(run) -> list[tuple[int, str]]:
-    from autointerp.io import read_json
-
-    rec = read_json(RunDir(run.run_dir).crosscoder(*run.slugs).latent_exemplars_record)["summary"]
-    return list(zip(rec["latents"], rec["groups"]))
-
-
-@pytest.mark.slow
-def test_latent_selection_is_bounded_seeded_and_named(trained):
-    from autointerp.crosscode.selection import GROUPS, select_latents
-
-    run, cfg, *_ = trained
-    chosen = _chosen(run)
-    latents = pd.read_parquet(RunDir(run.run_dir).crosscoder(*run.slugs).latents)
-    cls = dict(zip(latents["latent"], latents["class"]))
-    groups = pd.Series([g for _, g in chosen]).value_counts()
-    assert set(groups.index) <= set(GROUPS) and groups.max() <= cfg.crosscode.latent_pages
-    assert len({j for j, _ in chosen}) == len(chosen)  # each latent once
-    # the synthetic crosscoder has exclusive latents on both sides and shared ones; the post-hoc view agrees
-    assert groups["a_only"] == groups["b_only"] == groups["random_shared"] == cfg.crosscode.latent_pages
-    used = latents[latents["class"] == "a_only"].sort_values(["n_units", "latent"], ascending=[False, True])["latent"].head(cfg.crosscode.latent_pages)
-    assert [j for j, g in chosen if g == "a_only"] == [int(j) for j in used]
-    assert all(cls[j] == "shared" for j, g in chosen if g == "random_shared")
-    again = select_latents(latents, cfg.crosscode.latent_pages, cfg.crosscode.seed)
-    assert list(zip(again["latent"], again["group"])) == chosen
-
-
-@pytest.mark.slow
-def test_latent_windows_show_both_models_on_the_same_words(trained):
-    from safetensors.torch import load_file
-
-    from autointerp.compare.representation import pooled_word_activations
-    from autointerp.compare.units import WordIndex
-    from autointerp.crosscode.stage import side
-    from autointerp.data.corpus import load_saved_documents
-
-    run, *_ = trained
-    out = RunDir(run.run_dir).crosscoder(*run.slugs)
-    windows = pd.read_parquet(out.latent_exemplars)
-    latents = pd.read_parquet(out.latents).set_index("latent")
-    docs = load_saved_documents(RunDir(run.run_dir).corpus)
-    # independent: compare's mean pooling of each harvest and the saved raw-space weights, written out by hand
-    words = WordIndex.build(docs)
-    index_of = {d.doc_id: i for i, d in enumerate(docs)}
-    x = {k: pooled_word_activations((m := side(RunDir(run.run_dir).model(s), s)).harvest_dir, m.manifest, index_of, words).matrix.astype(np.float64)
-         for k, s in zip("ab", run.slugs)}
-    t = {k: v.double().numpy() for k, v in load_file(str(out.weights)).items()}
-    assert {j for j, _ in _chosen(run)} == set(windows["feature"])
-    for j, g in windows.groupby("feature"):
-        assert set(g["kind"]) == {"top", "quantile", "random"} and set(g.loc[g["kind"] == "top", "split"]) == {"train"}
-        assert set(g.loc[g["kind"] == "quantile", "split"]) == {"train", "test"} == set(g.loc[g["kind"] == "random", "split"])
-        units = [u for ids in g.loc[g["kind"] != "random", "token_ids"] for u in ids]
-        assert len(units) == len(set(units))  # activating windows never share a word
-        for r in g.itertuples():
-            doc = docs[r.context_id]
-            spans = [m.span() for m in WORD_PATTERN.finditer(doc.text)]
-            first = spans.index((r.char_start[0], r.char_end[0]))
-            assert list(zip(r.char_start, r.char_end)) == spans[first:first + len(r.tokens)]  # consecutive word units
-            assert list(r.tokens) == [doc.text[a:b] for a, b in zip(r.char_start, r.char_end)]
-            u = np.asarray(r.token_ids)
-            read_a = (x["a"][u] - t["b_dec_a"]) @ t["W_enc_a"][:, j]
-            read_b = (x["b"][u] - t["b_dec_b"]) @ t["W_enc_b"][:, j]
-            np.testing.assert_allclose(r.read_a, read_a, rtol=1e-4, atol=1e-3)
-            np.testing.assert_allclose(r.read_b, read_b, rtol=1e-4, atol=1e-3)
-            pre = np.maximum(read_a + read_b + t["b_enc"][j], 0)
-            np.testing.assert_allclose(r.acts, np.where(pre > t["threshold"], pre, 0), rtol=1e-4, atol=1e-3)
-            assert r.kind != "random" or not np.any(r.acts)
-        centre = g[g["kind"] == "top"]
-        ra = np.array([a[i] for a, i in zip(centre["read_a"], centre["max_index"])])
-        rb = np.array([b[i] for b, i in zip(centre["read_b"], centre["max_index"])])
-        cls = latents.loc[j, "class"]
-        if cls == "a_only":  # read from A's activation alone; B's part is noise
-            assert np.abs(rb).mean() < 0.1 * ra.mean(), (j, ra.mean(), rb.mean())
-        elif cls == "b_only":
-            assert np.abs(ra).mean() < 0.1 * rb.mean(), (j, ra.mean(), rb.mean())
-
-
-@pytest.mark.slow
-def test_latent_labels_are_written_with_their_shuffled_baseline(trained):
-    from autointerp.io import read_json
-
-    run, *_ = trained
-    out = RunDir(run.run_dir).crosscoder(*run.slugs)
-    labels = pd.read_parquet(out.latent_labels).set_index("feature")
-    assert sorted(labels.index) == sorted(j for j, _ in _chosen(run))
-    assert (labels["status"] == "ok").all() and (labels["label_source"] == "lexical").all()  # labeller = "lexical": no LLM
-    assert labels["label"].str.startswith("the word").all()
-    for column in ("final_embedding", "lexical_embedding", "baseline_embedding"):
-        assert labels[column].between(0, 1).all(), column
-    # the baseline: each latent scored with another latent's label (a derangement of the labels)
-    assert sorted(labels["baseline_label"]) == sorted(labels["label"])
-    own = [lab for j, lab in labels["label"].items()]
-    assert any(b != a for a, b in zip(own, labels["baseline_label"]))
-    rec = read_json(out.latent_labels_record)
-    assert rec["complete"] and rec["settings"]["backend"] == "none" and rec["settings"]["explain"]["labeller"] == "lexical"
-    assert rec["summary"]["mean_shuffled"] == pytest.approx(labels["baseline_embedding"].mean(), abs=1e-4)
-    assert rec["summary"]["n_compared"] == len(labels)
-
-
-class MarkedWord:
-    """An LLM stand-in for the explainer: names the word marked most often in the examples it is shown."""
-
-    model_name, backend, price = "marked-word", "fake", None
-
-    def __init__(self):
-        from autointerp.explain.llm.base import Usage
-
-        self.usage, self.prompts = Usage(), []
-
-    async def complete(self, prompt, *, max_tokens=256, temperature=0.0, logprobs=None, echo=False, echo_at=None):
-        import collections
-        import re
-
-        from autointerp.explain.llm.base import Completion, Usage
-
-        self.prompts.append(prompt)
-        shown = prompt.rsplit("with strength 0-10:", 1)[1].split("detects:", 1)[0]
-        word = collections.Counter(re.findall(r"<<(.+?)>>", shown)).most_common(1)[0][0]
-        usage = Usage(prompt_tokens=len(prompt.split()), completion_tokens=4, calls=1)
-        self.usage.add(usage)
-        return Completion(f" the marked word {word}\n", usage)
-
-    async def chat(self, messages, **kwargs):
-        return await self.complete(messages[-1]["content"], **kwargs)
-
-
-@pytest.mark.slow
-def test_latent_labels_go_through_the_configured_llm(trained, tmp_path, monkeypatch):
-    import contextlib
-    import shutil
-
-    from autointerp.crosscode.latent_stage import latent_labels
-    from autointerp.explain.llm import factory
-    from autointerp.rundir.layout import CrosscodeDir
-
-    run, *_ = trained
-    out = CrosscodeDir(tmp_path / RunDir(run.run_dir).crosscoder(*run.slugs).root.name)
-    shutil.copytree(RunDir(run.run_dir).crosscoder(*run.slugs).root, out.root)
-    client = MarkedWord()
-
-    @contextlib.asynccontextmanager
-    async def fake_client(cfg, run_dir):
-        yield client
-
-    monkeypatch.setattr(factory, "open_client", fake_client)
-    cfg = _config(run)
-    cfg.explain = dataclasses.replace(cfg.explain, labeller="llm", n_candidates=2)
-    latents = [j for j, _ in _chosen(run)]
-    summary = latent_labels(cfg, out, latents)
-    labels = pd.read_parquet(out.latent_labels).set_index("feature")
-    # two prompts per latent (plain, with the lexical profile), each showing word windows with marked words
-    assert len(client.prompts) == 2 * len(latents) and all("<<" in p.split("Neuron C fires")[-1] for p in client.prompts)
-    assert labels["llm_label"].str.startswith("the marked word").all()
-    assert set(labels["label_source"]) <= {"llm", "lexical"} and labels["score_embedding"].between(0, 1).all()
-    assert labels["lexical_embedding"].between(0, 1).all() and labels["baseline_embedding"].between(0, 1).all()
-    assert sorted(labels["baseline_label"]) == sorted(labels["llm_label"])  # the shuffled baseline uses LLM labels when there are some
-    assert summary["usage"]["model"] == "marked-word" and summary["usage"]["calls"] == 2 * len(latents)
-
-
-@pytest.fixture(scope="module")
-def reported(trained):
-    from autointerp.report.stage import report_stage
-
-    run, *_ = trained
-    outcome = report_stage(_config(run), overwrite=True, progress=False)
-    return run, outcome
-
-
-ALLOWED_TAGS = {"html", "head", "meta", "title", "style", "body", "p", "a", "h1", "h2", "h3", "table", "thead", "tbody", "tr", "th",
-                "td", "div", "span", "code", "strong"}
-
-
-@pytest.mark.slow
-def test_latent_pages_show_norms_features_labels_and_windows(reported):
-    import html as html_lib
-    import re
-
-    from autointerp.io import read_json
-    from autointerp.report.html_render import fmt
-
-    run, outcome = reported
-    out = RunDir(run.run_dir).crosscoder(*run.slugs)
-    folder = RunDir(run.run_dir).report.pages / "crosscode" / f"{run.slugs[0]}__{run.slugs[1]}"
-    latents = pd.read_parquet(out.latents).set_index("latent")
-    labels = pd.read_parquet(out.latent_labels).set_index("feature")
-    scales = read_json(out.cfg)["scales"]
-    index = (RunDir(run.run_dir).report.pages / "index.html").read_text()
-    report = RunDir(run.run_dir).report.markdown.read_text()
-    hostile_seen = False
-    for j, _ in _chosen(run):
-        page = folder / f"{j}.html"
-        text = page.read_text()
-        assert f'href="crosscode/{run.slugs[0]}__{run.slugs[1]}/{j}.html"' in index
-        assert f"(pages/crosscode/{run.slugs[0]}__{run.slugs[1]}/{j}.html)" in report
-        t = latents.loc[j]
-        assert fmt(t["relative_norm"]) in text and fmt(float(t["norm_a"]) / scales[0]) in text and fmt(float(t["norm_b"]) / scales[1]) in text
-        assert html_lib.escape(labels.loc[j, "label"]) in text and fmt(labels.loc[j, "baseline_embedding"]) in text
-        # links resolve; the best SAE features link to their feature pages where those exist
-        for target in re.findall(r'href="([^"]+)"', text):
-            assert (page.parent / html_lib.unescape(target)).resolve().is_file(), target
-        for model, best in ((run.slugs[0], t["best_a"]), (run.slugs[1], t["best_b"])):
-            if (RunDir(run.run_dir).report.pages / model / f"{best}.html").is_file():
-                assert f'href="../../{model}/{best}.html"' in text
-        # every word of every window carries its value; shading only with a value
-        spans = re.findall(r'<span class="tok[^"]*" style="([^"]*)" title="([^"]*)"', text)
-        assert spans and len(spans) == text.count('<span class="tok')
-        assert all(re.search(r": (-?\d+\.\d{3}|not covered)", title) for _, title in spans)
-        assert all(style == "" or "background-color" in style for style, _ in spans)
-        # inert: only harmless tags, no event handler, no script; the hostile fragment shows as text
-        assert {tag.lower() for tag in re.findall(r"<\s*([a-zA-Z][a-zA-Z0-9]*)", text)} <= ALLOWED_TAGS
-        assert not re.search(r"<[^>]*\son\w+\s*=", text) and "<script" not in text.lower()
-        visible = html_lib.unescape(re.sub(r"<[^>]+>", "", text))
-        hostile_seen |= 'onerror="alert(1)"' in visible
-    assert hostile_seen
-    assert outcome.pages and (folder.parent.parent / "index.html").is_file()
-
-
 @pytest.mark.slow
 def test_rerun_reuses_and_changed_settings_are_refused(trained):
     run, cfg, summary, _ = trained
@@ -402,9 +133,9 @@ def test_rerun_reuses_and_changed_settings_are_refused(trained):
     (again, reused), = crosscode_stage(cfg, progress=False)
     assert reused and again["classes"] == summary["classes"]
     assert [p.stat().st_mtime_ns for p in (out.latent_exemplars, out.latent_labels)] == stamps  # the latent steps reused too
-    cfg.crosscode = CrosscodeConfig(d_sae=128, k=6, epochs=12, batch_size=256)
+    changed = dataclasses.replace(cfg, crosscode=CrosscodeConfig(d_sae=128, k=6, epochs=12, batch_size=256))  # the shared run's cfg stays as trained
     with pytest.raises(UserError, match="d_sae"):
-        crosscode_stage(cfg, progress=False)
+        crosscode_stage(changed, progress=False)
 
 
 def test_save_load_round_trip_acts_on_raw_activations(tmp_path):
