@@ -80,6 +80,7 @@ class LocalClient(LLMClient):
         self._lm = None
         self._load_lock = threading.Lock()
         self._text_lock = threading.Lock()  # tokenizer calls and usage totals, shared by the workers
+        self._pieces: dict[int, str] = {}  # token id -> its decoded text (_piece)
         self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="autointerp-local-llm")
 
     # -- loading -------------------------------------------------------------------------------
@@ -230,8 +231,13 @@ class LocalClient(LLMClient):
         return text, records, finish
 
     def _piece(self, lm, token_id: int) -> str:
-        with self._text_lock:
-            return lm.tokenizer.decode([token_id])
+        """One token's text, decoded once per id: an echo request names ~20 alternatives at every read position,
+        mostly the same few ids (the digits), and the workers would otherwise queue on the tokenizer lock."""
+        piece = self._pieces.get(token_id)
+        if piece is None:
+            with self._text_lock:
+                piece = self._pieces[token_id] = lm.tokenizer.decode([token_id])
+        return piece
 
     def _record(self, lm, token_id: int, logprob: float, top_vals, top_ids, offset: int) -> TokenLogprob:
         top: dict[str, float] = {}
