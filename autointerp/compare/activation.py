@@ -23,6 +23,7 @@ import pandas as pd
 import scipy.sparse as sp
 from safetensors.numpy import load_file, save_file
 
+from autointerp.compare.bootstrap import block_weights, document_blocks, matching_replicates, percentile_interval
 from autointerp.compare.correlation import Correlation, correlate
 from autointerp.compare.encode import PooledActivations, pool_harvest
 from autointerp.compare.inputs import ComparedModel
@@ -49,6 +50,19 @@ class LevelResult:
     rare_b: np.ndarray
     lexical: pd.DataFrame | None = None  # word level: per matched pair, lexical vs contextual (compare.lexical)
     lexical_summary: dict | None = None
+    boot_shared: np.ndarray | None = None  # [B] shared pairs per document-bootstrap replicate (compare.bootstrap)
+    boot_contextual: np.ndarray | None = None  # [B] contextual pairs per replicate (word level)
+    boot_blocks: int = 0  # resampling blocks of whole documents
+
+    def intervals(self) -> dict | None:
+        """The replicate counts' percentile intervals ({"n_shared": [lo, hi], "n_contextual": ...}); None
+        when the bootstrap is off."""
+        if self.boot_shared is None or not len(self.boot_shared):
+            return None
+        out = {"n_replicates": len(self.boot_shared), "n_blocks": self.boot_blocks, "n_shared": percentile_interval(self.boot_shared)}
+        if self.boot_contextual is not None and len(self.boot_contextual):
+            out["n_contextual"] = percentile_interval(self.boot_contextual)
+        return out
 
     def summary(self) -> dict:
         v = self.assignment.values
@@ -92,6 +106,9 @@ def _load_cached(path: Path, key: str, level: str, alpha: float) -> LevelResult 
         result.lexical = pd.DataFrame({"feature_a": assign.rows.astype(np.int32), "feature_b": assign.cols.astype(np.int32), **{c: t[f"lex_{c}"] for c in _LEX_FLOATS},
                                        "kind": np.asarray(_KINDS, dtype=object)[t["lex_kind"].astype(np.int64)]})
         result.lexical_summary = json.loads(bytes(t["lex_summary"]).decode())
+    if "boot_shared" in t:
+        result.boot_shared, result.boot_blocks = t["boot_shared"], int(t["boot_blocks"][0])
+        result.boot_contextual = t.get("boot_contextual")
     return result
 
 
@@ -107,6 +124,10 @@ def _save_cached(path: Path, key: str, r: LevelResult) -> None:
         tensors |= {f"lex_{c}": r.lexical[c].to_numpy(np.float32) for c in _LEX_FLOATS}
         tensors["lex_kind"] = r.lexical["kind"].map(_KINDS.index).to_numpy(np.int8)
         tensors["lex_summary"] = np.frombuffer(json.dumps(r.lexical_summary, default=float).encode(), dtype=np.uint8).copy()
+    if r.boot_shared is not None:
+        tensors |= {"boot_shared": r.boot_shared.astype(np.int32), "boot_blocks": np.array([r.boot_blocks], np.int64)}
+        if r.boot_contextual is not None:
+            tensors["boot_contextual"] = r.boot_contextual.astype(np.int32)
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp))
 
@@ -150,6 +171,28 @@ def _lexical(result: LevelResult, pa: PooledActivations, pb: PooledActivations, 
                                     n_permutations=cfg.lexical_permutations, seed=cfg.seed, min_excess=cfg.lexical_min_excess)
     result.lexical = frame[["feature_a", "feature_b", *_LEX_FLOATS, "kind"]].astype({"feature_a": np.int32, "feature_b": np.int32}).reset_index(drop=True)
     result.lexical_summary = summary
+
+
+def _bootstrap(result: LevelResult, pa: PooledActivations, pb: PooledActivations, offsets: np.ndarray, cfg,
+               types: WordTypes | None) -> None:
+    """Document-bootstrap replicates of the shared (and, at word level, contextual) counts, the matching,
+    null threshold and lexical null held fixed (``compare.bootstrap``)."""
+    if cfg.bootstrap < 1 or not len(result.assignment.values):
+        return
+    a = result.assignment
+    covered = pa.covered & pb.covered
+    units = np.flatnonzero(covered)
+    doc_of_unit = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
+    groups = document_blocks(doc_of_unit[units], cfg.bootstrap_blocks)
+    weights = block_weights(int(groups.max()) + 1, cfg.bootstrap, cfg.seed)
+    x, y = pa.matrix.tocsr()[units][:, a.rows], pb.matrix.tocsr()[units][:, a.cols]
+    lexical = {}
+    if types is not None and result.lexical is not None:
+        lexical = {"recurring": types.recurring(covered)[units], "lexical_null_mean": result.lexical["lexical_null_corr"].to_numpy(np.float64),
+                   "excess_threshold": (result.lexical_summary or {}).get("lexical_null_threshold")}
+    reps = matching_replicates(x, y, groups, weights, result.null.threshold, **lexical)
+    result.boot_shared, result.boot_contextual = reps["shared"], reps.get("contextual")
+    result.boot_blocks = weights.shape[1]
 
 # A model's pooled codes depend only on its harvest, its SAE and the documents (word units are the corpus's
 # words, whatever the other model's tokenizer), so the compares of one `autointerp run` (the pair, each
@@ -197,8 +240,10 @@ def activation_levels(a: ComparedModel, b: ComparedModel, docs: list[Document], 
     for lv in todo:
         offsets = words.doc_offsets if lv == "word" else np.arange(len(docs) + 1, dtype=np.int64)
         results[lv] = _level_result(lv, pooled[a.slug][lv], pooled[b.slug][lv], offsets, cfg, progress)
-        if lv == "word":
-            _lexical(results[lv], pooled[a.slug][lv], pooled[b.slug][lv], WordTypes.build(words, docs), cfg)
+        types = WordTypes.build(words, docs) if lv == "word" else None
+        if types is not None:
+            _lexical(results[lv], pooled[a.slug][lv], pooled[b.slug][lv], types, cfg)
+        _bootstrap(results[lv], pooled[a.slug][lv], pooled[b.slug][lv], offsets, cfg, types)
         _save_cached(pair.cache_file(lv), keys[lv], results[lv])
         log.info("compare %s vs %s: %s level done (%d units)", a.slug, b.slug, lv, results[lv].corr.n_units)
     return results

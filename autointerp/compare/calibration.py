@@ -17,13 +17,17 @@ import time
 import numpy as np
 
 from autointerp.compare.inputs import ComparedModel
-from autointerp.compare.representation import pooled_word_activations, representation_baselines
+from autointerp.compare.representation import pooled_word_activations, representation_baselines, representation_intervals
 from autointerp.compare.units import WordIndex
+from autointerp.compare.verdict import verdict
 from autointerp.data.corpus import Document
 from autointerp.io import read_json, write_json
 from autointerp.rundir.layout import PairDir
 
 log = logging.getLogger("autointerp")
+INTERVAL_METHOD = ("document bootstrap (whole documents resampled in blocks, percentile 95% intervals); the matching, the null "
+                   "threshold and the lexical null are held fixed and each matched pair's correlation is recomputed from "
+                   "per-document sufficient statistics")
 NOT_MEASURED = "not measured: run `autointerp controls` (part of `autointerp run`; [controls] ceiling / floor)"
 
 
@@ -34,7 +38,8 @@ def representation(a: ComparedModel, b: ComparedModel, docs: list[Document], cfg
     if not cfg.representation or a.level != "token" or b.level != "token":
         return None
     key = hashlib.sha256(json.dumps({"identity": identity, "what": "representation", "permutations": cfg.representation_permutations,
-                                     "max_units": cfg.representation_max_units, "units": cfg.representation_units},
+                                     "max_units": cfg.representation_max_units, "units": cfg.representation_units,
+                                     "bootstrap": [cfg.bootstrap, cfg.svcca_bootstrap, cfg.bootstrap_blocks]},
                                     sort_keys=True, default=str).encode()).hexdigest()
     cached = _cached(pair, key)
     if cached is not None:
@@ -50,6 +55,13 @@ def representation(a: ComparedModel, b: ComparedModel, docs: list[Document], cfg
                                       covered_b=pooled[1].covered[rows], seed=cfg.seed, n_permutations=cfg.representation_permutations,
                                       max_units=cfg.representation_max_units)
     result["subsample"] = {"documents": len(keep), "of_documents": len(docs), "units": int(len(rows)), "of_units": words.n_units}
+    if cfg.bootstrap:
+        boot_started = time.perf_counter()
+        result["intervals"] = representation_intervals(
+            pooled[0].matrix[rows], pooled[1].matrix[rows], offsets, covered_a=pooled[0].covered[rows], covered_b=pooled[1].covered[rows],
+            seed=cfg.seed, n_replicates=cfg.bootstrap, svcca_replicates_n=cfg.svcca_bootstrap, max_units=cfg.representation_max_units,
+            max_blocks=cfg.bootstrap_blocks)
+        result["intervals"]["seconds"] = round(time.perf_counter() - boot_started, 1)
     result["seconds"] = round(time.perf_counter() - started, 1)  # the control's cost, kept with the cached result
     pair.cache.mkdir(parents=True, exist_ok=True)
     write_json(pair.representation_cache, {"key": key, "result": result})
@@ -64,10 +76,11 @@ def _cached(pair: PairDir, key: str) -> dict | None:
     return saved.get("result") if saved.get("key") == key else None
 
 
-def _baseline(entry: dict | None) -> dict | None:
+def _baseline(entry: dict | None, interval: dict | None) -> dict | None:
     if entry is None:
         return None
-    return {k: entry.get(k) for k in ("value", "null_mean", "null_sd", "p_value", "z", "n_units", "n_permutations")}
+    return {k: entry.get(k) for k in ("value", "null_mean", "null_sd", "p_value", "z", "n_units", "n_permutations")} | {
+        "ci": (interval or {}).get("ci")}
 
 
 def calibration_record(stats: dict, rep: dict | None) -> dict:
@@ -83,14 +96,18 @@ def calibration_record(stats: dict, rep: dict | None) -> dict:
         "ceiling_shared_fraction": None, "floor_shared_fraction": None,
         "not_measured": {"ceiling_shared_fraction": NOT_MEASURED, "floor_shared_fraction": NOT_MEASURED},
         "min_support": stats.get("min_support"), "n_rare_a": stats.get("n_rare_a"), "n_rare_b": stats.get("n_rare_b"),
+        "intervals": (stats.get("intervals") or None) and stats["intervals"] | {"method": INTERVAL_METHOD},
     }
     out |= per_model(stats)
+    intervals = (rep or {}).get("intervals") or {}
     for name in ("cka", "svcca", "mutual_knn"):
-        out[name] = _baseline((rep or {}).get(name))
+        out[name] = _baseline((rep or {}).get(name), intervals.get(name))
+    out["representation_bootstrap"] = {k: v for k, v in intervals.items() if not isinstance(v, dict)} or None
     out["representation_seconds"] = (rep or {}).get("seconds")
     out["representation_subsample"] = (rep or {}).get("subsample")  # the whole documents the three were measured on
     if rep is None:
         out["not_measured"]["representation"] = "needs token-level harvests of both models ([compare] representation = true)"
+    out["verdict"] = verdict(out, stats.get("model_a"), stats.get("model_b"))
     return out
 
 
@@ -99,13 +116,17 @@ def per_model(stats: dict) -> dict:
     shared partner. The share of *matched pairs* depends on the smaller dictionary (Hungarian matches
     min(n_a, n_b) pairs), so only these per-model shares compare across pairs of different sizes (a model
     against itself, against another model, against random weights)."""
-    out = {"n_matchable": {}, "shared_fraction_of": {}}
-    n_shared = stats.get("n_shared")
+    out = {"n_matchable": {}, "shared_fraction_of": {}, "contextual_fraction_of": {}, "ci": {"shared_fraction_of": {}, "contextual_fraction_of": {}}}
+    counts = {"shared_fraction_of": stats.get("n_shared"), "contextual_fraction_of": (stats.get("lexical") or {}).get("n_contextual")}
+    intervals = stats.get("intervals") or {}
+    ranges = {"shared_fraction_of": intervals.get("n_shared"), "contextual_fraction_of": intervals.get("n_contextual")}
     for side in ("a", "b"):
         slug = stats.get(f"model_{side}")
         n = (stats.get(f"n_features_{side}") or 0) - (stats.get(f"n_dead_{side}") or 0) - (stats.get(f"n_rare_{side}") or 0)
         out["n_matchable"][slug] = n
-        out["shared_fraction_of"][slug] = (n_shared / n) if n_shared is not None and n > 0 else None
+        for key, k in counts.items():
+            out[key][slug] = (k / n) if k is not None and n > 0 else None
+            out["ci"][key][slug] = [v / n for v in ranges[key]] if ranges[key] and n > 0 else None
     return out
 
 
@@ -113,7 +134,7 @@ def control_summary(stats: dict, seconds: float | None) -> dict:
     """What controls.json keeps of one control comparison (its own calibration, as the pair's is)."""
     cal = stats.get("calibration") or {}
     keep = ("shared_fraction", "n_shared", "n_pairs", "null_threshold", "beyond_lexical_fraction", "n_contextual",
-            "n_lexical", "cka", "svcca", "mutual_knn")
+            "n_lexical", "cka", "svcca", "mutual_knn", "intervals", "representation_bootstrap")
     return {k: cal.get(k) for k in keep} | per_model(stats) | {"seconds": seconds}
 
 
@@ -143,4 +164,5 @@ def with_controls(cal: dict, controls: dict | None, stats: dict) -> dict:
             not_measured[key] = reason
     out["not_measured"] = not_measured
     out["controls_seconds"] = controls.get("seconds")
+    out["verdict"] = verdict(out, a, b)
     return out

@@ -41,6 +41,9 @@ class CompareConfig:
     representation_permutations: int = 19  # document derangements forming each baseline's null (p-values down to 1/20)
     representation_units: int = 32_768  # seeded subsample of whole documents holding this many word units: CKA, SVCCA and the derangements (each pass is linear in units: 20 per pair)
     representation_max_units: int = 4096  # seeded subsample of those units for mutual kNN (quadratic)
+    bootstrap: int = 1000  # document-bootstrap replicates behind every interval of the verdict (0: no intervals)
+    bootstrap_blocks: int = 256  # documents are resampled in at most this many blocks of whole consecutive documents
+    svcca_bootstrap: int = 50  # replicates for the SVCCA interval (each re-whitens both sides: ~0.1 s; CKA and mutual kNN use `bootstrap`)
     null_method: str = "quantile"
     chunk_rows: int = 8192  # harvest rows encoded per SAE call
     unit_chunk: int = 65_536  # aligned units per sparse cross-product step
@@ -70,6 +73,8 @@ class CompareConfig:
             raise UserError(f"compare setting lexical_alpha={self.lexical_alpha} must be in (0, 1); e.g. 0.01")
         if self.representation_permutations < 1 or self.representation_max_units < 2 or self.representation_units < 4:
             raise UserError("compare settings representation_permutations must be >= 1, representation_max_units >= 2 and representation_units >= 4")
+        if self.bootstrap < 0 or self.svcca_bootstrap < 0 or self.bootstrap_blocks < 2:
+            raise UserError("compare settings bootstrap and svcca_bootstrap must be >= 0 (0: no intervals) and bootstrap_blocks >= 2")
         if not 0.0 <= self.claim_min_effect < 0.5:
             raise UserError(f"compare setting claim_min_effect={self.claim_min_effect} must be in [0, 0.5); e.g. 0.06")
         if not self.domains:

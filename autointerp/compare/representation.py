@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
+from autointerp.compare.bootstrap import block_weights, cka_blocks, document_blocks, mean_replicates, percentile_interval, svcca_replicates
 from autointerp.compare.encode import harvest_shards, read_harvest_shard, shard_units
 from autointerp.compare.units import WordIndex, aligned_pairs, derangement, null_pairs
 from autointerp.errors import UserError
@@ -348,3 +349,48 @@ def representation_baselines(xa: np.ndarray, xb: np.ndarray, doc_offsets: np.nda
         perm = derangement(len(doc_offsets) - 1, rng)
         null.append(_measure(xa, xb, *null_pairs(doc_offsets, covered_a, covered_b, perm), rng, max_units, knn_k))
     return {name: _with_null(real[name], [s[name] for s in null]) for name in real}
+
+
+def representation_intervals(xa: np.ndarray, xb: np.ndarray, doc_offsets: np.ndarray, *, covered_a: np.ndarray | None = None,
+                             covered_b: np.ndarray | None = None, seed: int = 0, n_replicates: int = 1000, svcca_replicates_n: int = 50,
+                             max_units: int = 4096, knn_k: int = 10, max_blocks: int = 256) -> dict[str, dict]:
+    """Document-bootstrap 95% intervals of the three measures of ``representation_baselines`` (same rows,
+    same mutual-kNN subsample): {"cka" | "svcca" | "mutual_knn": {"ci": [lo, hi], "n_replicates"}} plus
+    "n_blocks". What each replicate holds fixed: ``compare.bootstrap``."""
+    doc_offsets = np.asarray(doc_offsets, np.int64)
+    n_units = int(doc_offsets[-1])
+    covered_a = np.ones(n_units, bool) if covered_a is None else np.asarray(covered_a, bool)
+    covered_b = np.ones(n_units, bool) if covered_b is None else np.asarray(covered_b, bool)
+    rows, _ = aligned_pairs(covered_a, covered_b)
+    doc_of_unit = np.repeat(np.arange(len(doc_offsets) - 1), np.diff(doc_offsets))
+    groups = document_blocks(doc_of_unit[rows], max_blocks)
+    n_groups = int(groups.max()) + 1 if len(groups) else 0
+    if n_groups < 2:
+        return {}
+    weights = block_weights(n_groups, n_replicates, seed)
+    x, y = xa[rows], xb[rows]
+    out: dict[str, dict] = {"n_blocks": n_groups}
+    # a resampled block's duplicated rows are off-diagonal copies the debiased HSIC does not remove: the replicates
+    # sit above the estimate by that artefact, so they are median-centred on it (as SVCCA's below)
+    cka = cka_blocks(x, y, groups, n_groups).cka(np.vstack([np.ones(n_groups), weights]))
+    out["cka"] = {"ci": percentile_interval(cka[1:], centre=cka[0]), "n_replicates": n_replicates, "centred": True}
+    m = _moments(xa, rows, xb, rows)
+    (vx, _, kx), (vy, _, ky) = _top_directions(m.xtx, SVCCA_VARIANCE), _top_directions(m.yty, SVCCA_VARIANCE)
+    cap = max(1, m.n // UNITS_PER_COMPONENT)
+    kx, ky = min(kx, cap), min(ky, cap)
+    if kx and ky and svcca_replicates_n:
+        # CCA on duplicated blocks overfits (fewer distinct units): the replicates sit above the estimate by
+        # that artefact alone, so they are centred on it (median shift) before the percentiles are read
+        reps = svcca_replicates(x, y, groups, np.vstack([np.ones(n_groups), weights[:svcca_replicates_n]]), vx[:, :kx], vy[:, :ky])
+        out["svcca"] = {"ci": percentile_interval(reps[1:], centre=reps[0]), "n_replicates": svcca_replicates_n, "centred": True}
+    rng = np.random.default_rng(seed)  # the same subsample as representation_baselines' real measure
+    sa, _ = _subsample(rows, rows, max_units, rng)
+    if len(sa) > knn_k:
+        nx, ny = _knn(xa[sa], knn_k), _knn(xb[sa], knn_k)
+        hit = np.zeros((len(sa), len(sa)), bool)
+        hit[np.arange(len(sa))[:, None], nx] = True
+        per_unit = hit[np.arange(len(sa))[:, None], ny].sum(axis=1) / knn_k
+        sub_groups = document_blocks(doc_of_unit[sa], max_blocks)
+        sub_weights = block_weights(int(sub_groups.max()) + 1, n_replicates, seed)
+        out["mutual_knn"] = {"ci": percentile_interval(mean_replicates(per_unit, sub_groups, sub_weights)), "n_replicates": n_replicates}
+    return out

@@ -20,7 +20,6 @@ import pandas as pd
 from autointerp.compare.activation import activation_levels
 from autointerp.compare.analysis import (
     abstraction_sample,
-    assign_domains,
     compare_abstraction,
     compare_specificity,
     entities_of,
@@ -29,6 +28,7 @@ from autointerp.compare.analysis import (
 )
 from autointerp.compare.calibration import calibration_record, representation
 from autointerp.compare.config import CompareConfig
+from autointerp.compare.domains import domain_counts, side_domains
 from autointerp.config import ModelEntry, RunConfig
 from autointerp.compare.inputs import (
     ComparedModel,
@@ -37,6 +37,7 @@ from autointerp.compare.inputs import (
     extra_identity,
     input_identity,
     load_labels,
+    model_names,
 )
 from autointerp.compare.labels import LabelMatching, label_space, match_labels
 from autointerp.compare.summary import print_summary
@@ -67,7 +68,7 @@ class CompareOutcome:
 
 def _activation_identity(cfg: CompareConfig, a: ComparedModel, b: ComparedModel) -> dict:
     keep = ("unit", "document_level", "null_permutations", "min_null_samples", "max_null_permutations", "seed",
-            "min_support", "lexical_permutations", "lexical_alpha", "lexical_min_excess")
+            "min_support", "lexical_permutations", "lexical_alpha", "lexical_min_excess", "bootstrap", "bootstrap_blocks")
     return {"config": {k: getattr(cfg, k) for k in keep}, "inputs": input_identity(a, b)}
 
 
@@ -111,17 +112,16 @@ def compare_pair(run_dir: Path, a: ComparedModel, b: ComparedModel, cfg: Compare
     if label_reason:
         log.info("label matching skipped: %s", label_reason)
 
-    domains = {}
-    if labels is not None:
-        for side, space in (("a", labels.a), ("b", labels.b)):
-            domains[side] = dict(zip(space.features.tolist(), assign_domains(space.embeddings, cfg.domains, cfg.embedder)))
+    sides = {side: side_domains(m, ~(dead | rare), cfg.domains, cfg.embedder)
+             for side, m, dead, rare in (("a", a, primary.corr.dead_a, primary.rare_a), ("b", b, primary.corr.dead_b, primary.rare_b))}
+    domains = {side: found.domains for side, found in sides.items()}
     matches = matches_table(primary, labels, domains, cfg.combined_weight)
     entities = entities_of(docs)
     spans = {m.slug: exemplar_spans(m.exemplars_path, d, entities) for m, d in ((a, primary.corr.corr.shape[0]), (b, primary.corr.corr.shape[1]))}
     specificity = {"a": label_specificity(labels.a.embeddings) if labels else None,
                    "b": label_specificity(labels.b.embeddings) if labels else None}
     feats = features_table(a.slug, b.slug, primary, labels, domains, spans, specificity)
-    stats = _stats(cfg, a, b, primary, levels, labels, label_reason, matches, feats, spans)
+    stats = _stats(cfg, a, b, primary, levels, labels, label_reason, matches, feats, spans, sides)
     stats["abstraction"]["label_specificity"] = compare_specificity(specificity["a"], specificity["b"])
     stats["abstraction"]["entity_source"] = saved_entity_source(RunDir(run_dir).corpus)
     stats["abstraction"]["n_entities"] = len(set(entities.values()))
@@ -138,13 +138,11 @@ def compare_pair(run_dir: Path, a: ComparedModel, b: ComparedModel, cfg: Compare
     return CompareOutcome(out, False, stats)
 
 
-def _stats(cfg, a, b, primary, levels, labels, label_reason, matches: pd.DataFrame, feats: pd.DataFrame, spans) -> dict:
+def _stats(cfg, a, b, primary, levels, labels, label_reason, matches: pd.DataFrame, feats: pd.DataFrame, spans, sides: dict) -> dict:
     act = matches[matches["method"] != "label"]
     lab = matches[matches["method"] != "activation"]
     shared = act[act["shared"]]
     agreement = _agreement(matches)
-    names = list(cfg.domains)
-    count = lambda s: {n: int((s == n).sum()) for n in names}
     tests = {}
     for metric in ("top_entities_spanned", "top_docs_spanned"):
         (xa, full_a), (xb, full_b) = abstraction_sample(spans[a.slug], metric), abstraction_sample(spans[b.slug], metric)
@@ -168,12 +166,10 @@ def _stats(cfg, a, b, primary, levels, labels, label_reason, matches: pd.DataFra
                   "mean_similarity": float(lab["label_similarity"].mean()) if len(lab) else None,
                   "n_labelled_a": len(labels.a.features) if labels else 0, "n_labelled_b": len(labels.b.features) if labels else 0},
         "agreement": agreement,
-        "domains": {"names": names,
-                    "counts_a": count(feats.loc[feats["model"] == a.slug, "domain"]),
-                    "counts_b": count(feats.loc[feats["model"] == b.slug, "domain"]),
-                    "counts_shared": count(shared["domain"])},
+        "domains": domain_counts(list(cfg.domains), sides["a"], sides["b"], shared["domain"]),
         "abstraction": tests["top_entities_spanned"] | {"documents": tests["top_docs_spanned"]},
         "levels": {name: r.summary() for name, r in levels.items()},
+        "intervals": primary.intervals(),
         "definitions": DEFINITIONS,
     }
 
@@ -223,6 +219,6 @@ def compare_models(cfg: RunConfig, models: list[ModelEntry], *, overwrite: bool 
         for ea, eb in itertools.combinations(models, 2):
             a, b = model_inputs(cfg.run_path, ea), model_inputs(cfg.run_path, eb)
             outcome = compare_pair(cfg.run_path, a, b, cfg.compare, overwrite=overwrite, progress=progress)
-            print_summary(outcome.out_dir, outcome.stats, outcome.skipped)
+            print_summary(outcome.out_dir, outcome.stats, outcome.skipped, names=(model_names(a), model_names(b)))
             outcomes.append(outcome)
         return outcomes

@@ -1,0 +1,125 @@
+"""The verdict table, its calls and its sentences, rendered three ways from one set of rows: markdown (the
+top of report.md), a rich table (the console summary) and HTML (the index page).
+
+Rows: the model pair, each model's same-model ceiling, the random-weights floor; columns: features with a
+shared partner (% of each model's matchable features), features shared beyond word identity (count and %
+of each model's), debiased CKA, SVCCA and mutual kNN; every value with its 95% document-bootstrap interval.
+The numbers, calls and sentences come from ``compare.verdict`` (stored in calibration.json).
+"""
+
+from __future__ import annotations
+
+import html
+from typing import NamedTuple
+
+from rich.table import Table
+
+from autointerp.compare.verdict import RULE
+from autointerp.report.artifacts import PairInputs, RunInputs
+
+COLUMNS = (("shared_a", "shared, % of {a}"), ("shared_b", "shared, % of {b}"), ("count", "beyond words, pairs"),
+           ("beyond_words_a", "beyond words, % of {a}"), ("beyond_words_b", "beyond words, % of {b}"),
+           ("cka", "debiased CKA"), ("svcca", "SVCCA"), ("mutual_knn", "mutual kNN"))
+REPRESENTATION = ("cka", "svcca", "mutual_knn")
+
+
+class VerdictRow(NamedTuple):
+    label: str
+    cells: list[str]
+
+
+def verdict_of(p: PairInputs) -> dict | None:
+    return ((p.stats or {}).get("calibration") or {}).get("verdict")
+
+
+def _fmt(cell: dict | None, kind: str) -> str:
+    if not cell or cell.get("value") is None:
+        return "n/a"
+    f = {"pct": lambda v: f"{100 * v:.1f}%", "num": lambda v: f"{v:.3f}", "int": lambda v: f"{v:,.0f}"}[kind]
+    ci = cell.get("ci")
+    return f(cell["value"]) + (f" [{f(ci[0])}, {f(ci[1])}]" if ci else "")
+
+
+def _kind(key: str) -> str:
+    return "int" if key == "count" else "num" if key in REPRESENTATION else "pct"
+
+
+def rows(v: dict, a: str, b: str) -> list[VerdictRow]:
+    """Pair, ceilings and floor rows of one verdict (cells in ``COLUMNS`` order), then the calls."""
+    cols = v["columns"]
+
+    def pick(key: str, what) -> str:
+        if key == "count":
+            return _fmt(what(cols["beyond_words_a"], "count"), "int")
+        return _fmt(what(cols[key], None), _kind(key))
+
+    out = [VerdictRow(f"{a} vs {b}", [pick(k, lambda c, sub: c.get(sub) if sub else c) for k, _ in COLUMNS])]
+    for slug, side in ((a, "a"), (b, "b")):
+        if cols[f"shared_{side}"]["ceiling"].get(slug) or cols[f"beyond_words_{side}"]["ceiling"].get(slug):
+            cells = []
+            for key, _ in COLUMNS:
+                if key == "count":
+                    cells.append(_fmt((cols[f"beyond_words_{side}"].get("ceiling_count") or {}).get(slug), "int"))
+                elif key.endswith(f"_{side}"):
+                    cells.append(_fmt(cols[key]["ceiling"].get(slug), _kind(key)))
+                else:
+                    cells.append("")
+            out.append(VerdictRow(f"ceiling: {slug} vs {slug} (other SAE seed)", cells))
+    if any(cols[k]["floor"] for k, _ in COLUMNS if k != "count"):
+        floor_of = {"count": _fmt(cols["beyond_words_a"].get("floor_count"), "int")}
+        out.append(VerdictRow("floor: random-weights control", [floor_of.get(k) or _fmt(cols[k]["floor"], _kind(k)) for k, _ in COLUMNS]))
+    out.append(VerdictRow("call", ["" if k == "count" else (cols[k]["call"] or "no call") for k, _ in COLUMNS]))
+    return out
+
+
+def headers(a: str, b: str) -> list[str]:
+    return [h.format(a=a, b=b) for _, h in COLUMNS]
+
+
+def verdict_markdown(p: PairInputs) -> list[str]:
+    """The table, the rule and the sentences for one pair; [] when the comparison predates the verdict."""
+    v = verdict_of(p)
+    if not v:
+        return []
+    head = ["", *headers(p.a, p.b)]
+    lines = ["| " + " | ".join(head) + " |", "| :--- |" + " ---: |" * (len(head) - 1)]
+    lines += ["| " + " | ".join([f"**{r.label}**" if r.label == "call" else r.label, *r.cells]) + " |" for r in rows(v, p.a, p.b)]
+    cal = p.stats.get("calibration") or {}
+    method = (cal.get("intervals") or {}).get("method")
+    notes = [f"*Decision rule, per column*: {RULE}."]
+    if method:
+        notes.append(f"*Intervals*: {method}; CKA, SVCCA and mutual kNN on their document subsample (SVCCA's principal "
+                     "subspaces and the kNN neighbour lists held fixed). The raw activations of a model against a second "
+                     "SAE of itself are identical, so those three have no ceiling.")
+    return [*lines, "", *notes, "", *[" ".join(v.get("sentences") or [])], ""]
+
+
+def verdict_console(run: RunInputs) -> list[Table]:
+    tables = []
+    for p in run.pairs:
+        v = verdict_of(p)
+        if not v:
+            continue
+        table = Table(title=f"verdict: {p.a} vs {p.b} (95% intervals)", caption=" ".join(v.get("sentences") or []))
+        table.add_column("")
+        for h in headers(p.a, p.b):
+            table.add_column(h, justify="right")
+        for r in rows(v, p.a, p.b):
+            table.add_row(r.label, *r.cells, end_section=r.label.startswith("floor"))
+        tables.append(table)
+    return tables
+
+
+def verdict_html(run: RunInputs) -> str:
+    """The verdict tables for the index page (all corpus-free text, escaped anyway)."""
+    parts = []
+    for p in run.pairs:
+        v = verdict_of(p)
+        if not v:
+            continue
+        head = "".join(f"<th>{html.escape(h)}</th>" for h in ["", *headers(p.a, p.b)])
+        body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in [r.label, *r.cells]) + "</tr>" for r in rows(v, p.a, p.b))
+        parts.append(f'<section class="verdict"><h2>Verdict: {html.escape(p.a)} vs {html.escape(p.b)}</h2>'
+                     f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+                     f"<p>{html.escape(' '.join(v.get('sentences') or []))}</p><p><small>{html.escape(RULE)}</small></p></section>")
+    return "".join(parts)
