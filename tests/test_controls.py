@@ -124,37 +124,43 @@ def test_floor_names_an_unknown_model():
     assert ControlsConfig(floor="all").floor_models(["A", "B"]) == ["A", "B"]
 
 
-def test_headline_reads_ceiling_and_floor_per_model_from_the_merged_calibration():
-    from types import SimpleNamespace
+def test_verdict_reads_ceiling_and_floor_per_model_from_the_merged_calibration():
+    from autointerp.compare.calibration import calibration_record, control_summary, with_controls
 
-    from autointerp.compare.calibration import with_controls
-    from autointerp.report.headline import headline
+    def stats(a, b, shared, n_a, n_b, contextual, ci_shared, ci_ctx):
+        out = {"model_a": a, "model_b": b, "n_shared": shared, "n_features_a": n_a + 10, "n_dead_a": 4, "n_rare_a": 6,
+               "n_features_b": n_b, "n_dead_b": 0, "n_rare_b": 0, "lexical": {"n_contextual": contextual},
+               "intervals": {"n_shared": ci_shared, "n_contextual": ci_ctx}}
+        return out | {"calibration": calibration_record(out, None)}  # as compare writes it
 
-    def stats(a, b, shared, n_a, n_b):
-        return {"model_a": a, "model_b": b, "n_shared": shared, "n_features_a": n_a + 10, "n_dead_a": 4, "n_rare_a": 6,
-                "n_features_b": n_b, "n_dead_b": 0, "n_rare_b": 0}
-
-    pair = stats("A", "B", 50, 200, 100)  # 50 shared of 100 matched pairs: 25% of A's features, 50% of B's
-    base = {"shared_fraction": 0.5, "n_shared": 50, "n_pairs": 100, "null_threshold": 0.3,
-            "not_measured": {"ceiling_shared_fraction": "x", "floor_shared_fraction": "y"}}
-    from autointerp.compare.calibration import control_summary
-
-    controls = {"ceiling": {"A": control_summary(stats("A", "A@seed1", 100, 200, 200), 10.0),   # 50% of A
-                            "B": control_summary(stats("B", "B@seed1", 80, 100, 100), 5.0),     # 80% of B
-                            "C": control_summary(stats("C", "C@seed1", 1, 10, 10), 1.0)},
-                "floor": [control_summary(stats("A", "B@random", 20, 200, 100), 7.0) | {"random": "B", "against": "A", "cka": {"value": 0.05}},
-                          {"random": "C", "against": "A", "shared_fraction_of": {"A": 0.9}}],
+    pair = stats("A", "B", 50, 200, 100, 20, [44, 56], [15, 25])  # 25% of A's features [22, 28], 50% of B's [44, 56]
+    base = {"shared_fraction": 0.5, "n_shared": 50, "n_pairs": 100, "null_threshold": 0.3, "n_contextual": 20,
+            "intervals": {"n_shared": [44, 56], "n_contextual": [15, 25]},
+            "cka": {"value": 0.3, "ci": [0.28, 0.32]}, "not_measured": {"ceiling_shared_fraction": "x", "floor_shared_fraction": "y"}}
+    controls = {"ceiling": {"A": control_summary(stats("A", "A@seed1", 100, 200, 200, 60, [90, 110], [50, 70]), 10.0),  # 50% of A
+                            "B": control_summary(stats("B", "B@seed1", 54, 100, 100, 30, [48, 60], [25, 35]), 5.0)},  # 54% of B
+                "floor": [control_summary(stats("A", "B@random", 48, 200, 100, 2, [42, 54], [0, 4]), 7.0)
+                          | {"random": "B", "against": "A", "cka": {"value": 0.05, "ci": [0.04, 0.06]}}],
                 "seconds": 123.0}
     cal = with_controls(base, controls, pair)
     assert cal["shared_fraction_of"] == {"A": 0.25, "B": 0.5} and cal["n_matchable"] == {"A": 200, "B": 100}
-    assert cal["ceiling_shared_fraction"] == {"A": 0.5, "B": 0.8} and cal["floor_shared_fraction"] == {"A": 0.1}
-    assert cal["shared_over_ceiling"] == {"A": 0.5, "B": 0.625} and cal["not_measured"] == {}
-    head = headline(SimpleNamespace(a="A", b="B", stats={"calibration": cal}))
-    assert "25.0% of `A`'s 200 (same-model ceiling 50.0%, i.e. 0.50x of it; random-weights floor 10.0% against random `B`)" in head
-    assert "50.0% of `B`'s 100 (same-model ceiling 80.0%, i.e. 0.62x of it)" in head
-    assert "debiased linear CKA 0.050" in head and "the controls cost 123 s" in head and "not above" not in head
-    low = with_controls(base, controls, stats("A", "B", 15, 200, 100))
-    assert "for `A` the sharing is not above the random-weights floor" in headline(SimpleNamespace(a="A", b="B", stats={"calibration": low}))
+    assert cal["ci"]["shared_fraction_of"] == {"A": [0.22, 0.28], "B": [0.44, 0.56]}
+    cols = cal["verdict"]["columns"]
+    # A: 25% [22, 28] vs its floor 24% [21, 27] (A's features against random B): not above the floor
+    assert cols["shared_a"]["floor"] == {"value": 0.24, "ci": [0.21, 0.27]} and cols["shared_a"]["call"] == "not_above_floor"
+    # B: its floor is the random copy's own fraction (48 of random B's 100): 48% [42, 54] overlaps the pair's, the ceiling 54% too
+    assert cols["shared_b"]["floor"] == {"value": 0.48, "ci": [0.42, 0.54]} and cols["shared_b"]["ceiling"]["B"]["value"] == 0.54
+    assert cols["shared_b"]["call"] == "between"
+    # beyond words: 20 [15, 25] vs the floor's 2 [0, 4], short of A's ceiling 60 [50, 70]
+    assert cols["beyond_words_a"]["call"] == "above_floor" and cols["beyond_words_a"]["floor_count"] == {"value": 2, "ci": [0, 4]}
+    assert cols["cka"]["call"] == "above_floor" and cols["cka"]["ceiling"] == {}
+    text = " ".join(cal["verdict"]["sentences"])
+    assert "Word-level sharing is no more than a random network's (for `B`: between)" in text
+    assert "Beyond word identity the models share 20 features (10.0% [7.5%, 12.5%] of `A`'s), 10.0 times the floor's 2 and 0.33 of the same-model ceiling (60 features): above the floor." in text
+    assert "debiased CKA 0.300 [0.280, 0.320] vs 0.050 [0.040, 0.060]" in text
+    off = with_controls(base, {"ceiling": {}, "floor": [], "off": {"floor_shared_fraction": "not measured: [controls] floor = \"none\""}}, pair)
+    assert all(c["call"] is None for c in off["verdict"]["columns"].values())
+    assert 'No claim about word-level sharing: the random-weights floor or an interval is missing (not measured: [controls] floor = "none")' in off["verdict"]["sentences"][0]
 
 
 def test_report_names_the_best_aligned_layers_from_the_sweep():

@@ -310,16 +310,34 @@ def test_damaged_input_fails_cleanly_and_keeps_the_previous_report(tmp_path):
     assert not list(cfg.run_path.glob(".pages.*")) and not list(cfg.run_path.glob(".report.md.*"))
 
 
-def test_headline_is_the_calibrated_answer_read_from_the_comparison(report):
+def test_report_opens_with_the_verdict_then_what_is_shared_beyond_words_then_what_one_model_has_alone(report):
     from test_report_fixture import CALIBRATION
 
-    _cfg, _, md = report
-    head = md.split("## The answer, calibrated", 1)[1].split("##", 1)[0]
-    assert md.index("## The answer, calibrated") < md.index("## Cross-model matching")
-    assert "88.9% of activation-matched feature pairs are shared (8 of 9" in head
-    assert "37.5% of the shared pairs are shared beyond word identity (3 contextual, 5 lexical" in head
-    for key, name in (("cka", "debiased linear CKA"), ("svcca", "SVCCA"), ("mutual_knn", "mutual kNN")):
-        c = CALIBRATION[key]
-        assert f"{name} {c['value']:.3f} (null {c['null_mean']:.3f}, p {c['p_value']:.4f})" in head
-    assert "the same-model ceiling: not built" in head and "the random-weights floor: not built" in head  # the reason, as recorded
-    assert "2 + 1 features active on fewer than 5 units were left out" in head
+    cfg, _, md = report
+    order = [md.index(h) for h in ("## The verdict", "## What is shared beyond words", "## What one model has alone", "## What was compared",
+                                   "## Cross-model matching")]
+    assert order == sorted(order)
+    assert "## The answer, calibrated" not in md  # the old paragraph is gone
+    verdict = md.split("## The verdict", 1)[1].split("## What is shared beyond words", 1)[0]
+    lines = [line for line in verdict.splitlines() if line.startswith("| ")]
+    assert lines[0].startswith("|  | shared, % of alpha | shared, % of beta | beyond words, pairs |")
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in lines[2:]}
+    assert set(rows) == {"alpha vs beta", "ceiling: alpha vs alpha (other SAE seed)", "floor: random-weights control", "**call**"}
+    assert "| 88.9% [77.8%, 100.0%] | 80.0% [70.0%, 90.0%] | 3 [2, 4] | 33.3% [22.2%, 44.4%] |" in rows["alpha vs beta"]
+    assert "0.432 [0.412, 0.452]" in rows["alpha vs beta"] and "0.078 [0.068, 0.088]" in rows["floor: random-weights control"]
+    assert "| between | not_above_floor |  | above_floor | above_floor | above_floor | above_floor | above_floor |" in rows["**call**"]
+    for sentence in CALIBRATION["verdict"]["sentences"]:
+        assert sentence in verdict
+    assert "*Decision rule, per column*" in verdict and "document bootstrap" in verdict
+    assert "2 + 1 rarer features were left out" in verdict and "Cost: representation 2 s, its intervals 0 s, controls 9 s." in verdict
+    beyond = md.split("## What is shared beyond words", 1)[1].split("## What one model has alone", 1)[0]
+    table = [line for line in beyond.splitlines() if line.startswith("| ") and "side by side" in line]
+    assert len(table) == 3, beyond  # the fixture's three contextual pairs, each with its pair page
+    assert table[0].startswith("| [0]")
+    alone = md.split("## What one model has alone", 1)[1].split("## What was compared", 1)[0]
+    assert "**`alpha`**" in alone and "**`beta`**" in alone
+    record = json.loads((cfg.run_path / "report.json").read_text())
+    assert record["verdict"] == CALIBRATION["verdict"] and record["verdicts"] == {"alpha__beta": CALIBRATION["verdict"]}
+    assert set(record["verdict"]["columns"]) == {"shared_a", "shared_b", "beyond_words_a", "beyond_words_b", "cka", "svcca", "mutual_knn"}
+    for col in record["verdict"]["columns"].values():
+        assert {"value", "ci", "ceiling", "floor", "call"} <= set(col) and col["call"] in ("above_floor", "at_ceiling", "between", "not_above_floor")

@@ -26,6 +26,7 @@ from autointerp.data.corpus import CorpusConfig, CorpusStats, Document, save_doc
 from autointerp.errors import UserError
 from autointerp.eval.scorers import SCORERS as SCORER_CLASSES
 from autointerp.exemplars.mine import EXEMPLAR_SCHEMA, write_exemplars
+from autointerp.exemplars.stage import write_lexical_profile
 from autointerp.explain.labels import write_labels, write_meta
 from autointerp.io import write_json
 from autointerp.rundir.layout import ModelDir, PairDir, RunDir
@@ -65,15 +66,39 @@ METRICS = {
 }
 
 
-# As compare writes it (calibration.json, and in stats.json): the answer next to what it is measured against.
-CALIBRATION = {
-    "unit": "word", "shared_fraction": 8 / 9, "n_shared": 8, "n_pairs": 9, "null_threshold": 0.3, "beyond_lexical_fraction": 0.375,
-    "n_contextual": 3, "n_lexical": 5, "ceiling_shared_fraction": None, "floor_shared_fraction": None,
-    "not_measured": {"ceiling_shared_fraction": "not built", "floor_shared_fraction": "not built"}, "min_support": 5, "n_rare_a": 2, "n_rare_b": 1,
-    "cka": {"value": 0.4321, "null_mean": 0.0123, "null_sd": 0.004, "p_value": 0.05, "z": 100.0, "n_units": 777, "n_permutations": 19},
-    "svcca": {"value": 0.5432, "null_mean": 0.1111, "null_sd": 0.01, "p_value": 0.05, "z": 40.0, "n_units": 777, "n_permutations": 19},
-    "mutual_knn": {"value": 0.0987, "null_mean": 0.0044, "null_sd": 0.001, "p_value": 0.05, "z": 90.0, "n_units": 777, "n_permutations": 19},
-}
+# As compare writes it (calibration.json, and in stats.json), with the controls merged in as `autointerp controls`
+# does: the answer next to what it is measured against, with intervals and the verdict.
+def _fixture_stats(a: str, b: str, shared: int, contextual: int, ci_shared, ci_contextual, rare=(2, 1)) -> dict:
+    return {"model_a": a, "model_b": b, "unit": "word", "n_shared": shared, "n_features_a": D_SAE, "n_dead_a": 1, "n_rare_a": rare[0],
+            "n_features_b": D_SAE, "n_dead_b": 1, "n_rare_b": rare[1], "min_support": 5, "null": {"threshold": 0.3},
+            "activation": {"n_pairs": 9, "fraction_shared": shared / 9},
+            "lexical": {"n_contextual": contextual, "n_lexical": shared - contextual, "beyond_lexical_fraction": contextual / shared},
+            "intervals": {"n_shared": ci_shared, "n_contextual": ci_contextual, "n_replicates": 1000, "n_blocks": 6, "seconds": 0.1}}
+
+
+def _representation(cka: float, svcca: float, knn: float, spread: float) -> dict:
+    cell = lambda v, null: {"value": v, "null_mean": null, "null_sd": 0.004, "p_value": 0.05, "z": 100.0, "n_units": 777, "n_permutations": 19}  # noqa: E731
+    return {"cka": cell(cka, 0.0123), "svcca": cell(svcca, 0.1111), "mutual_knn": cell(knn, 0.0044),
+            "intervals": {k: {"ci": [v - spread, v + spread]} for k, v in (("cka", cka), ("svcca", svcca), ("mutual_knn", knn))} | {"n_blocks": 6, "seconds": 0.5},
+            "subsample": {"documents": 3, "of_documents": 3, "units": 777, "of_units": 777}, "seconds": 2.0}
+
+
+def _calibration() -> dict:
+    from autointerp.compare.calibration import calibration_record, control_summary, with_controls
+
+    def summary(stats, rep=None):
+        return control_summary(stats | {"calibration": calibration_record(stats, rep)}, 3.0)
+
+    pair = _fixture_stats("alpha", "beta", 8, 3, [7, 9], [2, 4])
+    cal = calibration_record(pair, _representation(0.4321, 0.5432, 0.0987, 0.02))
+    controls = {"ceiling": {"alpha": summary(_fixture_stats("alpha", "alpha@seed1", 9, 6, [8, 9], [5, 7])) | {"seed": 1}},
+                "floor": [summary(_fixture_stats("alpha", "beta@random", 7, 0, [6, 8], [0, 1]), _representation(0.0777, 0.3333, 0.0222, 0.01))
+                          | {"random": "beta", "against": "alpha", "init_seed": 0}],
+                "off": {}, "seconds": 9.0}
+    return with_controls(cal, controls, pair)
+
+
+CALIBRATION = _calibration()
 
 
 def tokenize(text: str) -> list[tuple[str, int, int]]:
@@ -85,8 +110,10 @@ def fixture_config(root: Path) -> RunConfig:
                      models=[ModelEntry("fixture/alpha-lm", name="alpha", layer=2), ModelEntry("fixture/beta-enc", name="beta", layer=1)])
 
 
-def make_run(root: Path, *, labels: bool = True, scores: bool = True, compare: bool = True, seed: int = 0) -> RunConfig:
-    """Write the fixture run under ``root/run`` and return its config."""
+def make_run(root: Path, *, labels: bool = True, scores: bool = True, compare: bool = True, seed: int = 0,
+             profiles: bool = True) -> RunConfig:
+    """Write the fixture run under ``root/run`` and return its config. ``profiles``: each model's
+    lexical_profile.parquet, from its exemplars by the exemplars stage's own writer (it always writes one)."""
     cfg = fixture_config(root)
     run = RunDir(cfg.run_path)
     rng = np.random.default_rng(seed)
@@ -97,6 +124,8 @@ def make_run(root: Path, *, labels: bool = True, scores: bool = True, compare: b
     n_tokens = sum(len(tokenize(t)) for t in DOCS.values())
     for slug, layer in (("alpha", 2), ("beta", 1)):
         _model(run.model(slug), slug, layer, n_tokens, rng)
+        if profiles:
+            write_lexical_profile(run, run.model(slug))
         if labels:
             _labels(run.model(slug), slug, rng, scores)
     if compare:
@@ -215,8 +244,13 @@ def _compare(folder: PairDir, rng, with_labels: bool) -> None:
                           "lexical_null_corr": np.float32, "word_share_a": np.float32, "word_share_b": np.float32})
     write_parquet(frame, folder.matches, MATCHES_SCHEMA)
     write_parquet(pd.DataFrame({"corr": rng.normal(0, 0.08, 400).astype(np.float32)}), folder.null)
+    act_rows = frame[frame["method"] != "label"]
+    partner = {(m, int(f)): (float(c), bool(sh)) for m, side in (("alpha", "feature_a"), ("beta", "feature_b"))
+               for f, c, sh in zip(act_rows[side], act_rows["activation_corr"], act_rows["shared"])}
     feats = pd.DataFrame([{"model": m, "feature": f, "dead": f == DEAD_FEATURE, "domain": ["geography", "economy", "people"][f % 3],
-                           "n_docs_spanned": int(1 + f % 5), "label_specificity": 0.5} for m in ("alpha", "beta") for f in range(D_SAE)])
+                           "n_docs_spanned": int(1 + f % 5), "label_specificity": 0.5,
+                           "partner_corr": partner.get((m, f), (float("nan"), False))[0], "shared": partner.get((m, f), (0.0, False))[1]}
+                          for m in ("alpha", "beta") for f in range(D_SAE)])
     write_parquet(feats.astype({"feature": np.int32, "n_docs_spanned": np.int32}), folder.features)
     act = frame[frame["method"] != "label"]["activation_corr"]
     write_json(folder.stats, {
@@ -225,8 +259,10 @@ def _compare(folder: PairDir, rng, with_labels: bool) -> None:
         "n_shared": int(frame["shared"].sum()), "activation": {"n_pairs": len(act), "mean_corr": float(act.mean()), "median_corr": float(act.median())},
         "label": {"available": with_labels, "n_pairs": 8, "mean_similarity": 0.6},
         "agreement": {"n_both": 6, "fraction": 6 / 11},
-        "domains": {"names": ["geography", "economy", "people"], "counts_a": {"geography": 4, "economy": 4, "people": 3},
-                    "counts_b": {"geography": 5, "economy": 3, "people": 3}, "counts_shared": {"geography": 3, "economy": 3, "people": 2}},
+        "domains": {"names": ["geography", "economy", "people"], "method": "fixture method: name + top window, argmax",
+                    "counts_a": {"geography": 4, "economy": 4, "people": 3}, "counts_b": {"geography": 5, "economy": 3, "people": 3},
+                    "counts_shared": {"geography": 3, "economy": 3, "people": 2}, "n_live_a": 11, "n_live_b": 11,
+                    "n_unassigned_a": 0, "n_unassigned_b": 0, "n_shared_unassigned": 0},
         "abstraction": {"metric": "n_docs_spanned", "a": {"mean": 2.5, "median": 2.0}, "b": {"mean": 3.5, "median": 3.0},
                         "test": "Mann-Whitney U", "statistic": 41.0, "p_value": 0.0123,
                         "finding": "beta's features span more documents than alpha's (fixture finding 42)"},

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,11 +24,11 @@ import pandas as pd
 import scipy.sparse as sp
 from safetensors.numpy import load_file, save_file
 
-from autointerp.compare.bootstrap import block_weights, document_blocks, matching_replicates, percentile_interval
+from autointerp.compare.bootstrap import PairMoments, block_weights, document_blocks, matching_replicates, percentile_interval
 from autointerp.compare.correlation import Correlation, correlate
 from autointerp.compare.encode import PooledActivations, pool_harvest
 from autointerp.compare.inputs import ComparedModel
-from autointerp.compare.lexical import WordTypes, classify_pairs
+from autointerp.compare.lexical import WordTypes, classify_pairs, lexical_pairs
 from autointerp.compare.matching import Assignment, NullModel, hungarian, null_model
 from autointerp.compare.units import WordIndex, aligned_pairs, derangement, null_pairs
 from autointerp.data.corpus import Document
@@ -53,13 +54,15 @@ class LevelResult:
     boot_shared: np.ndarray | None = None  # [B] shared pairs per document-bootstrap replicate (compare.bootstrap)
     boot_contextual: np.ndarray | None = None  # [B] contextual pairs per replicate (word level)
     boot_blocks: int = 0  # resampling blocks of whole documents
+    boot_seconds: float = 0.0  # what the replicates cost when they were computed
 
     def intervals(self) -> dict | None:
         """The replicate counts' percentile intervals ({"n_shared": [lo, hi], "n_contextual": ...}); None
         when the bootstrap is off."""
         if self.boot_shared is None or not len(self.boot_shared):
             return None
-        out = {"n_replicates": len(self.boot_shared), "n_blocks": self.boot_blocks, "n_shared": percentile_interval(self.boot_shared)}
+        out = {"n_replicates": len(self.boot_shared), "n_blocks": self.boot_blocks, "seconds": round(self.boot_seconds, 1),
+               "n_shared": percentile_interval(self.boot_shared)}
         if self.boot_contextual is not None and len(self.boot_contextual):
             out["n_contextual"] = percentile_interval(self.boot_contextual)
         return out
@@ -108,6 +111,7 @@ def _load_cached(path: Path, key: str, level: str, alpha: float) -> LevelResult 
         result.lexical_summary = json.loads(bytes(t["lex_summary"]).decode())
     if "boot_shared" in t:
         result.boot_shared, result.boot_blocks = t["boot_shared"], int(t["boot_blocks"][0])
+        result.boot_seconds = float(t["boot_seconds"][0]) if "boot_seconds" in t else 0.0
         result.boot_contextual = t.get("boot_contextual")
     return result
 
@@ -125,7 +129,8 @@ def _save_cached(path: Path, key: str, r: LevelResult) -> None:
         tensors["lex_kind"] = r.lexical["kind"].map(_KINDS.index).to_numpy(np.int8)
         tensors["lex_summary"] = np.frombuffer(json.dumps(r.lexical_summary, default=float).encode(), dtype=np.uint8).copy()
     if r.boot_shared is not None:
-        tensors |= {"boot_shared": r.boot_shared.astype(np.int32), "boot_blocks": np.array([r.boot_blocks], np.int64)}
+        tensors |= {"boot_shared": r.boot_shared.astype(np.int32), "boot_blocks": np.array([r.boot_blocks], np.int64),
+                    "boot_seconds": np.array([r.boot_seconds], np.float64)}
         if r.boot_contextual is not None:
             tensors["boot_contextual"] = r.boot_contextual.astype(np.int32)
     with atomic_path(path) as tmp:
@@ -179,6 +184,7 @@ def _bootstrap(result: LevelResult, pa: PooledActivations, pb: PooledActivations
     null threshold and lexical null held fixed (``compare.bootstrap``)."""
     if cfg.bootstrap < 1 or not len(result.assignment.values):
         return
+    started = time.perf_counter()
     a = result.assignment
     covered = pa.covered & pb.covered
     units = np.flatnonzero(covered)
@@ -188,11 +194,21 @@ def _bootstrap(result: LevelResult, pa: PooledActivations, pb: PooledActivations
     x, y = pa.matrix.tocsr()[units][:, a.rows], pb.matrix.tocsr()[units][:, a.cols]
     lexical = {}
     if types is not None and result.lexical is not None:
-        lexical = {"recurring": types.recurring(covered)[units], "lexical_null_mean": result.lexical["lexical_null_corr"].to_numpy(np.float64),
+        # the lexical pairings classify_pairs drew (same seed, same order), each blocked by its A unit's document
+        am, bm = pa.matrix.tocsr()[:, a.rows], pb.matrix.tocsr()[:, a.cols]
+        block_of_doc = np.zeros(len(offsets) - 1, np.int64)
+        block_of_doc[doc_of_unit[units]] = groups
+        rng, recurring = np.random.default_rng(cfg.seed), np.flatnonzero(types.recurring(covered))
+        null = []
+        for _ in range(cfg.lexical_permutations):
+            ua, ub = lexical_pairs(types, recurring, rng)
+            null.append(PairMoments.of(am[ua], bm[ub], block_of_doc[doc_of_unit[ua]], int(groups.max()) + 1))
+        lexical = {"recurring": types.recurring(covered)[units], "lexical_null": null,
                    "excess_threshold": (result.lexical_summary or {}).get("lexical_null_threshold")}
     reps = matching_replicates(x, y, groups, weights, result.null.threshold, **lexical)
     result.boot_shared, result.boot_contextual = reps["shared"], reps.get("contextual")
     result.boot_blocks = weights.shape[1]
+    result.boot_seconds = time.perf_counter() - started
 
 # A model's pooled codes depend only on its harvest, its SAE and the documents (word units are the corpus's
 # words, whatever the other model's tokenizer), so the compares of one `autointerp run` (the pair, each

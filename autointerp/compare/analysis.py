@@ -1,6 +1,4 @@
-"""Beyond the anchors: concept domains of labels, and each model's level of abstraction.
-
-Domains are zero-shot: each label goes to the domain whose description embeds closest to it.
+"""Beyond the anchors: each model's level of abstraction (concept domains: ``compare.domains``).
 
 Abstraction is measured, not asserted: for each live feature, how many distinct entities (factbook
 doc_ids are ``factbook/<country>/<section>``, so the country) — and documents — its top exemplar windows
@@ -21,18 +19,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 from scipy.stats import mannwhitneyu
 
-from autointerp.models.embedder import embed_texts
 
 ACTIVATING_KINDS = ("top", "quantile")
-
-
-def assign_domains(embeddings: np.ndarray, domains: dict[str, str], embedder: str) -> list[str]:
-    """The nearest domain (by description embedding) for each unit-norm label embedding."""
-    if len(embeddings) == 0:
-        return []
-    names = list(domains)
-    centres = embed_texts([domains[n] for n in names], embedder)
-    return [names[i] for i in np.argmax(embeddings @ centres.T, axis=1)]
 
 
 def label_specificity(embeddings: np.ndarray) -> np.ndarray:

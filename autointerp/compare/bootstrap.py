@@ -9,9 +9,10 @@ document is its own block) and each replicate draws blocks with replacement (mul
 What is held fixed, and why (the report states it):
 
 * **Matching counts** (``PairMoments``): the Hungarian assignment, the null threshold and, for the
-  lexical/contextual split, each pair's lexical-null mean and the excess threshold are held fixed; each
-  replicate recomputes every matched pair's correlation from per-block sufficient statistics (n, sums,
-  sums of squares, cross products), so a replicate costs a few small matrix products, not a re-match.
+  lexical/contextual split, the lexical pairings and the excess threshold are held fixed; each replicate
+  recomputes every matched pair's correlation, and its correlation under each lexical pairing (blocked by
+  the A unit's document), from per-block sufficient statistics (n, sums, sums of squares, cross
+  products), so a replicate costs a few small matrix products, not a re-match.
 * **Debiased CKA** (``CkaBlocks``): the features are centred at the subsample's mean; HSIC terms are
   quadratic forms in the block weights (||sum_g w_g X_g^T Y_g||^2 = w^T M w with M the Frobenius inner
   products of the blocks' cross moments), so any number of replicates is cheap once M is known. A drawn
@@ -114,15 +115,18 @@ class PairMoments(NamedTuple):
 
 
 def matching_replicates(x: sp.spmatrix, y: sp.spmatrix, groups: np.ndarray, weights: np.ndarray, threshold: float, *,
-                        recurring: np.ndarray | None = None, lexical_null_mean: np.ndarray | None = None,
+                        recurring: np.ndarray | None = None, lexical_null: list[PairMoments] | None = None,
                         excess_threshold: float | None = None, chunk: int = 100) -> dict[str, np.ndarray]:
     """Per replicate: how many matched pairs are shared (correlation over all units above ``threshold``)
-    and, given the lexical null (``recurring`` units mask, each pair's ``lexical_null_mean`` and the
-    ``excess_threshold``), how many of those are contextual (excess over the lexical null above its
-    threshold on the recurring units): {"shared": [B], "contextual": [B] (when given)}."""
+    and, given the lexical null (``recurring`` units mask, the moments of each lexical pairing blocked by
+    the A unit's document, and the ``excess_threshold``), how many of those are contextual (correlation on
+    the recurring units minus the mean lexical-pairing correlation, both recomputed in the replicate,
+    above the threshold): {"shared": [B], "contextual": [B] (when given)}. The lexical null is resampled
+    with the real correlation because the two move together: holding it fixed would add the real
+    correlation's whole variance to the excess and push the bulk of lexical pairs over the threshold."""
     n_groups = weights.shape[1]
     allm = PairMoments.of(x, y, groups, n_groups)
-    lexical = recurring is not None and lexical_null_mean is not None and excess_threshold is not None and math.isfinite(excess_threshold)
+    lexical = recurring is not None and lexical_null and excess_threshold is not None and math.isfinite(excess_threshold)
     if lexical:
         rec = np.flatnonzero(recurring)
         recm = PairMoments.of(sp.csr_matrix(x)[rec], sp.csr_matrix(y)[rec], np.asarray(groups)[rec], n_groups)
@@ -132,7 +136,9 @@ def matching_replicates(x: sp.spmatrix, y: sp.spmatrix, groups: np.ndarray, weig
         shared = np.nan_to_num(allm.correlations(w), nan=-np.inf) > threshold
         shared_counts.append(shared.sum(axis=1))
         if lexical:
-            excess = np.nan_to_num(recm.correlations(w) - lexical_null_mean[None, :], nan=-np.inf)
+            with np.errstate(invalid="ignore"):
+                null_mean = np.mean([m.correlations(w) for m in lexical_null], axis=0)
+            excess = np.nan_to_num(recm.correlations(w) - null_mean, nan=-np.inf)
             contextual_counts.append((shared & (excess > excess_threshold)).sum(axis=1))
     out = {"shared": np.concatenate(shared_counts) if shared_counts else np.zeros(0)}
     if lexical:

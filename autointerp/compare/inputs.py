@@ -15,6 +15,7 @@ import pandas as pd
 from autointerp.config import ModelEntry
 from autointerp.data.corpus import Document, corpus_fingerprint, load_saved_documents
 from autointerp.errors import UserError
+from autointerp.explain.names import FeatureName, feature_names
 from autointerp.io import file_sha256, read_json
 from autointerp.rundir.layout import ModelDir, RunDir, SAEFiles
 
@@ -101,8 +102,24 @@ def input_identity(a: ComparedModel, b: ComparedModel) -> dict:
     return {"a": one(a), "b": one(b)}
 
 
+def profile_path(m: ComparedModel) -> Path | None:
+    """The model's lexical profile when it belongs to this SAE's exemplars (names of unlabelled features)."""
+    path = ModelDir(m.model_dir).lexical_profile
+    return path if m.exemplars_path is not None and path.is_file() else None
+
+
 def extra_identity(a: ComparedModel, b: ComparedModel) -> dict:
-    """Labels and exemplars: they change the label/abstraction results but not the correlation matrices."""
+    """Labels, exemplars and lexical profiles: they change the label/abstraction/domain results but not the
+    correlation matrices."""
     digest = lambda p: file_sha256(p) if p is not None else None
     return {"labels_a": digest(a.labels_path), "labels_b": digest(b.labels_path),
-            "exemplars_a": digest(a.exemplars_path), "exemplars_b": digest(b.exemplars_path)}
+            "exemplars_a": digest(a.exemplars_path), "exemplars_b": digest(b.exemplars_path),
+            "profile_a": digest(profile_path(a)), "profile_b": digest(profile_path(b))}
+
+
+def model_names(m: ComparedModel) -> dict[int, FeatureName]:
+    """Every feature's name (final label, else lexical-profile name: ``explain.names``); {} for a side whose
+    exemplars are not its own (a control's second-seed SAE, a random-weights model)."""
+    if m.exemplars_path is None:
+        return {}
+    return feature_names(load_labels(m), profile_path(m))

@@ -121,7 +121,7 @@ def compare_pair(run_dir: Path, a: ComparedModel, b: ComparedModel, cfg: Compare
     specificity = {"a": label_specificity(labels.a.embeddings) if labels else None,
                    "b": label_specificity(labels.b.embeddings) if labels else None}
     feats = features_table(a.slug, b.slug, primary, labels, domains, spans, specificity)
-    stats = _stats(cfg, a, b, primary, levels, labels, label_reason, matches, feats, spans, sides)
+    stats = _stats(cfg, a, b, primary, levels, labels, label_reason, matches, spans, sides)
     stats["abstraction"]["label_specificity"] = compare_specificity(specificity["a"], specificity["b"])
     stats["abstraction"]["entity_source"] = saved_entity_source(RunDir(run_dir).corpus)
     stats["abstraction"]["n_entities"] = len(set(entities.values()))
@@ -138,7 +138,7 @@ def compare_pair(run_dir: Path, a: ComparedModel, b: ComparedModel, cfg: Compare
     return CompareOutcome(out, False, stats)
 
 
-def _stats(cfg, a, b, primary, levels, labels, label_reason, matches: pd.DataFrame, feats: pd.DataFrame, spans, sides: dict) -> dict:
+def _stats(cfg, a, b, primary, levels, labels, label_reason, matches: pd.DataFrame, spans, sides: dict) -> dict:
     act = matches[matches["method"] != "label"]
     lab = matches[matches["method"] != "activation"]
     shared = act[act["shared"]]

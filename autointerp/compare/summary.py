@@ -8,19 +8,18 @@ import pandas as pd
 from rich.markup import escape
 from rich.table import Table
 
+from autointerp.explain.names import LEGEND, FeatureName, name_of
 from autointerp.progress import console
 from autointerp.rundir.layout import PairDir
-
-
-def _text(x) -> str:
-    return escape(x) if isinstance(x, str) and x else "-"
 
 
 def _fmt(x, spec: str = ".3f") -> str:
     return "n/a" if x is None else format(x, spec)
 
 
-def print_summary(out_dir: Path, stats: dict, cached: bool, n_top: int = 10) -> None:
+def print_summary(out_dir: Path, stats: dict, cached: bool, n_top: int = 10,
+                  names: tuple[dict[int, FeatureName], dict[int, FeatureName]] = ({}, {})) -> None:
+    """``names``: each model's feature names (``explain.names``), shown for the top shared pairs."""
     a, b = stats["model_a"], stats["model_b"]
     title = f"compare {a} vs {b}" + (" (cached)" if cached else "") + f": {out_dir}"
     levels = Table(title=title)
@@ -39,12 +38,13 @@ def print_summary(out_dir: Path, stats: dict, cached: bool, n_top: int = 10) -> 
     top = matches[matches["shared"]].sort_values("activation_corr", ascending=False).head(n_top)
     if len(top):
         t = Table(title=f"top shared pairs ({stats['unit']} level)")
-        for col in (f"{a} feature", f"{b} feature", "corr", "p", "method", "label A", "label B"):
+        for col in (f"{a} feature", f"{b} feature", "corr", "p", "method", "name A", "name B"):
             t.add_column(col)
         for r in top.itertuples():
             t.add_row(str(r.feature_a), str(r.feature_b), f"{r.activation_corr:.3f}", f"{r.p_value:.2g}", r.method,
-                      _text(r.label_a), _text(r.label_b))
+                      escape(name_of(names[0], r.feature_a)), escape(name_of(names[1], r.feature_b)))
         console.print(t)
+        console.print(escape(LEGEND), highlight=False)
 
     label = stats["label"]
     if not label["available"]:
@@ -54,13 +54,7 @@ def print_summary(out_dir: Path, stats: dict, cached: bool, n_top: int = 10) -> 
         console.print(f"label matching: {label['n_pairs']} pairs, mean cosine {_fmt(label['mean_similarity'])}; "
                       f"agreement with activation matching: {ag['n_both']}/{ag['n_comparable']} "
                       f"({_fmt(ag['fraction'], '.1%')}), {ag['n_disagree']} disagreements (listed in stats.json)", highlight=False)
-        doms = stats["domains"]
-        t = Table(title="concept domains (zero-shot on labels)")
-        for col in ("domain", a, b, "shared"):
-            t.add_column(col)
-        for n in doms["names"]:
-            t.add_row(n, str(doms["counts_a"][n]), str(doms["counts_b"][n]), str(doms["counts_shared"][n]))
-        console.print(t)
+    _domains(stats["domains"], a, b)
     console.print(f"abstraction: {escape(stats['abstraction']['finding'])}", highlight=False)
     cal = stats.get("calibration") or {}
     if cal.get("beyond_lexical_fraction") is not None:
@@ -72,3 +66,14 @@ def print_summary(out_dir: Path, stats: dict, cached: bool, n_top: int = 10) -> 
             console.print(f"raw activations, {name}: {_fmt(c['value'])} (derangement null {_fmt(c['null_mean'])}, p {_fmt(c['p_value'], '.3g')})", highlight=False)
     if "ceiling_shared_fraction" in (cal.get("not_measured") or {}):
         console.print("the same-model ceiling and the random-weights floor come next (`autointerp controls`)", highlight=False)
+
+
+def _domains(doms: dict, a: str, b: str) -> None:
+    """Live matchable features per domain (a side without exemplars, a control's, shows n/a)."""
+    t = Table(title="concept domains (zero-shot on every live matchable feature's name + top window)")
+    for col in ("domain", a, b, "shared"):
+        t.add_column(col)
+    cell = lambda counts, n: "n/a" if counts is None else str(counts.get(n, 0))  # noqa: E731
+    for n in doms["names"]:
+        t.add_row(n, cell(doms.get("counts_a"), n), cell(doms.get("counts_b"), n), cell(doms.get("counts_shared"), n))
+    console.print(t)

@@ -37,7 +37,7 @@ DEFINITIONS = {
     "label_confidence": "share of all cross-model label pairs less similar than this pair",
     "combined_score": "weighted mean (weight [compare] combined_weight on activation) of the available confidences; rank 1 = best",
     "agreement.fraction": "n_both / n_comparable: A features whose activation partner equals their label partner, among A features that got a partner from both matchings",
-    "domain": "zero-shot: the [compare] domains description whose embedding is nearest to the label (pair: label_a's domain, else label_b's)",
+    "domain": "zero-shot, every live matchable feature: the [compare] domains description whose embedding is nearest to the embedding of the feature's name (final label, else lexical-profile name) + the words around the peak of its best top window (pair: feature_a's domain, else feature_b's; none for a side without exemplars)",
     "n_docs_spanned": "distinct documents among the feature's activating exemplar windows (top + quantile)",
     "n_entities_spanned": "distinct entities among those windows (factbook: the country in factbook/<country>/<section>)",
     "top_entities_spanned": "distinct entities among the feature's top windows only (n_top_windows of them)",

@@ -8,11 +8,13 @@ Embeddings are L2-normalised, so a dot product is a cosine.
 from __future__ import annotations
 
 import functools
+import hashlib
 from pathlib import Path
 
 import numpy as np
 
 from autointerp.errors import UserError
+from autointerp.io import atomic_path
 from autointerp.models.resolve import EMBEDDED_MODELS, resolve_model
 
 DEFAULT_EMBEDDER = "minilm-l6"
@@ -46,3 +48,33 @@ def embed_texts(texts: list[str], spec: str = DEFAULT_EMBEDDER, batch_size: int 
         return np.zeros((0, model.get_sentence_embedding_dimension()), dtype=np.float32)
     out = model.encode(list(texts), batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
     return out.astype(np.float32, copy=False)
+
+
+def _text_key(text: str, spec: str) -> str:
+    return hashlib.sha1(f"{spec}\0{text}".encode("utf-8")).hexdigest()
+
+
+def embed_texts_cached(texts: list[str], spec: str, cache: Path, batch_size: int = 64) -> np.ndarray:
+    """``embed_texts``, reusing the rows stored in ``cache`` (an .npz keyed by sha1 of embedder and text).
+
+    Only texts not in the cache are embedded, then added to it (rewritten atomically): calls on different
+    subsets of one model's features (a pair, a control) share it, and a changed label re-embeds one row.
+    """
+    keys = [_text_key(t, spec) for t in texts]
+    known: dict[str, np.ndarray] = {}
+    if Path(cache).is_file():
+        try:
+            with np.load(cache, allow_pickle=False) as stored:
+                known = dict(zip(stored["keys"].tolist(), stored["embeddings"]))
+        except (OSError, ValueError, KeyError):  # a damaged cache is only a cache: embed again
+            known = {}
+    todo = sorted({k: t for k, t in zip(keys, texts) if k not in known}.items())
+    if todo:
+        fresh = embed_texts([t for _, t in todo], spec, batch_size)
+        known.update(zip([k for k, _ in todo], fresh))
+    if not texts:
+        return embed_texts([], spec)
+    if todo:
+        with atomic_path(cache) as tmp, open(tmp, "wb") as f:
+            np.savez(f, keys=np.array(list(known)), embeddings=np.stack(list(known.values())).astype(np.float32))
+    return np.stack([known[k] for k in keys]).astype(np.float32, copy=False)

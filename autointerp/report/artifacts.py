@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import pandas as pd
 
 from autointerp.config import RunConfig
 from autointerp.errors import UserError
+from autointerp.explain.names import UNNAMED, FeatureName, feature_names, name_of
 from autointerp.rundir.layout import ModelDir, PairDir, RunDir
 
 SCORERS = ("simulation", "detection", "fuzzing", "embedding")
@@ -66,6 +68,15 @@ class ModelInputs:
     def exemplars_path(self) -> Path:
         return self.files.exemplars
 
+    @cached_property
+    def names(self) -> dict[int, FeatureName]:
+        """{feature: FeatureName}: final label, else lexical-profile name (``autointerp.explain.names``); read once."""
+        return feature_names(self.labels, self.files.lexical_profile)
+
+    def name(self, feature: int, limit: int | None = None) -> str:
+        """The displayed name of ``feature``: label, else lexical name with its marker (``explain.names``)."""
+        return name_of(self.names, feature, limit)
+
     @property
     def scorers(self) -> list[str]:
         """Scorers that ran, in the contract's order (a column score_<S> exists)."""
@@ -101,10 +112,17 @@ class PairInputs:
     features: pd.DataFrame | None = None
     stats: dict | None = None
     missing: list[Missing] = field(default_factory=list)
+    run_dir: Path | None = None  # the run directory (for the pair's controls: ``RunDir.controls``)
+    models: dict[str, ModelInputs] = field(default_factory=dict)  # the pair's two models (``load_run_inputs``)
 
     @property
     def key(self) -> str:
         return f"{self.a}__{self.b}"
+
+    def name(self, model: str, feature: int, limit: int | None = None) -> str:
+        """The displayed name of ``feature`` of ``model`` (``ModelInputs.name``)."""
+        m = self.models.get(model)
+        return m.name(feature, limit) if m is not None else UNNAMED
 
 
 @dataclass
@@ -127,6 +145,7 @@ class RunInputs:
         for m in self.models:
             f = m.files
             files += [f.manifest, f.sae.metrics, f.sae.cfg, f.feature_stats, f.exemplars_meta, f.exemplars, f.labels, f.labels_meta]
+            files += [f.lexical_profile]  # feature names of unlabelled features
         for p in self.pairs:
             files += list(PairDir(p.dir).outputs())
         return files + [run.sweep.record, run.controls.record]
@@ -181,7 +200,7 @@ def load_model_inputs(cfg: RunConfig, run_dir: Path, entry) -> ModelInputs:
 
 def load_pair_inputs(run_dir: Path, a: str, b: str) -> PairInputs:
     pair = RunDir(run_dir).pair(a, b)
-    p = PairInputs(a=a, b=b, dir=pair.root)
+    p = PairInputs(a=a, b=b, dir=pair.root, run_dir=run_dir)
     p.matches = _parquet(pair.matches, MATCH_COLUMNS)
     p.null = _parquet(pair.null, ("corr",))
     p.features = _parquet(pair.features, ("model", "feature"))
@@ -204,6 +223,8 @@ def load_run_inputs(cfg: RunConfig) -> RunInputs:
     models = [load_model_inputs(cfg, run_dir, entry) for entry in cfg.models]
     slugs = [m.slug for m in models]
     pairs = [load_pair_inputs(run_dir, a, b) for i, a in enumerate(slugs) for b in slugs[i + 1:]]
+    for p in pairs:
+        p.models = {m.slug: m for m in models if m.slug in (p.a, p.b)}
     corpus = _json(RunDir(run_dir).corpus_meta)
     missing = [] if corpus else [Missing("corpus", RunDir(run_dir).corpus, "autointerp harvest")]
     return RunInputs(run_dir=run_dir, cfg=cfg, corpus=corpus, models=models, pairs=pairs, missing=missing,

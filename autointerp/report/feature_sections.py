@@ -1,5 +1,10 @@
-"""Feature-page sections beyond statistics and exemplars: activation histogram, logit effects, lexical
-profile and label candidates. Each returns HTML (every untrusted string escaped) or a one-line note.
+"""Feature-page sections beyond statistics and exemplars: the feature's name, activation histogram, logit
+effects, lexical profile and label candidates. Each returns HTML (every untrusted string escaped) or a
+one-line note.
+
+The name (``name_html``) is the one rendering of a feature's name on every page: its final label, else its
+lexical name with the " (lexical)" marker (``autointerp.explain.names``), so no page shows a feature as
+"not labelled" when its profile says what it fires on.
 
 The lexical profile and the label candidates are read by their agreed columns (``lexical_profile.parquet``:
 feature, kind, text, share, count; ``label_candidates.parquet``: feature, candidate, source, train_score,
@@ -14,11 +19,30 @@ import numpy as np
 import pandas as pd
 
 from autointerp.exemplars.logit_effects import APPROXIMATION
+from autointerp.explain.names import UNNAMED
+from autointerp.report.artifacts import ModelInputs
 from autointerp.report.histogram import histogram_svg
 from autointerp.report.html_render import esc, fmt, table
 
 PROFILE_KINDS = ("word", "token", "left", "right", "entity")
 PROFILE_ROWS = 5
+
+
+def label_error(labels: pd.DataFrame | None, feature: int) -> str | None:
+    """Why the feature's labelling failed (``labels`` indexed by feature); None when it did not fail or
+    was not labelled."""
+    if labels is None or feature not in labels.index:
+        return None
+    row = labels.loc[feature]
+    if str(row.get("status")) != "ok" or not isinstance(row.get("label"), str):
+        return str(row.get("error") or "no label")
+    return None
+
+
+def name_html(m: ModelInputs | None, feature: int, error: str | None = None) -> str:
+    """The feature's name as HTML; ``error``: why its labelling failed, noted after the name."""
+    text = esc(m.name(feature)) if m is not None else esc(UNNAMED)
+    return text + (f" <span class=\"failed\">(label failed: {esc(error)})</span>" if error else "")
 
 
 def histogram_section(hist: tuple[np.ndarray, float] | None, note: str | None, title: str) -> str:

@@ -1,47 +1,35 @@
-"""The index's headline summary and its static sorted views (no script: one HTML page per ordering).
+"""The index's verdict summary and its static sorted views (no script: one HTML page per ordering).
 
 ``by_correlation.html`` lists the pair pages by activation correlation, ``by_density.html`` and
 ``by_label_score.html`` the feature pages of each model by density and by label score. The summary at
-the top of the index is the report's calibrated answer (``headline``), rendered from its markdown.
+the top of the index is the report's verdict table (``report.verdict``).
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 
 import pandas as pd
 
+from autointerp.explain.names import LEGEND
 from autointerp.report.artifacts import RunInputs
-from autointerp.report.headline import headline
+from autointerp.report.feature_sections import name_html
 from autointerp.report.html_render import document, esc, fmt, href, table
 from autointerp.report.pair_pages import pair_href
+from autointerp.report.verdict import verdict_html
 from autointerp.rundir.layout import INDEX_VIEWS, PAGES_INDEX, feature_page_name
 
 FeatureLink = Callable[[str, int], str]  # (model, feature) -> HTML: a link from the index level, or plain text
 
 
-def _md_inline(text: str) -> str:
-    """The headline's markdown (**bold**, `code`) as HTML; everything else escaped."""
-    out = esc(text)
-    out = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", out)
-    return re.sub(r"`(.+?)`", r"<code>\1</code>", out)
-
-
 def summary_html(run: RunInputs) -> str:
-    lines = [f"<p class=\"summary\">{_md_inline(text)}</p>" for p in run.pairs if (text := headline(p))]
+    lines = [verdict_html(run)] if run.pairs else []
     views = " · ".join(f"<a href=\"{esc(href(name))}\">by {esc(key.replace('_', ' '))}</a>" for key, name in INDEX_VIEWS.items())
     return "\n".join([*lines, f"<p>Sorted views: {views}</p>"])
 
 
 def _labels(m) -> pd.DataFrame | None:
     return m.labels.drop_duplicates("feature", keep="last").set_index("feature") if m.labels is not None else None
-
-
-def _label(labels: pd.DataFrame | None, f: int) -> str:
-    if labels is None or f not in labels.index or not isinstance(labels.loc[f].get("label"), str):
-        return "—"
-    return esc(labels.loc[f]["label"])
 
 
 def correlation_view(run: RunInputs, pairs: dict[str, list[tuple[int, int]]], link: FeatureLink) -> str:
@@ -51,17 +39,17 @@ def correlation_view(run: RunInputs, pairs: dict[str, list[tuple[int, int]]], li
         if not wanted or p.matches is None:
             continue
         m = p.matches.drop_duplicates(["feature_a", "feature_b"]).set_index(["feature_a", "feature_b"])
-        la, lb = _labels(run.model(p.a)), _labels(run.model(p.b))
         order = sorted(wanted, key=lambda k: -float(m.loc[k, "activation_corr"]) if pd.notna(m.loc[k, "activation_corr"]) else 0.0)
         rows = []
         for fa, fb in order:
             r = m.loc[(fa, fb)]
             pair = f"<a href=\"{esc(pair_href(p.a, p.b, fa, fb, 0))}\">side by side</a>"
-            rows.append([pair, link(p.a, fa), _label(la, fa), link(p.b, fb), _label(lb, fb), fmt(r.get("activation_corr")),
+            rows.append([pair, link(p.a, fa), name_html(run.model(p.a), fa), link(p.b, fb), name_html(run.model(p.b), fb), fmt(r.get("activation_corr")),
                          fmt(bool(r.get("shared"))), esc(r.get("kind"))])
         parts += [f"<h2>{esc(p.a)} vs {esc(p.b)} <span class=\"meta\">({len(rows)} pairs with pages)</span></h2>",
-                  table(["pair", p.a, "label", p.b, "label", "act. corr.", "shared", "kind"], rows,
+                  table(["pair", p.a, "name", p.b, "name", "act. corr.", "shared", "kind"], rows,
                         [False, True, False, True, False, True, False, False])]
+    parts.append(f"<p class=\"meta\">{esc(LEGEND)}</p>")
     return document("pairs by correlation", "\n".join(parts))
 
 
@@ -71,10 +59,10 @@ def density_view(run: RunInputs, chosen: dict[str, list[int]], link: FeatureLink
         if m.stats is None:
             continue
         stats = m.stats.set_index("feature")
-        labels = _labels(m)
         features = sorted((f for f in chosen.get(m.slug, []) if f in stats.index), key=lambda f: -float(stats.loc[f, "density"]))
-        rows = [[link(m.slug, f), _label(labels, f), fmt(stats.loc[f, "density"], 6), fmt(stats.loc[f, "max_act"])] for f in features]
-        parts += [f"<h2>{esc(m.slug)}</h2>", table(["feature", "label", "density", "max act."], rows, [True, False, True, True])]
+        rows = [[link(m.slug, f), name_html(m, f), fmt(stats.loc[f, "density"], 6), fmt(stats.loc[f, "max_act"])] for f in features]
+        parts += [f"<h2>{esc(m.slug)}</h2>", table(["feature", "name", "density", "max act."], rows, [True, False, True, True])]
+    parts.append(f"<p class=\"meta\">{esc(LEGEND)}</p>")
     return document("features by density", "\n".join(parts))
 
 
@@ -88,9 +76,9 @@ def label_score_view(run: RunInputs, chosen: dict[str, list[int]], link: Feature
         key = f"score_{scorers[0]}"
         features = [f for f in chosen.get(m.slug, []) if f in labels.index and pd.notna(labels.loc[f].get(key))]
         features.sort(key=lambda f: -float(labels.loc[f][key]))
-        rows = [[link(m.slug, f), _label(labels, f), *[fmt(labels.loc[f].get(f"score_{s}")) for s in scorers]] for f in features]
+        rows = [[link(m.slug, f), name_html(m, f), *[fmt(labels.loc[f].get(f"score_{s}")) for s in scorers]] for f in features]
         parts += [f"<h2>{esc(m.slug)} <span class=\"meta\">(sorted by {esc(scorers[0])})</span></h2>",
-                  table(["feature", "label", *scorers], rows, [True, False, *[True] * len(scorers)])]
+                  table(["feature", "name", *scorers], rows, [True, False, *[True] * len(scorers)])]
     return document("features by label score", "\n".join(parts))
 
 

@@ -17,7 +17,7 @@ from autointerp.report.caveats import caveats_section
 from autointerp.report.config import ReportConfig
 from autointerp.report.crosscode import crosscode_section
 from autointerp.report.fmt import md_text
-from autointerp.report.headline import headline, sweep_line
+from autointerp.report.headline import sweep_line
 from autointerp.report.label_quality import label_section
 from autointerp.report.matches import (
     abstraction_section,
@@ -28,6 +28,9 @@ from autointerp.report.matches import (
 )
 from autointerp.report.overview import metrics_section, setup_section
 from autointerp.report.plots import Plot
+from autointerp.report.shared_sections import alone_section, beyond_words_section
+from autointerp.report.verdict import calibration_details, verdict_markdown
+from autointerp.rundir.layout import PAIR_PAGES_DIR, pair_page_name
 from autointerp.rundir.windows import Window
 
 LinkLookup = Callable[[str, int], str | None]
@@ -40,12 +43,32 @@ def build_markdown(run: RunInputs, cfg: ReportConfig, plots: dict[str, list[Plot
     out = [f"# Do {names} learn the same concepts?", "",
            f"Report on run `{md_text(run.run_dir.name)}` ({md_text(source)}), generated {_dt.date.today().isoformat()} by autointerp {__version__}. "
            "All numbers are read from the run's artifacts.", ""]
-    answers = [text for p in run.pairs if (text := headline(p))]
-    if answers:
-        out += ["## The answer, calibrated", "", *[line for text in answers for line in (text, "")]]
-        out += [sweep_line(run.sweep, {m.slug: m.layer for m in run.models}), ""]
     if pages_index:
         out += [f"Browse the features: [feature pages]({pages_index}).", ""]
+    verdicts = [(p, lines) for p in run.pairs if (lines := verdict_markdown(p))]
+    if verdicts:
+        out += ["## The verdict", ""]
+        for p, lines in verdicts:
+            out += ([f"### `{p.a}` vs `{p.b}`", ""] if len(run.pairs) > 1 else []) + lines + calibration_details(p) + [""]
+        out += [sweep_line(run.sweep, {m.slug: m.layer for m in run.models}), ""]
+    elif run.pairs:
+        out += ["## The verdict", "", "_No verdict yet: run `autointerp compare` (and `autointerp controls` for the ceiling and floor)._", ""]
+
+    def window(model: str, f: int) -> Window | None:
+        return exemplars.get((model, f))
+
+    def pair_link(p, fa: int, fb: int) -> str | None:
+        ha, hb = link(p.a, fa), link(p.b, fb)
+        return f"{ha.rsplit('/', 2)[0]}/{PAIR_PAGES_DIR}/{p.key}/{pair_page_name(fa, fb)}" if ha and hb else None
+
+    compared = [p for p in run.pairs if p.matches is not None and p.stats is not None]
+    if compared:
+        out += ["## What is shared beyond words", ""]
+        for p in compared:
+            out += beyond_words_section(p, window, link, pair_link, cfg.exemplar_chars)
+        out += ["## What one model has alone", ""]
+        for p in compared:
+            out += alone_section(p, window, link, cfg.exemplar_chars)
     missing = [x for x in run.missing] + [x for m in run.models for x in m.missing] + [x for p in run.pairs for x in p.missing]
     if missing:
         out += ["**Not yet available** (the report shows everything else):", ""] + [f"- {x.md_hint()}" for x in missing] + [""]

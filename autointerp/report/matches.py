@@ -1,9 +1,10 @@
 """Report sections on the cross-model comparison of one pair of models (compare/<A>__<B>/).
 
 Matched concepts (best ``combined_rank`` first) with an exemplar for each side, the disagreements
-between the activation matching and the label matching, concept domains, and the level-of-abstraction
-finding. Findings are the comparison stage's own numbers and sentences (stats.json), quoted, never
-restated by this module.
+between the activation matching and the label matching, concept domains (``report.domains``), and the
+level-of-abstraction finding. Every feature is shown by its name (``ModelInputs.names``: its label, else
+its lexical name), and every listed pair links its side-by-side page (``selection.listed_pairs``).
+Findings are the comparison stage's own numbers and sentences (stats.json), quoted, never restated here.
 """
 
 from __future__ import annotations
@@ -11,9 +12,9 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
-import pandas as pd
-
+from autointerp.explain.names import LEGEND
 from autointerp.report.artifacts import PairInputs
+from autointerp.report.domains import domain_section  # noqa: F401 - report.md's section list imports it from here
 from autointerp.report.fmt import (
     count,
     is_missing,
@@ -24,6 +25,7 @@ from autointerp.report.fmt import (
     pct,
     pvalue,
 )
+from autointerp.report.selection import disagreements, top_matches
 from autointerp.rundir.layout import PAIR_PAGES_DIR, pair_page_name
 from autointerp.rundir.windows import Window
 
@@ -60,14 +62,14 @@ def matched_table(p: PairInputs, max_rows: int, exemplar: ExemplarLookup, link: 
     for r in m.itertuples(index=False):
         rows.append([
             str(int(r.combined_rank)),
-            _feature_cell(p.a, int(r.feature_a), link), md_text(r.label_a, 80),
-            _feature_cell(p.b, int(r.feature_b), link), md_text(r.label_b, 80),
+            _feature_cell(p.a, int(r.feature_a), link), md_text(p.name(p.a, int(r.feature_a), 80)),
+            _feature_cell(p.b, int(r.feature_b), link), md_text(p.name(p.b, int(r.feature_b), 80)),
             num(r.label_similarity), num(r.activation_corr), pvalue(r.p_value), _shared_cell(r),
             str(r.method), _exemplar_cell(exemplar(p.a, int(r.feature_a)), chars), _exemplar_cell(exemplar(p.b, int(r.feature_b)), chars),
             _pair_cell(p, int(r.feature_a), int(r.feature_b), link),
         ])
-    header = ["rank", f"`{p.a}`", "label A", f"`{p.b}`", "label B", "label sim.", "act. corr.", "p", "shared", "method", "exemplar A", "exemplar B", "pair"]
-    return md_table(header, rows, ["r", "r", "l", "r", "l", "r", "r", "r", "l", "l", "l", "l", "l"])
+    header = ["rank", f"`{p.a}`", "name A", f"`{p.b}`", "name B", "label sim.", "act. corr.", "p", "shared", "method", "exemplar A", "exemplar B", "pair"]
+    return md_table(header, rows, ["r", "r", "l", "r", "l", "r", "r", "r", "l", "l", "l", "l", "l"]) + "\n\n" + md_text(LEGEND)
 
 
 def _pair_cell(p: PairInputs, fa: int, fb: int, link: LinkLookup) -> str:
@@ -85,12 +87,6 @@ def _shared_cell(row) -> str:
     if not bool(row.shared):
         return "no"
     return f"yes ({kind})" if isinstance(kind, str) and kind in ("lexical", "contextual") else "yes"
-
-
-def top_matches(matches: pd.DataFrame | None, n: int) -> pd.DataFrame:
-    if matches is None or n <= 0:
-        return pd.DataFrame()
-    return matches.sort_values(["combined_rank", "feature_a"]).head(n)
 
 
 def _feature_cell(model: str, feature: int, link: LinkLookup) -> str:
@@ -116,35 +112,19 @@ def disagreement_section(p: PairInputs, max_rows: int, link: LinkLookup) -> str:
     if not ((p.stats or {}).get("label") or {}).get("available"):
         lines.append("_Label matching did not run (no labels): run `autointerp explain`, then `autointerp compare` again._")
         return "\n".join(lines + [""])
-    act_only = m[(m["method"] == "activation") & m["shared"].astype(bool)].sort_values("activation_corr", ascending=False).head(max_rows)
-    label_only = m[m["method"] == "label"].sort_values("label_similarity", ascending=False).head(max_rows)
+    act_only, label_only = disagreements(m, max_rows)
     for title, frame in (("Same activations, different labels", act_only), ("Similar labels, different activations", label_only)):
         lines.append(f"**{title}** ({len(frame)} shown)")
         lines.append("")
         if frame.empty:
             lines.append("_none_")
         else:
-            rows = [[_feature_cell(p.a, int(r.feature_a), link), md_text(r.label_a, 70), _feature_cell(p.b, int(r.feature_b), link),
-                     md_text(r.label_b, 70), num(r.label_similarity), num(r.activation_corr)] for r in frame.itertuples(index=False)]
-            lines.append(md_table([f"`{p.a}`", "label A", f"`{p.b}`", "label B", "label sim.", "act. corr."], rows, ["r", "l", "r", "l", "r", "r"]))
+            rows = [[_feature_cell(p.a, int(r.feature_a), link), md_text(p.name(p.a, int(r.feature_a), 70)), _feature_cell(p.b, int(r.feature_b), link),
+                     md_text(p.name(p.b, int(r.feature_b), 70)), num(r.label_similarity), num(r.activation_corr),
+                     _pair_cell(p, int(r.feature_a), int(r.feature_b), link)] for r in frame.itertuples(index=False)]
+            lines.append(md_table([f"`{p.a}`", "name A", f"`{p.b}`", "name B", "label sim.", "act. corr.", "pair"], rows,
+                                  ["r", "l", "r", "l", "r", "r", "l"]))
         lines.append("")
-    return "\n".join(lines)
-
-
-def domain_section(p: PairInputs) -> str:
-    d = (p.stats or {}).get("domains") or {}
-    names = list(d.get("names") or [])
-    lines = ["#### Concept domains", ""]
-    if not names:
-        return "\n".join(lines + ["_No domain assignment in stats.json._", ""])
-    ca, cb, cs = (d.get(k) or {} for k in ("counts_a", "counts_b", "counts_shared"))
-    if not any(c.get(n, 0) for c in (ca, cb, cs) for n in names):
-        lines.append(f"_No feature has a domain yet ({len(names)} domains configured). Domains are assigned from labels: "
-                     "run `autointerp explain`, then `autointerp compare` again._")
-        return "\n".join(lines + [""])
-    rows = [[md_text(n), count(ca.get(n, 0)), count(cb.get(n, 0)), count(cs.get(n, 0))] for n in names]
-    lines.append(md_table(["domain", f"`{p.a}` features", f"`{p.b}` features", "shared pairs"], rows))
-    lines.append("")
     return "\n".join(lines)
 
 

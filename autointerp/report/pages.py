@@ -18,6 +18,7 @@ from typing import NamedTuple
 
 import pandas as pd
 
+from autointerp.explain.names import LEGEND
 from autointerp.progress import progress_bar
 from autointerp.report.artifacts import ModelInputs, RunInputs
 from autointerp.report.config import ReportConfig
@@ -168,19 +169,10 @@ def _feature_link(ctx: _Context, model: str, feature: int, from_index: bool) -> 
     return str(feature)
 
 
-def _label_html(labels: pd.DataFrame | None, feature: int) -> str:
-    if labels is None or feature not in labels.index:
-        return "<span class=\"meta\">not labelled</span>"
-    row = labels.loc[feature]
-    if str(row.get("status")) != "ok" or not isinstance(row.get("label"), str):
-        return f"<span class=\"failed\">label failed: {esc(row.get('error'))}</span>"
-    return esc(row["label"])
-
-
 def _feature_page(ctx: _Context, m: ModelInputs, feature: int, stats: pd.DataFrame | None, labels: pd.DataFrame | None, windows: list,
                   extra: tuple = (None, None)) -> str:
     parts = [f"<p><a href=\"../{PAGES_INDEX}\">← all features</a></p>", f"<h1>{esc(m.slug)} · feature {feature}</h1>",
-             f"<p class=\"label\">{_label_html(labels, feature)}</p>"]
+             f"<p class=\"label\">{sections.name_html(m, feature, sections.label_error(labels, feature))}</p>"]
     facts = []
     srow = stats.loc[feature] if stats is not None and feature in stats.index else None
     if srow is not None:
@@ -208,10 +200,11 @@ def _feature_page(ctx: _Context, m: ModelInputs, feature: int, stats: pd.DataFra
     found = ctx.partners.get((m.slug, feature), [])
     parts.append("<h2>Matched partners</h2>")
     if found:
-        rows = [[esc(x.model), _feature_link(ctx, x.model, x.feature, False), esc(x.label), esc(x.method), fmt(x.activation_corr),
+        rows = [[esc(x.model), _feature_link(ctx, x.model, x.feature, False), sections.name_html(ctx.run.model(x.model), x.feature),
+                 esc(x.method), fmt(x.activation_corr),
                  fmt(x.label_similarity), "yes" if x.shared else "no", str(x.combined_rank),
                  _pair_cell(ctx, m.slug, feature, x.model, x.feature, 1)] for x in found]
-        parts.append(table(["model", "feature", "label", "chosen by", "act. corr.", "label sim.", "shared", "rank", "pair page"], rows,
+        parts.append(table(["model", "feature", "name", "chosen by", "act. corr.", "label sim.", "shared", "rank", "pair page"], rows,
                            [False, True, False, False, True, True, False, True, False]))
     else:
         parts.append("<p class=\"meta\">No partner: not matched, or `autointerp compare` has not run.</p>")
@@ -228,8 +221,9 @@ def _feature_page(ctx: _Context, m: ModelInputs, feature: int, stats: pd.DataFra
 def _index_page(ctx: _Context, chosen: dict[str, list[int]], latents_html: str = "") -> str:
     run = ctx.run
     parts = [f"<h1>Feature pages · {esc(run.run_dir.name)}</h1>", summary_html(run),
-             "<p class=\"meta\">Pages exist for labelled features, both sides of the best and the shared matched pairs, "
-             "and the densest live features of each model (see [report] in the run config).</p>"]
+             "<p class=\"meta\">Pages exist for both sides of every pair report.md lists, labelled features, both sides of the "
+             "best and the shared matched pairs, and the densest live features of each model (see [report] in the run config).</p>",
+             f"<p class=\"meta\">{esc(LEGEND)}</p>"]
     for m in run.models:
         features = chosen[m.slug]
         parts.append(f"<h2>{esc(m.slug)} <span class=\"meta\">({len(features)} pages; model {esc(m.spec)})</span></h2>")
@@ -243,7 +237,7 @@ def _index_page(ctx: _Context, chosen: dict[str, list[int]], latents_html: str =
             best = ctx.partners.get((m.slug, f), [])[:2]
             partner = "<br>".join(f"{esc(x.model)} {_feature_link(ctx, x.model, x.feature, True)} ({esc(x.method)}, r={fmt(x.activation_corr, 2)}) "
                                   f"{_pair_cell(ctx, m.slug, f, x.model, x.feature, 0)}" for x in best) or "—"
-            rows.append([_feature_link(ctx, m.slug, f, True), _label_html(labels, f), *scores, density, partner])
-        parts.append(table(["feature", "label", *scorers, "density", "partner"], rows, [True, False, *[True] * len(scorers), True, False]))
+            rows.append([_feature_link(ctx, m.slug, f, True), sections.name_html(m, f, sections.label_error(labels, f)), *scores, density, partner])
+        parts.append(table(["feature", "name", *scorers, "density", "partner"], rows, [True, False, *[True] * len(scorers), True, False]))
     parts.append(latents_html)
     return document(f"feature pages: {run.run_dir.name}", "\n".join(parts))

@@ -1,18 +1,20 @@
 """Pair pages: two matched features side by side on the same text, the question the whole tool asks.
 
-One page per matched pair whose two features both have a feature page (so every link resolves):
-``pages/pairs/<A>__<B>/<feature A>-<feature B>.html``. It shows the pair's correlation, the null
-threshold, whether it is lexical or contextual, both labels and their scores, and three sections of word
-windows (``pair_windows``): where both fire, where only A fires, where only B fires. Each window is drawn
-twice on the same words, A's activation shaded orange and B's blue, every word carrying its value in a
-``title``.
+One page per matched pair whose two features both have a feature page (so every link resolves; every pair
+report.md lists has both, ``selection.page_features``): ``pages/pairs/<A>__<B>/<feature A>-<feature B>.html``.
+It shows the pair's correlation, the null threshold, whether it is lexical or contextual, both names (label,
+else lexical name) and label scores, and three sections of word windows (``pair_windows``): where both fire,
+where only A fires, where only B fires. Each window is drawn twice on the same words, A's activation shaded
+orange and B's blue, every word carrying its value in a ``title``.
 """
 
 from __future__ import annotations
 
 import pandas as pd
 
+from autointerp.explain.names import LEGEND
 from autointerp.report.artifacts import PairInputs, RunInputs
+from autointerp.report.feature_sections import label_error, name_html
 from autointerp.report.html_render import document, esc, fmt, href, table
 from autointerp.report.pair_windows import SILENT, PairWindows
 from autointerp.rundir.layout import PAGES_INDEX, PAIR_PAGES_DIR, feature_page_name, pair_page_name
@@ -59,15 +61,6 @@ def _window(row, a: str, b: str, max_a: float, max_b: float) -> str:
             f"<div class=\"side\"><span class=\"who\">{esc(b)}</span> {line_b}</div></div>")
 
 
-def _label_cell(labels: pd.DataFrame | None, feature: int) -> str:
-    if labels is None or feature not in labels.index:
-        return "<span class=\"meta\">not labelled</span>"
-    row = labels.loc[feature]
-    if str(row.get("status")) != "ok" or not isinstance(row.get("label"), str):
-        return "<span class=\"failed\">label failed</span>"
-    return esc(row["label"])
-
-
 def _scores(labels: pd.DataFrame | None, feature: int, scorers: list[str]) -> str:
     if labels is None or feature not in labels.index or not scorers:
         return "—"
@@ -92,9 +85,9 @@ def pair_page(run: RunInputs, p: PairInputs, fa: int, fb: int, windows: PairWind
              ["contextual correlation", fmt(m.get("contextual_corr"))], ["label similarity", fmt(m.get("label_similarity"))],
              ["chosen by", esc(", ".join(sorted(set(rows["method"].astype(str)))))], ["combined rank", fmt(m.get("combined_rank"))]]
     parts += ["<h2>The pair</h2>", table(["", "value"], [[esc(k), v] for k, v in facts], [False, True])]
-    side = [[f"<a href=\"{esc(link_a)}\">{esc(a)} {fa}</a>", _label_cell(labels.get(a), fa), _scores(labels.get(a), fa, ma.scorers if ma else [])],
-            [f"<a href=\"{esc(link_b)}\">{esc(b)} {fb}</a>", _label_cell(labels.get(b), fb), _scores(labels.get(b), fb, mb.scorers if mb else [])]]
-    parts += ["<h2>Labels</h2>", table(["feature", "label", "label scores"], side)]
+    side = [[f"<a href=\"{esc(link_a)}\">{esc(a)} {fa}</a>", name_html(ma, fa, label_error(labels.get(a), fa)), _scores(labels.get(a), fa, ma.scorers if ma else [])],
+            [f"<a href=\"{esc(link_b)}\">{esc(b)} {fb}</a>", name_html(mb, fb, label_error(labels.get(b), fb)), _scores(labels.get(b), fb, mb.scorers if mb else [])]]
+    parts += ["<h2>Names</h2>", table(["feature", "name", "label scores"], side), f"<p class=\"meta\">{esc(LEGEND)}</p>"]
     summary = windows.summary.get((fa, fb)) if windows is not None else None
     if summary is not None:
         parts.append(f"<p class=\"meta\">Word units where both fire: {summary.n_both:,}; only {esc(a)}: {summary.n_a_only:,}; "

@@ -19,11 +19,13 @@ from autointerp.report.artifacts import RunInputs, load_run_inputs, require_run_
 from autointerp.report.config import ReportConfig
 from autointerp.report.crosscode import crosscode_plots, record_files
 from autointerp.report.markdown import build_markdown
-from autointerp.report.matches import top_matches
+from autointerp.report.selection import top_matches
 from autointerp.report.pages import page_link, shown_windows, write_pages
 from autointerp.report.plots import all_plots
 from autointerp.report.selection import page_features
+from autointerp.report.shared_sections import listed
 from autointerp.report.summary import summary_table
+from autointerp.report.verdict import verdict_console, verdict_of
 from autointerp.rundir.layout import ReportDir
 from autointerp.rundir.lock import run_lock
 from autointerp.rundir.record import Decision, StageRecord, decide
@@ -86,7 +88,9 @@ def report_stage(cfg: RunConfig, out_dir: Path | None = None, *, overwrite: bool
     plot_paths = [out / x.path for group in plots.values() for x in group]
     pages_index = pages.index if pages else None
     summary = {"pages_index": str(pages_index) if pages_index else None, "plots": [str(p) for p in plot_paths], "pages": pages.counts if pages else {}}
-    StageRecord("report", settings, inputs, summary=summary).save(where.record)
+    verdicts = {p.key: v for p in run.pairs if (v := verdict_of(p))}
+    extra = {"verdict": next(iter(verdicts.values()), None), "verdicts": verdicts}  # "verdict": the first pair's (the two-model case)
+    StageRecord("report", settings, inputs, summary=summary, extra=extra).save(where.record)
     return ReportOutcome(where.markdown, pages_index, plot_paths, pages.counts if pages else {}, False, run)
 
 
@@ -99,6 +103,8 @@ def _load_windows(run: RunInputs, rcfg: ReportConfig) -> dict[str, dict[int, lis
         if not best.empty:
             wanted[p.a] |= {int(f) for f in best["feature_a"]}
             wanted[p.b] |= {int(f) for f in best["feature_b"]}
+        for model, features in listed(p)[0].items():  # the beyond-words and alone sections' windows
+            wanted[model] |= set(features)
     if rcfg.pages:
         for model, features in page_features(run, rcfg).items():
             wanted[model] |= set(features)
@@ -135,6 +141,8 @@ def write_report(cfg: RunConfig, out: Path | None, overwrite: bool) -> None:
     require_run_dir(cfg.run_path)  # before the lock, which would create it
     with run_lock(cfg.run_path, enabled=out is None or Path(out).resolve().is_relative_to(cfg.run_path.resolve())):
         outcome = report_stage(cfg, out, overwrite=overwrite)
+    for table in verdict_console(outcome.run):
+        console.print(table)
     console.print(summary_table(outcome.run))
     state = "unchanged (inputs and settings as before)" if outcome.skipped else "written"
     console.print(f"report {state}: [bold]{outcome.report}[/]", highlight=False, soft_wrap=True)

@@ -5,7 +5,8 @@ documents). Label scores: per model and scorer the mean held-out score of each l
 LLM, lexical, shuffled, and final (marked: per feature it is the LLM or the lexical label, so it is not a
 third independent label) — with the share of features whose LLM label beats its lexical one, as in the
 report's label-quality tables (``autointerp.eval.paired.compare_kinds``). Per pair: shared pairs and how the
-two matchings agree. Numbers sit in their own short cells so an 80-column terminal wraps text, never a number.
+two matchings agree, and its best matched pairs by name (label, else lexical name: ``explain.names``).
+Numbers sit in their own short cells so an 80-column terminal wraps text, never a number.
 """
 
 from __future__ import annotations
@@ -13,11 +14,16 @@ from __future__ import annotations
 import math
 
 from rich.console import Group
+from rich.markup import escape
 from rich.table import Table
 
+from autointerp.explain.names import LEGEND
 from autointerp.report.artifacts import ModelInputs, RunInputs
 from autointerp.report.label_quality import label_counts, score_level
+from autointerp.report.selection import top_matches
 
+TOP_PAIRS = 5  # matched pairs shown per compared pair, best combined rank first
+NAME_CHARS = 60  # a name longer than this is cut (its "(lexical)" marker kept)
 KIND_COLUMNS = (("llm", "LLM"), ("lexical", "lexical"), ("shuffled", "shuffled"), ("final", "final*"))
 SCORES_CAPTION = ("shuffled: the same scorer on labels shuffled across features. final*: per feature the LLM or "
                   "the lexical label, whichever scored higher on its training windows. LLM>lex: features whose "
@@ -35,7 +41,7 @@ def summary_table(run: RunInputs) -> Group:
         models.add_row(m.slug, f"{n_features:,}" if n_features is not None else "n/a", dead, _labelled(m), score_level(m))
     parts = [models, score_table(run)]
     if run.pairs:
-        parts.append(_pairs(run))
+        parts += [_pairs(run), top_pairs(run)]
     return Group(*parts)
 
 
@@ -72,6 +78,20 @@ def _pairs(run: RunInputs) -> Table:
         cells = [_int(s.get("n_shared")), _int(act.get("n_pairs")), _float(act.get("mean_corr")), _int(agree.get("n_both"))]
         pairs.add_row(f"{p.a} vs {p.b}", *cells)
     return pairs
+
+
+def top_pairs(run: RunInputs, n: int = TOP_PAIRS) -> Table:
+    """The best ``n`` matched pairs of each compared pair (combined rank) with both features' names."""
+    table = Table(title="best matched pairs", caption=LEGEND)
+    for col in ("models", "A", "name A", "B", "name B", "r"):
+        table.add_column(col, justify="right" if col in ("A", "B", "r") else "left", no_wrap=col in ("A", "B", "r"))
+    for p in run.pairs:
+        best = top_matches(p.matches, n)
+        for i, r in enumerate(best.itertuples(index=False)):
+            table.add_row(f"{p.a} vs {p.b}" if i == 0 else "", str(int(r.feature_a)), escape(p.name(p.a, int(r.feature_a), NAME_CHARS)),
+                          str(int(r.feature_b)), escape(p.name(p.b, int(r.feature_b), NAME_CHARS)), _float(r.activation_corr),
+                          end_section=i == len(best) - 1)
+    return table
 
 
 def _labelled(m: ModelInputs) -> str:

@@ -16,6 +16,7 @@ from rich.table import Table
 
 from autointerp.compare.verdict import RULE
 from autointerp.report.artifacts import PairInputs, RunInputs
+from autointerp.report.fmt import count, num, pct, pvalue
 
 COLUMNS = (("shared_a", "shared, % of {a}"), ("shared_b", "shared, % of {b}"), ("count", "beyond words, pairs"),
            ("beyond_words_a", "beyond words, % of {a}"), ("beyond_words_b", "beyond words, % of {b}"),
@@ -123,3 +124,37 @@ def verdict_html(run: RunInputs) -> str:
                      f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
                      f"<p>{html.escape(' '.join(v.get('sentences') or []))}</p><p><small>{html.escape(RULE)}</small></p></section>")
     return "".join(parts)
+
+
+def calibration_details(p: PairInputs) -> list[str]:
+    """What the table's numbers are made of: the matching and its null, the representation subsample and the
+    nulls of the raw-activation measures, left-out features, controls not measured, and the costs."""
+    cal = (p.stats or {}).get("calibration") or {}
+    if not cal:
+        return []
+    out = [f"- Activation matching at {cal.get('unit') or 'word'} level: {count(cal.get('n_shared'))} of {count(cal.get('n_pairs'))} "
+           f"Hungarian-matched pairs ({pct(cal.get('shared_fraction'))}) correlate above the document-derangement null "
+           f"(r > {num(cal.get('null_threshold'))}); {count(cal.get('n_contextual'))} of them stay correlated beyond word identity "
+           f"({pct(cal.get('beyond_lexical_fraction'))}), {count(cal.get('n_lexical'))} are the same word in both models."]
+    matchable = cal.get("n_matchable") or {}
+    if matchable:
+        out.append("- Matchable features (live, active on at least " + f"{count(cal.get('min_support'))} units): "
+                   + ", ".join(f"`{slug}` {count(n)}" for slug, n in matchable.items())
+                   + f"; {count(cal.get('n_rare_a'))} + {count(cal.get('n_rare_b'))} rarer features were left out.")
+    rep = [f"{name} {num(cal[key]['value'])} (null {num(cal[key].get('null_mean'))}, p {pvalue(cal[key].get('p_value'))})"
+           for key, name in (("cka", "debiased CKA"), ("svcca", "SVCCA"), ("mutual_knn", "mutual kNN")) if cal.get(key)]
+    if rep:
+        sub = cal.get("representation_subsample") or {}
+        where = f" on {count(sub.get('units'))} words of {count(sub.get('documents'))} documents" if sub.get("units") is not None else ""
+        out.append(f"- Raw activations, word-pooled{where}, against their document-derangement nulls: " + ", ".join(rep) + ".")
+    costs = [f"representation {num(cal['representation_seconds'], 0)} s" for _ in [0] if cal.get("representation_seconds") is not None]
+    boot = cal.get("representation_bootstrap") or {}
+    if boot.get("seconds") is not None:
+        costs.append(f"its intervals {num(boot['seconds'], 0)} s")
+    if cal.get("controls_seconds") is not None:
+        costs.append(f"controls {num(cal['controls_seconds'], 0)} s")
+    if costs:
+        out.append("- Cost: " + ", ".join(costs) + ".")
+    labels = {"ceiling_shared_fraction": "Same-model ceiling", "floor_shared_fraction": "Random-weights floor", "representation": "Raw-activation measures"}
+    out += [f"- {labels.get(key, key)}: {reason}" for key, reason in (cal.get("not_measured") or {}).items()]
+    return out

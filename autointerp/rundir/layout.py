@@ -14,7 +14,8 @@
     runs/<name>/<model>/                     exemplars.parquet, feature_stats.parquet, exemplars.json,
                                              exemplars_stage.json, labels.parquet, labels.json,
                                              lexical_profile.parquet, label_candidates.parquet,
-                                             logit_effects.parquet, activation_histogram.parquet (report)
+                                             logit_effects.parquet, activation_histogram.parquet (report),
+                                             text_embeddings.npz (compare: cached embeddings of the feature texts domains use)
     runs/<name>/compare/<A>__<B>/            matches.parquet, null.parquet, features.parquet, stats.json, calibration.json,
                                              compare.json, cache/ (+ cache/pair_windows.parquet: report)
     runs/<name>/controls/                    controls.json (every control's sharing, cost); ceiling/<model>/sae/ (second seed),
@@ -74,6 +75,7 @@ LEXICAL_PROFILE_FILE = "lexical_profile.parquet"
 LABEL_CANDIDATES_FILE = "label_candidates.parquet"
 LOGIT_EFFECTS_FILE = "logit_effects.parquet"  # report: tokens each decoder direction raises / lowers (causal LMs)
 ACTIVATION_HISTOGRAM_FILE = "activation_histogram.parquet"  # report: per-feature histogram of token activations
+TEXT_EMBEDDINGS_FILE = "text_embeddings.npz"  # compare: embeddings of each feature's name + top window (domains), a cache
 # per pair of models
 COMPARE_DIR = "compare"
 MATCHES_FILE = "matches.parquet"
@@ -196,6 +198,7 @@ class ModelDir:
     label_candidates = property(lambda self: self.root / LABEL_CANDIDATES_FILE)
     logit_effects = property(lambda self: self.root / LOGIT_EFFECTS_FILE)
     activation_histogram = property(lambda self: self.root / ACTIVATION_HISTOGRAM_FILE)
+    text_embeddings = property(lambda self: self.root / TEXT_EMBEDDINGS_FILE)
 
 
 @dataclass(frozen=True)

@@ -37,10 +37,11 @@ class StageRecord:
     inputs: dict
     complete: bool = True
     summary: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)  # further top-level keys other tools read (report.json: "verdict")
 
     def save(self, path: Path) -> None:
         write_json(path, {"stage": self.stage, "settings": self.settings, "inputs": self.inputs,
-                          "complete": self.complete, "summary": self.summary})
+                          "complete": self.complete, "summary": self.summary, **self.extra})
 
     @classmethod
     def load(cls, path: Path) -> StageRecord | None:
