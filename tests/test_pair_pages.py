@@ -158,7 +158,7 @@ def test_pages_link_pairs_both_ways_and_report_rows_link_pair_pages(synth):
         assert f"../pairs/{a}__{b}/{fa}-{fb}.html" in (pages / a / f"{fa}.html").read_text(encoding="utf-8")
         assert f"../pairs/{a}__{b}/{fa}-{fb}.html" in (pages / b / f"{fb}.html").read_text(encoding="utf-8")
         assert re.search(rf"\[side by side\]\(pages/pairs/{a}__{b}/{fa}-{fb}\.html\)", outcome.report.read_text(encoding="utf-8"))
-    for name in ("by_correlation.html", "by_density.html", "by_label_score.html"):
+    for name in ("by_contextual.html", "by_correlation.html", "by_density.html", "by_label_score.html"):
         assert (pages / name).is_file() and f"href=\"{name}\"" in (pages / "index.html").read_text(encoding="utf-8")
     # the causal model (a tiny GPT-2 behind synth-a) gets a logit table, the encoder (tiny BERT) a reason
     assert "<div class=\"logits\">" in (pages / a / f"{truth[0][0]}.html").read_text(encoding="utf-8")

@@ -341,3 +341,8 @@ def test_report_opens_with_the_verdict_then_what_is_shared_beyond_words_then_wha
     assert set(record["verdict"]["columns"]) == {"shared_a", "shared_b", "beyond_words_a", "beyond_words_b", "cka", "svcca", "mutual_knn"}
     for col in record["verdict"]["columns"].values():
         assert {"value", "ci", "ceiling", "floor", "call"} <= set(col) and col["call"] in ("above_floor", "at_ceiling", "between", "not_above_floor")
+    index = (cfg.run_path / "pages" / "index.html").read_text(encoding="utf-8")
+    assert "Verdict: alpha vs beta" in index and "88.9% [77.8%, 100.0%]" in index and "not_above_floor" in index
+    contextual = (cfg.run_path / "pages" / "by_contextual.html").read_text(encoding="utf-8")
+    links = re.findall(r'href="(pairs/alpha__beta/[^"]+)"', contextual)
+    assert len(links) == 3 and all((cfg.run_path / "pages" / link).is_file() for link in links)  # the three contextual pairs, each with its page

@@ -57,14 +57,20 @@ class LevelResult:
     boot_seconds: float = 0.0  # what the replicates cost when they were computed
 
     def intervals(self) -> dict | None:
-        """The replicate counts' percentile intervals ({"n_shared": [lo, hi], "n_contextual": ...}); None
-        when the bootstrap is off."""
+        """The replicate counts' percentile intervals ({"n_shared": [lo, hi], "n_contextual": ...}), centred on
+        the counts (``compare.bootstrap``: a count above a threshold drifts under resampling); None when the
+        bootstrap is off."""
         if self.boot_shared is None or not len(self.boot_shared):
             return None
-        out = {"n_replicates": len(self.boot_shared), "n_blocks": self.boot_blocks, "seconds": round(self.boot_seconds, 1),
-               "n_shared": percentile_interval(self.boot_shared)}
-        if self.boot_contextual is not None and len(self.boot_contextual):
-            out["n_contextual"] = percentile_interval(self.boot_contextual)
+        n = len(self.assignment.values)
+        counts = {"n_shared": (self.boot_shared, int((self.assignment.values > self.null.threshold).sum()))}
+        if self.boot_contextual is not None and len(self.boot_contextual) and self.lexical_summary:
+            counts["n_contextual"] = (self.boot_contextual, self.lexical_summary.get("n_contextual"))
+        out = {"n_replicates": len(self.boot_shared), "n_blocks": self.boot_blocks, "seconds": round(self.boot_seconds, 1), "centred": True}
+        for key, (reps, value) in counts.items():
+            ci = percentile_interval(reps, centre=value)
+            out[key] = [float(min(max(ci[0], 0), n)), float(min(max(ci[1], 0), n))] if ci else None
+            out[f"{key}_replicate_median"] = float(np.median(reps))
         return out
 
     def summary(self) -> dict:

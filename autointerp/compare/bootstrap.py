@@ -25,7 +25,13 @@ What is held fixed, and why (the report states it):
 * **Mutual kNN**: each unit's neighbour lists are held fixed; the replicate is the block-weighted mean of
   the per-unit agreement.
 
-Intervals are percentile intervals of the replicates (seeded).
+Intervals are percentile intervals of the replicates (seeded), centred on the estimate (the replicates'
+median moved onto it) wherever resampling itself moves the replicates: for CKA and SVCCA (above), and for
+counts of pairs above a threshold: when most pairs sit just below the threshold, the extra noise of a
+resample pushes more of them over it than it pulls others under (on the factbook run, 242 contextual
+pairs but a replicate median of 259), so the uncentred percentiles can miss the estimate itself. The
+centred interval states the estimate's sampling spread; pair, ceiling and floor are all measured the same
+way, which is what the verdict's comparison needs.
 """
 
 from __future__ import annotations

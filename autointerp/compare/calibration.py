@@ -25,9 +25,9 @@ from autointerp.io import read_json, write_json
 from autointerp.rundir.layout import PairDir
 
 log = logging.getLogger("autointerp")
-INTERVAL_METHOD = ("document bootstrap (whole documents resampled in blocks, percentile 95% intervals); the matching, the null "
-                   "threshold and the lexical null are held fixed and each matched pair's correlation is recomputed from "
-                   "per-document sufficient statistics")
+INTERVAL_METHOD = ("document bootstrap (whole documents resampled in blocks, 95% percentile intervals centred on the estimate); "
+                   "the matching, the null threshold, the lexical pairings and the excess threshold are held fixed and each "
+                   "matched pair's correlations are recomputed from per-document sufficient statistics")
 NOT_MEASURED = "not measured: run `autointerp controls` (part of `autointerp run`; [controls] ceiling / floor)"
 
 

@@ -33,24 +33,37 @@ def _labels(m) -> pd.DataFrame | None:
 
 
 def correlation_view(run: RunInputs, pairs: dict[str, list[tuple[int, int]]], link: FeatureLink) -> str:
-    parts = [_back(), "<h1>Matched pairs by activation correlation</h1>"]
+    return _pairs_view(run, pairs, link, "activation_corr", "Matched pairs by activation correlation", "pairs by correlation")
+
+
+def contextual_view(run: RunInputs, pairs: dict[str, list[tuple[int, int]]], link: FeatureLink) -> str:
+    """What is shared beyond words: the contextual pairs with pages, by contextual correlation."""
+    return _pairs_view(run, pairs, link, "contextual_corr", "Shared beyond words: contextual pairs by contextual correlation",
+                       "pairs shared beyond words", kind="contextual")
+
+
+def _pairs_view(run: RunInputs, pairs: dict[str, list[tuple[int, int]]], link: FeatureLink, key: str, title: str, short: str,
+                kind: str | None = None) -> str:
+    parts = [_back(), f"<h1>{esc(title)}</h1>"]
     for p in run.pairs:
         wanted = pairs.get(p.key, [])
-        if not wanted or p.matches is None:
+        if not wanted or p.matches is None or key not in p.matches.columns:
             continue
         m = p.matches.drop_duplicates(["feature_a", "feature_b"]).set_index(["feature_a", "feature_b"])
-        order = sorted(wanted, key=lambda k: -float(m.loc[k, "activation_corr"]) if pd.notna(m.loc[k, "activation_corr"]) else 0.0)
+        if kind is not None:
+            wanted = [k for k in wanted if m.loc[k].get("kind") == kind]
+        order = sorted(wanted, key=lambda k: -float(m.loc[k, key]) if pd.notna(m.loc[k, key]) else 0.0)
         rows = []
         for fa, fb in order:
             r = m.loc[(fa, fb)]
             pair = f"<a href=\"{esc(pair_href(p.a, p.b, fa, fb, 0))}\">side by side</a>"
             rows.append([pair, link(p.a, fa), name_html(run.model(p.a), fa), link(p.b, fb), name_html(run.model(p.b), fb), fmt(r.get("activation_corr")),
-                         fmt(bool(r.get("shared"))), esc(r.get("kind"))])
+                         fmt(r.get("contextual_corr")), fmt(bool(r.get("shared"))), esc(r.get("kind"))])
         parts += [f"<h2>{esc(p.a)} vs {esc(p.b)} <span class=\"meta\">({len(rows)} pairs with pages)</span></h2>",
-                  table(["pair", p.a, "name", p.b, "name", "act. corr.", "shared", "kind"], rows,
-                        [False, True, False, True, False, True, False, False])]
+                  table(["pair", p.a, "name", p.b, "name", "act. corr.", "contextual corr.", "shared", "kind"], rows,
+                        [False, True, False, True, False, True, True, False, False])]
     parts.append(f"<p class=\"meta\">{esc(LEGEND)}</p>")
-    return document("pairs by correlation", "\n".join(parts))
+    return document(short, "\n".join(parts))
 
 
 def density_view(run: RunInputs, chosen: dict[str, list[int]], link: FeatureLink) -> str:

@@ -25,7 +25,7 @@ from autointerp.report.config import ReportConfig
 from autointerp.report import feature_sections as sections
 from autointerp.report.crosscode_pages import index_section, load_latent_sets, write_latent_pages
 from autointerp.report.html_render import document, esc, fmt, href, shaded_window, table
-from autointerp.report.index_pages import correlation_view, density_view, label_score_view, summary_html
+from autointerp.report.index_pages import contextual_view, correlation_view, density_view, label_score_view, summary_html
 from autointerp.report.page_data import PageData, collect
 from autointerp.report.pair_pages import pair_href, pair_list, pair_page
 from autointerp.report.selection import Partner, page_features, partners
@@ -87,7 +87,7 @@ def write_pages(run: RunInputs, cfg: ReportConfig, out_dir: Path, progress: bool
         write_latent_pages(latent_sets, tmp, ctx.selected, ctx.pairs, cfg.page_top_windows, cfg.page_quantile_windows)
         (tmp / PAGES_INDEX).write_text(_index_page(ctx, chosen, index_section(latent_sets)), encoding="utf-8")
         link = lambda model, f: _feature_link(ctx, model, f, True)  # noqa: E731
-        views = {"correlation": correlation_view(run, pairs, link), "density": density_view(run, chosen, link),
+        views = {"contextual": contextual_view(run, pairs, link), "correlation": correlation_view(run, pairs, link), "density": density_view(run, chosen, link),
                  "label_score": label_score_view(run, chosen, link)}
         for key, name in INDEX_VIEWS.items():
             (tmp / name).write_text(views[key], encoding="utf-8")

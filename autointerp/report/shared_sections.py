@@ -3,7 +3,8 @@
 *Beyond words*: the contextual pairs (``compare.lexical``: shared pairs that stay correlated among
 occurrences of the same word), best first by that contextual correlation, each with both names, a top
 window per side, the lexical profile with its conditioning context, and its pair page. *Alone*: per model
-the best-supported features (those firing on the most tokens) with no partner above the null in the
+the best-supported features (those firing on the most tokens, dense background features left out) with no
+partner above the null in the
 other model. Selection lives here so the pages written for them (``report.selection``) are exactly these.
 """
 
@@ -20,6 +21,7 @@ from autointerp.rundir.windows import Window
 
 CONTEXTUAL_ROWS = 20
 ALONE_ROWS = 10
+DENSE = 0.05  # features firing on more than this share of tokens (dense background features) are not listed as "alone"
 WindowLookup = Callable[[str, int], Window | None]
 LinkLookup = Callable[[str, int], str | None]
 PairLink = Callable[[PairInputs, int, int], str | None]
@@ -35,15 +37,16 @@ def contextual_pairs(p: PairInputs, n: int = CONTEXTUAL_ROWS) -> pd.DataFrame:
 
 
 def alone_features(p: PairInputs, model: str, n: int = ALONE_ROWS) -> pd.DataFrame:
-    """Per model: live features without a shared partner, most frequent first (columns feature, density,
-    partner_corr: the correlation of its Hungarian partner, NaN when it got none)."""
+    """Per model: live features without a shared partner, most frequent first among those not denser than
+    ``DENSE`` (columns feature, density, partner_corr: the correlation of its Hungarian partner, NaN when it
+    got none)."""
     m = p.models.get(model)
     if m is None or m.stats is None or p.features is None:
         return pd.DataFrame(columns=["feature", "density", "partner_corr"])
     mine = p.features[p.features["model"] == model][["feature", "shared", "dead", "partner_corr"]]
     stats = m.stats[~m.stats["dead"].astype(bool)][["feature", "density"]]
     rows = stats.merge(mine, on="feature", how="inner")
-    rows = rows[~rows["shared"].astype(bool) & ~rows["dead"].astype(bool)]
+    rows = rows[~rows["shared"].astype(bool) & ~rows["dead"].astype(bool) & (rows["density"] <= DENSE)]
     return rows.sort_values(["density", "feature"], ascending=[False, True]).head(n)[["feature", "density", "partner_corr"]]
 
 
@@ -98,7 +101,8 @@ def alone_section(p: PairInputs, window: WindowLookup, link: LinkLookup, chars: 
     threshold = ((p.stats or {}).get("null") or {}).get("threshold")
     out = [f"### What one model has alone: `{p.a}` vs `{p.b}`", "",
            f"Per model, the {ALONE_ROWS} features that fire most often without a partner above the null in the other model "
-           f"(r > {num(threshold)}); *partner r*: the correlation of the partner the matching gave it (none when unmatched).", ""]
+           f"(r > {num(threshold)}), leaving out dense features (firing on more than {pct(DENSE, 0)} of tokens); *partner r*: the "
+           "correlation of the partner the matching gave it (none when unmatched).", ""]
     for model in (p.a, p.b):
         rows = alone_features(p, model)
         if rows.empty:

@@ -113,7 +113,8 @@ PAGES_DIR = "pages"
 PAGES_INDEX = "index.html"
 PAIR_PAGES_DIR = "pairs"  # pages/pairs/<A>__<B>/<feature A>-<feature B>.html
 CROSSCODE_PAGES_DIR = "crosscode"  # pages/crosscode/<A>__<B>/<latent>.html
-INDEX_VIEWS = {"correlation": "by_correlation.html", "density": "by_density.html", "label_score": "by_label_score.html"}
+INDEX_VIEWS = {"contextual": "by_contextual.html", "correlation": "by_correlation.html", "density": "by_density.html",
+               "label_score": "by_label_score.html"}
 
 
 def feature_page_name(feature: int) -> str:
