@@ -29,7 +29,7 @@ from autointerp.rundir.layout import ModelDir
 from autointerp.rundir.windows import load_windows
 
 log = logging.getLogger("autointerp")
-CONTEXT_TOKENS = 6  # tokens kept either side of the peak of the feature's best top window (short texts embed fast)
+CONTEXT_TOKENS = 3  # tokens kept either side of the peak of the feature's best top window (short texts embed fast)
 BATCH = 128  # texts per embedding batch (sorted by length by the embedder, so little padding)
 METHOD = ("zero-shot on every live matchable feature (not dead, not rare): the embedding of the feature's name "
           "(final label, else its lexical-profile name) + the words around the peak of its best top window, "

@@ -118,7 +118,9 @@ def sentences(columns: dict, cal: dict, a: str, b: str) -> list[str]:
         n = ba["count"]["value"]
         floor_n = (ba.get("floor_count") or {}).get("value")
         ceiling_n = ((ba.get("ceiling_count") or {}).get(a) or {}).get("value")
-        ratio = f"{n / floor_n:.1f} times the floor's {floor_n:,}" if floor_n else f"against {floor_n} for the random-weights floor"
+        times = n / floor_n if floor_n else None
+        ratio = (f"{times:.0f} times the floor's {floor_n:,}" if times >= 10 else f"{times:.1f} times the floor's {floor_n:,}") if times is not None \
+            else f"against {floor_n} for the random-weights floor"
         frac = ba["ceiling"].get(a)
         ceil = f" and {ba['value'] / frac['value']:.2f} of the same-model ceiling ({ceiling_n:,} features)" if frac and frac["value"] and ceiling_n is not None else ""
         verb = {"above_floor": "above the floor", "at_ceiling": "above the floor, at the ceiling",
