@@ -156,7 +156,7 @@ def test_verdict_reads_ceiling_and_floor_per_model_from_the_merged_calibration()
     assert cols["cka"]["call"] == "above_floor" and cols["cka"]["ceiling"] == {}
     text = " ".join(cal["verdict"]["sentences"])
     assert "Word-level sharing is no more than a random network's (for `B`: between)" in text
-    assert "Beyond word identity the models share 20 features (10.0% [7.5%, 12.5%] of `A`'s), 10.0 times the floor's 2 and 0.33 of the same-model ceiling (60 features): above the floor." in text
+    assert "Beyond word identity the models share 20 features (10.0% [7.5%, 12.5%] of `A`'s), 10 times the floor's 2 and 0.33 of the same-model ceiling (60 features): above the floor." in text
     assert "debiased CKA 0.300 [0.280, 0.320] vs 0.050 [0.040, 0.060]" in text
     off = with_controls(base, {"ceiling": {}, "floor": [], "off": {"floor_shared_fraction": "not measured: [controls] floor = \"none\""}}, pair)
     assert all(c["call"] is None for c in off["verdict"]["columns"].values())

@@ -106,6 +106,10 @@ class PairMoments(NamedTuple):
         return cls(np.asarray(h.sum(axis=1)).ravel(), _dense(h @ x), _dense(h @ x.multiply(x)), _dense(h @ y),
                    _dense(h @ y.multiply(y)), _dense(h @ x.multiply(y)))
 
+    def columns(self, idx: np.ndarray) -> PairMoments:
+        """The moments of the matched pairs ``idx`` only."""
+        return PairMoments(self.n, *(m[:, idx] for m in self[1:]))
+
     def correlations(self, weights: np.ndarray) -> np.ndarray:
         """[B, k] each pair's Pearson correlation in each replicate (rows of ``weights``: block counts);
         NaN where a feature is constant in the replicate."""
@@ -141,11 +145,12 @@ def matching_replicates(x: sp.spmatrix, y: sp.spmatrix, groups: np.ndarray, weig
         w = weights[s : s + chunk]
         shared = np.nan_to_num(allm.correlations(w), nan=-np.inf) > threshold
         shared_counts.append(shared.sum(axis=1))
-        if lexical:
+        if lexical:  # only pairs shared in some replicate of the chunk can be contextual there
+            cols = np.flatnonzero(shared.any(axis=0))
             with np.errstate(invalid="ignore"):
-                null_mean = np.mean([m.correlations(w) for m in lexical_null], axis=0)
-            excess = np.nan_to_num(recm.correlations(w) - null_mean, nan=-np.inf)
-            contextual_counts.append((shared & (excess > excess_threshold)).sum(axis=1))
+                null_mean = np.mean([m.columns(cols).correlations(w) for m in lexical_null], axis=0)
+            excess = np.nan_to_num(recm.columns(cols).correlations(w) - null_mean, nan=-np.inf)
+            contextual_counts.append((shared[:, cols] & (excess > excess_threshold)).sum(axis=1))
     out = {"shared": np.concatenate(shared_counts) if shared_counts else np.zeros(0)}
     if lexical:
         out["contextual"] = np.concatenate(contextual_counts)
