@@ -346,3 +346,21 @@ def test_report_opens_with_the_verdict_then_what_is_shared_beyond_words_then_wha
     contextual = (cfg.run_path / "pages" / "by_contextual.html").read_text(encoding="utf-8")
     links = re.findall(r'href="(pairs/alpha__beta/[^"]+)"', contextual)
     assert len(links) == 3 and all((cfg.run_path / "pages" / link).is_file() for link in links)  # the three contextual pairs, each with its page
+
+
+def test_console_verdict_shows_every_call_whole_in_80_columns(report):
+    from rich.console import Console
+
+    from autointerp.report.artifacts import load_run_inputs
+    from autointerp.report.verdict import verdict_console
+    from test_report_fixture import CALIBRATION
+
+    cfg, _, _ = report
+    console = Console(width=80, record=True)
+    for table in verdict_console(load_run_inputs(cfg)):
+        console.print(table)
+    text = console.export_text()
+    assert "verdict: alpha vs beta" in text and "between" in text and "not_above_floor" in text and text.count("above_floor") >= 6
+    assert "88.9%" in text and "0.432" in text and "0.078" in text  # pair and floor values
+    assert CALIBRATION["verdict"]["sentences"][0].split(":")[0].split()[-1] in text
+    assert max(len(line) for line in text.splitlines()) <= 80

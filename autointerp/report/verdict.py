@@ -96,17 +96,23 @@ def verdict_markdown(p: PairInputs) -> list[str]:
 
 
 def verdict_console(run: RunInputs) -> list[Table]:
+    """The table transposed (a row per measure: pair, ceiling, floor, call) so an 80-column terminal shows
+    every number whole."""
     tables = []
     for p in run.pairs:
         v = verdict_of(p)
         if not v:
             continue
         table = Table(title=f"verdict: {p.a} vs {p.b} (95% intervals)", caption=" ".join(v.get("sentences") or []))
-        table.add_column("")
-        for h in headers(p.a, p.b):
-            table.add_column(h, justify="right")
-        for r in rows(v, p.a, p.b):
-            table.add_row(r.label, *r.cells, end_section=r.label.startswith("floor"))
+        for col, justify in (("measure", "left"), ("pair", "right"), ("ceiling", "right"), ("floor", "right"), ("call", "left")):
+            table.add_column(col, justify=justify, no_wrap=col == "call")
+        all_rows = rows(v, p.a, p.b)
+        pair, call = all_rows[0], all_rows[-1]
+        ceilings = [r for r in all_rows if r.label.startswith("ceiling")]
+        floors = [r for r in all_rows if r.label.startswith("floor")]
+        for i, header in enumerate(headers(p.a, p.b)):
+            ceiling = " / ".join(c for r in ceilings if (c := r.cells[i]))
+            table.add_row(header, pair.cells[i], ceiling, " ".join(r.cells[i] for r in floors), call.cells[i])
         tables.append(table)
     return tables
 
