@@ -42,7 +42,7 @@ from autointerp.harvest.shards import write_shard
 from autointerp.io import file_sha256, read_json, write_json
 from autointerp.report.html_render import CSP
 from autointerp.report.stage import report_stage
-from autointerp.rundir.layout import RunDir
+from autointerp.rundir.layout import INDEX_VIEWS, RunDir
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -247,7 +247,7 @@ def test_pages_render_links_resolve_and_hostile_text_stays_text(site, tmp_path):
         written = {p.resolve().as_uri() for p in pages_dir.rglob("*.html")}
         assert set(seen) == written  # every page is reachable from the index, and nothing else was linked
         pair_pages = sorted((pages_dir / "pairs" / "alpha__beta").glob("*.html"))
-        assert len(written) == 1 + 3 + len(pair_pages) + sum(outcome.pages.values())  # index, 3 sorted views, pairs, features
+        assert len(written) == 1 + len(INDEX_VIEWS) + len(pair_pages) + sum(outcome.pages.values())  # index, sorted views, pairs, features
         assert len(pair_pages) >= 8
         for url, facts in seen.items():
             assert facts["csp"] == CSP and "default-src 'none'" in facts["csp"] and "script-src" not in facts["csp"], url
