@@ -79,17 +79,24 @@ def run(config: ConfigOpt = None, run_dir: RunDirOpt = None, name: NameOpt = Non
     cfg = apply_overrides(load_config(config), {}, {}, dict(max_tokens=max_tokens, run_dir=str(run_dir) if run_dir else None, name=name),
                           sae=sae, builtin=config is None, check_layers=True)
     from autointerp.provenance import run_dir_differences
+    from autointerp.rundir.cost_table import cost_table
     from autointerp.rundir.lock import run_lock
     from autointerp.rundir.sae_source import check_run_saes
+    from autointerp.rundir.stage_cost import RunCost
 
     with run_lock(cfg.run_path, create=True):  # held across the stages (each stage takes it again: reentrant)
         check_run_saes(cfg.run_path, cfg.models, "train", overwrite=overwrite)  # not another SAE than the run holds
         for line in run_dir_differences(cfg, settings=not overwrite):
             console.print(f"[yellow]note:[/] {escape(line)}", highlight=False, soft_wrap=True)
         done: set[str] = set()
+        costs = RunCost(cfg.run_path)  # each stage's wall / CPU / peak memory, into its records and cost.json
         for stage, target in run_order(cfg):
-            _stage_function(target)(cfg, overwrite=overwrite and stage not in done)  # overwrite once per stage
+            function = _stage_function(target)  # imported first: the stage's cost starts with its work
+            with costs.stage(stage):
+                function(cfg, overwrite=overwrite and stage not in done)  # overwrite once per stage
             done.add(stage)
+        ledger = costs.ledger()
+        console.print(cost_table(ledger) if ledger["stages"] else "run cost: no stage had work to do, and none has a recorded cost")
 
 
 def main() -> None:  # pragma: no cover - thin wrapper for `python -m autointerp`

@@ -11,8 +11,17 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+
+_WRITE_HOOKS: list[Callable[[Path], None]] = []
+
+
+def on_write(hook: Callable[[Path], None]) -> Callable[[], None]:
+    """Call ``hook(path)`` after each completed atomic write until the returned function is called (a stage's
+    cost is charged to the records it writes: ``autointerp.rundir.stage_cost``)."""
+    _WRITE_HOOKS.append(hook)
+    return lambda: _WRITE_HOOKS.remove(hook)
 
 
 @contextlib.contextmanager
@@ -30,6 +39,8 @@ def atomic_path(dest: Path | str) -> Iterator[Path]:
         os.replace(tmp, dest)
     finally:
         tmp.unlink(missing_ok=True)
+    for hook in tuple(_WRITE_HOOKS):
+        hook(dest)
 
 
 def write_json(dest: Path | str, data: object) -> None:

@@ -36,7 +36,8 @@ LAYERS = [
 ARTIFACTS = ("sae_weights.safetensors", "cfg.json", "exemplars.parquet", "labels.parquet", "matches.parquet",
              "harvest.json", "documents.parquet", "feature_stats.parquet", "labels.json", "stats.json",
              "metrics.json", "train.json", "compare.json", "report.json", "config.toml", "llm_cache.sqlite",
-             "checkpoint.safetensors", "selection.json", "corpus.json", "exemplars_stage.json", "sweep.json", "controls.json")
+             "checkpoint.safetensors", "selection.json", "corpus.json", "exemplars_stage.json", "sweep.json", "controls.json",
+             "cost.json")
 MAX_LINES = 420
 
 

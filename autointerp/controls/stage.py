@@ -17,7 +17,6 @@ to ``controls.json`` and is merged into every real pair's ``calibration.json`` (
 from __future__ import annotations
 
 import dataclasses
-import time
 
 from rich.table import Table
 
@@ -28,6 +27,7 @@ from autointerp.config import ModelEntry, RunConfig
 from autointerp.harvest.stage import harvest_stage
 from autointerp.io import read_json, write_json
 from autointerp.progress import console
+from autointerp.rundir.cost import combine, measure
 from autointerp.rundir.layout import RunDir
 from autointerp.rundir.lock import run_lock
 from autointerp.sae.stage import train_stage
@@ -41,18 +41,17 @@ def _control_cfg(cfg: RunConfig, **train) -> RunConfig:
 
 def ceiling(cfg: RunConfig, entry: ModelEntry, *, overwrite: bool = False) -> dict:
     """The model against itself: its SAE vs a second SAE with seed ``[train] seed + [controls] ceiling_seed``."""
-    started = time.perf_counter()
     run = RunDir(cfg.run_path)
     seed = cfg.train.seed + cfg.controls.ceiling_seed
-    files = run.controls.ceiling_sae(entry.slug)
-    trained = train_stage(_control_cfg(cfg, seed=seed), entry, overwrite=overwrite, files=files)
-    a = model_inputs(cfg.run_path, entry)
-    b = model_inputs(cfg.run_path, entry, sae=files, slug=f"{entry.slug}@seed{seed}")
-    # identical raw activations: representation baselines are 1 by construction; the calibration is read at word level
-    compare_cfg = dataclasses.replace(cfg.compare, representation=False, document_level=False)
-    outcome = compare_pair(cfg.run_path, a, b, compare_cfg, overwrite=overwrite, pair=run.controls.ceiling_pair(entry.slug))
-    ran = not (trained.skipped and outcome.skipped)
-    return control_summary(outcome.stats, time.perf_counter() - started if ran else None) | {"seed": seed}
+    with measure() as cost:
+        files = run.controls.ceiling_sae(entry.slug)
+        trained = train_stage(_control_cfg(cfg, seed=seed), entry, overwrite=overwrite, files=files)
+        a = model_inputs(cfg.run_path, entry)
+        b = model_inputs(cfg.run_path, entry, sae=files, slug=f"{entry.slug}@seed{seed}")
+        # identical raw activations: representation baselines are 1 by construction; the calibration is read at word level
+        compare_cfg = dataclasses.replace(cfg.compare, representation=False, document_level=False)
+        outcome = compare_pair(cfg.run_path, a, b, compare_cfg, overwrite=overwrite, pair=run.controls.ceiling_pair(entry.slug))
+    return _summary(outcome.stats, cost, ran=not (trained.skipped and outcome.skipped)) | {"seed": seed}
 
 
 def random_entry(cfg: RunConfig, entry: ModelEntry) -> ModelEntry:
@@ -63,24 +62,29 @@ def random_entry(cfg: RunConfig, entry: ModelEntry) -> ModelEntry:
 
 def floor(cfg: RunConfig, entry: ModelEntry, other: ModelEntry, *, overwrite: bool = False) -> dict:
     """``other`` (real) against the random-weights control of ``entry``."""
-    started = time.perf_counter()
     run = RunDir(cfg.run_path)
     control, model = random_entry(cfg, entry), run.controls.random_model(entry.slug)  # its SAE is trained ([sae]), even where the real model's is pretrained
-    harvested = harvest_stage(cfg, control, overwrite=overwrite, model=model)
-    trained = train_stage(_control_cfg(cfg, epochs=cfg.controls.floor_epochs), control, overwrite=overwrite, model=model)
-    a = model_inputs(cfg.run_path, other)
-    b = model_inputs(cfg.run_path, control, model=model, slug=f"{entry.slug}@random")
-    compare_cfg = dataclasses.replace(cfg.compare, representation=cfg.controls.floor_representation, document_level=False)
-    outcome = compare_pair(cfg.run_path, a, b, compare_cfg, overwrite=overwrite, pair=run.controls.floor_pair(other.slug, entry.slug))
+    with measure() as cost:
+        harvested = harvest_stage(cfg, control, overwrite=overwrite, model=model)
+        trained = train_stage(_control_cfg(cfg, epochs=cfg.controls.floor_epochs), control, overwrite=overwrite, model=model)
+        a = model_inputs(cfg.run_path, other)
+        b = model_inputs(cfg.run_path, control, model=model, slug=f"{entry.slug}@random")
+        compare_cfg = dataclasses.replace(cfg.compare, representation=cfg.controls.floor_representation, document_level=False)
+        outcome = compare_pair(cfg.run_path, a, b, compare_cfg, overwrite=overwrite, pair=run.controls.floor_pair(other.slug, entry.slug))
     ran = not (harvested.resumed_shards == harvested.n_shards and trained.skipped and outcome.skipped)
-    return control_summary(outcome.stats, time.perf_counter() - started if ran else None) | {
-        "random": entry.slug, "against": other.slug, "init_seed": cfg.controls.floor_seed}
+    return _summary(outcome.stats, cost, ran) | {"random": entry.slug, "against": other.slug, "init_seed": cfg.controls.floor_seed}
 
 
-def _keep_seconds(new: dict, old: dict | None) -> dict:
-    """A control reused from disk keeps the cost it had when it ran."""
+def _summary(stats: dict, cost: dict, ran: bool) -> dict:
+    """A control's entry in controls.json: ``seconds`` (wall, which the calibration reads) and ``cost``
+    (``autointerp.rundir.cost``) when it ran, None when it reused its outputs (``_keep_cost`` fills them)."""
+    return control_summary(stats, cost["wall_s"] if ran else None) | {"cost": cost if ran else None}
+
+
+def _keep_cost(new: dict, old: dict | None) -> dict:
+    """A control reused from disk keeps the cost it had when it ran (unchanged, so controls.json is too)."""
     if new.get("seconds") is None and old:
-        return new | {"seconds": old.get("seconds")}
+        return new | {"seconds": old.get("seconds"), "cost": old.get("cost")}
     return new
 
 
@@ -103,7 +107,7 @@ def controls_all(cfg: RunConfig, overwrite: bool = False) -> dict:
                 if entry.sae:  # a second seed of someone else's SAE cannot be made here; a fresh one would be no ceiling
                     record["off"]["ceiling_shared_fraction"] = f"not measured for {entry.slug}: its SAE is pretrained (sae = ...), so there is no second seed of it"
                     continue
-                record["ceiling"][entry.slug] = _keep_seconds(ceiling(cfg, entry, overwrite=overwrite), (old.get("ceiling") or {}).get(entry.slug))
+                record["ceiling"][entry.slug] = _keep_cost(ceiling(cfg, entry, overwrite=overwrite), (old.get("ceiling") or {}).get(entry.slug))
         else:
             record["off"]["ceiling_shared_fraction"] = "not measured: [controls] ceiling = false"
         old_floors = {(f.get("random"), f.get("against")): f for f in old.get("floor") or []}
@@ -111,11 +115,12 @@ def controls_all(cfg: RunConfig, overwrite: bool = False) -> dict:
             for other in cfg.models:
                 if other.slug != slug:
                     f = floor(cfg, by_slug[slug], other, overwrite=overwrite)
-                    record["floor"].append(_keep_seconds(f, old_floors.get((slug, other.slug))))
+                    record["floor"].append(_keep_cost(f, old_floors.get((slug, other.slug))))
         if not floors:
             record["off"]["floor_shared_fraction"] = f"not measured: [controls] floor = \"{cc.floor}\""
-        costs = [c.get("seconds") for c in [*record["ceiling"].values(), *record["floor"]]]
-        record["seconds"] = round(sum(c for c in costs if c is not None), 1)
+        controls = [*record["ceiling"].values(), *record["floor"]]
+        record["seconds"] = round(sum(c["seconds"] for c in controls if c.get("seconds") is not None), 1)
+        record["cost"] = combine(*(c.get("cost") for c in controls))  # every control's, as recorded when it ran
         record["settings"] = dataclasses.asdict(cc)
         run.controls.root.mkdir(parents=True, exist_ok=True)
         write_json(run.controls.record, record)

@@ -23,6 +23,7 @@ from pathlib import Path
 from autointerp import distributed as ddp
 from autointerp.io import read_json, write_json
 from autointerp.rundir.layout import HARVEST_MANIFEST, ShardPaths, rank_ledger, rank_ledgers
+from autointerp.rundir.stage_cost import charge
 
 
 def _finished(harvest_dir: Path, entries: list[dict]) -> dict[int, dict]:
@@ -83,6 +84,8 @@ class ShardLedger:
                 self.manifest["shards"] = sorted(shards.values(), key=lambda s: s["index"])
         if ddp.is_main():
             self.manifest["complete"] = len(self.manifest["shards"]) == self.manifest["n_shards"]
+            if (cost := charge(self.path)) is not None:  # what this harvest cost, under `autointerp run`
+                self.manifest["cost"] = cost
             write_json(self.path, self.manifest)
             for ledger in rank_ledgers(self.dir):
                 ledger.unlink()

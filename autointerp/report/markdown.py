@@ -15,6 +15,7 @@ from autointerp import __version__
 from autointerp.report.artifacts import RunInputs
 from autointerp.report.caveats import caveats_section
 from autointerp.report.config import ReportConfig
+from autointerp.report.cost import cost_section
 from autointerp.report.crosscode import crosscode_section
 from autointerp.report.fmt import md_text
 from autointerp.report.headline import sweep_line
@@ -37,8 +38,9 @@ LinkLookup = Callable[[str, int], str | None]
 
 
 def build_markdown(run: RunInputs, cfg: ReportConfig, plots: dict[str, list[Plot]], exemplars: dict[tuple[str, int], Window],
-                   link: LinkLookup, pages_index: str | None, source: str) -> str:
-    """The full report. ``exemplars``: (model, feature) -> top window; ``link``: page path of a feature or None."""
+                   link: LinkLookup, pages_index: str | None, source: str, cost: dict | None = None) -> str:
+    """The full report. ``exemplars``: (model, feature) -> top window; ``link``: page path of a feature or None;
+    ``cost``: the run's cost ledger (``autointerp.report.cost.run_cost``)."""
     names = " and ".join(f"`{m.slug}`" for m in run.models)
     out = [f"# Do {names} learn the same concepts?", "",
            f"Report on run `{md_text(run.run_dir.name)}` ({md_text(source)}), generated {_dt.date.today().isoformat()} by autointerp {__version__}. "
@@ -94,6 +96,7 @@ def build_markdown(run: RunInputs, cfg: ReportConfig, plots: dict[str, list[Plot
         out += _figures(plots.get(p.key, []), "domains_")
         out += [abstraction_section(p)]
     out += crosscode_section(run.run_dir, plots, pages_index)  # empty unless a crosscoder was trained (opt-in)
+    out += cost_section(cost)
     out += [caveats_section(run)]
     return "\n".join(out).rstrip() + "\n"
 

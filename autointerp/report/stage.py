@@ -17,6 +17,7 @@ from autointerp.io import atomic_path, file_sha256
 from autointerp.progress import console
 from autointerp.report.artifacts import RunInputs, load_run_inputs, require_run_dir
 from autointerp.report.config import ReportConfig
+from autointerp.report.cost import run_cost
 from autointerp.report.crosscode import crosscode_plots, record_files
 from autointerp.report.markdown import build_markdown
 from autointerp.report.selection import top_matches
@@ -29,6 +30,7 @@ from autointerp.report.verdict import verdict_console, verdict_of
 from autointerp.rundir.layout import ReportDir
 from autointerp.rundir.lock import run_lock
 from autointerp.rundir.record import Decision, StageRecord, decide
+from autointerp.rundir.stage_cost import charge
 
 log = logging.getLogger("autointerp")
 
@@ -82,7 +84,8 @@ def report_stage(cfg: RunConfig, out_dir: Path | None = None, *, overwrite: bool
         return page_link(model, feature) if feature in paged.get(model, ()) else None
 
     exemplars = {(model, f): ws[0] for model, per in windows.items() for f, ws in per.items() if ws and ws[0].kind == "top"}
-    text = build_markdown(run, rcfg, plots, exemplars, link, page_link() if pages else None, str(run.run_dir))
+    cost = run_cost(run.run_dir, charge(where.record))  # the report's own cost up to here, under `autointerp run`
+    text = build_markdown(run, rcfg, plots, exemplars, link, page_link() if pages else None, str(run.run_dir), cost)
     with atomic_path(where.markdown) as tmp:
         tmp.write_text(text, encoding="utf-8")
     plot_paths = [out / x.path for group in plots.values() for x in group]
@@ -90,6 +93,7 @@ def report_stage(cfg: RunConfig, out_dir: Path | None = None, *, overwrite: bool
     summary = {"pages_index": str(pages_index) if pages_index else None, "plots": [str(p) for p in plot_paths], "pages": pages.counts if pages else {}}
     verdicts = {p.key: v for p in run.pairs if (v := verdict_of(p))}
     extra = {"verdict": next(iter(verdicts.values()), None), "verdicts": verdicts}  # "verdict": the first pair's (the two-model case)
+    extra |= {"cost": cost} if cost is not None else {}
     StageRecord("report", settings, inputs, summary=summary, extra=extra).save(where.record)
     return ReportOutcome(where.markdown, pages_index, plot_paths, pages.counts if pages else {}, False, run)
 

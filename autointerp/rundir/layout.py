@@ -6,6 +6,7 @@
     runs/<name>/autointerp.json              version that wrote the directory
     runs/<name>/.lock                        held by the process working in the directory
     runs/<name>/llm_cache.sqlite             every LLM request/response, keyed by a hash of the request
+    runs/<name>/cost.json                    what each stage of the last `autointerp run` cost (autointerp.rundir.stage_cost)
     runs/<name>/corpus/                      documents.parquet, corpus.json, selection.json
     runs/<name>/<model>/harvest/             shard_NNNNN.safetensors + shard_NNNNN.parquet token index, harvest.json
                                              (+ harvest.rank<R>.json while a torchrun harvest runs)
@@ -42,6 +43,7 @@ CONFIG_FILE = "config.toml"
 VERSION_FILE = "autointerp.json"
 LOCK_FILE = ".lock"
 LLM_CACHE_FILE = "llm_cache.sqlite"
+COST_FILE = "cost.json"
 # corpus
 CORPUS_DIR = "corpus"
 DOCUMENTS_FILE = "documents.parquet"
@@ -115,6 +117,9 @@ PAIR_PAGES_DIR = "pairs"  # pages/pairs/<A>__<B>/<feature A>-<feature B>.html
 CROSSCODE_PAGES_DIR = "crosscode"  # pages/crosscode/<A>__<B>/<latent>.html
 INDEX_VIEWS = {"contextual": "by_contextual.html", "correlation": "by_correlation.html", "density": "by_density.html",
                "label_score": "by_label_score.html"}
+# the stage records: a stage writes its record when it has done work, so a stage's cost is charged to them
+STAGE_RECORDS = frozenset({HARVEST_MANIFEST, TRAIN_RECORD, EXEMPLARS_RECORD, LABELS_META_FILE, COMPARE_RECORD, CROSSCODE_RECORD,
+                           CROSSCODE_EXEMPLARS_RECORD, CROSSCODE_LABELS_RECORD, SWEEP_FILE, REPORT_RECORD})
 
 
 def feature_page_name(feature: int) -> str:
@@ -310,6 +315,7 @@ class RunDir:
     version = property(lambda self: self.root / VERSION_FILE)
     lock = property(lambda self: self.root / LOCK_FILE)
     llm_cache = property(lambda self: self.root / LLM_CACHE_FILE)
+    cost = property(lambda self: self.root / COST_FILE)
     corpus = property(lambda self: self.root / CORPUS_DIR)
     documents = property(lambda self: self.root / CORPUS_DIR / DOCUMENTS_FILE)
     corpus_meta = property(lambda self: self.root / CORPUS_DIR / CORPUS_META_FILE)

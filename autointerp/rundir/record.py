@@ -2,10 +2,11 @@
 
 Every stage writes a small JSON record next to its outputs, last, once they are complete::
 
-    {"stage": "train", "settings": {...}, "inputs": {...}, "complete": true, "summary": {...}}
+    {"stage": "train", "settings": {...}, "inputs": {...}, "complete": true, "summary": {...}, "cost": {...}}
 
 ``settings`` are the stage's own config (what the user chose); ``inputs`` identify what it read from earlier
-stages (hashes and identities, never paths). The policy, the same for every stage:
+stages (hashes and identities, never paths); ``cost`` what making the outputs cost under ``autointerp run``
+(``autointerp.rundir.stage_cost``: wall and CPU seconds, peak RSS, CUDA where used). The policy, the same for every stage:
 
 - no record, or an incomplete one: run (stages that can, resume from what is already on disk);
 - same settings, same inputs: nothing to do, the outputs are reused;
@@ -22,6 +23,7 @@ from pathlib import Path
 
 from autointerp.errors import UserError
 from autointerp.io import read_json, write_json
+from autointerp.rundir.stage_cost import charge
 
 
 class Decision(Enum):
@@ -37,11 +39,14 @@ class StageRecord:
     inputs: dict
     complete: bool = True
     summary: dict = field(default_factory=dict)
-    extra: dict = field(default_factory=dict)  # further top-level keys other tools read (report.json: "verdict")
+    extra: dict = field(default_factory=dict)  # further top-level keys other tools read (report.json: "verdict", "cost")
+    cost: dict | None = None  # None: what the running stage has spent on this record, when `autointerp run` measures
 
     def save(self, path: Path) -> None:
+        cost = self.cost if self.cost is not None else charge(path)
+        cost = {"cost": cost} if cost is not None else {}  # report.json's "cost" (in extra) is the whole run's
         write_json(path, {"stage": self.stage, "settings": self.settings, "inputs": self.inputs,
-                          "complete": self.complete, "summary": self.summary, **self.extra})
+                          "complete": self.complete, "summary": self.summary, **cost, **self.extra})
 
     @classmethod
     def load(cls, path: Path) -> StageRecord | None:
@@ -54,7 +59,8 @@ class StageRecord:
             return None
         if not isinstance(raw, dict) or "settings" not in raw or "inputs" not in raw:
             return None
-        return cls(str(raw.get("stage", "")), raw["settings"], raw["inputs"], bool(raw.get("complete")), raw.get("summary") or {})
+        return cls(str(raw.get("stage", "")), raw["settings"], raw["inputs"], bool(raw.get("complete")), raw.get("summary") or {},
+                   cost=raw.get("cost"))
 
 
 def differences(old: dict, new: dict, prefix: str = "") -> list[str]:
