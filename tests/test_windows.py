@@ -67,7 +67,7 @@ def test_reader_equals_brute_force_in_file_order(mined, which):
         for window, row in zip(windows[f], rows):
             _same(window, row)
             checked += 1
-    assert checked > 50 and {w.kind for w in windows[3]} == {"top", "quantile", "random"}
+    assert checked > 50 and {w.kind for w in windows[3]} == {"top", "quantile", "random", "hard_negative"}
     tests = load_windows(path, FEATURES, splits=("test",), kinds=("quantile", "random"))
     for f in FEATURES:
         rows = df[(df.feature == f) & (df.split == "test") & df.kind.isin(["quantile", "random"])]

@@ -19,8 +19,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 from scipy.stats import mannwhitneyu
 
-
-ACTIVATING_KINDS = ("top", "quantile")
+from autointerp.exemplars.kinds import ACTIVATING_KINDS
 
 
 def label_specificity(embeddings: np.ndarray) -> np.ndarray:

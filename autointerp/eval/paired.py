@@ -61,8 +61,10 @@ def rank_biserial(diff: np.ndarray) -> float:
     return float((plus - minus) / (plus + minus))
 
 
-def compare_kinds(table: pd.DataFrame, scorer: str) -> KindComparison:
-    """The three (four, with final) label kinds of one scorer on one model's labels table."""
+def compare_kinds(table: pd.DataFrame, scorer: str, name: str | None = None) -> KindComparison:
+    """The three (four, with final) label kinds of one scorer on one model's labels table. ``scorer`` names the
+    columns (``"embedding"``; ``"embedding_hard"`` for the scores against hard negatives), ``name`` the
+    comparison in its verdict (default: ``scorer``)."""
     cols = {kind: _column(table, prefix, scorer) for kind, prefix in KINDS.items()}
     means = {kind: float(c.mean()) if c.notna().any() else math.nan for kind, c in cols.items()}
     counts = {kind: int(c.notna().sum()) for kind, c in cols.items()}
@@ -73,8 +75,8 @@ def compare_kinds(table: pd.DataFrame, scorer: str) -> KindComparison:
     p = math.nan
     if n >= 2 and np.any(diff != 0):
         p = float(wilcoxon(diff, zero_method="wilcox", alternative="two-sided").pvalue)
-    return KindComparison(scorer, n, means, counts, beats, p, rank_biserial(diff) if n else math.nan)
+    return KindComparison(name or scorer, n, means, counts, beats, p, rank_biserial(diff) if n else math.nan)
 
 
 def scorers_in(table: pd.DataFrame) -> list[str]:
-    return sorted(c[len("score_"):] for c in table.columns if c.startswith("score_"))
+    return sorted(c[len("score_"):] for c in table.columns if c.startswith("score_") and not c.endswith("_hard"))

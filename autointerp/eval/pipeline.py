@@ -19,10 +19,12 @@ from autointerp.rundir.windows import Window
 
 
 async def score_features(client: LLMClient | None, scorer: Scorer, windows: dict[int, list[Window]], labels: dict[int, str], baselines: dict[int, str | None], features: list[int], *, concurrency: int, on_done: Callable[[dict], None], description: str, lexical: dict[int, str] | None = None) -> None:
-    """Score each feature's labels of every kind; ``on_done`` gets {feature, score_S, lexical_S, baseline_S, status_S, ...}.
+    """Score each feature's labels of every kind; ``on_done`` gets {feature, score_S, lexical_S, baseline_S,
+    score_S_hard, lexical_S_hard, baseline_S_hard, status_S, ...}.
 
     Kinds (column prefix: labels): ``score``: the LLM label; ``lexical``: the lexical label; ``baseline``: a
-    label shuffled in from another feature. A feature lacking a kind's label gets NaN for it.
+    label shuffled in from another feature. Each against random negatives (``<prefix>_S``) and against hard
+    negatives (``<prefix>_S_hard``, NaN when the feature has none). A feature lacking a kind's label gets NaN.
     """
     name = scorer.name
     kinds = {"score": labels, "lexical": lexical or {}, "baseline": baselines}
@@ -33,19 +35,19 @@ async def score_features(client: LLMClient | None, scorer: Scorer, windows: dict
         try:
             for prefix, source in kinds.items():
                 label = source.get(feature)
+                row[f"{prefix}_{name}"] = row[f"{prefix}_{name}_hard"] = math.nan
                 if label is None:
-                    row[f"{prefix}_{name}"] = math.nan
                     continue
                 result = await scorer.score(client, windows[feature], label)
                 usage.add(result.usage)
-                row[f"{prefix}_{name}"] = result.value
+                row[f"{prefix}_{name}"], row[f"{prefix}_{name}_hard"] = result.value, result.hard
                 for key, value in result.details.items():
                     if key in ("auroc", "balanced_accuracy"):
                         row[f"{key}_{name}" if prefix == "score" else f"{prefix}_{key}_{name}"] = value
             row[f"status_{name}"], row[f"error_{name}"] = "ok", None
         except LLMError as exc:
             usage.add(exc.usage)
-            row.update({f"{p}_{name}": math.nan for p in kinds} | {f"status_{name}": "failed", f"error_{name}": exc.reason})
+            row.update({f"{p}_{name}{s}": math.nan for p in kinds for s in ("", "_hard")} | {f"status_{name}": "failed", f"error_{name}": exc.reason})
         row["_usage"] = usage
         return row
 
@@ -53,16 +55,18 @@ async def score_features(client: LLMClient | None, scorer: Scorer, windows: dict
 
 
 def add_final_scores(table, name: str):
-    """``final_<S>``: the held-out score of the final label (the lexical one where label_source says so)."""
+    """``final_<S>`` and ``final_<S>_hard``: the held-out scores of the final label (the lexical one where
+    label_source says so) against random and against hard negatives."""
     import pandas as pd
 
-    if f"score_{name}" not in table.columns:
-        return table
-    own = pd.to_numeric(table[f"score_{name}"], errors="coerce")
-    if "label_source" in table.columns and f"lexical_{name}" in table.columns:
-        lexical = pd.to_numeric(table[f"lexical_{name}"], errors="coerce")
-        own = own.where(table["label_source"] != "lexical", lexical)
-    table[f"final_{name}"] = own.astype(float)
+    for column in (name, f"{name}_hard"):
+        if f"score_{column}" not in table.columns:
+            continue
+        own = pd.to_numeric(table[f"score_{column}"], errors="coerce")
+        if "label_source" in table.columns and f"lexical_{column}" in table.columns:
+            lexical = pd.to_numeric(table[f"lexical_{column}"], errors="coerce")
+            own = own.where(table["label_source"] != "lexical", lexical)
+        table[f"final_{column}"] = own.astype(float)
     return table
 
 

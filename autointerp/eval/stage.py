@@ -3,6 +3,12 @@
 Resumable and idempotent: scores are only computed where ``status_<scorer>`` is not "ok" under the same
 scorer identity (settings, prompt, LLM); the identity of each scorer is kept in labels.json.
 
+Every scorer scores each label kind twice: against random negatives (``score_S``, ``lexical_S``, ``baseline_S``,
+``final_S``) and against hard negatives (the same columns with ``_hard``; ``autointerp.eval.scorers.base``).
+``n_hard_negatives`` counts a feature's held-out hard negatives; where it is 0 the hard columns are NaN and
+``hard_negatives_missing`` says why. Scores made before hard negatives existed (no ``score_S_hard`` column) are
+redone.
+
 The level scorers work at comes from the model's own harvest record (``level`` in harvest.json; exemplars.json
 when the harvest is gone), not from a setting: at sequence level every scorer predicts or classifies whole
 documents (``autointerp.eval.scorers.base``). labels.json records it (``score_level`` and per scorer).
@@ -25,6 +31,7 @@ from autointerp.errors import UserError
 from autointerp.eval.config import ScoreConfig
 from autointerp.eval.scorers import LEVELS, SCORERS, make_scorer
 from autointerp.eval.pipeline import add_final_scores, baseline_labels, score_features
+from autointerp.exemplars.kinds import HARD_NEGATIVE
 from autointerp.explain.labels import lexical_labels, llm_labels, read_labels, read_meta, write_labels, write_meta
 from autointerp.explain.llm.base import LLMClient, Usage
 from autointerp.explain.prompts import load_template
@@ -89,9 +96,9 @@ def plan_scores(model_dir: Path, score_cfg: ScoreConfig, names: list[str], ident
         old = recorded.get(name, {}).get("identity")
         previous = StageRecord(f"score {name}", old, {}, complete=False) if old is not None else None
         if decide(previous, identities[name], {}, overwrite=overwrite, where=f"the {name} scores in {ModelDir(model_dir).labels}") is Decision.REDO:
-            table = table.drop(columns=[c for c in table.columns if c.endswith(f"_{name}")])
+            table = table.drop(columns=[c for c in table.columns if c.endswith((f"_{name}", f"_{name}_hard"))])
         status = table[f"status_{name}"] if f"status_{name}" in table.columns else pd.Series([None] * len(table), index=table.index)
-        done = set(table.loc[status == "ok", "feature"].astype(int))
+        done = set(table.loc[status == "ok", "feature"].astype(int)) if f"score_{name}_hard" in table.columns else set()
         todo[name] = [f for f in sorted(set(labels) | set(lexical)) if f not in done]
     return ScorePlan(table, labels, baselines, lexical, todo)
 
@@ -102,9 +109,11 @@ async def run_score(client: LLMClient | None, model_dir: Path, plan: ScorePlan, 
     meta = read_meta(model_dir)
     meta.setdefault("scorers", {})
     meta["score_level"] = level
-    meta.setdefault("definitions", {}).update({f"score_{n}": cls.describe(level) for n, cls in SCORERS.items()})
+    meta.setdefault("definitions", {}).update({f"score_{n}": cls.describe(level) for n, cls in SCORERS.items()} | HARD_DEFINITIONS)
     needed = sorted({f for todo in plan.todo.values() for f in todo})
     windows = await asyncio.to_thread(load_windows, ModelDir(model_dir).exemplars, needed, splits=("test",)) if needed else {}  # scorers: held-out only
+    n_hard = {f: sum(w.kind == HARD_NEGATIVE for w in ws) for f, ws in windows.items()}
+    missing = hard_negatives_missing(model_dir, level)
     for name in names:
         todo = plan.todo[name]
         meta["scorers"][name] = {"identity": identities[name], "definition": SCORERS[name].describe(level), "level": level}
@@ -120,7 +129,8 @@ async def run_score(client: LLMClient | None, model_dir: Path, plan: ScorePlan, 
             write_labels(model_dir, table)
 
         def on_done(row: dict) -> None:
-            updates.append(row)
+            count = n_hard.get(row["feature"], 0)
+            updates.append(row | {"n_hard_negatives": count, "hard_negatives_missing": None if count else missing})
             if len(updates) >= SAVE_EVERY:
                 flush()
 
@@ -131,6 +141,29 @@ async def run_score(client: LLMClient | None, model_dir: Path, plan: ScorePlan, 
             write_meta(model_dir, meta)
     write_meta(model_dir, meta)
     return table
+
+
+HARD_DEFINITIONS = {
+    "score_<S>_hard": "each scorer's score (and lexical_<S>_hard, baseline_<S>_hard, final_<S>_hard for the other label kinds) "
+                      "with the feature's held-out hard negatives (windows holding its main words where it does not fire) in "
+                      "place of the random non-activating windows; NaN when it has none",
+    "n_hard_negatives": "held-out hard-negative windows of the feature in exemplars.parquet",
+    "hard_negatives_missing": "why a feature with n_hard_negatives = 0 has none (its hard-negative scores are NaN, not chance)",
+}
+
+
+def hard_negatives_missing(model_dir: Path, level: str) -> str:
+    """Why a feature of this model has no hard negatives to be scored against."""
+    if level == "sequence":
+        return "sequence level: hard negatives are mined at token level only"
+    files = ModelDir(Path(model_dir))
+    try:
+        mined = (json.loads(files.exemplars_meta.read_text(encoding="utf-8")).get("hard_negatives") or {}).get("mined")
+    except (OSError, ValueError, AttributeError):
+        mined = None
+    if not mined:
+        return "exemplars mined before hard negatives existed: run `autointerp exemplars --overwrite`, then `autointerp score --overwrite`"
+    return "none in the harvest: the feature fires wherever its main words occur, or they occur in no other context"
 
 
 def _apply_updates(table: pd.DataFrame, updates: list[dict]) -> pd.DataFrame:
@@ -144,7 +177,7 @@ def _apply_updates(table: pd.DataFrame, updates: list[dict]) -> pd.DataFrame:
             if key == "feature":
                 continue
             if key not in table.columns:
-                table[key] = None if key.startswith(("status_", "error_")) else math.nan
+                table[key] = None if key.startswith(("status_", "error_", "hard_negatives_missing")) else math.nan
             table.at[feature, key] = value
         table.at[feature, "prompt_tokens"] = int(table.at[feature, "prompt_tokens"]) + usage.prompt_tokens
         table.at[feature, "completion_tokens"] = int(table.at[feature, "completion_tokens"]) + usage.completion_tokens
@@ -208,10 +241,13 @@ def _score_line(slug: str, table, names: list[str], level: str = "token"):
     for n in names:
         if f"score_{n}" not in table.columns:
             continue
-        c = compare_kinds(table, n)
-        out.add_row(n, *(f"{c.means[k]:.3f}" for k in ("llm", "lexical", "shuffled", "final")),
-                    f"{c.llm_beats_lexical:.0%}" if c.n else "-", f"{c.p_value:.3g}", f"{c.effect_size:+.2f}")
-        verdicts.append(c.verdict())
+        for column, title in ((n, n), (f"{n}_hard", f"{n} vs hard neg.")):
+            c = compare_kinds(table, column, title)
+            if not any(c.counts.values()):
+                continue
+            out.add_row(title, *(f"{c.means[k]:.3f}" for k in ("llm", "lexical", "shuffled", "final")),
+                        f"{c.llm_beats_lexical:.0%}" if c.n else "-", f"{c.p_value:.3g}", f"{c.effect_size:+.2f}")
+            verdicts.append(c.verdict())
     from rich.console import Group
 
     return Group(out, *verdicts)

@@ -22,6 +22,9 @@ Selection, per feature with N activating contexts (definitions also written to e
   round(test_fraction * drawn) of them are held out as "test", stratified across bins; the rest "train".
 - random: up to ``n_random`` contexts from the pool where the feature never fired (dense features may get
   fewer); window centred on a random token; max_act 0; alternate ordinals train / test.
+- hard_negative (token level; ``hard_negatives``): held-out windows holding one of the feature's main words
+  (from the lexical profile of its training windows, computed here) where it does not fire, as many as it
+  has held-out activating windows; a third pass over the harvest.
 Every (feature, context_id) occurs at most once, so train and test never share a window's context.
 """
 
@@ -29,6 +32,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+import tempfile
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -41,23 +46,23 @@ import torch
 from autointerp.errors import UserError
 from autointerp.io import atomic_path, write_json
 from autointerp.progress import progress_bar
-from autointerp.harvest.harvester import load_manifest
-from autointerp.harvest.shards import read_shard
 from autointerp.exemplars.config import ExemplarConfig
+from autointerp.exemplars.hard_negatives import DEFINITION as HARD_NEGATIVE_DEFINITION, select_hard_negatives
+from autointerp.exemplars.harvest_reader import INDEX_COLUMNS, encode_sparse, open_harvest, positive_hits, read_checked, read_index
+from autointerp.exemplars.kinds import ACTIVATING_KINDS, HARD_NEGATIVE, KINDS, SPLITS
+from autointerp.exemplars.profile import compute_profiles, profiles_from_frame
 from autointerp.rundir.layout import ModelDir
 from autointerp.exemplars.topk_tracker import (
     Columns,
     GroupedTopN,
     concat,
     max_per_pair,
+    pair_key_base,
     select_windows,
     take,
 )
 
 SEQUENCE_TEXT_CHARS = 2000  # sequence level: a window is the whole document, cut to this many chars
-KINDS = ("top", "quantile", "random")
-SPLITS = ("train", "test")
-_INDEX_COLUMNS = ("doc_id", "token_id", "token", "char_start", "char_end", "context_id")
 
 EXEMPLAR_SCHEMA = pa.schema([
     ("feature", pa.int32()), ("split", pa.string()), ("kind", pa.string()), ("rank_or_quantile", pa.int32()),
@@ -76,6 +81,8 @@ DEFINITIONS = {
     "top": "highest-max windows, rank 0 highest, split train; capped so small features keep min(N//2, n_test) contexts for test",
     "quantile": "reservoir sample of activating windows minus top windows, equal-count bins by max act (0 = lowest), per_quantile per bin; round(test_fraction * drawn) held out as test, stratified over bins",
     "random": "contexts from a random pool where the feature never fired; acts all 0; max_index = random centre; alternate train/test",
+    HARD_NEGATIVE: HARD_NEGATIVE_DEFINITION,
+    "n_hard_negatives": "feature_stats: the feature's hard-negative windows; 0 when none exists (it fires wherever its main words occur, or they occur nowhere else) or at sequence level (not mined)",
     "disjoint": "each (feature, context_id) appears at most once",
 }
 
@@ -91,47 +98,8 @@ class ExemplarResult:
     n_features: int
     n_dead: int
     n_windows: int
-
-
-# ------------------------------------------------------------------------------------------- harvest
-def _open_harvest(harvest_dir: Path, d_in: int) -> tuple[dict, list[dict]]:
-    if not Path(harvest_dir).is_dir():
-        raise UserError(f"no harvest found in {harvest_dir}; run `autointerp harvest` first")
-    manifest = load_manifest(harvest_dir)
-    shards = sorted(manifest.get("shards", []), key=lambda s: s["index"])
-    if not manifest.get("complete") or not shards:
-        raise UserError(f"the harvest in {harvest_dir} is incomplete ({len(shards)} shard(s) done); run `autointerp harvest` first to finish it")
-    d_model = manifest.get("d_model")
-    if d_model is not None and int(d_model) != d_in:
-        raise UserError(f"SAE d_in={d_in} does not match the harvest's d_model={d_model} in {harvest_dir}; use the SAE trained on this model and layer")
-    return manifest, shards
-
-
-def _read(harvest_dir: Path, shard: dict, d_in: int) -> tuple[torch.Tensor, pd.DataFrame]:
-    try:
-        acts, index = read_shard(harvest_dir, shard["index"])
-    except Exception as e:  # missing / truncated file: safetensors, arrow and OS errors differ
-        raise UserError(f"shard {shard['index']} in {harvest_dir} is missing or corrupt ({e}); re-run `autointerp harvest --overwrite`") from e
-    missing = [c for c in _INDEX_COLUMNS if c not in index.columns]
-    if missing or acts.ndim != 2 or acts.shape[0] != len(index):
-        raise UserError(f"shard {shard['index']} in {harvest_dir} is malformed (missing columns {missing} or {acts.shape[0]} activation rows vs {len(index)} index rows); re-run `autointerp harvest --overwrite`")
-    if acts.shape[1] != d_in:
-        raise UserError(f"SAE d_in={d_in} does not match the harvest's d_model={acts.shape[1]} in {harvest_dir}; use the SAE trained on this model and layer")
-    return acts, index
-
-
-def _encode(sae, x: torch.Tensor, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
-    """Sparse latents of one chunk as numpy (acts [n, k] float32, indices [n, k])."""
-    with torch.inference_mode():
-        out = sae.encode(x.to(device=device, dtype=torch.float32))
-    return out.top_acts.float().cpu().numpy(), out.top_indices.cpu().numpy()
-
-
-def _hits(sae, x: torch.Tensor, device: torch.device) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Flat (feature, act, row-in-chunk) records of the chunk's positive latents."""
-    acts, idx = _encode(sae, x, device)
-    rows, cols = np.nonzero(acts > 0)
-    return idx[rows, cols].astype(np.int32), acts[rows, cols], rows.astype(np.int64)
+    profile: pd.DataFrame | None = None  # the lexical profile of the training windows (``exemplars.profile``), for the stage to write
+    n_without_hard_negatives: int = 0  # features with held-out activating windows but no hard negative
 
 
 # ------------------------------------------------------------------------------------------ pass 1
@@ -152,7 +120,10 @@ class _Scan:
     fired: np.ndarray  # [d_sae, len(pool_ctx)] bool
 
 
-def _scan(sae, harvest_dir: Path, shards: list[dict], cfg: ExemplarConfig, rng: np.random.Generator, device, advance) -> _Scan:
+def _scan(sae, harvest_dir: Path, shards: list[dict], cfg: ExemplarConfig, rng: np.random.Generator, device, advance,
+          spill: Path | None = None) -> _Scan:
+    """Pass 1. With ``spill``, each shard's positive latents are also saved there as sorted ``feature * rows +
+    row`` keys (``<shard index>.npy``), for the hard-negative pass to read instead of encoding again."""
     d_sae, d_in = sae.cfg.d_sae, sae.cfg.d_in
     n_active = np.zeros(d_sae, np.int64)
     sum_act = np.zeros(d_sae, np.float64)
@@ -164,7 +135,7 @@ def _scan(sae, harvest_dir: Path, shards: list[dict], cfg: ExemplarConfig, rng: 
     fired = np.zeros((d_sae, 0), dtype=bool)
     ctx_parts, offsets, offset = [], [0], 0
     for shard in shards:
-        acts, index = _read(harvest_dir, shard, d_in)
+        acts, index = read_checked(harvest_dir, shard, d_in)
         n = acts.shape[0]
         ctx_col = index["context_id"].to_numpy(np.int64)
         uniq, first, counts = np.unique(ctx_col, return_index=True, return_counts=True)
@@ -173,14 +144,18 @@ def _scan(sae, harvest_dir: Path, shards: list[dict], cfg: ExemplarConfig, rng: 
             raise UserError(f"shard {shard['index']} in {harvest_dir} has non-contiguous context rows; re-run `autointerp harvest --overwrite`")
         ctx_parts.append((uniq, first.astype(np.int64) + offset, counts.astype(np.int64)))
 
-        parts = []
+        parts, keys = [], [np.zeros(0, np.int64)]
         for start in range(0, n, cfg.chunk_rows):
-            f, v, r = _hits(sae, acts[start : start + cfg.chunk_rows], device)
+            f, v, r = positive_hits(sae, acts[start : start + cfg.chunk_rows], device)
             r += start
+            if spill is not None:
+                keys.append(f.astype(np.int64) * n + r)
             n_active += np.bincount(f, minlength=d_sae)
             sum_act += np.bincount(f, weights=v, minlength=d_sae)
             keep = max_per_pair(f, ctx_col[r], v)  # shrink early: one record per (feature, context)
             parts.append({"feature": f[keep], "act": v[keep], "row": r[keep]})
+        if spill is not None:
+            np.save(spill / f"{shard['index']}.npy", np.sort(np.concatenate(keys)))
         hits = concat(parts)
         if hits and len(hits["feature"]):
             hits["context"] = ctx_col[hits["row"]]
@@ -225,28 +200,35 @@ def _list_array(values: np.ndarray | list, offsets: np.ndarray, typ: pa.DataType
     return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), pa.array(values, typ))
 
 
-def _gather_shard(sae, acts: torch.Tensor, index: pd.DataFrame, w: Columns, lo: np.ndarray, hi: np.ndarray,
-                  docs: Mapping[str, str] | None, sequence: bool, chunk_rows: int, device) -> pa.Table:
-    """Tokens, provenance and the window feature's per-token activations of windows in one shard."""
-    lengths = hi - lo
-    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-    token_rows = np.repeat(lo, lengths) + (np.arange(offsets[-1]) - np.repeat(offsets[:-1], lengths))
+def _token_acts(sae, acts: torch.Tensor, token_rows: np.ndarray, features: np.ndarray, chunk_rows: int, device) -> np.ndarray:
+    """The activation of ``features[i]`` on shard row ``token_rows[i]``, for every window token."""
     uniq, inv = np.unique(token_rows, return_inverse=True)
     # Re-encode just the rows the windows need, kept sparse as sorted keys (row * d_sae + feature) -> act;
     # each window token then looks up its own feature with one searchsorted.
     d_sae = sae.cfg.d_sae
     keys, vals = [], []
     for s in range(0, len(uniq), chunk_rows):
-        a, i = _encode(sae, acts[torch.from_numpy(uniq[s : s + chunk_rows])], device)
+        a, i = encode_sparse(sae, acts[torch.from_numpy(uniq[s : s + chunk_rows])], device)
         r, c = np.nonzero(a > 0)
         keys.append((r + s).astype(np.int64) * d_sae + i[r, c])
         vals.append(a[r, c])
     keys, vals = np.concatenate(keys), np.concatenate(vals)
     order = np.argsort(keys, kind="stable")
     keys, vals = keys[order], vals[order]
-    query = inv.astype(np.int64) * d_sae + np.repeat(w["feature"], lengths)
+    query = inv.astype(np.int64) * d_sae + features
     pos = np.minimum(np.searchsorted(keys, query), max(len(keys) - 1, 0))
-    token_acts = np.where(keys[pos] == query, vals[pos], 0.0).astype(np.float32) if len(keys) else np.zeros(len(query), np.float32)
+    return np.where(keys[pos] == query, vals[pos], 0.0).astype(np.float32) if len(keys) else np.zeros(len(query), np.float32)
+
+
+def _gather_shard(sae, acts: torch.Tensor | None, index: pd.DataFrame, w: Columns, lo: np.ndarray, hi: np.ndarray,
+                  docs: Mapping[str, str] | None, sequence: bool, chunk_rows: int, device) -> pa.Table:
+    """Tokens, provenance and the window feature's per-token activations of windows in one shard (``acts`` None:
+    windows known not to fire, all activations 0)."""
+    lengths = hi - lo
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    token_rows = np.repeat(lo, lengths) + (np.arange(offsets[-1]) - np.repeat(offsets[:-1], lengths))
+    token_acts = (_token_acts(sae, acts, token_rows, np.repeat(w["feature"], lengths).astype(np.int64), chunk_rows, device)
+                  if acts is not None else np.zeros(len(token_rows), np.float32))
 
     doc_col = index["doc_id"].astype(str).to_numpy(object)
     cs_col, ce_col = index["char_start"].to_numpy(np.int64), index["char_end"].to_numpy(np.int64)
@@ -280,7 +262,9 @@ def _gather_shard(sae, acts: torch.Tensor, index: pd.DataFrame, w: Columns, lo: 
 
 
 def _gather(sae, harvest_dir: Path, shards: list[dict], scan: _Scan, windows: Columns, cfg: ExemplarConfig,
-            docs: Mapping[str, str] | None, sequence: bool, device, advance) -> pa.Table:
+            docs: Mapping[str, str] | None, sequence: bool, device, advance, encode: bool = True) -> pa.Table:
+    """The windows as a table in ``EXEMPLAR_SCHEMA``, in their order (``encode`` False: windows known not to
+    fire, whose activations are all 0 without reading or encoding the shard's activations)."""
     if not windows:
         return EXEMPLAR_SCHEMA.empty_table()
     windows = {**windows, "order": np.arange(len(windows["feature"]))}
@@ -293,7 +277,7 @@ def _gather(sae, harvest_dir: Path, shards: list[dict], scan: _Scan, windows: Co
     for s_pos, shard in enumerate(shards):
         sel = np.flatnonzero(shard_of == s_pos)
         if len(sel):
-            acts, index = _read(harvest_dir, shard, sae.cfg.d_in)
+            acts, index = read_checked(harvest_dir, shard, sae.cfg.d_in) if encode else (None, read_index(harvest_dir, shard, list(INDEX_COLUMNS)))
             off = scan.shard_offsets[s_pos]
             w = take(windows, sel)
             w["row_local"] = w["row"] - off
@@ -315,7 +299,7 @@ def mine_exemplars(sae, harvest_dir: Path, docs: Mapping[str, str] | list | None
     cfg = cfg or ExemplarConfig()
     cfg.validate()
     harvest_dir, out_dir = Path(harvest_dir), Path(out_dir)
-    manifest, shards = _open_harvest(harvest_dir, sae.cfg.d_in)
+    manifest, shards = open_harvest(harvest_dir, sae.cfg.d_in)
     level = (manifest.get("identity") or {}).get("level", "token")
     if docs is not None and not isinstance(docs, Mapping):
         docs = {d.doc_id: d.text for d in docs}
@@ -323,17 +307,27 @@ def mine_exemplars(sae, harvest_dir: Path, docs: Mapping[str, str] | list | None
     rng = np.random.default_rng(cfg.seed)
     was_training = sae.training
     sae.eval()  # BatchTopK must use its inference threshold, not batch-dependent selection
+    out_dir.mkdir(parents=True, exist_ok=True)
     try:
-        with progress_bar("exemplars: encode", len(shards), "shards", enabled=progress) as advance:
-            scan = _scan(sae, harvest_dir, shards, cfg, rng, device, advance)
-        windows = select_windows(scan, cfg, rng)
-        with progress_bar("exemplars: windows", len(shards), "shards", enabled=progress) as advance:
-            table = _gather(sae, harvest_dir, shards, scan, windows, cfg, docs, level == "sequence", device, advance)
+        with tempfile.TemporaryDirectory(prefix=".latents-", dir=out_dir) if level == "token" else nullcontext() as spill:
+            spill = Path(spill) if spill else None  # token level: the scan keeps the latents for the hard negatives
+            with progress_bar("exemplars: encode", len(shards), "shards", enabled=progress) as advance:
+                scan = _scan(sae, harvest_dir, shards, cfg, rng, device, advance, spill)
+            windows = select_windows(scan, cfg, rng)
+            with progress_bar("exemplars: windows", len(shards), "shards", enabled=progress) as advance:
+                table = _gather(sae, harvest_dir, shards, scan, windows, cfg, docs, level == "sequence", device, advance)
+            documents = pd.DataFrame({"doc_id": list(docs), "text": list(docs.values())}) if docs is not None else None
+            profile = compute_profiles(table, documents)
+            if spill is not None:
+                with progress_bar("exemplars: hard negatives", 2 * len(shards), "shards", enabled=progress) as advance:
+                    table = _with_hard_negatives(sae, harvest_dir, shards, scan, windows, table, profile, spill, docs, cfg, device, advance)
     finally:
         sae.train(was_training)
 
     d_sae = sae.cfg.d_sae
     dead = scan.n_active == 0
+    n_hard = _count(table, (HARD_NEGATIVE,), d_sae)
+    without = int(((_count(table, ACTIVATING_KINDS, d_sae, "test") > 0) & (n_hard == 0)).sum())
     stats = pd.DataFrame({
         "feature": np.arange(d_sae, dtype=np.int32),
         "n_active_tokens": scan.n_active,
@@ -342,12 +336,35 @@ def mine_exemplars(sae, harvest_dir: Path, docs: Mapping[str, str] | list | None
         "mean_act": (scan.sum_act / np.maximum(scan.n_active, 1)).astype(np.float32),
         "n_contexts_active": scan.n_ctx,
         "dead": dead,
+        "n_hard_negatives": n_hard,
     })
+    hard_meta = ({"mined": True, "n_windows": int(n_hard.sum()), "n_features_with": int((n_hard > 0).sum()), "n_features_without": without}
+                 if level == "token" else {"mined": False, "reason": "sequence level: hard negatives are mined at token level only"})
     meta = {"config": asdict(cfg), "harvest_dir": str(harvest_dir), "level": level, "n_rows": scan.n_rows,
-            "n_contexts": len(scan.ctx_id), "negative_pool": len(scan.pool_ctx)}
+            "n_contexts": len(scan.ctx_id), "negative_pool": len(scan.pool_ctx), "hard_negatives": hard_meta}
     files = write_exemplars(ModelDir(out_dir), table, stats, meta)
     return ExemplarResult(out_dir, files.exemplars, files.feature_stats, level, scan.n_rows, len(scan.ctx_id), d_sae,
-                          int(dead.sum()), table.num_rows)
+                          int(dead.sum()), table.num_rows, profile, without)
+
+
+def _with_hard_negatives(sae, harvest_dir: Path, shards: list[dict], scan: _Scan, windows: Columns, table: pa.Table, profile: pd.DataFrame,
+                         spill: Path, docs: Mapping[str, str] | None, cfg: ExemplarConfig, device, advance) -> pa.Table:
+    """``table`` with each feature's hard negatives (``hard_negatives``) after its other windows."""
+    words = {f: p.main_words() for f, p in profiles_from_frame(profile).items()}
+    hard = select_hard_negatives(harvest_dir, shards, lambda shard: np.load(spill / f"{shard['index']}.npy"), windows, words, docs,
+                                 pair_key_base(scan.ctx_id), sae.cfg.d_sae, cfg, advance)
+    hard = _gather(sae, harvest_dir, shards, scan, hard, cfg, docs, False, device, advance, encode=False)
+    table = pa.concat_tables([table, hard])
+    return table.take(pc.sort_indices(table, [("feature", "ascending")]))  # a stable sort: kinds keep their order
+
+
+def _count(table: pa.Table, kinds: tuple[str, ...], d_sae: int, split: str | None = None) -> np.ndarray:
+    """Windows of ``kinds`` (and ``split``) per feature."""
+    mask = pc.is_in(table["kind"], value_set=pa.array(list(kinds), pa.string()))
+    if split is not None:
+        mask = pc.and_(mask, pc.equal(table["split"], split))
+    features = table.filter(mask)["feature"].to_numpy()
+    return np.bincount(features, minlength=d_sae).astype(np.int64)
 
 
 def write_exemplars(files: ModelDir, windows: pa.Table, stats: pd.DataFrame, meta: dict) -> ModelDir:

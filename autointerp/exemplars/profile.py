@@ -35,6 +35,8 @@ from autointerp.io import atomic_path
 KINDS = ("word", "token", "left", "right", "entity")
 TOP_PER_KIND = 10  # rows kept per feature and kind
 CONTEXT_WORDS = 2  # words of left / right context around the peak word
+MIN_WORD_SHARE = 0.05  # a word below this share of the mass is not one of the feature's main words
+MAIN_WORDS = 3  # at most this many main words (the words a lexical label names; hard negatives hold one)
 PROFILE_SCHEMA = pa.schema([("feature", pa.int64()), ("kind", pa.string()), ("text", pa.string()),
                             ("share", pa.float64()), ("count", pa.int64())])
 _WORD = re.compile(r"\w+(?:['’.\-]\w+)*|[^\w\s]")
@@ -50,9 +52,15 @@ class LexicalProfile:
     def top(self, kind: str, n: int = 3) -> list[tuple[str, float, int]]:
         return self.rows.get(kind, [])[:n]
 
+    def main_words(self) -> list[str]:
+        """Its main words, case-folded: up to ``MAIN_WORDS`` carrying at least ``MIN_WORD_SHARE`` of its mass,
+        else its top word (the words its summary and a lexical label name; hard negatives hold one of them)."""
+        rows = self.top("word", MAIN_WORDS)
+        return [t.lower() for t, s, _ in rows if s >= MIN_WORD_SHARE] or [t.lower() for t, _, _ in rows[:1]]
+
     def summary(self) -> str:
         """One line for tables and pages, e.g. ``"per" 71%, "capita" 9%; left "US dollars"``."""
-        words = [f'"{t}" {s:.0%}' for t, s, _ in self.top("word", 3) if s >= 0.05] or [f'"{t}" {s:.0%}' for t, s, _ in self.top("word", 1)]
+        words = [f'"{t}" {s:.0%}' for t, s, _ in self.top("word", MAIN_WORDS) if s >= MIN_WORD_SHARE] or [f'"{t}" {s:.0%}' for t, s, _ in self.top("word", 1)]
         parts = [", ".join(words)] if words else []
         for kind in ("left", "right"):
             best = self.top(kind, 1)
@@ -81,6 +89,25 @@ def _entity_of(doc_id: str, titles: dict[str, str]) -> str:
 
 def _clean_token(token: str) -> str:
     return token.replace("▁", " ").replace("Ġ", " ").removeprefix("##").strip()
+
+
+def token_word(token: str) -> str:
+    """A token's word when there is no text to cut it from: the token without its space marks, case-folded."""
+    return _clean_token(token).lower() or token
+
+
+def word_spans(text: str) -> list[tuple[int, int]]:
+    """The (start, end) of every word of ``text`` (a word: letters/digits joined by ' ’ . -, or one symbol)."""
+    return [(m.start(), m.end()) for m in _WORD.finditer(text)]
+
+
+def word_at(text: str, spans: list[tuple[int, int]], starts: list[int], s: int, e: int) -> int | None:
+    """Index in ``spans`` (``starts``: their starts) of the word holding the first non-space character of the
+    token ``text[s:e]``; None when that character is in no word. A token's activation goes to this word."""
+    piece = text[s:e]
+    p = s + (len(piece) - len(piece.lstrip())) if piece.strip() else s
+    k = bisect_right(starts, p) - 1
+    return k if k >= 0 and spans[k][0] <= p < spans[k][1] else None
 
 
 class _Accumulator:
@@ -113,31 +140,27 @@ def _add_window(acc: _Accumulator, tokens, acts, starts, ends, text: str | None,
     if text is None or not len(starts):
         for i in firing:
             acc.add("token", _clean_token(tokens[i]) or tokens[i], acts[i])
-            acc.add("word", _clean_token(tokens[i]).lower() or tokens[i], acts[i])
-            acc.surface[_clean_token(tokens[i]).lower() or tokens[i]][_clean_token(tokens[i]) or tokens[i]] += 1
+            acc.add("word", token_word(tokens[i]), acts[i])
+            acc.surface[token_word(tokens[i])][_clean_token(tokens[i]) or tokens[i]] += 1
         return
     base = int(starts[0])
-    spans = [(m.start(), m.end()) for m in _WORD.finditer(text)]
+    spans = word_spans(text)
     word_starts = [s for s, _ in spans]
 
-    def word_at(i: int) -> int | None:
-        s, e = int(starts[i]) - base, int(ends[i]) - base
-        piece = text[s:e]
-        p = s + (len(piece) - len(piece.lstrip())) if piece.strip() else s
-        k = bisect_right(word_starts, p) - 1
-        return k if k >= 0 and spans[k][0] <= p < spans[k][1] else None
+    def word_of(i: int) -> int | None:
+        return word_at(text, spans, word_starts, int(starts[i]) - base, int(ends[i]) - base)
 
     for i in firing:
         token = _clean_token(tokens[i]) or str(tokens[i])
         acc.add("token", token, acts[i])
-        k = word_at(int(i))
+        k = word_of(int(i))
         if k is not None:
             word = text[spans[k][0]:spans[k][1]]
             acc.add("word", word.lower(), acts[i])
             acc.surface[word.lower()][word] += 1
         acc.add("entity", entity, acts[i])
     if 0 <= max_index < len(starts) and acts[max_index] > 0:
-        k = word_at(int(max_index))
+        k = word_of(int(max_index))
         if k is not None:
             acc.peaks += 1
             first = 1 if spans[0][0] == 0 and int(starts[0]) > 0 else 0  # a word at the window's edge may be cut
@@ -148,13 +171,17 @@ def _add_window(acc: _Accumulator, tokens, acts, starts, ends, text: str | None,
                 acc.add("right", " ".join(text[spans[k + 1][0]:spans[min(last, k + 1 + CONTEXT_WORDS) - 1][1]].split()), 1.0)
 
 
-def compute_profiles(exemplars: Path, documents: pd.DataFrame | None = None, features: list[int] | None = None) -> pd.DataFrame:
-    """The long-format profile table of every feature with training activating windows (or of ``features``)."""
+def compute_profiles(exemplars: Path | pa.Table, documents: pd.DataFrame | None = None, features: list[int] | None = None) -> pd.DataFrame:
+    """The long-format profile table of every feature with training activating windows (or of ``features``);
+    ``exemplars`` is the file or the windows table itself (the miner's, before it is written)."""
     filt = (pc.field("split") == "train") & pc.field("kind").isin(["top", "quantile"])
     if features is not None:
         filt = filt & pc.field("feature").isin(list(features))
     cols = ["feature", "doc_id", "max_index", "tokens", "acts", "char_start", "char_end", "text"]
-    table = pq.read_table(exemplars, columns=cols, filters=filt).sort_by("feature")
+    if isinstance(exemplars, pa.Table):
+        table = exemplars.filter(filt).select(cols).sort_by("feature")
+    else:
+        table = pq.read_table(exemplars, columns=cols, filters=filt).sort_by("feature")
     titles = _entities(documents)
     rows: list[tuple] = []
     data = {c: table.column(c).to_pylist() for c in cols}

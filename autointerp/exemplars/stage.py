@@ -49,8 +49,9 @@ def exemplars_stage(cfg: RunConfig, entry: ModelEntry, *, overwrite: bool = Fals
     sae = load_sae(model.sae_dir)
     docs = load_saved_documents(run.corpus)
     result = mine_exemplars(sae, model.harvest, docs, model.root, cfg.exemplars, progress=progress)
-    write_lexical_profile(run, model)
-    counts = {"n_rows": result.n_rows, "n_features": result.n_features, "n_dead": result.n_dead, "n_windows": result.n_windows, "level": result.level}
+    write_profiles(result.profile, model.lexical_profile)  # computed by the miner (hard negatives hold its words)
+    counts = {"n_rows": result.n_rows, "n_features": result.n_features, "n_dead": result.n_dead, "n_windows": result.n_windows, "level": result.level,
+              "n_without_hard_negatives": result.n_without_hard_negatives if result.level == "token" else None}
     StageRecord("exemplars", settings, inputs, summary=counts).save(model.exemplars_record)
     return ExemplarOutcome(model.root, False, counts)
 
@@ -69,10 +70,12 @@ def exemplars_all(cfg: RunConfig, overwrite: bool = False, models: list[ModelEnt
         models = cfg.models if models is None else models
         save_resolved_config(cfg)
         table = Table(title=f"exemplars: {cfg.run_path}")
-        for col in ("model", "level", "rows scanned", "features", "dead", "windows", "status"):
+        for col in ("model", "level", "rows scanned", "features", "dead", "windows", "no hard neg.", "status"):
             table.add_column(col)
         for entry in models:
             outcome = exemplars_stage(cfg, entry, overwrite=overwrite)
             c = outcome.counts
-            table.add_row(entry.slug, c["level"], f"{c['n_rows']:,}", str(c["n_features"]), str(c["n_dead"]), f"{c['n_windows']:,}", "cached" if outcome.skipped else "mined")
+            without = c.get("n_without_hard_negatives")  # features with held-out windows but no hard negative
+            table.add_row(entry.slug, c["level"], f"{c['n_rows']:,}", str(c["n_features"]), str(c["n_dead"]), f"{c['n_windows']:,}",
+                          "not mined" if without is None else f"{without:,}", "cached" if outcome.skipped else "mined")
         console.print(table)

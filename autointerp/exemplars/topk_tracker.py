@@ -89,7 +89,13 @@ class GroupedTopN:
         return len(self.cols[self.group]) if self.cols else 0
 
 
-def _pair_key(feature: np.ndarray, context: np.ndarray, n_ctx_ids: int) -> np.ndarray:
+def pair_key_base(ctx_id: np.ndarray) -> int:
+    """The ``n_ctx_ids`` of ``pair_key``: more than the largest context id."""
+    return int(ctx_id.max()) + 1 if len(ctx_id) else 1
+
+
+def pair_key(feature: np.ndarray, context: np.ndarray, n_ctx_ids: int) -> np.ndarray:
+    """One int64 per (feature, context) pair (``n_ctx_ids``: more than the largest context id)."""
     return feature.astype(np.int64) * n_ctx_ids + context
 
 
@@ -104,7 +110,7 @@ def select_windows(scan, cfg, rng: np.random.Generator) -> Columns:
     """
     empty_i = np.zeros(0, np.int64)
     parts: list[Columns] = []
-    n_ids = int(scan.ctx_id.max()) + 1 if len(scan.ctx_id) else 1
+    n_ids = pair_key_base(scan.ctx_id)
 
     # top: ranks within feature, capped so small features keep contexts for the held-out set
     top = scan.top
@@ -115,14 +121,14 @@ def select_windows(scan, cfg, rng: np.random.Generator) -> Columns:
         rank = group_ranks(top["feature"])
         keep = rank < cap[top["feature"]]
         t = take(top, keep)
-        top_keys = _pair_key(t["feature"], t["context"], n_ids)
+        top_keys = pair_key(t["feature"], t["context"], n_ids)
         parts.append({"feature": t["feature"], "split": np.zeros(len(rank[keep]), np.int8), "kind": np.zeros(len(rank[keep]), np.int8),
                       "rank": rank[keep], "context": t["context"], "row": t["row"], "act": t["act"]})
 
     # quantile: equal-count bins over the reservoir minus the top windows
     res = scan.reservoir
     if res and cfg.n_quantiles and cfg.per_quantile:
-        res = take(res, ~np.isin(_pair_key(res["feature"], res["context"], n_ids), top_keys))
+        res = take(res, ~np.isin(pair_key(res["feature"], res["context"], n_ids), top_keys))
         f = res["feature"]
         order = np.lexsort((res["context"], res["act"], f))
         res, f = take(res, order), f[order]

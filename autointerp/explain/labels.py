@@ -5,8 +5,10 @@ The table has one row per labelled feature.
 Columns: feature int32, label string (null when failed), raw string, status "ok"|"failed", error
 string|null, explainer_model string, prompt_tokens / completion_tokens int64, cost_usd float64, and per
 scorer S that ran: score_<S>, baseline_<S> float64 (baseline = same scorer, label shuffled in from another
-feature), plus status_<S> ("ok"|"failed"), error_<S> and scorer details (e.g. auroc_<S>). Written
-atomically after every batch, so an interrupted stage resumes where it stopped.
+feature), plus status_<S> ("ok"|"failed"), error_<S> and scorer details (e.g. auroc_<S>); against hard
+negatives score_<S>_hard, lexical_<S>_hard, baseline_<S>_hard, final_<S>_hard float64, with n_hard_negatives
+and hard_negatives_missing (string: why there are none). Written atomically after every batch, so an
+interrupted stage resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ BASE_COLUMNS = {
     "feature": pa.int32(), "label": pa.string(), "raw": pa.string(), "status": pa.string(), "error": pa.string(),
     "explainer_model": pa.string(), "prompt_tokens": pa.int64(), "completion_tokens": pa.int64(), "cost_usd": pa.float64(),
 }
-STRING_COLUMNS = ("label_source", "llm_label", "lexical_label")  # issue 13: where the final label came from
+STRING_COLUMNS = ("label_source", "llm_label", "lexical_label",  # issue 13: where the final label came from
+                  "hard_negatives_missing")  # issue 23: why a feature has no hard-negative scores
 CANDIDATE_SCHEMA = pa.schema([("feature", pa.int64()), ("candidate", pa.string()), ("source", pa.string()),
                               ("train_score", pa.float64()), ("kept", pa.bool_()), ("restates", pa.bool_()), ("template_copy", pa.bool_())])
 DEFINITIONS = {

@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import re
 
-from autointerp.exemplars.profile import LexicalProfile
+from autointerp.exemplars.profile import MAIN_WORDS, MIN_WORD_SHARE, LexicalProfile
 
 DOMINANT_SHARE = 0.5  # one word carrying at least this share of the activation mass makes a "the word" label
-MIN_WORD_SHARE = 0.05  # words below this share are not named in a spread feature's label
 MIN_CONTEXT_SHARE = 0.15  # a context phrase must occur around this share of peaks to be quoted
 _MIN_COPY_CHARS = 8  # shorter labels ("per", "the") are words, not copies
 
@@ -59,7 +58,7 @@ def lexical_label(profile: LexicalProfile | None) -> str | None:
         label = f'the word "{head}"'
         contexts = _contexts(profile, head)
     else:
-        named = [w for w, s, _ in words if s >= MIN_WORD_SHARE][:3] or [head]
+        named = [w for w, s, _ in words if s >= MIN_WORD_SHARE][:MAIN_WORDS] or [head]
         label = "the words " + ", ".join(f'"{w}"' for w in named)
         contexts = _contexts(profile, head, 1)
     if contexts:

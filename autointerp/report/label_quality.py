@@ -1,4 +1,6 @@
-"""Report section on label quality: per model and scorer, LLM / lexical / shuffled (and final) label scores.
+"""Report section on label quality: per model and scorer, LLM / lexical / shuffled (and final) label scores,
+each against random negatives and, next to them, against hard negatives (issue 23: windows holding the
+feature's main words where it does not fire), with the count of features that have none.
 
 Three rows per scorer (issue 13): an LLM label is only worth reading if it beats both the shuffled-label
 baseline (it says something about this feature) and the lexical label (it says more than the feature's words);
@@ -111,22 +113,27 @@ def label_section(run: RunInputs, top_labels: int = 5) -> str:
 
 
 def kind_table(m: ModelInputs, scorers: list[str]) -> list[str]:
-    """Three rows per scorer (LLM, lexical, shuffled labels) plus the final label, and a plain verdict each."""
+    """Per scorer, a row per label kind (LLM, lexical, shuffled, final) against random negatives and, next to
+    it, against hard negatives (each compared with the shuffled labels on the same negatives); a verdict each."""
     from autointerp.eval.paired import compare_kinds
 
     rows, verdicts = [], []
     names = {"llm": "LLM labels", "lexical": "lexical labels", "shuffled": "shuffled labels", "final": "final labels (kept per feature)"}
     for scorer in scorers:
-        c = compare_kinds(m.labels, scorer)
+        comparisons = [(negatives, compare_kinds(m.labels, column, title))
+                       for negatives, column, title in (("random", scorer, scorer), ("hard", f"{scorer}_hard", f"{scorer} against hard negatives"))]
+        comparisons = [(negatives, c) for negatives, c in comparisons if any(c.counts.values())]
         for kind, name in names.items():
-            if c.counts[kind] == 0:
-                continue
-            margin = c.means[kind] - c.means["shuffled"] if kind != "shuffled" else float("nan")
-            paired = f"{c.llm_beats_lexical:.0%} (p = {c.p_value:.3g}, r = {c.effect_size:+.2f})" if kind == "llm" and c.n else ""
-            rows.append([scorer, name, count(c.counts[kind]), num(c.means[kind]), num(margin) if kind != "shuffled" else "", paired])
-        verdicts.append(c.verdict())
-    out = [md_table(["scorer", "labels", "features", "mean held-out score", "− shuffled", "LLM > lexical (Wilcoxon p, rank-biserial r)"], rows), ""]
+            for negatives, c in comparisons:
+                if c.counts[kind] == 0:
+                    continue
+                margin = c.means[kind] - c.means["shuffled"] if kind != "shuffled" else float("nan")
+                paired = f"{c.llm_beats_lexical:.0%} (p = {c.p_value:.3g}, r = {c.effect_size:+.2f})" if kind == "llm" and c.n else ""
+                rows.append([scorer, name, negatives, count(c.counts[kind]), num(c.means[kind]), num(margin) if kind != "shuffled" else "", paired])
+        verdicts += [c.verdict() for _, c in comparisons]
+    out = [md_table(["scorer", "labels", "negatives", "features", "mean held-out score", "− shuffled", "LLM > lexical (Wilcoxon p, rank-biserial r)"], rows), ""]
     out += [f"- {v}" for v in verdicts]  # numbers only, no corpus text
+    out += hard_negative_lines(m.labels)
     source = m.labels["label_source"].value_counts() if "label_source" in m.labels.columns else pd.Series(dtype=int)
     if len(source):
         out.append(f"- Final label per feature (the LLM or the lexical label, whichever scored higher on the feature's *training* windows): "
@@ -136,6 +143,23 @@ def kind_table(m: ModelInputs, scorers: list[str]) -> list[str]:
         out.append(f"- Copy checks: {checks['restating_rate']:.0%} of kept LLM labels restate a fragment of a window shown to the explainer; "
                    f"{count(checks.get('template_copies_rejected', 0))} of {count(checks.get('n_llm_candidates', 0))} LLM candidates copied the prompt template and were rejected.")
     return out + [""]
+
+
+def hard_negative_lines(labels: pd.DataFrame) -> list[str]:
+    """What the hard-negative rows mean, and how many scored features have no hard negatives (and why)."""
+    if "n_hard_negatives" not in labels.columns:
+        return ["- Hard negatives: not scored (these labels were scored before hard negatives existed; run "
+                "`autointerp exemplars --overwrite`, then `autointerp score --overwrite`)."]
+    scored = labels[pd.to_numeric(labels["n_hard_negatives"], errors="coerce").notna()]
+    none = scored[pd.to_numeric(scored["n_hard_negatives"], errors="coerce") == 0]
+    out = ["- Hard negatives (the rows with negatives 'hard'): held-out windows holding the feature's main words where it does not "
+           "fire, in place of the random windows; a label that only names the words scores near the shuffled labels there. "
+           f"{count(len(none))} of {count(len(scored))} scored features have none, so they have no hard-negative scores "
+           "(not chance scores) and the hard rows average the other features."]
+    if len(none) and "hard_negatives_missing" in none.columns:
+        reasons = none["hard_negatives_missing"].fillna("unknown").astype(str).value_counts()
+        out.append("- Why: " + "; ".join(f"{md_text(r, 140)} ({c})" for r, c in reasons.items()) + ".")
+    return out
 
 
 def _usage_lines(usage: dict) -> list[str]:

@@ -4,7 +4,9 @@ Per model: latents, dead, labelled, and the level its labels were scored at (tok
 documents). Label scores: per model and scorer the mean held-out score of each label kind side by side —
 LLM, lexical, shuffled, and final (marked: per feature it is the LLM or the lexical label, so it is not a
 third independent label) — with the share of features whose LLM label beats its lexical one, as in the
-report's label-quality tables (``autointerp.eval.paired.compare_kinds``). Per pair: shared pairs and how the
+report's label-quality tables (``autointerp.eval.paired.compare_kinds``); under each scorer a "vs hard" row
+gives the same means against hard negatives (held-out windows with the feature's main words where it does not
+fire), when the labels were scored against them. Per pair: shared pairs and how the
 two matchings agree, and its best matched pairs by name (label, else lexical name: ``explain.names``).
 Numbers sit in their own short cells so an 80-column terminal wraps text, never a number.
 """
@@ -27,7 +29,8 @@ NAME_CHARS = 60  # a name longer than this is cut (its "(lexical)" marker kept)
 KIND_COLUMNS = (("llm", "LLM"), ("lexical", "lexical"), ("shuffled", "shuffled"), ("final", "final*"))
 SCORES_CAPTION = ("shuffled: the same scorer on labels shuffled across features. final*: per feature the LLM or "
                   "the lexical label, whichever scored higher on its training windows. LLM>lex: features whose "
-                  "LLM label beats its lexical one.")
+                  "LLM label beats its lexical one. vs hard: the row above against hard negatives (windows with "
+                  "the feature's main words where it does not fire), over the features that have them.")
 
 
 def summary_table(run: RunInputs) -> Group:
@@ -60,11 +63,16 @@ def score_table(run: RunInputs) -> Table:
         if not scorers:
             table.add_row(m.slug, "—", *[""] * (len(KIND_COLUMNS) + 1), end_section=True)
             continue
-        for i, scorer in enumerate(scorers):
-            c = compare_kinds(m.labels, scorer)
+        rows = []
+        for scorer in scorers:
+            rows.append((scorer, compare_kinds(m.labels, scorer)))
+            hard = compare_kinds(m.labels, f"{scorer}_hard")
+            if any(hard.counts.values()):  # a row of its own under its scorer: the table keeps to 80 columns
+                rows.append(("  vs hard", hard))
+        for i, (name, c) in enumerate(rows):
             cells = [_mean(c.means[kind]) for kind, _ in KIND_COLUMNS]
             beats = f"{c.llm_beats_lexical:.0%}" if c.n and not math.isnan(c.llm_beats_lexical) else "—"
-            table.add_row(m.slug if i == 0 else "", scorer, *cells, beats, end_section=i == len(scorers) - 1)
+            table.add_row(m.slug if i == 0 else "", name, *cells, beats, end_section=i == len(rows) - 1)
     return table
 
 

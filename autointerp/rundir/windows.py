@@ -46,7 +46,7 @@ class Piece(NamedTuple):
 class Window:
     feature: int
     split: str  # train | test
-    kind: str  # top | quantile | random
+    kind: str  # top | quantile | random | hard_negative
     rank_or_quantile: int  # top: rank (0 = highest); quantile: bin (0 = lowest); random: ordinal
     doc_id: str
     max_act: float
@@ -59,7 +59,7 @@ class Window:
 
     @property
     def activating(self) -> bool:
-        return self.kind != "random"
+        return self.kind in ("top", "quantile")
 
     # ---------------------------------------------------------------------- prompt view: pieces and gaps
     @cached_property

@@ -5,6 +5,13 @@ windows only (split "test": activating quantile windows + random non-activating 
 explainer never saw. The pipeline runs each scorer on every kind of label of a feature: its own (LLM)
 label, its lexical label, and a label shuffled in from another feature (the baseline a score has to beat).
 
+Every scorer also scores the label against HARD negatives (``ScoreResult.hard``): the same activating
+windows, with held-out windows that hold the feature's main words where it does not fire
+(``autointerp.exemplars.hard_negatives``) in place of the random ones. A label that only names the words
+scores near chance there; a label that says when the feature fires does not. The predictions the two
+scores share are made once (the hard negatives are appended to the same scoring run), so the cost is the
+extra windows only; a feature without hard negatives gets NaN (``n_hard`` = 0), never a chance score.
+
 Two levels, taken from the harvest the windows come from (``level`` in harvest.json), never a user knob:
 
 - ``token``: a window is a stretch of tokens around the max token; scorers predict or classify tokens.
@@ -27,19 +34,23 @@ import numpy as np
 from scipy.stats import rankdata
 
 from autointerp.eval.config import ScoreConfig
+from autointerp.exemplars.kinds import ACTIVATING_KINDS, HARD_NEGATIVE
 from autointerp.explain.llm.base import LLMClient, TokenLogprob, Usage
 from autointerp.explain.prompts import Template
 from autointerp.explain.format import split_windows
 from autointerp.rundir.windows import Window
 
 LEVELS = ("token", "sequence")
+HARD_STREAM = 1  # the hard negatives' random stream (the random negatives use the feature's base stream)
 
 
 @dataclass
 class ScoreResult:
-    value: float  # the score (NaN when undefined, e.g. a scoring set with one class)
+    value: float  # the score against random negatives (NaN when undefined, e.g. a scoring set with one class)
     details: dict = field(default_factory=dict)  # extra per-scorer numbers (balanced accuracy, AUROC, ...)
     usage: Usage = field(default_factory=Usage)
+    hard: float = math.nan  # the same score against hard negatives (NaN when the feature has none)
+    n_hard: int = 0  # hard negatives in that scoring set
 
 
 class Scorer(ABC):
@@ -80,11 +91,16 @@ class Scorer(ABC):
         trimmed around their max token (token level) or whole (sequence level: each window is a document).
         Deterministic per feature, so every kind of label sees the same set."""
         s = self.settings
-        active = sorted(split_windows(windows, "test", ("quantile", "top")), key=lambda w: -w.max_act)
+        active = sorted(split_windows(windows, "test", ACTIVATING_KINDS), key=lambda w: -w.max_act)
         negative = split_windows(windows, "test", ("random",))
-        rng = np.random.default_rng([s.seed, zlib.crc32(str(windows[0].feature if windows else 0).encode())])
-        chosen = _spread(active, s.n_activating) + [negative[i] for i in sorted(rng.permutation(len(negative))[: s.n_random])]
+        chosen = _spread(active, s.n_activating) + _draw(negative, s.n_random, _feature_rng(s.seed, windows))
         return self.shown(chosen)
+
+    def hard_negatives(self, windows: list[Window], n: int | None) -> list[Window]:
+        """``n`` of the feature's held-out hard negatives (None: all), shown like the scoring set's windows and
+        drawn with a seeded per-feature stream of their own (the scoring set's draw does not change)."""
+        pool = split_windows(windows, "test", (HARD_NEGATIVE,))
+        return self.shown(_draw(pool, len(pool) if n is None else n, _feature_rng(self.settings.seed, windows, HARD_STREAM)))
 
     def shown(self, windows: list[Window]) -> list[Window]:
         """The windows as a scorer shows them: trimmed around the max token at token level, whole at sequence level."""
@@ -104,6 +120,24 @@ def document_text(window: Window) -> str:
 def document_activation(window: Window) -> float:
     """A sequence-level window's one activation: the document's harvest row (0 for a random negative)."""
     return float(window.max_act)
+
+
+def against_hard(chosen: list[Window], n_hard: int) -> tuple[list[int], list[bool]]:
+    """The hard-negative comparison as indices into ``chosen + hard`` (the scoring set's activating windows,
+    then the ``n_hard`` hard negatives after them) and the truth of each; empty without hard negatives."""
+    if not n_hard:
+        return [], []
+    active = [i for i, w in enumerate(chosen) if w.kind in ACTIVATING_KINDS]
+    return active + list(range(len(chosen), len(chosen) + n_hard)), [True] * len(active) + [False] * n_hard
+
+
+def _feature_rng(seed: int, windows: list[Window], *stream: int) -> np.random.Generator:
+    return np.random.default_rng([seed, zlib.crc32(str(windows[0].feature if windows else 0).encode()), *stream])
+
+
+def _draw(items: list, n: int, rng: np.random.Generator) -> list:
+    """``n`` items drawn at random, kept in their order."""
+    return [items[i] for i in sorted(rng.permutation(len(items))[:n])]
 
 
 def _spread(items: list, n: int) -> list:

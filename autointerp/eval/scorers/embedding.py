@@ -1,15 +1,17 @@
 """Embedding scoring: offline and LLM-free. Does the label's sentence embedding sit closer to the windows
 where the feature fires than to random windows? AUROC of cosine(label, window text), activating vs random.
-At sequence level the texts are the whole held-out documents (``document_text``), not windows around a token."""
+At sequence level the texts are the whole held-out documents (``document_text``), not windows around a token.
+Against hard negatives: the same AUROC with every held-out hard negative in place of the random windows."""
 
 from __future__ import annotations
 
 import asyncio
+import math
 
 import numpy as np
 
 from autointerp.explain.llm.base import LLMClient
-from autointerp.eval.scorers.base import ScoreResult, Scorer, auroc, document_text
+from autointerp.eval.scorers.base import ScoreResult, Scorer, against_hard, auroc, document_text
 from autointerp.explain.format import split_windows
 from autointerp.rundir.windows import Window
 
@@ -25,11 +27,13 @@ class EmbeddingScorer(Scorer):
         return self.shown(split_windows(windows, "test", ("quantile", "top", "random")))
 
     async def score(self, client: LLMClient | None, windows: list[Window], label: str) -> ScoreResult:
-        chosen = self.scoring_set(windows)
-        texts = [document_text(w) if self.sequence else " ".join(w.text.split()) for w in chosen]
+        chosen, hard = self.scoring_set(windows), self.hard_negatives(windows, None)  # every held-out window
+        texts = [document_text(w) if self.sequence else " ".join(w.text.split()) for w in chosen + hard]
         sims = await asyncio.to_thread(self._similarities, label, texts)
-        value = auroc([w.activating for w in chosen], sims)
-        return ScoreResult(value, {"n_documents" if self.sequence else "n_windows": len(chosen)})
+        value = auroc([w.activating for w in chosen], sims[: len(chosen)])
+        against, truth = against_hard(chosen, len(hard))
+        hard_value = auroc(truth, sims[against]) if hard else math.nan
+        return ScoreResult(value, {"n_documents" if self.sequence else "n_windows": len(chosen)}, hard=hard_value, n_hard=len(hard))
 
     def _similarities(self, label: str, texts: list[str]) -> np.ndarray:
         from autointerp.models.embedder import embed_texts

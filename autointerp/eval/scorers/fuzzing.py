@@ -10,6 +10,10 @@ document: each item shows two held-out documents, one activating and one random 
 asks whether the marked document is the one the neuron fires on (template ``fuzzing_sequence``). Which
 document comes first alternates independently of the truth (true-first, decoy-first, true-second,
 decoy-second, ...), so a preference for the first or second document cannot raise the score.
+
+Against hard negatives the decoys are the hard negatives with the feature's own word marked where it does
+not fire (as many as the token-level items hold decoys), next to the same truly marked items: a label that
+only names the word says yes to both.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ class FuzzingScorer(YesNoScorer):
 
     def items(self, chosen: list[Window]) -> list[tuple[str, bool]]:
         if self.sequence:
-            return self._document_pairs(chosen)
+            return self._document_pairs([w for w in chosen if w.activating], [w for w in chosen if not w.activating])
         active = [w for w in chosen if w.activating]
         out = []
         for i, window in enumerate(active):
@@ -49,6 +53,23 @@ class FuzzingScorer(YesNoScorer):
             out.append((marked(window, decoy), False))
         return out
 
+    def hard_items(self, chosen: list[Window], items: list[tuple[str, bool]], hard: list[Window]) -> list[tuple[str, bool]]:
+        """The truly marked items, with decoys from the hard negatives: the feature's own word marked where it
+        does not fire (its token is the window's ``max_index``). At sequence level: the document pairs with hard
+        negatives in place of the random documents."""
+        if self.sequence:
+            return self._document_pairs([w for w in chosen if w.activating], hard)
+        decoys = []
+        for window in hard:
+            mark = np.zeros(len(window.acts), dtype=bool)
+            mark[window.max_index] = True
+            decoys.append((marked(window, mark), False))
+        return [item for item in items if item[1]] + decoys
+
+    def n_hard(self, items: list[tuple[str, bool]]) -> int | None:
+        """As many hard decoys as the token-level items hold decoys (balanced); every hard negative at sequence level."""
+        return None if self.sequence else sum(not truth for _, truth in items)
+
     def scoring_set(self, windows: list[Window]) -> list[Window]:
         """As many items as detection asks about, all activating windows spread over strengths (at sequence
         level followed by the held-out random documents each item pairs one of them with)."""
@@ -59,11 +80,9 @@ class FuzzingScorer(YesNoScorer):
             chosen += split_windows(windows, "test", ("random",))
         return self.shown(chosen)
 
-    def _document_pairs(self, chosen: list[Window]) -> list[tuple[str, bool]]:
-        """Item i: activating document i with random document i (cycled); the mark on the activating one
+    def _document_pairs(self, active: list[Window], negative: list[Window]) -> list[tuple[str, bool]]:
+        """Item i: activating document i with negative document i (cycled); the mark on the activating one
         when i is even; the marked document first when (i // 2) is even."""
-        active = [w for w in chosen if w.activating]
-        negative = [w for w in chosen if not w.activating]
         if not negative:
             return []
         out = []

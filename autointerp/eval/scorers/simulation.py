@@ -6,7 +6,10 @@ alternatives give a distribution over "0".."10" and the prediction is its expect
 once" in Bills et al.; one request per feature and label). Tokenizers that split "10" into "1","0"
 only ever show 0-9 at the slot; the scale is relative, so the correlation is unaffected.
 Without logprobs the LLM writes the numbers and they are parsed. Score: Pearson r between predicted and
-true activations pooled over all tokens of the scoring set.
+true activations pooled over all tokens of the scoring set. The feature's hard negatives are appended to the
+same prompt, after the scoring set: a causal LLM reads them after everything else, so the predictions on the
+scoring set are those made without them (the same request costs only their tokens), and ``hard`` is Pearson r
+over the activating windows' tokens and theirs.
 
 At sequence level (one activation per document) the LLM rates each WHOLE document instead: one prompt per
 document (template ``simulator_sequence``: the label and the document, ending where the 0-10 rating goes),
@@ -26,7 +29,7 @@ import re
 import numpy as np
 
 from autointerp.explain.llm.base import LLMClient, LLMError, Usage
-from autointerp.eval.scorers.base import ScoreResult, Scorer, document_activation, document_text, pearson, with_offsets
+from autointerp.eval.scorers.base import ScoreResult, Scorer, against_hard, document_activation, document_text, pearson, with_offsets
 from autointerp.rundir.windows import Window
 
 SLOT = "0"  # placeholder the prompt carries at each slot; only the distribution predicted there is read
@@ -75,22 +78,36 @@ class SimulationScorer(Scorer):
     async def score(self, client: LLMClient | None, windows: list[Window], label: str) -> ScoreResult:
         if self.sequence:
             return await self._score_documents(client, windows, label)
-        chosen = self.scoring_set(windows)
-        truth = np.concatenate([w.acts for w in chosen]) if chosen else np.zeros(0)
+        chosen, hard = self.scoring_set(windows), self.hard_negatives(windows, self.settings.n_random)
+        shown = chosen + hard  # hard negatives last: the LLM reads them after the rest, whose predictions stay as without them
         if self.settings.chat:
-            predicted, usage, missing = await self._by_chat(client, chosen, label)
+            predicted, usage, missing = await self._by_chat(client, shown, label)
         elif client.supports_logprobs and self.settings.use_logprobs:
-            predicted, usage, missing = await self._by_logprobs(client, chosen, label)
+            predicted, usage, missing = await self._by_logprobs(client, shown, label)
         else:
-            predicted, usage, missing = await self._by_generation(client, chosen, label)
-        return ScoreResult(pearson(predicted, truth), {"n_tokens": int(len(truth)), "n_windows": len(chosen), "slots_without_digits": missing}, usage)
+            predicted, usage, missing = await self._by_generation(client, shown, label)
+        truth = np.concatenate([w.acts for w in shown]) if shown else np.zeros(0)
+        owner = np.repeat(np.arange(len(shown)), [len(w.acts) for w in shown])  # the window of each token
+        base = owner < len(chosen)
+        value, hard_value = self._both(predicted, truth, owner, chosen, len(hard))
+        return ScoreResult(value, {"n_tokens": int(base.sum()), "n_windows": len(chosen), "slots_without_digits": missing}, usage,
+                           hard_value, len(hard))
+
+    @staticmethod
+    def _both(predicted: np.ndarray, truth: np.ndarray, owner: np.ndarray, chosen: list[Window], n_hard: int) -> tuple[float, float]:
+        """Pearson r over the scoring set's items, and over its activating windows' items plus the hard negatives'."""
+        base = owner < len(chosen)
+        against, _ = against_hard(chosen, n_hard)
+        hard = np.isin(owner, against)
+        return pearson(predicted[base], truth[base]), (pearson(predicted[hard], truth[hard]) if n_hard else math.nan)
 
     # ------------------------------------------------------------------ sequence level: whole documents
     async def _score_documents(self, client: LLMClient, windows: list[Window], label: str) -> ScoreResult:
-        chosen = self.scoring_set(windows)
-        truth = np.asarray([document_activation(w) for w in chosen], dtype=np.float64)
-        predicted, usage, missing = await self.predict_documents(client, chosen, label)
-        return ScoreResult(pearson(predicted, truth), {"n_documents": len(chosen), "documents_without_rating": missing}, usage)
+        chosen, hard = self.scoring_set(windows), self.hard_negatives(windows, self.settings.n_random)
+        truth = np.asarray([document_activation(w) for w in chosen + hard], dtype=np.float64)
+        predicted, usage, missing = await self.predict_documents(client, chosen + hard, label)
+        value, hard_value = self._both(predicted, truth, np.arange(len(truth)), chosen, len(hard))
+        return ScoreResult(value, {"n_documents": len(chosen), "documents_without_rating": missing}, usage, hard_value, len(hard))
 
     async def predict_documents(self, client: LLMClient, documents: list[Window], label: str) -> tuple[np.ndarray, Usage, int]:
         """One rating per document (0-10, a float), the usage, and how many documents got no rating (predicted 0)."""
