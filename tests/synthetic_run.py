@@ -214,3 +214,29 @@ def write_labels(model_dir: Path, labels: dict[int, str | None]) -> Path:
     })
     Path(model_dir).mkdir(parents=True, exist_ok=True)
     return write_labels_table(model_dir, frame)
+
+
+def controls_config(run_dir: Path, spec: SyntheticSpec, epochs: float):
+    """The run config the controls tests use on a synthetic run: both models' SAEs from the real trainer, the
+    same-model ceiling on, no floor (the synthetic models have no weights to randomise), word level only."""
+    from autointerp.config import ModelEntry, RunConfig
+    from autointerp.controls.config import ControlsConfig
+    from autointerp.sae.config import TrainConfig
+
+    cfg = RunConfig(run_dir=str(run_dir), models=[ModelEntry("synth-a"), ModelEntry("synth-b")],
+                    sae=SAEConfig(expansion_factor=1, k=spec.k), train=TrainConfig(epochs=epochs, batch_size=512, ce_contexts=0),
+                    controls=ControlsConfig(ceiling=True, floor="none"))
+    cfg.compare.document_level = False
+    cfg.compare.representation = False
+    return cfg
+
+
+def save_identity_sae(sae_dir: Path, d: int, k: int, slug: str) -> None:
+    """A TopK SAE whose latent i is input dimension i (encoder and decoder the identity), saved for real."""
+    sae = create_sae(SAEConfig(d_in=d, d_sae=d, architecture="topk", k=k, metadata={"model_name": slug, "hook_name": "toy", "level": "token"}))
+    with torch.no_grad():
+        sae.W_enc.copy_(torch.eye(d))
+        sae.W_dec.copy_(torch.eye(d))
+        sae.b_enc.zero_()
+        sae.b_dec.zero_()
+    save_sae(sae, sae_dir)

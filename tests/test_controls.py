@@ -19,7 +19,7 @@ from autointerp.models.load import load_model
 from autointerp.rundir.layout import RunDir
 from autointerp.sae.config import SAEConfig, TrainConfig
 from autointerp.sae.stage import train_all
-from synthetic_run import SyntheticSpec, make_synthetic_run
+from synthetic_run import SyntheticSpec, controls_config, make_synthetic_run
 
 
 @pytest.fixture(scope="module")
@@ -28,11 +28,7 @@ def synthetic_controls(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("controls")
     spec = SyntheticSpec(n_docs=50)
     make_synthetic_run(run_dir, spec)
-    cfg = RunConfig(run_dir=str(run_dir), models=[ModelEntry("synth-a"), ModelEntry("synth-b")],
-                    sae=SAEConfig(expansion_factor=1, k=spec.k), train=TrainConfig(epochs=4, batch_size=512, ce_contexts=0),
-                    controls=ControlsConfig(ceiling=True, floor="none"))
-    cfg.compare.document_level = False
-    cfg.compare.representation = False
+    cfg = controls_config(run_dir, spec, epochs=4)
     train_all(cfg, overwrite=True)
     compare_all(cfg)
     record = controls_all(cfg)

@@ -14,7 +14,6 @@ from test_report_fixture import make_run
 
 from autointerp.compare.stage import compare_all
 from autointerp.config import ModelEntry, RunConfig
-from autointerp.controls.config import ControlsConfig
 from autointerp.controls.stage import controls_all
 from autointerp.explain.labels import read_meta, write_meta
 from autointerp.harvest.stage import harvest_all
@@ -24,9 +23,8 @@ from autointerp.rundir.cost import measure
 from autointerp.rundir.cost_table import cost_rows
 from autointerp.rundir.layout import RunDir
 from autointerp.rundir.stage_cost import RunCost, load_ledger
-from autointerp.sae.config import SAEConfig, TrainConfig
 from autointerp.sae.stage import train_all
-from synthetic_run import SyntheticSpec, make_synthetic_run
+from synthetic_run import SyntheticSpec, controls_config, make_synthetic_run
 
 LINUX = sys.platform.startswith("linux")
 
@@ -121,12 +119,7 @@ def test_cuda_time_and_peak_gpu_memory_are_recorded_where_cuda_is_used(monkeypat
 def _synthetic_cfg(run_dir) -> RunConfig:
     spec = SyntheticSpec(n_docs=40)
     make_synthetic_run(run_dir, spec)
-    cfg = RunConfig(run_dir=str(run_dir), models=[ModelEntry("synth-a"), ModelEntry("synth-b")],
-                    sae=SAEConfig(expansion_factor=1, k=spec.k), train=TrainConfig(epochs=2, batch_size=512, ce_contexts=0),
-                    controls=ControlsConfig(ceiling=True, floor="none"))
-    cfg.compare.document_level = False
-    cfg.compare.representation = False
-    return cfg
+    return controls_config(run_dir, spec, epochs=2)
 
 
 def _run(cfg: RunConfig, overwrite: bool) -> dict:

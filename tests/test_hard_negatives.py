@@ -48,9 +48,8 @@ from autointerp.harvest.shards import read_shard, write_shard
 from autointerp.io import write_json
 from autointerp.rundir.layout import RunDir
 from autointerp.rundir.windows import load_windows
-from autointerp.sae.config import SAEConfig
-from autointerp.sae.registry import create_sae
-from autointerp.sae.saelens import load_sae, save_sae
+from autointerp.sae.saelens import load_sae
+from synthetic_run import save_identity_sae
 
 SLUG = "toy"
 CONTEXTUAL, TOKEN, EVERY, DEAD = 0, 1, 2, 3
@@ -114,13 +113,7 @@ def make_designed_run(root, n_docs: int = 260, ctx_len: int = 24, shard_contexts
     write_json(model.manifest, {"complete": True, "d_model": D, "hook_name": "toy", "n_documents": n_docs, "n_contexts": len(contexts),
                                 "n_shards": len(shards), "shards": shards,
                                 "identity": {"model": SLUG, "layer": 0, "site": "resid", "level": "token", "ctx_len": ctx_len}})
-    sae = create_sae(SAEConfig(d_in=D, d_sae=D, architecture="topk", k=2, metadata={"model_name": SLUG, "hook_name": "toy", "level": "token"}))
-    with torch.no_grad():
-        sae.W_enc.copy_(torch.eye(D))
-        sae.W_dec.copy_(torch.eye(D))
-        sae.b_enc.zero_()
-        sae.b_dec.zero_()
-    save_sae(sae, model.sae_dir)
+    save_identity_sae(model.sae_dir, D, 2, SLUG)
     cfg = RunConfig(run_dir=str(root), models=[ModelEntry(SLUG)])
     cfg.exemplars = EXEMPLARS
     return cfg

@@ -18,9 +18,8 @@ from autointerp.explain.lexical import lexical_label
 from autointerp.harvest.shards import write_shard
 from autointerp.io import write_json
 from autointerp.rundir.layout import RunDir
-from autointerp.sae.config import SAEConfig
-from autointerp.sae.registry import create_sae
-from autointerp.sae.saelens import save_sae
+from autointerp.sae.saelens import load_sae
+from synthetic_run import save_identity_sae
 
 VOCAB = ["the", "rate", "growth", "people", "capita", "dollars", "cases", "land", "income", "water", "area", "total"]
 D = 8
@@ -53,13 +52,8 @@ def _one_word_run(root, word: str = "per", n_docs: int = 40, seed: int = 0):
     write_json(model.manifest, {"complete": True, "d_model": D, "hook_name": "toy", "n_documents": n_docs, "n_contexts": n_docs,
                                 "n_shards": 1, "shards": [{"index": 0, "rows": len(frame), "contexts": n_docs}],
                                 "identity": {"model": "toy", "layer": 0, "site": "resid", "level": "token", "ctx_len": 64}})
-    sae = create_sae(SAEConfig(d_in=D, d_sae=D, architecture="topk", k=1, metadata={"model_name": "toy", "hook_name": "toy", "level": "token"}))
-    with torch.no_grad():
-        sae.W_enc.copy_(torch.eye(D))
-        sae.W_dec.copy_(torch.eye(D))
-        sae.b_enc.zero_()
-        sae.b_dec.zero_()
-    save_sae(sae, model.sae_dir)
+    save_identity_sae(model.sae_dir, D, 1, "toy")
+    sae = load_sae(model.sae_dir)
     mine_exemplars(sae, model.harvest, docs, model.root, ExemplarConfig(n_top=6, n_quantiles=4, per_quantile=2, n_random=6, window_before=4, window_after=2), progress=False)
     return model
 

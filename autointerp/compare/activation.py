@@ -204,12 +204,12 @@ def _bootstrap(result: LevelResult, pa: PooledActivations, pb: PooledActivations
         am, bm = pa.matrix.tocsr()[:, a.rows], pb.matrix.tocsr()[:, a.cols]
         block_of_doc = np.zeros(len(offsets) - 1, np.int64)
         block_of_doc[doc_of_unit[units]] = groups
-        rng, recurring = np.random.default_rng(cfg.seed), np.flatnonzero(types.recurring(covered))
+        rng, recurring = np.random.default_rng(cfg.seed), types.recurring(covered)
         null = []
         for _ in range(cfg.lexical_permutations):
-            ua, ub = lexical_pairs(types, recurring, rng)
+            ua, ub = lexical_pairs(types, np.flatnonzero(recurring), rng)
             null.append(PairMoments.of(am[ua], bm[ub], block_of_doc[doc_of_unit[ua]], int(groups.max()) + 1))
-        lexical = {"recurring": types.recurring(covered)[units], "lexical_null": null,
+        lexical = {"recurring": recurring[units], "lexical_null": null,
                    "excess_threshold": (result.lexical_summary or {}).get("lexical_null_threshold")}
     reps = matching_replicates(x, y, groups, weights, result.null.threshold, **lexical)
     result.boot_shared, result.boot_contextual = reps["shared"], reps.get("contextual")

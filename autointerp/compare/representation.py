@@ -226,12 +226,17 @@ def mutual_knn(x: np.ndarray, y: np.ndarray, k: int = 10) -> float:
     return _mutual(_knn(x, k), _knn(y, k))
 
 
-def _mutual(nx: np.ndarray, ny: np.ndarray) -> float:
-    """Mean share of agreed neighbours between two [n, k] neighbour lists of the same rows."""
+def _agreement(nx: np.ndarray, ny: np.ndarray) -> np.ndarray:
+    """[n] each row's share of agreed neighbours between two [n, k] neighbour lists of the same rows."""
     n, k = nx.shape
     hit = np.zeros((n, n), bool)
     hit[np.arange(n)[:, None], nx] = True
-    return float(hit[np.arange(n)[:, None], ny].sum() / (n * k))
+    return hit[np.arange(n)[:, None], ny].sum(axis=1) / k
+
+
+def _mutual(nx: np.ndarray, ny: np.ndarray) -> float:
+    """Mean share of agreed neighbours between two [n, k] neighbour lists of the same rows."""
+    return float(_agreement(nx, ny).mean())
 
 
 @dataclass
@@ -386,10 +391,7 @@ def representation_intervals(xa: np.ndarray, xb: np.ndarray, doc_offsets: np.nda
     rng = np.random.default_rng(seed)  # the same subsample as representation_baselines' real measure
     sa, _ = _subsample(rows, rows, max_units, rng)
     if len(sa) > knn_k:
-        nx, ny = _knn(xa[sa], knn_k), _knn(xb[sa], knn_k)
-        hit = np.zeros((len(sa), len(sa)), bool)
-        hit[np.arange(len(sa))[:, None], nx] = True
-        per_unit = hit[np.arange(len(sa))[:, None], ny].sum(axis=1) / knn_k
+        per_unit = _agreement(_knn(xa[sa], knn_k), _knn(xb[sa], knn_k))
         sub_groups = document_blocks(doc_of_unit[sa], max_blocks)
         sub_weights = block_weights(int(sub_groups.max()) + 1, n_replicates, seed)
         out["mutual_knn"] = {"ci": percentile_interval(mean_replicates(per_unit, sub_groups, sub_weights)), "n_replicates": n_replicates}
