@@ -12,7 +12,7 @@ from autointerp.compare.calibration import control_summary, with_controls
 from autointerp.compare.config import CompareConfig
 from autointerp.compare.inputs import model_inputs
 from autointerp.compare.lexical import column_correlation
-from autointerp.compare.representation import linear_cka, representation_intervals, svcca
+from autointerp.compare.representation import linear_cka, representation_baselines, svcca
 from autointerp.compare.stage import compare_pair
 from autointerp.compare.verdict import call
 from autointerp.config import ModelEntry
@@ -70,6 +70,12 @@ def test_shared_count_interval_covers_the_population_count():
         lo, hi = bs.percentile_interval(reps["shared"], centre=estimate)  # as LevelResult.intervals reports it
         covered += lo <= int((population > threshold).sum()) <= hi
     assert covered >= 0.9 * n, covered
+
+
+def representation_intervals(x, y, offsets, *, seed: int = 0, n_replicates: int, svcca_replicates_n: int, max_units: int) -> dict:
+    """The intervals as compare makes them (representation_baselines with a bootstrap; one derangement)."""
+    boot = {"n_replicates": n_replicates, "svcca_replicates_n": svcca_replicates_n, "max_blocks": 256}
+    return representation_baselines(x, y, offsets, seed=seed, n_permutations=1, max_units=max_units, bootstrap=boot)["intervals"]
 
 
 def _representations(seed: int, docs: int = 40, per_doc: int = 40):

@@ -17,7 +17,7 @@ import time
 import numpy as np
 
 from autointerp.compare.inputs import ComparedModel
-from autointerp.compare.representation import pooled_word_activations, representation_baselines, representation_intervals
+from autointerp.compare.representation import pooled_word_activations, representation_baselines
 from autointerp.compare.units import WordIndex
 from autointerp.compare.verdict import verdict
 from autointerp.data.corpus import Document
@@ -51,17 +51,11 @@ def representation(a: ComparedModel, b: ComparedModel, docs: list[Document], cfg
     keep = words.subsample(cfg.representation_units, cfg.seed)  # whole documents: the derangements permute among them
     rows = np.concatenate([np.arange(words.doc_offsets[d], words.doc_offsets[d + 1]) for d in keep])
     offsets = np.concatenate([[0], np.cumsum(words.words_per_doc[keep])])
+    bootstrap = {"n_replicates": cfg.bootstrap, "svcca_replicates_n": cfg.svcca_bootstrap, "max_blocks": cfg.bootstrap_blocks} if cfg.bootstrap else None
     result = representation_baselines(pooled[0].matrix[rows], pooled[1].matrix[rows], offsets, covered_a=pooled[0].covered[rows],
                                       covered_b=pooled[1].covered[rows], seed=cfg.seed, n_permutations=cfg.representation_permutations,
-                                      max_units=cfg.representation_max_units)
+                                      max_units=cfg.representation_max_units, bootstrap=bootstrap)
     result["subsample"] = {"documents": len(keep), "of_documents": len(docs), "units": int(len(rows)), "of_units": words.n_units}
-    if cfg.bootstrap:
-        boot_started = time.perf_counter()
-        result["intervals"] = representation_intervals(
-            pooled[0].matrix[rows], pooled[1].matrix[rows], offsets, covered_a=pooled[0].covered[rows], covered_b=pooled[1].covered[rows],
-            seed=cfg.seed, n_replicates=cfg.bootstrap, svcca_replicates_n=cfg.svcca_bootstrap, max_units=cfg.representation_max_units,
-            max_blocks=cfg.bootstrap_blocks)
-        result["intervals"]["seconds"] = round(time.perf_counter() - boot_started, 1)
     result["seconds"] = round(time.perf_counter() - started, 1)  # the control's cost, kept with the cached result
     pair.cache.mkdir(parents=True, exist_ok=True)
     write_json(pair.representation_cache, {"key": key, "result": result})

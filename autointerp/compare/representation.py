@@ -25,8 +25,10 @@ row norms), never from [n x n] Gram matrices and never from a float64 copy of al
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
@@ -298,12 +300,24 @@ def _subsample(rows_a: np.ndarray, rows_b: np.ndarray, max_units: int, rng: np.r
     return rows_a[pick], rows_b[pick]
 
 
-def _measure(xa, xb, rows_a, rows_b, rng, max_units: int, knn_k: int) -> dict[str, dict]:
+class _Real(NamedTuple):
+    """What the real alignment's measure computed and its intervals reuse."""
+
+    moments: _Moments
+    sub: np.ndarray  # the mutual-kNN subsample (unit ids)
+    agreement: np.ndarray | None  # [len(sub)] each unit's share of agreed neighbours (None: too few units)
+
+
+def _measure(xa, xb, rows_a, rows_b, rng, max_units: int, knn_k: int, keep: list | None = None) -> dict[str, dict]:
     m = _moments(xa, rows_a, xb, rows_b)
     sa, sb = _subsample(rows_a, rows_b, max_units, rng)
+    agree = _agreement(_knn(xa[sa], knn_k), _knn(xb[sb], knn_k)) if len(sa) > knn_k else None
+    if keep is not None:
+        keep.append(_Real(m, sa, agree))
     return {"cka": {"value": _cka(m), "biased_value": _cka(m, debiased=False), "n_units": m.n},
             "svcca": {**_svcca(m), "n_units": m.n},
-            "mutual_knn": {"value": mutual_knn(xa[sa], xb[sb], knn_k), "n_units": len(sa), "k": knn_k, "max_units": max_units}}
+            "mutual_knn": {"value": float(agree.mean()) if agree is not None else math.nan, "n_units": len(sa), "k": knn_k,
+                           "max_units": max_units}}
 
 
 def _plain(v):
@@ -329,7 +343,7 @@ def _with_null(real: dict, null: list[dict]) -> dict:
 
 def representation_baselines(xa: np.ndarray, xb: np.ndarray, doc_offsets: np.ndarray, *, covered_a: np.ndarray | None = None,
                              covered_b: np.ndarray | None = None, seed: int = 0, n_permutations: int = 5,
-                             max_units: int = 4096, knn_k: int = 10) -> dict[str, dict]:
+                             max_units: int = 4096, knn_k: int = 10, bootstrap: dict | None = None) -> dict[str, dict]:
     """CKA, SVCCA and mutual kNN of two models over the same units, each against its derangement null.
 
     ``xa`` [n_units, p] and ``xb`` [n_units, q] are indexed by global unit id (WordActivations.matrix, or
@@ -347,27 +361,27 @@ def representation_baselines(xa: np.ndarray, xb: np.ndarray, doc_offsets: np.nda
         raise ValueError("the derangement null needs at least two documents")
     covered_a = np.ones(n_units, bool) if covered_a is None else np.asarray(covered_a, bool)
     covered_b = np.ones(n_units, bool) if covered_b is None else np.asarray(covered_b, bool)
-    rng = np.random.default_rng(seed)
-    real = _measure(xa, xb, *aligned_pairs(covered_a, covered_b), rng, max_units, knn_k)
+    rng, kept = np.random.default_rng(seed), []
+    real = _measure(xa, xb, *aligned_pairs(covered_a, covered_b), rng, max_units, knn_k, keep=kept)
     null = []
     for _ in range(n_permutations):
         perm = derangement(len(doc_offsets) - 1, rng)
         null.append(_measure(xa, xb, *null_pairs(doc_offsets, covered_a, covered_b, perm), rng, max_units, knn_k))
-    return {name: _with_null(real[name], [s[name] for s in null]) for name in real}
+    out = {name: _with_null(real[name], [s[name] for s in null]) for name in real}
+    if bootstrap:
+        started = time.perf_counter()
+        out["intervals"] = _intervals(xa, xb, doc_offsets, covered_a & covered_b, kept[0], seed=seed, **bootstrap)
+        out["intervals"]["seconds"] = round(time.perf_counter() - started, 1)
+    return out
 
 
-def representation_intervals(xa: np.ndarray, xb: np.ndarray, doc_offsets: np.ndarray, *, covered_a: np.ndarray | None = None,
-                             covered_b: np.ndarray | None = None, seed: int = 0, n_replicates: int = 1000, svcca_replicates_n: int = 50,
-                             max_units: int = 4096, knn_k: int = 10, max_blocks: int = 256) -> dict[str, dict]:
-    """Document-bootstrap 95% intervals of the three measures of ``representation_baselines`` (same rows,
-    same mutual-kNN subsample): {"cka" | "svcca" | "mutual_knn": {"ci": [lo, hi], "n_replicates"}} plus
-    "n_blocks". What each replicate holds fixed: ``compare.bootstrap``."""
-    doc_offsets = np.asarray(doc_offsets, np.int64)
-    n_units = int(doc_offsets[-1])
-    covered_a = np.ones(n_units, bool) if covered_a is None else np.asarray(covered_a, bool)
-    covered_b = np.ones(n_units, bool) if covered_b is None else np.asarray(covered_b, bool)
-    rows, _ = aligned_pairs(covered_a, covered_b)
-    doc_of_unit = np.repeat(np.arange(len(doc_offsets) - 1), np.diff(doc_offsets))
+def _intervals(xa: np.ndarray, xb: np.ndarray, doc_offsets: np.ndarray, covered: np.ndarray, real: _Real, *, seed: int,
+               n_replicates: int, svcca_replicates_n: int, max_blocks: int) -> dict:
+    """Document-bootstrap 95% intervals of the three measures on the real alignment's rows and mutual-kNN
+    subsample ({"cka" | "svcca" | "mutual_knn": {"ci", "n_replicates"}, "n_blocks"}); what each replicate holds
+    fixed: ``compare.bootstrap``."""
+    rows = np.flatnonzero(covered)
+    doc_of_unit = np.repeat(np.arange(len(doc_offsets) - 1), np.diff(np.asarray(doc_offsets, np.int64)))
     groups = document_blocks(doc_of_unit[rows], max_blocks)
     n_groups = int(groups.max()) + 1 if len(groups) else 0
     if n_groups < 2:
@@ -379,7 +393,7 @@ def representation_intervals(xa: np.ndarray, xb: np.ndarray, doc_offsets: np.nda
     # sit above the estimate by that artefact, so they are median-centred on it (as SVCCA's below)
     cka = cka_blocks(x, y, groups, n_groups).cka(np.vstack([np.ones(n_groups), weights]))
     out["cka"] = {"ci": percentile_interval(cka[1:], centre=cka[0]), "n_replicates": n_replicates, "centred": True}
-    m = _moments(xa, rows, xb, rows)
+    m = real.moments
     (vx, _, kx), (vy, _, ky) = _top_directions(m.xtx, SVCCA_VARIANCE), _top_directions(m.yty, SVCCA_VARIANCE)
     cap = max(1, m.n // UNITS_PER_COMPONENT)
     kx, ky = min(kx, cap), min(ky, cap)
@@ -388,11 +402,8 @@ def representation_intervals(xa: np.ndarray, xb: np.ndarray, doc_offsets: np.nda
         # that artefact alone, so they are centred on it (median shift) before the percentiles are read
         reps = svcca_replicates(x, y, groups, np.vstack([np.ones(n_groups), weights[:svcca_replicates_n]]), vx[:, :kx], vy[:, :ky])
         out["svcca"] = {"ci": percentile_interval(reps[1:], centre=reps[0]), "n_replicates": svcca_replicates_n, "centred": True}
-    rng = np.random.default_rng(seed)  # the same subsample as representation_baselines' real measure
-    sa, _ = _subsample(rows, rows, max_units, rng)
-    if len(sa) > knn_k:
-        per_unit = _agreement(_knn(xa[sa], knn_k), _knn(xb[sa], knn_k))
-        sub_groups = document_blocks(doc_of_unit[sa], max_blocks)
+    if real.agreement is not None:
+        sub_groups = document_blocks(doc_of_unit[real.sub], max_blocks)
         sub_weights = block_weights(int(sub_groups.max()) + 1, n_replicates, seed)
-        out["mutual_knn"] = {"ci": percentile_interval(mean_replicates(per_unit, sub_groups, sub_weights)), "n_replicates": n_replicates}
+        out["mutual_knn"] = {"ci": percentile_interval(mean_replicates(real.agreement, sub_groups, sub_weights)), "n_replicates": n_replicates}
     return out
