@@ -25,6 +25,8 @@ Selection, per feature with N activating contexts (definitions also written to e
 - hard_negative (token level; ``hard_negatives``): held-out windows holding one of the feature's main words
   (from the lexical profile of its training windows, computed here) where it does not fire, as many as it
   has held-out activating windows; a third pass over the harvest.
+Each feature also gets a class (token / contextual / topical / other; ``feature_classes``) from statistics the
+scan accumulates, written with its statistics to feature_stats.parquet.
 Every (feature, context_id) occurs at most once, so train and test never share a window's context.
 """
 
@@ -47,6 +49,7 @@ from autointerp.errors import UserError
 from autointerp.io import atomic_path, write_json
 from autointerp.progress import progress_bar
 from autointerp.exemplars.config import ExemplarConfig
+from autointerp.exemplars.feature_classes import RULE as CLASS_RULE, ClassStats
 from autointerp.exemplars.hard_negatives import DEFINITION as HARD_NEGATIVE_DEFINITION, select_hard_negatives
 from autointerp.exemplars.harvest_reader import INDEX_COLUMNS, encode_sparse, open_harvest, positive_hits, read_checked, read_index
 from autointerp.exemplars.kinds import ACTIVATING_KINDS, HARD_NEGATIVE, KINDS, SPLITS
@@ -84,6 +87,7 @@ DEFINITIONS = {
     HARD_NEGATIVE: HARD_NEGATIVE_DEFINITION,
     "n_hard_negatives": "feature_stats: the feature's hard-negative windows; 0 when none exists (it fires wherever its main words occur, or they occur nowhere else) or at sequence level (not mined)",
     "disjoint": "each (feature, context_id) appears at most once",
+    "feature_class": "feature_stats (token level): token / contextual / topical / other / dead, by the rule in exemplars.json feature_classes.rule (autointerp.exemplars.feature_classes), with its statistics word_eta2, doc_concentration, top_word_share, word_fire_rate",
 }
 
 
@@ -121,9 +125,10 @@ class _Scan:
 
 
 def _scan(sae, harvest_dir: Path, shards: list[dict], cfg: ExemplarConfig, rng: np.random.Generator, device, advance,
-          spill: Path | None = None) -> _Scan:
+          spill: Path | None = None, classes: ClassStats | None = None) -> _Scan:
     """Pass 1. With ``spill``, each shard's positive latents are also saved there as sorted ``feature * rows +
-    row`` keys (``<shard index>.npy``), for the hard-negative pass to read instead of encoding again."""
+    row`` keys (``<shard index>.npy``), for the hard-negative pass to read instead of encoding again; with
+    ``classes``, the statistics of the feature-class rule are accumulated (``feature_classes``)."""
     d_sae, d_in = sae.cfg.d_sae, sae.cfg.d_in
     n_active = np.zeros(d_sae, np.int64)
     sum_act = np.zeros(d_sae, np.float64)
@@ -145,9 +150,12 @@ def _scan(sae, harvest_dir: Path, shards: list[dict], cfg: ExemplarConfig, rng: 
         ctx_parts.append((uniq, first.astype(np.int64) + offset, counts.astype(np.int64)))
 
         parts, keys = [], [np.zeros(0, np.int64)]
+        word, doc = classes.shard(index) if classes is not None else (None, None)
         for start in range(0, n, cfg.chunk_rows):
             f, v, r = positive_hits(sae, acts[start : start + cfg.chunk_rows], device)
             r += start
+            if classes is not None:
+                classes.add(f, v, word[r], doc[r])
             if spill is not None:
                 keys.append(f.astype(np.int64) * n + r)
             n_active += np.bincount(f, minlength=d_sae)
@@ -312,7 +320,8 @@ def mine_exemplars(sae, harvest_dir: Path, docs: Mapping[str, str] | list | None
         with tempfile.TemporaryDirectory(prefix=".latents-", dir=out_dir) if level == "token" else nullcontext() as spill:
             spill = Path(spill) if spill else None  # token level: the scan keeps the latents for the hard negatives
             with progress_bar("exemplars: encode", len(shards), "shards", enabled=progress) as advance:
-                scan = _scan(sae, harvest_dir, shards, cfg, rng, device, advance, spill)
+                classes = ClassStats(sae.cfg.d_sae) if level == "token" else None
+                scan = _scan(sae, harvest_dir, shards, cfg, rng, device, advance, spill, classes)
             windows = select_windows(scan, cfg, rng)
             with progress_bar("exemplars: windows", len(shards), "shards", enabled=progress) as advance:
                 table = _gather(sae, harvest_dir, shards, scan, windows, cfg, docs, level == "sequence", device, advance)
@@ -338,10 +347,14 @@ def mine_exemplars(sae, harvest_dir: Path, docs: Mapping[str, str] | list | None
         "dead": dead,
         "n_hard_negatives": n_hard,
     })
+    if classes is not None:  # token level: the feature's class (``feature_classes``) with its statistics
+        stats = pd.concat([stats, classes.classify(scan.sum_act, n_hard)], axis=1)
     hard_meta = ({"mined": True, "n_windows": int(n_hard.sum()), "n_features_with": int((n_hard > 0).sum()), "n_features_without": without}
                  if level == "token" else {"mined": False, "reason": "sequence level: hard negatives are mined at token level only"})
     meta = {"config": asdict(cfg), "harvest_dir": str(harvest_dir), "level": level, "n_rows": scan.n_rows,
-            "n_contexts": len(scan.ctx_id), "negative_pool": len(scan.pool_ctx), "hard_negatives": hard_meta}
+            "n_contexts": len(scan.ctx_id), "negative_pool": len(scan.pool_ctx), "hard_negatives": hard_meta,
+            "feature_classes": ({"rule": CLASS_RULE, "counts": stats["feature_class"].value_counts().to_dict()} if classes is not None
+                                else {"classified": False, "reason": "sequence level: classes need word types"})}
     files = write_exemplars(ModelDir(out_dir), table, stats, meta)
     return ExemplarResult(out_dir, files.exemplars, files.feature_stats, level, scan.n_rows, len(scan.ctx_id), d_sae,
                           int(dead.sum()), table.num_rows, profile, without)

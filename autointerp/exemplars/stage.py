@@ -11,6 +11,7 @@ from rich.table import Table
 from autointerp.config import ModelEntry, RunConfig
 from autointerp.data.corpus import load_saved_documents
 from autointerp.errors import UserError
+from autointerp.exemplars.feature_classes import RULE_VERSION as CLASS_RULE_VERSION
 from autointerp.exemplars.mine import mine_exemplars
 from autointerp.exemplars.profile import compute_profiles, write_profiles
 from autointerp.io import file_sha256
@@ -40,7 +41,8 @@ def exemplars_stage(cfg: RunConfig, entry: ModelEntry, *, overwrite: bool = Fals
     model = run.model(entry.slug)
     if not model.sae.weights.is_file():
         raise UserError(f"no trained SAE in {model.sae_dir}; run `autointerp train` first")
-    settings, inputs = {"exemplars": dataclasses.asdict(cfg.exemplars)}, exemplar_inputs(model.sae.weights)
+    settings = {"exemplars": dataclasses.asdict(cfg.exemplars), "feature_classes": CLASS_RULE_VERSION}
+    inputs = exemplar_inputs(model.sae.weights)
     previous = StageRecord.load(model.exemplars_record)
     if decide(previous, settings, inputs, overwrite=overwrite, where=model.exemplars) is Decision.REUSE and model.exemplars.is_file():
         if not model.lexical_profile.is_file():  # runs mined before profiles existed get one without re-mining

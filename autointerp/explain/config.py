@@ -11,13 +11,14 @@ from dataclasses import dataclass
 
 from autointerp.errors import UserError
 
-SELECTS = ("matched", "random", "top_density", "all")
+SELECTS = ("contextual", "matched", "random", "top_density", "all")
 
 
 @dataclass
 class ExplainConfig:
     n_features: int = 12  # features labelled per model (live features, chosen by `select`)
-    select: str = "matched"  # matched (both sides of the best activation-matched pairs; needs compare) | random | top_density | all
+    select: str = "contextual"  # contextual (both sides of the best pairs shared beyond word identity, then the most active topical features, then unshared ones; needs compare) | matched (the best activation-matched pairs) | random | top_density | all
+    llm_for_tokens: bool = False  # token-class features (word identity explains their activation: exemplars' feature_class) get the lexical label without an LLM call; true sends them to the LLM too
     seed: int = 0
     prompts_dir: str | None = None  # a directory of the user's own templates overriding the packaged ones
     max_label_chars: int = 200
@@ -35,7 +36,7 @@ class ExplainConfig:
 
     def validate(self) -> None:
         if self.select not in SELECTS:
-            raise UserError(f"[explain] select = {self.select!r} is unknown; use matched, random, top_density or all")
+            raise UserError(f"[explain] select = {self.select!r} is unknown; use {', '.join(SELECTS)}")
         for name in ("n_features", "n_top", "n_quantile", "window_before", "window_after"):
             if getattr(self, name) < 0:
                 raise UserError(f"[explain] {name} = {getattr(self, name)} must be >= 0")

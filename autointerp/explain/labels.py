@@ -28,7 +28,8 @@ BASE_COLUMNS = {
     "explainer_model": pa.string(), "prompt_tokens": pa.int64(), "completion_tokens": pa.int64(), "cost_usd": pa.float64(),
 }
 STRING_COLUMNS = ("label_source", "llm_label", "lexical_label",  # issue 13: where the final label came from
-                  "hard_negatives_missing")  # issue 23: why a feature has no hard-negative scores
+                  "hard_negatives_missing",  # issue 23: why a feature has no hard-negative scores
+                  "feature_class")  # issue 23: token / contextual / topical / other (exemplars' feature_stats)
 CANDIDATE_SCHEMA = pa.schema([("feature", pa.int64()), ("candidate", pa.string()), ("source", pa.string()),
                               ("train_score", pa.float64()), ("kept", pa.bool_()), ("restates", pa.bool_()), ("template_copy", pa.bool_())])
 DEFINITIONS = {
@@ -36,6 +37,8 @@ DEFINITIONS = {
     "llm_label": "the kept LLM candidate (best of n_candidates on training windows; template copies rejected)",
     "lexical_label": "a deterministic label from the feature's lexical profile (its dominant words and contexts), no LLM",
     "label_source": "llm or lexical: which label became the final label",
+    "feature_class": "the feature's class from its activations (token / contextual / topical / other; exemplars.json feature_classes.rule)",
+    "llm_skipped": "1 when no LLM was asked: a token-class feature gets its lexical label ([explain] llm_for_tokens = false)",
     "train_score_llm": "training-window embedding AUROC of llm_label (used only to choose; reported scores are held-out)",
     "train_score_lexical": "training-window embedding AUROC of lexical_label",
     "restates_window": "1 when llm_label is a substring of a window shown to the explainer",

@@ -9,6 +9,7 @@ silently scored as 0 and the next run retries it.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 from collections.abc import Callable
 
@@ -33,27 +34,34 @@ async def run_all(jobs: list, work, concurrency: int, on_done: Callable[[dict], 
             advance(1)
 
 
-async def explain_features(client: LLMClient | None, templates: list[Template], windows: dict[int, list[Window]], features: list[int], settings: ExplainConfig, *, concurrency: int, on_done: Callable[[dict], None], description: str = "explain", profiles: dict | None = None, score_window: tuple[int, int] = (6, 1), embedder: str = "minilm-l6") -> None:
+async def explain_features(client: LLMClient | None, templates: list[Template], windows: dict[int, list[Window]], features: list[int], settings: ExplainConfig, *, concurrency: int, on_done: Callable[[dict], None], description: str = "explain", profiles: dict | None = None, score_window: tuple[int, int] = (6, 1), embedder: str = "minilm-l6",
+                           classes: dict[int, str] | None = None) -> None:
     """Label each feature (best-of-n LLM candidates + the lexical label, chosen on training windows).
+
+    ``classes`` (``exemplars.feature_classes``): unless ``llm_for_tokens``, a token-class feature gets its
+    lexical label without an LLM call - word identity explains its activation, so a word list is its label.
 
     Each row carries the final ``label`` and where it came from (``label_source``), the kept LLM candidate
     (``llm_label``), the lexical label, their training-window scores and the copy checks; every candidate
     goes along under ``_candidates`` (for label_candidates.parquet).
     """
     model_name = client.model_name if client is not None else "lexical"
-    profiles = profiles or {}
+    profiles, classes = profiles or {}, classes or {}
+    words_only = dataclasses.replace(settings, labeller="lexical", lexical=True)
 
     async def work(feature: int) -> dict:
-        result = await label_feature(client, templates, feature, windows.get(feature, []), settings, profiles.get(feature),
+        own = words_only if classes.get(feature) == "token" and not settings.llm_for_tokens else settings
+        result = await label_feature(client, templates, feature, windows.get(feature, []), own, profiles.get(feature),
                                      score_before=score_window[0], score_after=score_window[1], embedder=embedder)
         final, llm, lexical = final_choice(result), result.best("llm"), result.best("lexical")
         llm_errors = [c.error for c in result.candidates if c.source == "llm" and c.error]
-        error = None if (llm is not None or settings.labeller == "lexical") and final is not None else "; ".join(llm_errors[:2]) or "no usable label"
+        error = None if (llm is not None or own.labeller == "lexical") and final is not None else "; ".join(llm_errors[:2]) or "no usable label"
         return {
             "feature": feature, "label": final.text if final else None, "raw": (llm or final).raw if (llm or final) else "",
             "status": "ok" if final is not None else "failed", "error": error, "explainer_model": model_name,
             "prompt_tokens": result.usage.prompt_tokens, "completion_tokens": result.usage.completion_tokens, "cost_usd": result.usage.cost_usd,
             "label_source": final.source if final else None, "llm_label": llm.text if llm else None,
+            "feature_class": classes.get(feature), "llm_skipped": own is words_only,
             "lexical_label": lexical.text if lexical else None,
             "train_score_llm": llm.train_score if llm else math.nan, "train_score_lexical": lexical.train_score if lexical else math.nan,
             "restates_window": float(llm.restates) if llm else math.nan,

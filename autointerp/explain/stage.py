@@ -19,6 +19,7 @@ import pandas as pd
 
 from autointerp.config import RunConfig
 from autointerp.errors import UserError
+from autointerp.exemplars.feature_classes import read_classes
 from autointerp.explain.config import ExplainConfig
 from autointerp.explain.labels import empty_table, merge_rows, read_labels, read_meta, write_labels, write_meta
 from autointerp.explain.llm.base import LLMClient
@@ -34,7 +35,7 @@ from autointerp.rundir.windows import load_windows
 SAVE_EVERY = 8  # features between checkpoint writes of labels.parquet
 # [explain] fields that shape a label (n_features, select and seed only choose which features get one)
 LABEL_FIELDS = ("n_top", "n_quantile", "window_before", "window_after", "max_tokens", "max_label_chars", "chat",
-                "labeller", "n_candidates", "temperature", "lexical", "choose_by")
+                "labeller", "n_candidates", "temperature", "lexical", "choose_by", "llm_for_tokens")
 
 
 def check_inputs(model_dir: Path) -> None:
@@ -52,36 +53,72 @@ def check_inputs(model_dir: Path) -> None:
 def select_features(model_dir: Path, cfg: ExplainConfig) -> list[int]:
     """Live features with held-out activating windows, chosen by ``[explain] select`` (seeded).
 
-    ``matched`` takes the features of the best activation-matched shared pairs from the run's comparison
-    (``autointerp compare`` must have run): labelling both sides of the same pairs is what lets the label
-    matching be checked against the activation matching.
+    ``contextual`` spends the LLM where words fail: both sides of the pairs shared beyond word identity, the
+    most active topical features, then unshared ones (``contextual_features``); ``matched`` takes the features
+    of the best activation-matched shared pairs. Both read the run's comparison (``autointerp compare`` must
+    have run): labelling both sides of the same pairs lets the label matching be checked against the
+    activation matching.
     """
     stats = pd.read_parquet(ModelDir(model_dir).feature_stats, columns=["feature", "density", "dead", "n_contexts_active"])
     live = stats[(~stats["dead"]) & (stats["n_contexts_active"] >= 2)]
-    if cfg.select == "matched":
-        chosen = matched_features(model_dir.parent, model_dir.name, cfg.n_features)
-        return sorted(set(chosen) & {int(f) for f in live["feature"]})
+    live_ids = {int(f) for f in live["feature"]}
+    if cfg.select in ("contextual", "matched"):
+        classes = read_classes(ModelDir(model_dir).feature_stats)
+        if cfg.select == "contextual" and classes:
+            chosen = contextual_features(model_dir.parent, model_dir.name, cfg.n_features, live, classes, cfg.seed)
+        else:  # no classes (sequence level, or mined before them): the best shared pairs
+            chosen = matched_features(model_dir.parent, model_dir.name, cfg.n_features)
+        return sorted(set(chosen) & live_ids)
     if cfg.select == "all" or cfg.n_features >= len(live):
-        return sorted(int(f) for f in live["feature"])
+        return sorted(live_ids)
     if cfg.select == "top_density":
         return sorted(int(f) for f in live.nlargest(cfg.n_features, "density")["feature"])
     if cfg.select != "random":
-        raise UserError(f"[explain] select = {cfg.select!r} is unknown; use matched, random, top_density or all")
+        raise UserError(f"[explain] select = {cfg.select!r} is unknown; use contextual, matched, random, top_density or all")
     rng = np.random.default_rng(cfg.seed)
     return sorted(int(f) for f in rng.choice(live["feature"].to_numpy(), size=cfg.n_features, replace=False))
+
+
+def _pair_matches(run_dir: Path, slug: str) -> tuple[pd.DataFrame, str]:
+    """The activation matches of the first comparison ``slug`` is in, and which side it is ("feature_a"/"feature_b")."""
+    for pair in RunDir(run_dir).pairs():
+        a, b = pair.names
+        if slug not in (a, b) or not pair.matches.is_file():
+            continue
+        m = pd.read_parquet(pair.matches)
+        return m[m["method"].isin(["activation", "both"])], "feature_a" if slug == a else "feature_b"
+    raise UserError(f"[explain] select labels the best activation-matched pairs, but {run_dir} has no comparison for {slug} yet; run `autointerp compare` first (or set select = \"random\")")
 
 
 def matched_features(run_dir: Path, slug: str, n: int) -> list[int]:
     """``slug``'s features in the ``n`` highest-correlation shared pairs of the first comparison it is in
     (topped up with the best unshared pairs when fewer than ``n`` are shared, e.g. on a tiny corpus)."""
-    for pair in RunDir(run_dir).pairs():
-        a, b = pair.names
-        if slug not in (a, b) or not pair.matches.is_file():
-            continue
-        m = pd.read_parquet(pair.matches, columns=["feature_a", "feature_b", "method", "activation_corr", "shared"])
-        m = m[m["method"].isin(["activation", "both"])].sort_values(["shared", "activation_corr"], ascending=False).head(n)
-        return [int(f) for f in m["feature_a" if slug == a else "feature_b"]]  # shared pairs first, then the best of the rest
-    raise UserError(f"[explain] select = \"matched\" labels the best activation-matched pairs, but {run_dir} has no comparison for {slug} yet; run `autointerp compare` first (or set select = \"random\")")
+    m, side = _pair_matches(run_dir, slug)
+    m = m.sort_values(["shared", "activation_corr"], ascending=False).head(n)
+    return [int(f) for f in m[side]]  # shared pairs first, then the best of the rest
+
+
+def contextual_features(run_dir: Path, slug: str, n: int, live: pd.DataFrame, classes: dict[int, str], seed: int) -> list[int]:
+    """Where words fail, in this order: ``slug``'s side of the pairs shared beyond word identity (matches kind
+    "contextual", highest correlation beyond words first; the same pairs for both models), up to n - n // 4;
+    its most active topical features (by density), up to n; more contextual pairs; then a seeded sample of its
+    unshared features that are not token detectors (a token feature's word list is its label)."""
+    m, side = _pair_matches(run_dir, slug)
+    order = "contextual_corr" if "contextual_corr" in m.columns else "activation_corr"
+    beyond = m[m["shared"] & (m.get("kind", pd.Series("", index=m.index)) == "contextual")].sort_values(order, ascending=False)
+    pairs = [int(f) for f in beyond[side]]
+    topical = [int(f) for f in live.sort_values("density", ascending=False)["feature"] if classes.get(int(f)) == "topical"]
+    shared = {int(f) for f in m.loc[m["shared"], side]}
+    rest = [int(f) for f in live["feature"] if int(f) not in shared and classes.get(int(f)) not in ("token", "dead")]
+    rest = [rest[i] for i in np.random.default_rng(seed).permutation(len(rest))]
+    chosen: list[int] = []
+    for source, upto in ((pairs, n - n // 4), (topical, n), (pairs, n), (rest, n)):
+        for f in source:
+            if len(chosen) >= upto:
+                break
+            if f not in chosen:
+                chosen.append(f)
+    return chosen
 
 
 def prompt_sha(text: str) -> str:
@@ -126,7 +163,8 @@ def explain_todo(model_dir: Path, features: list[int], identity: dict, overwrite
         return empty_table(), list(features)  # starting over (new, overwritten, or made from other exemplars)
     ok = table["status"] == "ok"
     if "llm_label" in table.columns and identity["settings"]["settings"].get("labeller") == "llm":
-        ok &= table["llm_label"].notna()  # a lexical fallback for a failed LLM label is retried
+        skipped = table["llm_skipped"].fillna(0).astype(bool) if "llm_skipped" in table.columns else False
+        ok &= table["llm_label"].notna() | skipped  # a lexical fallback for a failed LLM label is retried
     done = set(table.loc[ok, "feature"].astype(int))
     return table, [f for f in features if f not in done]
 
@@ -141,6 +179,7 @@ async def run_explain(client: LLMClient | None, model_dir: Path, cfg: ExplainCon
     # the explainer and the choice among candidates see TRAINING windows only: held-out ones are never read here
     windows = await asyncio.to_thread(load_windows, ModelDir(model_dir).exemplars, todo, splits=("train",))
     profiles = await asyncio.to_thread(load_profiles, model_dir, todo)
+    classes = read_classes(ModelDir(model_dir).feature_stats)
     pending: list[dict] = []
     candidates: list[dict] = []
     state = {"table": table}
@@ -165,7 +204,8 @@ async def run_explain(client: LLMClient | None, model_dir: Path, cfg: ExplainCon
 
     try:
         await explain_features(client, templates, windows, todo, cfg, concurrency=concurrency, on_done=on_done, description=f"explain {label}",
-                               profiles=profiles, score_window=(score_cfg.window_before, score_cfg.window_after), embedder=score_cfg.embedder)
+                               profiles=profiles, score_window=(score_cfg.window_before, score_cfg.window_after), embedder=score_cfg.embedder,
+                               classes=classes)
     finally:
         if pending or not ModelDir(model_dir).labels.is_file():
             flush()
@@ -215,7 +255,9 @@ def _source_note(table: pd.DataFrame) -> str:
     if "label_source" not in table.columns:
         return ""
     counts = table["label_source"].value_counts()
-    return f"; final label from the LLM for {int(counts.get('llm', 0))}, lexical for {int(counts.get('lexical', 0))}"
+    skipped = int(pd.to_numeric(table["llm_skipped"], errors="coerce").fillna(0).sum()) if "llm_skipped" in table.columns else 0
+    return (f"; final label from the LLM for {int(counts.get('llm', 0))}, lexical for {int(counts.get('lexical', 0))}"
+            + (f" ({skipped} token features labelled by their words, no LLM call)" if skipped else ""))
 
 
 def store_copy_checks(model_dir: Path, table: pd.DataFrame) -> dict:

@@ -1,0 +1,69 @@
+"""The LLM is spent where words fail: select = "contextual", and token features labelled without an LLM call."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pandas as pd
+import pytest
+
+from autointerp.config import ModelEntry, RunConfig
+from autointerp.explain.config import ExplainConfig
+from autointerp.explain.stage import explain_all, select_features
+from explain_helpers import make_run
+
+
+def _with_classes(model_dir, classes: list[str]) -> None:
+    stats = pd.read_parquet(model_dir / "feature_stats.parquet")
+    stats["feature_class"] = classes
+    stats.to_parquet(model_dir / "feature_stats.parquet")
+
+
+def _matches(run, rows: dict) -> None:
+    pair = run / "compare" / "gemma-3-270m__minilm-l6"
+    pair.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows).to_parquet(pair / "matches.parquet")
+
+
+def test_contextual_selection_puts_pairs_beyond_words_and_topical_features_first(tmp_path):
+    run = make_run(tmp_path, models=("gemma-3-270m", "minilm-l6"))
+    _with_classes(run / "gemma-3-270m", ["token", "topical", "contextual", "dead"])
+    _with_classes(run / "minilm-l6", ["contextual", "other", "token", "dead"])
+    _matches(run, {"feature_a": [0, 2, 1], "feature_b": [2, 0, 1], "method": ["activation", "activation", "both"],
+                   "activation_corr": [0.9, 0.6, 0.5], "contextual_corr": [0.1, 0.5, 0.3], "shared": [True, True, False],
+                   "kind": ["lexical", "contextual", "unshared"]})
+    one = ExplainConfig(n_features=1)
+    assert one.select == "contextual"  # the default
+    # the one pair shared beyond words, (2, 0), both sides - not the best-correlated pair (0, 2), which is lexical
+    assert select_features(run / "gemma-3-270m", one) == [2]
+    assert select_features(run / "minilm-l6", one) == [0]
+    # n = 2: one pair (n - n // 4 = 2 allows both, but only one exists), then the most active topical feature
+    assert select_features(run / "gemma-3-270m", ExplainConfig(n_features=2)) == [1, 2]
+    # minilm has no topical feature: topped up with an unshared feature that is not a token detector (1, "other")
+    assert select_features(run / "minilm-l6", ExplainConfig(n_features=3)) == [0, 1]
+    # without classes (sequence level, or mined before them) it falls back to the best shared pairs
+    stats = pd.read_parquet(run / "gemma-3-270m" / "feature_stats.parquet").drop(columns="feature_class")
+    stats.to_parquet(run / "gemma-3-270m" / "feature_stats.parquet")
+    assert select_features(run / "gemma-3-270m", one) == [0]
+
+
+@pytest.mark.slow
+def test_token_features_get_their_lexical_label_without_an_llm_call(tmp_path, llama_server, fault_proxy):
+    proxy = fault_proxy(llama_server.base_url, fault_rate=0.0)  # counts the requests that reach the server
+    run = make_run(tmp_path)
+    _with_classes(run / "gemma-3-270m", ["token", "contextual", "other", "dead"])
+    cfg = RunConfig(run_dir=str(run), models=[ModelEntry("gemma-3-270m")])
+    cfg.llm = dataclasses.replace(cfg.llm, backend="openai", base_url=proxy.base_url, model=llama_server.model)
+    cfg.explain = dataclasses.replace(cfg.explain, n_features=3, select="random", n_candidates=1)
+    explain_all(cfg)
+    table = pd.read_parquet(run / "gemma-3-270m" / "labels.parquet").set_index("feature")
+    assert proxy.posts == 2  # features 1 and 2 only
+    assert table.loc[0, "llm_skipped"] == 1 and pd.isna(table.loc[0, "llm_label"])
+    assert table.loc[0, "label_source"] == "lexical" and table.loc[0, "label"] == table.loc[0, "lexical_label"]
+    assert list(table["feature_class"]) == ["token", "contextual", "other"]
+    assert table.loc[[1, 2], "llm_label"].notna().all() and (table.loc[[1, 2], "llm_skipped"] == 0).all()
+    explain_all(cfg)  # the token feature is done, not retried as a failed LLM label
+    assert proxy.posts == 2
+    cfg.explain = dataclasses.replace(cfg.explain, llm_for_tokens=True)
+    explain_all(cfg, overwrite=True)  # sending token features to the LLM too: one more request, for feature 0
+    assert proxy.posts == 3
