@@ -67,3 +67,15 @@ def test_token_features_get_their_lexical_label_without_an_llm_call(tmp_path, ll
     cfg.explain = dataclasses.replace(cfg.explain, llm_for_tokens=True)
     explain_all(cfg, overwrite=True)  # sending token features to the LLM too: one more request, for feature 0
     assert proxy.posts == 3
+
+
+def test_word_only_label_names_the_main_words_and_nothing_else():
+    from autointerp.exemplars.profile import LexicalProfile
+    from autointerp.explain.lexical import lexical_label, word_label
+
+    profile = LexicalProfile(7, {"word": [("of", 0.7, 30), ("in", 0.2, 9), ("the", 0.01, 2)], "right": [("the Congo", 0.6, 12)],
+                                 "entity": [("Zaire", 0.8, 40)]})
+    assert word_label(profile) == 'the words "of", "in"'  # "the" carries < 5% of the mass
+    assert "the Congo" in lexical_label(profile) and "Zaire" in lexical_label(profile)  # the lexical label states contexts
+    assert word_label(LexicalProfile(1, {"token": [("▁x", 1.0, 3)]})) == 'the word "▁x"'
+    assert word_label(None) is None and word_label(LexicalProfile(2)) is None

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import rankdata, wilcoxon
 
-KINDS = {"llm": "score", "lexical": "lexical", "shuffled": "baseline", "final": "final"}  # row -> column prefix
+KINDS = {"llm": "score", "lexical": "lexical", "word": "word", "shuffled": "baseline", "final": "final"}  # row -> column prefix
 
 
 @dataclass
@@ -76,6 +76,34 @@ def compare_kinds(table: pd.DataFrame, scorer: str, name: str | None = None) -> 
     if n >= 2 and np.any(diff != 0):
         p = float(wilcoxon(diff, zero_method="wilcox", alternative="two-sided").pvalue)
     return KindComparison(name or scorer, n, means, counts, beats, p, rank_biserial(diff) if n else math.nan)
+
+
+@dataclass
+class PairedDifference:
+    """Kind ``a`` minus kind ``b`` on the features scored with both (e.g. final vs word-only labels against hard
+    negatives, on contextual features)."""
+
+    n: int
+    mean_a: float
+    mean_b: float
+    p_value: float  # Wilcoxon signed-rank, two-sided (NaN below 2 features or when every difference is 0)
+    effect_size: float  # matched-pairs rank-biserial correlation (positive: a better)
+
+    @property
+    def difference(self) -> float:
+        return self.mean_a - self.mean_b
+
+
+def paired_difference(table: pd.DataFrame, scorer: str, a: str, b: str, rows: pd.Series | None = None) -> PairedDifference:
+    """Kind ``a`` vs kind ``b`` (keys of ``KINDS``) of one scorer column (``"embedding_hard"``...), on ``rows``."""
+    frame = table if rows is None else table[rows.to_numpy(dtype=bool)]
+    x, y = _column(frame, KINDS[a], scorer), _column(frame, KINDS[b], scorer)
+    both = x.notna() & y.notna()
+    diff = (x[both] - y[both]).to_numpy(dtype=float)
+    n = int(both.sum())
+    p = float(wilcoxon(diff, zero_method="wilcox", alternative="two-sided").pvalue) if n >= 2 and np.any(diff != 0) else math.nan
+    return PairedDifference(n, float(x[both].mean()) if n else math.nan, float(y[both].mean()) if n else math.nan, p,
+                            rank_biserial(diff) if n else math.nan)
 
 
 def scorers_in(table: pd.DataFrame) -> list[str]:

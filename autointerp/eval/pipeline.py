@@ -18,16 +18,17 @@ from autointerp.explain.pipeline import run_all
 from autointerp.rundir.windows import Window
 
 
-async def score_features(client: LLMClient | None, scorer: Scorer, windows: dict[int, list[Window]], labels: dict[int, str], baselines: dict[int, str | None], features: list[int], *, concurrency: int, on_done: Callable[[dict], None], description: str, lexical: dict[int, str] | None = None) -> None:
+async def score_features(client: LLMClient | None, scorer: Scorer, windows: dict[int, list[Window]], labels: dict[int, str], baselines: dict[int, str | None], features: list[int], *, concurrency: int, on_done: Callable[[dict], None], description: str, lexical: dict[int, str] | None = None,
+                         word: dict[int, str] | None = None) -> None:
     """Score each feature's labels of every kind; ``on_done`` gets {feature, score_S, lexical_S, baseline_S,
     score_S_hard, lexical_S_hard, baseline_S_hard, status_S, ...}.
 
-    Kinds (column prefix: labels): ``score``: the LLM label; ``lexical``: the lexical label; ``baseline``: a
-    label shuffled in from another feature. Each against random negatives (``<prefix>_S``) and against hard
+    Kinds (column prefix: labels): ``score``: the LLM label; ``lexical``: the lexical label; ``word``: the
+    word-only label; ``baseline``: a label shuffled in from another feature. Each against random negatives (``<prefix>_S``) and against hard
     negatives (``<prefix>_S_hard``, NaN when the feature has none). A feature lacking a kind's label gets NaN.
     """
     name = scorer.name
-    kinds = {"score": labels, "lexical": lexical or {}, "baseline": baselines}
+    kinds = {"score": labels, "lexical": lexical or {}, "word": word or {}, "baseline": baselines}
 
     async def work(feature: int) -> dict:
         row: dict = {"feature": feature}

@@ -82,6 +82,7 @@ class ScorePlan:
     labels: dict[int, str]  # the ok LLM labels
     baselines: dict[int, str]  # each feature's shuffled-in (LLM) label
     lexical: dict[int, str]  # the lexical labels (the baseline an LLM label must beat to say more than the words)
+    word: dict[int, str]  # the word-only labels (what a label must beat against hard negatives to say when the word fires)
     todo: dict[str, list[int]]  # scorer -> features still to score
 
 
@@ -98,9 +99,10 @@ def plan_scores(model_dir: Path, score_cfg: ScoreConfig, names: list[str], ident
         if decide(previous, identities[name], {}, overwrite=overwrite, where=f"the {name} scores in {ModelDir(model_dir).labels}") is Decision.REDO:
             table = table.drop(columns=[c for c in table.columns if c.endswith((f"_{name}", f"_{name}_hard"))])
         status = table[f"status_{name}"] if f"status_{name}" in table.columns else pd.Series([None] * len(table), index=table.index)
-        done = set(table.loc[status == "ok", "feature"].astype(int)) if f"score_{name}_hard" in table.columns else set()
+        complete = f"score_{name}_hard" in table.columns and ("word_label" not in table.columns or f"word_{name}" in table.columns)
+        done = set(table.loc[status == "ok", "feature"].astype(int)) if complete else set()  # scored before a kind existed: redone
         todo[name] = [f for f in sorted(set(labels) | set(lexical)) if f not in done]
-    return ScorePlan(table, labels, baselines, lexical, todo)
+    return ScorePlan(table, labels, baselines, lexical, lexical_labels(table, "word_label"), todo)
 
 
 async def run_score(client: LLMClient | None, model_dir: Path, plan: ScorePlan, score_cfg: ScoreConfig, prompts_dir: str | None, names: list[str], identities: dict[str, dict], *, concurrency: int, label: str, level: str = "token") -> pd.DataFrame:
@@ -135,7 +137,8 @@ async def run_score(client: LLMClient | None, model_dir: Path, plan: ScorePlan, 
                 flush()
 
         try:
-            await score_features(client if scorer.needs_llm else None, scorer, windows, labels, baselines, todo, concurrency=concurrency, on_done=on_done, description=f"{name} {label}", lexical=plan.lexical)
+            await score_features(client if scorer.needs_llm else None, scorer, windows, labels, baselines, todo, concurrency=concurrency, on_done=on_done, description=f"{name} {label}", lexical=plan.lexical,
+                                 word=plan.word)
         finally:
             flush()
             write_meta(model_dir, meta)

@@ -28,6 +28,7 @@ BASE_COLUMNS = {
     "explainer_model": pa.string(), "prompt_tokens": pa.int64(), "completion_tokens": pa.int64(), "cost_usd": pa.float64(),
 }
 STRING_COLUMNS = ("label_source", "llm_label", "lexical_label",  # issue 13: where the final label came from
+                  "word_label",  # issue 23: the word-only baseline
                   "hard_negatives_missing",  # issue 23: why a feature has no hard-negative scores
                   "feature_class")  # issue 23: token / contextual / topical / other (exemplars' feature_stats)
 CANDIDATE_SCHEMA = pa.schema([("feature", pa.int64()), ("candidate", pa.string()), ("source", pa.string()),
@@ -37,6 +38,7 @@ DEFINITIONS = {
     "llm_label": "the kept LLM candidate (best of n_candidates on training windows; template copies rejected)",
     "lexical_label": "a deterministic label from the feature's lexical profile (its dominant words and contexts), no LLM",
     "label_source": "llm or lexical: which label became the final label",
+    "word_label": "the word-only baseline: the feature's main words and nothing about when they fire (scored as word_<scorer>, word_<scorer>_hard)",
     "feature_class": "the feature's class from its activations (token / contextual / topical / other; exemplars.json feature_classes.rule)",
     "llm_skipped": "1 when no LLM was asked: a token-class feature gets its lexical label ([explain] llm_for_tokens = false)",
     "train_score_llm": "training-window embedding AUROC of llm_label (used only to choose; reported scores are held-out)",
@@ -118,11 +120,12 @@ def llm_labels(table: pd.DataFrame) -> dict[int, str]:
     return {int(f): str(v) for f, v in zip(ok["feature"], ok[column]) if isinstance(v, str) and v}
 
 
-def lexical_labels(table: pd.DataFrame) -> dict[int, str]:
-    if "lexical_label" not in table.columns:
+def lexical_labels(table: pd.DataFrame, column: str = "lexical_label") -> dict[int, str]:
+    """{feature: label} of the ok rows from a deterministic label column (``lexical_label``, ``word_label``)."""
+    if column not in table.columns:
         return {}
     ok = table[table["status"] == "ok"]
-    return {int(f): str(v) for f, v in zip(ok["feature"], ok["lexical_label"]) if isinstance(v, str) and v}
+    return {int(f): str(v) for f, v in zip(ok["feature"], ok[column]) if isinstance(v, str) and v}
 
 
 def read_meta(model_dir: Path) -> dict:

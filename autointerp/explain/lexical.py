@@ -69,6 +69,19 @@ def lexical_label(profile: LexicalProfile | None) -> str | None:
     return label
 
 
+def word_label(profile: LexicalProfile | None) -> str | None:
+    """The word-only baseline: the feature's main words and nothing about when they fire (``the word "per"``,
+    ``the words "est", "July"``). Against hard negatives it should score near chance on a contextual feature: a
+    label only beats it by saying *when* the word fires."""
+    if profile is None:
+        return None
+    words = ([w for w, s, _ in profile.top("word", MAIN_WORDS) if s >= MIN_WORD_SHARE] or [w for w, _, _ in profile.top("word", 1)]
+             or [t for t, _, _ in profile.top("token", 1)])
+    if not words:
+        return None
+    return f'the word "{words[0]}"' if len(words) == 1 else "the words " + ", ".join(f'"{w}"' for w in words)
+
+
 def restates_window(label: str, window_texts: list[str]) -> bool:
     """The label is (case- and space-insensitively) a substring of one of the windows shown to the explainer."""
     norm = _norm(label)

@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 from autointerp.explain.config import ExplainConfig
 from autointerp.explain.candidates import final_choice, label_feature
+from autointerp.explain.lexical import word_label
 from autointerp.explain.llm.base import LLMClient
 from autointerp.explain.prompts import Template
 from autointerp.rundir.windows import Window
@@ -62,7 +63,7 @@ async def explain_features(client: LLMClient | None, templates: list[Template], 
             "prompt_tokens": result.usage.prompt_tokens, "completion_tokens": result.usage.completion_tokens, "cost_usd": result.usage.cost_usd,
             "label_source": final.source if final else None, "llm_label": llm.text if llm else None,
             "feature_class": classes.get(feature), "llm_skipped": own is words_only,
-            "lexical_label": lexical.text if lexical else None,
+            "lexical_label": lexical.text if lexical else None, "word_label": word_label(profiles.get(feature)),
             "train_score_llm": llm.train_score if llm else math.nan, "train_score_lexical": lexical.train_score if lexical else math.nan,
             "restates_window": float(llm.restates) if llm else math.nan,
             "n_template_copies": float(sum(c.template_copy for c in result.candidates)),

@@ -19,6 +19,7 @@ import pandas as pd
 
 from autointerp.report.artifacts import ModelInputs, RunInputs
 from autointerp.report.fmt import count, md_table, md_text, num
+from autointerp.report.label_classes import class_table
 
 
 class ScorerSummary(NamedTuple):
@@ -118,7 +119,8 @@ def kind_table(m: ModelInputs, scorers: list[str]) -> list[str]:
     from autointerp.eval.paired import compare_kinds
 
     rows, verdicts = [], []
-    names = {"llm": "LLM labels", "lexical": "lexical labels", "shuffled": "shuffled labels", "final": "final labels (kept per feature)"}
+    names = {"llm": "LLM labels", "lexical": "lexical labels", "word": "word-only labels", "shuffled": "shuffled labels",
+             "final": "final labels (kept per feature)"}
     for scorer in scorers:
         comparisons = [(negatives, compare_kinds(m.labels, column, title))
                        for negatives, column, title in (("random", scorer, scorer), ("hard", f"{scorer}_hard", f"{scorer} against hard negatives"))]
@@ -134,6 +136,7 @@ def kind_table(m: ModelInputs, scorers: list[str]) -> list[str]:
     out = [md_table(["scorer", "labels", "negatives", "features", "mean held-out score", "− shuffled", "LLM > lexical (Wilcoxon p, rank-biserial r)"], rows), ""]
     out += [f"- {v}" for v in verdicts]  # numbers only, no corpus text
     out += hard_negative_lines(m.labels)
+    out += [""] + [line for scorer in scorers for line in class_table(m.labels, scorer)]
     source = m.labels["label_source"].value_counts() if "label_source" in m.labels.columns else pd.Series(dtype=int)
     if len(source):
         out.append(f"- Final label per feature (the LLM or the lexical label, whichever scored higher on the feature's *training* windows): "

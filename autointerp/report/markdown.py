@@ -29,6 +29,7 @@ from autointerp.report.matches import (
 )
 from autointerp.report.overview import metrics_section, setup_section
 from autointerp.report.plots import Plot
+from autointerp.report.class_sharing import class_section
 from autointerp.report.shared_sections import alone_section, beyond_words_section
 from autointerp.report.verdict import calibration_details, verdict_markdown
 from autointerp.rundir.layout import PAIR_PAGES_DIR, pair_page_name
@@ -71,6 +72,7 @@ def build_markdown(run: RunInputs, cfg: ReportConfig, plots: dict[str, list[Plot
         out += ["## What one model has alone", ""]
         for p in compared:
             out += alone_section(p, window, link, cfg.exemplar_chars)
+    out += class_section(run.run_dir, [m.slug for m in run.models])
     missing = [x for x in run.missing] + [x for m in run.models for x in m.missing] + [x for p in run.pairs for x in p.missing]
     if missing:
         out += ["**Not yet available** (the report shows everything else):", ""] + [f"- {x.md_hint()}" for x in missing] + [""]
