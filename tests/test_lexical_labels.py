@@ -110,16 +110,18 @@ def _round_trip(tmp_path, run, fmt: str) -> None:
 
     from autointerp.cli import app
 
-    out = tmp_path / f"{fmt}.json"
+    out = tmp_path / (f"{fmt}-run" if fmt == "delphi" else f"{fmt}.json")  # delphi: its run folder (explanations/ inside)
     runner = CliRunner()
-    result = runner.invoke(app, ["export-labels", str(out), "--run-dir", str(run), "--model", SLUG, "--format", fmt, "--sae-id", "6-res"])
+    hookpoint = "layers.6" if fmt == "delphi" else "6-res"  # make_run records no hook: named by hand
+    result = runner.invoke(app, ["export-labels", str(out), "--run-dir", str(run), "--model", SLUG, "--format", fmt, "--hookpoint", hookpoint])
     assert result.exit_code == 0, result.output
-    data = json.loads(out.read_text())
     exported = read_labels(run / SLUG).set_index("feature")["label"]
     if fmt == "neuronpedia":
-        assert {(d["index"], d["description"], d["layer"]) for d in data} == {(str(f), l, "6-res") for f, l in exported.items()}
+        data = json.loads(out.read_text())
+        assert {(d["index"], d["description"], d["source"]) for d in data} == {(f, l, "6-res") for f, l in exported.items()}
     else:
-        assert data == {f"6-res_latent{f}": l for f, l in exported.items()}
+        data = {p.name: json.loads(p.read_text()) for p in (out / "explanations").iterdir()}
+        assert data == {f"layers.6_latent{f}.txt": l for f, l in exported.items()}
     # importing over existing labels is refused with one line; with --overwrite the labels come back, ready to score
     args = ["import-labels", str(out), "--run-dir", str(run), "--model", SLUG]
     refused = runner.invoke(app, args)
