@@ -111,3 +111,21 @@ def candidates_section(candidates: pd.DataFrame | None, feature: int) -> str:
     cells = [[esc(c), esc(s), fmt(t), "kept" if bool(k) else ""] for c, s, t, k in zip(rows["candidate"], rows["source"], rows["train_score"], rows["kept"])]
     return ("<h2>Label candidates</h2>\n<p class=\"meta\">Every candidate label with its score on the training windows; "
             "the kept one is the feature's label.</p>\n" + table(["candidate", "source", "training-window score", ""], cells, [False, False, True, False]))
+
+
+SCORE_KINDS = (("final", "final label"), ("score", "LLM label"), ("lexical", "lexical label"), ("word", "word-only label"),
+               ("baseline", "shuffled label"))
+
+
+def scores_section(row: pd.Series, scorers: list[str]) -> list[str]:
+    """The held-out score of each label kind, against random windows and against hard negatives (windows holding
+    the feature's words where it is silent: a word-only label is near chance there unless the word always fires)."""
+    out = ["<h2>Label scores</h2>",
+           "<p class=\"meta\">Held-out windows; <em>hard</em>: against windows holding the feature's main words where it "
+           "does not fire (empty when it has none).</p>"]
+    for scorer in scorers:
+        rows = [[esc(name), esc(row.get(f"{kind}_label") if kind in ("lexical", "word") else row.get("llm_label") if kind == "score" else ""),
+                 fmt(row.get(f"{kind}_{scorer}")), fmt(row.get(f"{kind}_{scorer}_hard"))]
+                for kind, name in SCORE_KINDS if f"{kind}_{scorer}" in row.index]
+        out.append(table([f"{scorer}: labels", "text", "vs random", "vs hard negatives"], rows, [False, False, True, True]))
+    return out

@@ -176,9 +176,10 @@ def _feature_page(ctx: _Context, m: ModelInputs, feature: int, stats: pd.DataFra
     facts = []
     srow = stats.loc[feature] if stats is not None and feature in stats.index else None
     if srow is not None:
-        for key in ("density", "n_active_tokens", "n_contexts_active", "max_act", "mean_act", "dead"):
+        for key in ("feature_class", "density", "n_active_tokens", "n_contexts_active", "max_act", "mean_act", "dead", "word_eta2",
+                    "doc_concentration", "top_word_share", "word_fire_rate", "n_hard_negatives"):
             if key in srow.index:
-                facts.append((key, fmt(srow[key], 6) if key == "density" else fmt(srow[key])))
+                facts.append((key, fmt(srow[key], 6) if key == "density" else esc(srow[key]) if key == "feature_class" else fmt(srow[key])))
     shown = {k for k, _ in facts} | {"label"}  # the label is the page's headline
     for key, value in ctx.compare_info.get((m.slug, feature), {}).items():
         if key not in shown:
@@ -187,10 +188,7 @@ def _feature_page(ctx: _Context, m: ModelInputs, feature: int, stats: pd.DataFra
         parts.append("<h2>Statistics</h2>")
         parts.append(table(["", "value"], [[esc(k), v] for k, v in facts], [False, True]))
     if labels is not None and feature in labels.index and m.scorers:
-        row = labels.loc[feature]
-        rows = [[esc(s), fmt(row.get(f"score_{s}")), fmt(row.get(f"baseline_{s}"))] for s in m.scorers]
-        parts.append("<h2>Label scores</h2>")
-        parts.append(table(["scorer", "score", "shuffled-label baseline"], rows, [False, True, True]))
+        parts += sections.scores_section(labels.loc[feature], m.scorers)
     parts.append(sections.candidates_section(extra[1], feature))
     hist = ctx.data.histograms.get(m.slug, {}).get(feature)
     parts.append(sections.histogram_section(hist, ctx.data.notes.get(m.slug), f"{m.slug} feature {feature}: activation histogram"))
