@@ -24,6 +24,7 @@ from autointerp.report.selection import top_matches
 from autointerp.report.pages import page_link, shown_windows, write_pages
 from autointerp.report.plots import all_plots
 from autointerp.report.selection import page_features
+from autointerp.report.class_sharing import class_sharing
 from autointerp.report.shared_sections import listed
 from autointerp.report.summary import summary_table
 from autointerp.report.verdict import verdict_console, verdict_of
@@ -94,6 +95,9 @@ def report_stage(cfg: RunConfig, out_dir: Path | None = None, *, overwrite: bool
     verdicts = {p.key: v for p in run.pairs if (v := verdict_of(p))}
     extra = {"verdict": next(iter(verdicts.values()), None), "verdicts": verdicts}  # "verdict": the first pair's (the two-model case)
     extra |= {"cost": cost} if cost is not None else {}
+    classes = {m.slug: frame.astype(object).where(frame.notna(), None).to_dict(orient="records")
+               for m in run.models if (frame := class_sharing(run.run_dir, m.slug)) is not None}
+    extra |= {"classes": classes} if classes else {}  # per model and class: count, shared / beyond-words in pair, ceiling, floor
     StageRecord("report", settings, inputs, summary=summary, extra=extra).save(where.record)
     return ReportOutcome(where.markdown, pages_index, plot_paths, pages.counts if pages else {}, False, run)
 
