@@ -30,21 +30,25 @@ def test_contextual_selection_puts_pairs_beyond_words_and_topical_features_first
     _with_classes(run / "gemma-3-270m", ["token", "topical", "contextual", "dead"])
     _with_classes(run / "minilm-l6", ["contextual", "other", "token", "dead"])
     _matches(run, {"feature_a": [0, 2, 1], "feature_b": [2, 0, 1], "method": ["activation", "activation", "both"],
-                   "activation_corr": [0.9, 0.6, 0.5], "contextual_corr": [0.1, 0.5, 0.3], "shared": [True, True, False],
-                   "kind": ["lexical", "contextual", "unshared"]})
+                   "activation_corr": [0.9, 0.6, 0.5], "contextual_corr": [0.8, 0.5, 0.3], "shared": [True, True, False],
+                   "kind": ["contextual", "contextual", "unshared"]})
     one = ExplainConfig(n_features=1)
     assert one.select == "contextual"  # the default
-    # the one pair shared beyond words, (2, 0), both sides - not the best-correlated pair (0, 2), which is lexical
+    # two pairs shared beyond words: (2, 0) of two contextual features comes before (0, 2), two token detectors,
+    # although the latter correlates more beyond words; both models take the same pair
     assert select_features(run / "gemma-3-270m", one) == [2]
     assert select_features(run / "minilm-l6", one) == [0]
-    # n = 2: one pair (n - n // 4 = 2 allows both, but only one exists), then the most active topical feature
-    assert select_features(run / "gemma-3-270m", ExplainConfig(n_features=2)) == [1, 2]
+    # n = 4: both pairs (n - n // 4 = 3), then the most active topical feature
+    assert select_features(run / "gemma-3-270m", ExplainConfig(n_features=4)) == [0, 1, 2]
     # minilm has no topical feature: topped up with an unshared feature that is not a token detector (1, "other")
-    assert select_features(run / "minilm-l6", ExplainConfig(n_features=3)) == [0, 1]
+    assert select_features(run / "minilm-l6", ExplainConfig(n_features=4)) == [0, 1, 2]
+    _matches(run, {"feature_a": [2, 1], "feature_b": [0, 1], "method": ["activation", "both"], "activation_corr": [0.6, 0.5],
+                   "contextual_corr": [0.5, 0.3], "shared": [True, False], "kind": ["contextual", "unshared"]})
+    assert select_features(run / "minilm-l6", ExplainConfig(n_features=3)) == [0, 1]  # token feature 2 is never a filler
     # without classes (sequence level, or mined before them) it falls back to the best shared pairs
     stats = pd.read_parquet(run / "gemma-3-270m" / "feature_stats.parquet").drop(columns="feature_class")
     stats.to_parquet(run / "gemma-3-270m" / "feature_stats.parquet")
-    assert select_features(run / "gemma-3-270m", one) == [0]
+    assert select_features(run / "gemma-3-270m", ExplainConfig(n_features=2)) == [1, 2]  # both pairs, by correlation
 
 
 @pytest.mark.slow

@@ -79,21 +79,22 @@ def select_features(model_dir: Path, cfg: ExplainConfig) -> list[int]:
     return sorted(int(f) for f in rng.choice(live["feature"].to_numpy(), size=cfg.n_features, replace=False))
 
 
-def _pair_matches(run_dir: Path, slug: str) -> tuple[pd.DataFrame, str]:
-    """The activation matches of the first comparison ``slug`` is in, and which side it is ("feature_a"/"feature_b")."""
+def _pair_matches(run_dir: Path, slug: str) -> tuple[pd.DataFrame, str, str]:
+    """The activation matches of the first comparison ``slug`` is in, which side it is ("feature_a"/"feature_b")
+    and the other model's slug."""
     for pair in RunDir(run_dir).pairs():
         a, b = pair.names
         if slug not in (a, b) or not pair.matches.is_file():
             continue
         m = pd.read_parquet(pair.matches)
-        return m[m["method"].isin(["activation", "both"])], "feature_a" if slug == a else "feature_b"
+        return m[m["method"].isin(["activation", "both"])], "feature_a" if slug == a else "feature_b", b if slug == a else a
     raise UserError(f"[explain] select labels the best activation-matched pairs, but {run_dir} has no comparison for {slug} yet; run `autointerp compare` first (or set select = \"random\")")
 
 
 def matched_features(run_dir: Path, slug: str, n: int) -> list[int]:
     """``slug``'s features in the ``n`` highest-correlation shared pairs of the first comparison it is in
     (topped up with the best unshared pairs when fewer than ``n`` are shared, e.g. on a tiny corpus)."""
-    m, side = _pair_matches(run_dir, slug)
+    m, side, _ = _pair_matches(run_dir, slug)
     m = m.sort_values(["shared", "activation_corr"], ascending=False).head(n)
     return [int(f) for f in m[side]]  # shared pairs first, then the best of the rest
 
@@ -102,10 +103,17 @@ def contextual_features(run_dir: Path, slug: str, n: int, live: pd.DataFrame, cl
     """Where words fail, in this order: ``slug``'s side of the pairs shared beyond word identity (matches kind
     "contextual", highest correlation beyond words first; the same pairs for both models), up to n - n // 4;
     its most active topical features (by density), up to n; more contextual pairs; then a seeded sample of its
-    unshared features that are not token detectors (a token feature's word list is its label)."""
-    m, side = _pair_matches(run_dir, slug)
+    unshared features that are not token detectors (a token feature's word list is its label). Pairs where neither
+    side is a token detector come first, then those with one."""
+    m, side, other = _pair_matches(run_dir, slug)
     order = "contextual_corr" if "contextual_corr" in m.columns else "activation_corr"
-    beyond = m[m["shared"] & (m.get("kind", pd.Series("", index=m.index)) == "contextual")].sort_values(order, ascending=False)
+    beyond = m[m["shared"] & (m.get("kind", pd.Series("", index=m.index)) == "contextual")].copy()
+    # pairs of non-token features first: a token feature's label is its word list (no LLM), so a pair of two
+    # token detectors that also agree beyond words comes last (the other model's classes keep both sides in step)
+    others = read_classes(ModelDir(run_dir / other).feature_stats)
+    classes_of = {"feature_a": classes if side == "feature_a" else others, "feature_b": classes if side == "feature_b" else others}
+    beyond["_tokens"] = sum((beyond[col].map(cl) == "token").astype(int) for col, cl in classes_of.items())
+    beyond = beyond.sort_values(["_tokens", order], ascending=[True, False], kind="stable")
     pairs = [int(f) for f in beyond[side]]
     topical = [int(f) for f in live.sort_values("density", ascending=False)["feature"] if classes.get(int(f)) == "topical"]
     shared = {int(f) for f in m.loc[m["shared"], side]}
