@@ -18,16 +18,25 @@ Measured, one phase at a time (time; peak traced memory of numpy/scipy allocatio
 --large adds the 16,384 x 16,384 check: the streaming pass (over --large-units units; its accumulator
 and output do not grow with units) and the Hungarian at that size, with their peak memory.
 
+--wide adds the width sweep of ``benchmarks/wide_matching.py``: the compare stage's per-level matching (correlation,
+assignment, derangement nulls) on the dense path and on the sparse one (top-k candidate partners + sparse
+assignment) at 2k x 4k, 4k x 8k (both, their shared pairs compared), 16k x 32k and 65k x 131k (sparse: the
+dense matrices would need ~1 TiB), --wide-units units at --wide-active features per unit; --wide-only runs
+only the sweep (its RESULT then holds only the wide_ keys).
+
     python benchmarks/compare.py                    # default, ~5-10 min on 2 shared cores
     python benchmarks/compare.py --large            # + 16k x 16k (several more minutes)
     python benchmarks/compare.py --units 200000     # quicker
+    python benchmarks/compare.py --wide             # + the width sweep up to 65,536 x 131,072 (~15-30 min)
 
 With CUDA present, 1. is also run as the GPU pass (blocked dense products, ``method="dense"``) at tf32,
 bf16 and fp32, each compared with the CPU result; --threads sets the CPU pass's threads (default: every core).
 
 Ends with: RESULT corr_s=... naive_s=... speedup=... hungarian_4096_s=... peak_gib=... [gpu_corr_s=...
-gpu_speedup=... gpu_max_diff=...] (naive_s is the scaled full-size estimate; peak_gib is the correlation
-pass's peak incl. its inputs; the gpu_ keys only when CUDA exists: tf32 GPU seconds, CPU / GPU, max |diff|).
+gpu_speedup=... gpu_max_diff=...] [wide_seconds=... wide_peak_gib=...] (naive_s is the scaled full-size estimate;
+peak_gib is the correlation pass's peak incl. its inputs; the gpu_ keys only when CUDA exists: tf32 GPU seconds,
+CPU / GPU, max |diff|; the wide_ keys with --wide: the 65k x 131k sparse matching's seconds and its process's
+max RSS, inputs included).
 """
 
 from __future__ import annotations
@@ -50,6 +59,8 @@ import torch  # noqa: E402
 
 from autointerp.compare.correlation import correlate, cpu_threads
 from autointerp.compare.matching import hungarian
+
+import wide_matching  # noqa: E402  (benchmarks/, on the path as this script's directory)
 
 GIB = 1024**3
 
@@ -108,7 +119,14 @@ def main() -> None:
     ap.add_argument("--large-units", type=int, default=100_000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=None, help="CPU threads of the sparse pass (default: every core)")
+    ap.add_argument("--wide", action="store_true", help="also run the width sweep (benchmarks/wide_matching.py)")
+    ap.add_argument("--wide-only", action="store_true", help="only the width sweep")
+    wide_matching.add_arguments(ap, seed=False)
     args = ap.parse_args()
+    if args.wide_only:
+        wide = wide_matching.sweep(args, log=log)
+        log(f"RESULT wide_seconds={wide['wide_seconds']:.1f} wide_peak_gib={wide['wide_peak_gib']:.2f}" if wide else "RESULT wide_failed=1")
+        return
     rng = np.random.default_rng(args.seed)
     tracemalloc.start()
     d = args.features
@@ -171,8 +189,12 @@ def main() -> None:
 
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
     log(f"process max RSS {rss:.2f} GiB (includes the naive subsample's dense matrices)")
+    wide_keys = ""
+    if args.wide:
+        wide = wide_matching.sweep(args, log=log)
+        wide_keys = f" wide_seconds={wide['wide_seconds']:.1f} wide_peak_gib={wide['wide_peak_gib']:.2f}" if wide else " wide_failed=1"
     log(f"RESULT corr_s={corr_s:.1f} naive_s={naive_s:.0f} speedup={naive_s / corr_s:.1f} "
-        f"hungarian_4096_s={hung_s:.1f} peak_gib={corr_peak:.2f}{gpu_keys}")
+        f"hungarian_4096_s={hung_s:.1f} peak_gib={corr_peak:.2f}{gpu_keys}{wide_keys}")
 
 
 if __name__ == "__main__":

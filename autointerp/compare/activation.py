@@ -2,7 +2,10 @@
 
 For each level: correlate over the real alignment, Hungarian on the live features (those active on at
 least ``min_support`` units: rarer ones correlate perfectly by accident); then the same on
-``null_permutations`` document derangements, whose matched correlations form the null. At word level each
+``null_permutations`` document derangements, whose matched correlations form the null. At pretrained widths
+(``[compare] matching``, ``compare.matching_plan``) the dense matrix + Hungarian is replaced by each feature's
+top partners + a sparse assignment (``compare.candidates``, ``compare.sparse_matching``), nulls included; a
+width that cannot fit the memory budget is refused before the SAEs are even loaded. At word level each
 matched pair is also classified lexical or contextual (``compare.lexical``). Each finished
 level is saved under ``<compare dir>/cache/`` (safetensors, keyed by the inputs' identity), so an
 interrupted compare resumes at the first unfinished level and a re-run after new labels skips the
@@ -25,15 +28,19 @@ import scipy.sparse as sp
 from safetensors.numpy import load_file, save_file
 
 from autointerp.compare.bootstrap import PairMoments, block_weights, document_blocks, matching_replicates, percentile_interval
+from autointerp.compare.candidates import CandidateCorrelation
 from autointerp.compare.correlation import Correlation, correlate
 from autointerp.compare.encode import PooledActivations, pool_harvest
 from autointerp.compare.inputs import ComparedModel
 from autointerp.compare.lexical import WordTypes, classify_pairs, lexical_pairs
 from autointerp.compare.matching import Assignment, NullModel, hungarian, null_model
+from autointerp.compare.matching_plan import plan_matching
+from autointerp.compare.sparse_matching import sparse_matching
 from autointerp.compare.units import WordIndex, aligned_pairs, derangement, null_pairs
 from autointerp.data.corpus import Document
+from autointerp.errors import UserError
 from autointerp.io import atomic_path
-from autointerp.rundir.layout import PairDir
+from autointerp.rundir.layout import PairDir, SAEFiles
 
 log = logging.getLogger("autointerp")
 _LEX_FLOATS = ("contextual_corr", "lexical_null_corr", "word_share_a", "word_share_b")
@@ -43,7 +50,7 @@ _KINDS = ("unshared", "lexical", "contextual")
 @dataclass
 class LevelResult:
     level: str
-    corr: Correlation
+    corr: Correlation | CandidateCorrelation  # dense matrix, or the sparse path's candidate pairs
     assignment: Assignment  # live features only, feature ids
     null: NullModel
     null_permutation: np.ndarray  # which derangement each null sample came from
@@ -84,7 +91,21 @@ class LevelResult:
             "null_max": float(self.null.samples.max()) if len(self.null.samples) else None,
             "null_samples": len(self.null.samples),
             "n_rare_a": int(self.rare_a.sum()), "n_rare_b": int(self.rare_b.sum()),
-        }
+        } | self.matching_summary()
+
+    def matching_summary(self) -> dict:
+        """Which matching ran, and the live features it left without a partner (the dense Hungarian: the larger
+        side's surplus; the sparse one also those without a candidate, counted apart)."""
+        live_a, live_b = ~(self.corr.dead_a | self.rare_a), ~(self.corr.dead_b | self.rare_b)
+        n = len(self.assignment.values)
+        out = {"matching": "sparse" if isinstance(self.corr, CandidateCorrelation) else "dense",
+               "n_unmatched_a": int(live_a.sum()) - n, "n_unmatched_b": int(live_b.sum()) - n,
+               "null_unmatched": self.null.n_unmatched}
+        if isinstance(self.corr, CandidateCorrelation):
+            none_a, none_b = self.corr.no_candidate(live_a, live_b)
+            out |= {"candidates": self.corr.k, "n_candidate_pairs": len(self.corr.values),
+                    "n_no_candidate_a": none_a, "n_no_candidate_b": none_b, "exact_check": self.corr.check}
+        return out
 
 
 def levels_for(a: ComparedModel, b: ComparedModel, unit: str, document_level: bool) -> list[str]:
@@ -107,9 +128,14 @@ def _load_cached(path: Path, key: str, level: str, alpha: float) -> LevelResult 
         return None
     if bytes(t["key"]).decode() != key or "rare_a" not in t:
         return None
-    corr = Correlation(t["corr"], int(t["n_units"][0]), t["dead_a"].astype(bool), t["dead_b"].astype(bool))
+    n_units, dead_a, dead_b = int(t["n_units"][0]), t["dead_a"].astype(bool), t["dead_b"].astype(bool)
+    if "cand_rows" in t:
+        corr = CandidateCorrelation(t["cand_rows"], t["cand_cols"], t["cand_values"], n_units, dead_a, dead_b, int(t["cand_k"][0]),
+                                    check=json.loads(bytes(t["cand_check"]).decode()) if "cand_check" in t else None)
+    else:
+        corr = Correlation(t["corr"], n_units, dead_a, dead_b)
     assign = Assignment(t["rows"], t["cols"], t["values"])
-    null = null_model([t["null"]], alpha)
+    null = null_model([t["null"]], alpha, int(t["null_unmatched"][0]) if "null_unmatched" in t else 0)
     result = LevelResult(level, corr, assign, null, t["null_perm"], t["rare_a"].astype(bool), t["rare_b"].astype(bool))
     if "lex_kind" in t:
         result.lexical = pd.DataFrame({"feature_a": assign.rows.astype(np.int32), "feature_b": assign.cols.astype(np.int32), **{c: t[f"lex_{c}"] for c in _LEX_FLOATS},
@@ -124,12 +150,18 @@ def _load_cached(path: Path, key: str, level: str, alpha: float) -> LevelResult 
 
 def _save_cached(path: Path, key: str, r: LevelResult) -> None:
     tensors = {
-        "key": np.frombuffer(key.encode(), dtype=np.uint8).copy(), "corr": r.corr.corr, "n_units": np.array([r.corr.n_units], np.int64),
+        "key": np.frombuffer(key.encode(), dtype=np.uint8).copy(), "n_units": np.array([r.corr.n_units], np.int64),
         "dead_a": r.corr.dead_a.astype(np.uint8), "dead_b": r.corr.dead_b.astype(np.uint8),
         "rows": r.assignment.rows, "cols": r.assignment.cols, "values": r.assignment.values,
         "null": r.null.samples, "null_perm": r.null_permutation,
         "rare_a": r.rare_a.astype(np.uint8), "rare_b": r.rare_b.astype(np.uint8),
+        "null_unmatched": np.array([r.null.n_unmatched], np.int64),
     }
+    if isinstance(r.corr, CandidateCorrelation):  # the sparse path never holds a dense matrix, nor does its cache
+        tensors |= {"cand_rows": r.corr.rows, "cand_cols": r.corr.cols, "cand_values": r.corr.values, "cand_k": np.array([r.corr.k], np.int64),
+                    "cand_check": np.frombuffer(json.dumps(r.corr.check).encode(), dtype=np.uint8).copy()}
+    else:
+        tensors["corr"] = r.corr.corr
     if r.lexical is not None:
         tensors |= {f"lex_{c}": r.lexical[c].to_numpy(np.float32) for c in _LEX_FLOATS}
         tensors["lex_kind"] = r.lexical["kind"].map(_KINDS.index).to_numpy(np.int8)
@@ -143,33 +175,57 @@ def _save_cached(path: Path, key: str, r: LevelResult) -> None:
         save_file(tensors, str(tmp))
 
 
+def sae_width(m: ComparedModel) -> int:
+    """d_sae from the SAE's cfg.json alone (no weights loaded)."""
+    from autointerp.sae.saelens import config_from_json
+
+    try:
+        return int(config_from_json(json.loads(SAEFiles(m.sae_dir).cfg.read_text())).d_sae)
+    except (OSError, ValueError, UserError):  # unreadable: load_sae names the problem when it gets there
+        return 0
+
+
 def support(matrix: sp.csr_matrix, rows: np.ndarray) -> np.ndarray:
     """Per feature: on how many of ``rows`` (units) it is active."""
     return np.bincount(matrix[rows].indices, minlength=matrix.shape[1])
 
 
+def _match(method: str, pa: PooledActivations, pb: PooledActivations, rows_a, rows_b, valid_a, valid_b, cfg, progress: bool,
+           label: str) -> tuple[Correlation | CandidateCorrelation, Assignment]:
+    """Correlation + one-to-one assignment of the valid live features: the dense matrix and the Hungarian, or
+    (sparse) each feature's top ``cfg.candidates`` partners and their certified assignment."""
+    if method == "sparse":
+        return sparse_matching(pa.matrix, pb.matrix, rows_a, rows_b, k=cfg.candidates, valid_a=valid_a, valid_b=valid_b,
+                               progress=progress, label=label)
+    corr = correlate(pa.matrix, pb.matrix, rows_a, rows_b, max_rows=cfg.unit_chunk, progress=progress, label=label)
+    return corr, hungarian(corr.corr, valid_a & ~corr.dead_a, valid_b & ~corr.dead_b)
+
+
 def _level_result(level: str, pa: PooledActivations, pb: PooledActivations, offsets: np.ndarray, cfg, progress: bool) -> LevelResult:
     rows_a, rows_b = aligned_pairs(pa.covered, pb.covered)
-    corr = correlate(pa.matrix, pb.matrix, rows_a, rows_b, max_rows=cfg.unit_chunk, progress=progress, label=f"{level} correlation")
+    method = plan_matching(cfg, pa.matrix.shape[1], pb.matrix.shape[1], pa.matrix.nnz + pb.matrix.nnz).method
+    sup_a, sup_b = support(pa.matrix, rows_a), support(pb.matrix, rows_b)
+    often_a, often_b = sup_a >= cfg.min_support, sup_b >= cfg.min_support
     # Features active on a handful of units correlate perfectly by accident (also in the null): left out.
-    rare_a = ~corr.dead_a & (support(pa.matrix, rows_a) < cfg.min_support)
-    rare_b = ~corr.dead_b & (support(pb.matrix, rows_b) < cfg.min_support)
+    corr, assign = _match(method, pa, pb, rows_a, rows_b, often_a, often_b, cfg, progress, f"{level} correlation")
+    rare_a, rare_b = ~corr.dead_a & ~often_a, ~corr.dead_b & ~often_b
     live_a, live_b = ~(corr.dead_a | rare_a), ~(corr.dead_b | rare_b)
-    assign = hungarian(corr.corr, live_a, live_b)
     rng = np.random.default_rng(cfg.seed)
-    samples, perms = [], []
-    n_perm = cfg.null_permutations
-    if len(assign.values):
-        n_perm = min(max(n_perm, -(-cfg.min_null_samples // len(assign.values))), cfg.max_null_permutations)
+    samples, perms, unmatched = [], [], 0
+    n_perm, slots = cfg.null_permutations, min(int(live_a.sum()), int(live_b.sum()))  # pairs a dense matching makes
+    if slots:
+        n_perm = min(max(n_perm, -(-cfg.min_null_samples // slots)), cfg.max_null_permutations)
     for p in range(n_perm):
         perm = derangement(len(offsets) - 1, rng)
         na, nb = null_pairs(offsets, pa.covered, pb.covered, perm)
-        null_corr = correlate(pa.matrix, pb.matrix, na, nb, max_rows=cfg.unit_chunk, progress=progress, label=f"{level} null {p + 1}")
-        matched = hungarian(null_corr.corr, live_a & ~null_corr.dead_a, live_b & ~null_corr.dead_b).values
+        null_corr, null_assign = _match(method, pa, pb, na, nb, live_a, live_b, cfg, progress, f"{level} null {p + 1}")
+        null_a, null_b = live_a & ~null_corr.dead_a, live_b & ~null_corr.dead_b
+        matched = null_assign.values
+        unmatched += min(int(null_a.sum()), int(null_b.sum())) - len(matched)  # 0 on the dense path
         samples.append(matched)
         perms.append(np.full(len(matched), p, np.int32))
         del null_corr
-    null = null_model(samples, cfg.null_alpha)
+    null = null_model(samples, cfg.null_alpha, unmatched)
     perm_of = np.concatenate(perms)[np.argsort(np.concatenate(samples), kind="stable")] if samples else np.zeros(0, np.int32)
     return LevelResult(level, corr, assign, null, perm_of, rare_a, rare_b)
 
@@ -246,6 +302,7 @@ def activation_levels(a: ComparedModel, b: ComparedModel, docs: list[Document], 
     todo = [lv for lv in levels if results[lv] is None]
     if not todo:
         return results
+    plan_matching(cfg, *(sae_width(m) for m in (a, b)))  # a width that cannot fit: refused before any encoding
     doc_index_of = {d.doc_id: i for i, d in enumerate(docs)}
     words = WordIndex.build(docs) if "word" in todo else None
     pooled = {}

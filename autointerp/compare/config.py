@@ -8,6 +8,7 @@ from autointerp.errors import UserError
 
 UNITS = ("word", "document")
 NULL_METHODS = ("quantile",)
+MATCHINGS = ("auto", "dense", "sparse")
 
 # Zero-shot concept domains: name -> the description that is embedded (the name alone is a weak prompt).
 DEFAULT_DOMAINS: dict[str, str] = {
@@ -47,6 +48,10 @@ class CompareConfig:
     null_method: str = "quantile"
     chunk_rows: int = 8192  # harvest rows encoded per SAE call
     unit_chunk: int = 65_536  # aligned units per sparse cross-product step
+    matching: str = "auto"  # auto | dense | sparse: dense = full correlation matrix + Hungarian; sparse = each feature's top `candidates` partners + sparse assignment (compare.candidates, compare.sparse_assignment), for pretrained widths; auto = dense up to dense_max_pairs, where it is faster, else sparse
+    candidates: int = 32  # sparse matching: most correlated partners kept per feature and side (the graph the assignment runs on)
+    dense_max_pairs: int = 16_777_216  # auto: d_a x d_b up to this (4,096 x 4,096) is matched densely, larger sparsely
+    memory_gib: float = 0.0  # matching's memory budget; 0 = 80% of this machine's RAM. A width over it is refused before any work, naming the setting that fits
     domains: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_DOMAINS))  # name = "description" for zero-shot domain assignment; default: the 10 domains listed above
     combined_weight: float = 0.5  # weight of the activation signal in combined_score (label gets 1 - weight)
     claim_min_effect: float = 0.06  # a difference between the models is claimed only when significant AND its common-language effect is outside [0.5 - this, 0.5 + this]
@@ -77,5 +82,9 @@ class CompareConfig:
             raise UserError("compare settings bootstrap and svcca_bootstrap must be >= 0 (0: no intervals) and bootstrap_blocks >= 2")
         if not 0.0 <= self.claim_min_effect < 0.5:
             raise UserError(f"compare setting claim_min_effect={self.claim_min_effect} must be in [0, 0.5); e.g. 0.06")
+        if self.matching not in MATCHINGS:
+            raise UserError(f"compare setting matching={self.matching!r} is unknown; use one of {', '.join(MATCHINGS)}")
+        if self.candidates < 1 or self.dense_max_pairs < 0 or self.memory_gib < 0:
+            raise UserError("compare settings candidates must be >= 1, dense_max_pairs >= 0 and memory_gib >= 0 (0: 80% of RAM)")
         if not self.domains:
             raise UserError("compare setting domains is empty; give at least one `name = \"description\"` entry or remove the key")

@@ -50,6 +50,14 @@ class Correlation:
     dead_a: np.ndarray  # [d_a] bool
     dead_b: np.ndarray
 
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.corr.shape
+
+    def pair_values(self, fa: np.ndarray, fb: np.ndarray) -> np.ndarray:
+        """corr of each (fa, fb) pair, float64 (the sparse ``CandidateCorrelation`` answers the same call)."""
+        return self.corr[fa, fb].astype(np.float64)
+
 
 def _chunks(weights: np.ndarray, budget: int, max_rows: int) -> list[tuple[int, int]]:
     """Consecutive [start, stop) ranges whose summed weight stays under ``budget`` (at least one row each)."""

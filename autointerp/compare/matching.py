@@ -44,13 +44,18 @@ class NullModel:
     samples: np.ndarray  # matched correlations under misalignment (float64, sorted)
     alpha: float
     threshold: float
+    n_unmatched: int = 0  # sparse matching: null features left without a partner, counted below every sample
 
     def p_values(self, values: np.ndarray) -> np.ndarray:
         greater = len(self.samples) - np.searchsorted(self.samples, values, side="left")
-        return (1.0 + greater) / (1.0 + len(self.samples))
+        return (1.0 + greater) / (1.0 + len(self.samples) + self.n_unmatched)
 
 
-def null_model(samples: list[np.ndarray], alpha: float) -> NullModel:
+def null_model(samples: list[np.ndarray], alpha: float, n_unmatched: int = 0) -> NullModel:
+    """``n_unmatched``: the sparse assignment leaves a feature unmatched where the dense Hungarian pairs it at a
+    correlation near or below 0 (``compare.sparse_assignment``); counting those slots at the floor (-1) keeps the
+    null's size, hence its (1 - alpha) quantile and p-values, what the dense null gives."""
     pooled = np.sort(np.concatenate(samples)) if samples else np.zeros(0)
-    threshold = float(np.quantile(pooled, 1.0 - alpha)) if len(pooled) else float("nan")
-    return NullModel(pooled, alpha, threshold)
+    full = np.concatenate([np.full(n_unmatched, -1.0), pooled]) if n_unmatched else pooled
+    threshold = float(np.quantile(full, 1.0 - alpha)) if len(full) else float("nan")
+    return NullModel(pooled, alpha, threshold, int(n_unmatched))

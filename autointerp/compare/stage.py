@@ -68,7 +68,8 @@ class CompareOutcome:
 
 def _activation_identity(cfg: CompareConfig, a: ComparedModel, b: ComparedModel) -> dict:
     keep = ("unit", "document_level", "null_permutations", "min_null_samples", "max_null_permutations", "seed",
-            "min_support", "lexical_permutations", "lexical_alpha", "lexical_min_excess", "bootstrap", "bootstrap_blocks")
+            "min_support", "lexical_permutations", "lexical_alpha", "lexical_min_excess", "bootstrap", "bootstrap_blocks",
+            "matching", "candidates", "dense_max_pairs")
     return {"config": {k: getattr(cfg, k) for k in keep}, "inputs": input_identity(a, b)}
 
 
@@ -108,7 +109,7 @@ def compare_pair(run_dir: Path, a: ComparedModel, b: ComparedModel, cfg: Compare
 
     levels = activation_levels(a, b, docs, cfg, act_identity, pair, progress)
     primary = levels["word"] if "word" in levels else levels["document"]
-    labels, label_reason = _labels(cfg, a, b, primary.corr.corr.shape)
+    labels, label_reason = _labels(cfg, a, b, primary.corr.shape)
     if label_reason:
         log.info("label matching skipped: %s", label_reason)
 
@@ -117,7 +118,7 @@ def compare_pair(run_dir: Path, a: ComparedModel, b: ComparedModel, cfg: Compare
     domains = {side: found.domains for side, found in sides.items()}
     matches = matches_table(primary, labels, domains, cfg.combined_weight)
     entities = entities_of(docs)
-    spans = {m.slug: exemplar_spans(m.exemplars_path, d, entities) for m, d in ((a, primary.corr.corr.shape[0]), (b, primary.corr.corr.shape[1]))}
+    spans = {m.slug: exemplar_spans(m.exemplars_path, d, entities) for m, d in ((a, primary.corr.shape[0]), (b, primary.corr.shape[1]))}
     specificity = {"a": label_specificity(labels.a.embeddings) if labels else None,
                    "b": label_specificity(labels.b.embeddings) if labels else None}
     feats = features_table(a.slug, b.slug, primary, labels, domains, spans, specificity)
@@ -148,20 +149,25 @@ def _stats(cfg, a, b, primary, levels, labels, label_reason, matches: pd.DataFra
         (xa, full_a), (xb, full_b) = abstraction_sample(spans[a.slug], metric), abstraction_sample(spans[b.slug], metric)
         tests[metric] = compare_abstraction(a.slug, xa, b.slug, xb, metric, min_effect=cfg.claim_min_effect).as_dict() | {"n_top_windows": [full_a, full_b]}
     v = primary.assignment.values
+    matching = primary.matching_summary()
+    # over the pairs a dense matching makes (min of the live counts): the sparse one leaves the rest unmatched
+    slots = len(v) + min(matching["n_unmatched_a"], matching["n_unmatched_b"])
     return {
         "model_a": a.slug, "model_b": b.slug, "unit": primary.level, "n_units": int(primary.corr.n_units),
-        "n_features_a": int(primary.corr.corr.shape[0]), "n_features_b": int(primary.corr.corr.shape[1]),
+        "n_features_a": int(primary.corr.shape[0]), "n_features_b": int(primary.corr.shape[1]),
         "n_dead_a": int(primary.corr.dead_a.sum()), "n_dead_b": int(primary.corr.dead_b.sum()),
         "min_support": cfg.min_support, "n_rare_a": int(primary.rare_a.sum()), "n_rare_b": int(primary.rare_b.sum()),
+        **matching,
         "lexical": primary.lexical_summary or {"available": False, "reason": "word level only (the primary unit is documents)"},
         "null": {"threshold": primary.null.threshold, "alpha": cfg.null_alpha, "n_samples": len(primary.null.samples),
+                 "n_unmatched": primary.null.n_unmatched,
                  "method": f"{cfg.null_method}: (1 - alpha) quantile of Hungarian-matched correlations over "
                            f"{int(primary.null_permutation.max()) + 1 if len(primary.null_permutation) else 0} document derangement(s) between the models",
                  "quantiles": _quantiles(primary.null.samples)},
         "n_shared": len(shared),
         "activation": {"n_pairs": len(v), "mean_corr": float(v.mean()) if len(v) else None,
                        "median_corr": float(np.median(v)) if len(v) else None, "quantiles": _quantiles(v),
-                       "fraction_shared": float(len(shared) / len(v)) if len(v) else None},
+                       "fraction_shared": float(len(shared) / slots) if slots else None},
         "label": {"available": labels is not None, "reason": label_reason, "n_pairs": len(lab),
                   "mean_similarity": float(lab["label_similarity"].mean()) if len(lab) else None,
                   "n_labelled_a": len(labels.a.features) if labels else 0, "n_labelled_b": len(labels.b.features) if labels else 0},

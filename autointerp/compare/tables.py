@@ -27,7 +27,10 @@ DEFINITIONS = {
     "n_units": "units covered by both harvests (only these count)",
     "activation_corr": "Pearson correlation of the two features' pooled activations over the aligned units",
     "dead": "zero variance over the aligned units (never fires there): no correlation, excluded from matching",
-    "activation matching": "Hungarian assignment (scipy linear_sum_assignment, maximise) on the correlation matrix of live features",
+    "activation matching": "Hungarian assignment (scipy linear_sum_assignment, maximise) on the correlation matrix of live features; at pretrained widths (stats matching = sparse) the maximum-weight one-to-one assignment (scipy min_weight_full_bipartite_matching, a 'no partner' option at correlation 0) among each live feature's [compare] candidates most positively correlated partners on the other side",
+    "activation_corr (sparse matching)": "NaN for a label-matched pair that is not among either feature's candidate partners (its correlation is below both features' candidates)",
+    "n_unmatched_a": "live features of A without an activation partner: the larger side's surplus, and (sparse matching) features whose candidates all went to others or that have none (n_no_candidate_a: no positive correlation with any live feature of B)",
+    "null.n_unmatched": "sparse matching: null features left without a partner; counted below every null sample, so the null keeps the dense matching's size",
     "label matching": "Hungarian assignment on the cosine similarity of label embeddings (status ok labels only)",
     "null": "matched correlations after deranging documents between the models (unit i of doc d for A vs unit i of doc perm[d] for B), same correlation + Hungarian",
     "threshold": "(1 - alpha) quantile of the null's matched correlations",
@@ -67,7 +70,7 @@ def matches_table(primary, labels, domains: dict, weight: float) -> pd.DataFrame
     fa = np.array([p[0] for p in pairs], dtype=np.int64)
     fb = np.array([p[1] for p in pairs], dtype=np.int64)
     method = np.array(list(pairs.values()), dtype=object)
-    corr = primary.corr.corr[fa, fb].astype(np.float64) if len(fa) else np.zeros(0)
+    corr = primary.corr.pair_values(fa, fb) if len(fa) else np.zeros(0)  # sparse matching: NaN off its candidates
     finite = np.isfinite(corr)
     act_conf = np.full(len(fa), np.nan)
     act_conf[finite] = 1.0 - primary.null.p_values(corr[finite])
