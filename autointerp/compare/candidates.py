@@ -13,7 +13,9 @@ matter and only the best are kept:
 * Every live feature keeps its ``k`` most correlated partners: per row of A within the block, per column of B
   by a running top-k merged block after block. Keeping both sides' lists matters: a B feature whose best A
   partner prefers others is still in the graph. The union of those pairs is the candidate graph the
-  one-to-one assignment runs on (``compare.sparse_assignment``); memory O((d_a + d_b) x k).
+  one-to-one assignment runs on (``compare.sparse_assignment``); memory O((d_a + d_b) x k). Each feature's k-th
+  best (``row_floor`` / ``col_floor``) bounds every pair left out, which lets ``compare.sparse_matching`` prove
+  the assignment optimal over all pairs, or compute the few pairs that could change it (``PartnerScan.pairs_of``).
 
 A live feature left without any candidate (no positive correlation with a live feature of the other side)
 cannot be matched; it is counted (``no_candidate_a`` / ``_b``). Features outside ``valid_a`` / ``valid_b`` (rare

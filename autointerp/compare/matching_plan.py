@@ -22,7 +22,7 @@ from autointerp.errors import UserError
 GIB = 1024**3
 DENSE_BYTES_PER_PAIR = 40  # real float32 corr + a null's float64 accumulator and float32 corr + Hungarian copies
 CANDIDATE_BYTES = 160  # per kept (feature, partner) slot: row and column lists, their union, the solver's graph
-STORED_BYTES = 48  # per pooled activation: the float64 paired copies of both matrices and their transposes
+STORED_BYTES = 32  # per pooled activation (both sides): float64 paired copies and transposes, 24 measured at 65k x 131k
 BLOCK_BYTES = 80  # per product entry of one block: product, ids, correlations, sort keys (times threads + 1)
 BASE_BYTES = 256 * 1024**2  # interpreter, libraries, per-feature vectors
 
