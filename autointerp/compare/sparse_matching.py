@@ -1,0 +1,65 @@
+"""Sparse matching made exact: the candidate graph's assignment, proven optimal for all positive pairs or extended.
+
+Top-k candidates (``compare.candidates``) bound what they leave out: a pair outside them has corr at most the
+k-th best of its A feature (``row_floor``) and of its B feature (``col_floor``). The assignment on the candidates
+(``compare.sparse_assignment``) comes with LP duals u, v >= 0 with corr <= u_i + v_j on every candidate and
+sum(u) + sum(v) = the matched sum. If every left-out pair also satisfies corr <= u_i + v_j, the duals certify
+that no matching of *all* positive pairs does better: the result is what the dense Hungarian on max(corr, 0)
+finds (which is the dense Hungarian's result on every pair above 0; it differs only where that one must pair
+a feature at a correlation <= 0). A left-out pair can break that only if row_floor_i > u_i and col_floor_j >
+v_j: those suspect pairs are computed exactly (``PartnerScan.pairs_of``), any that violates its dual joins the
+candidates and the assignment is redone, until none does.
+
+Why this matters: on a real run (5,120 x 3,072 latents, word units) the plain top-32 assignment missed 16 weak
+dense pairs (ranked 33rd-68th on both sides) and, through one alternating chain, swapped a pair above the
+null; with the check it is the dense optimum. The suspects are few where matches are strong (a well matched
+feature's u exceeds its k-th best partner), so the check costs a fraction of the candidate pass.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import scipy.sparse as sp
+
+from autointerp.compare.candidates import DEFAULT_K, CandidateCorrelation, PartnerScan
+from autointerp.compare.matching import Assignment
+from autointerp.compare.sparse_assignment import sparse_assignment
+
+log = logging.getLogger("autointerp")
+TOL = 1e-6  # float32 correlations: a violation must beat its dual bound by more than rounding
+MAX_ROUNDS = 20
+
+
+def certify(scan: PartnerScan, cand: CandidateCorrelation, max_rounds: int = MAX_ROUNDS) -> tuple[CandidateCorrelation, Assignment, dict]:
+    """Assign on ``cand``, then extend it with the left-out pairs that violate the duals until none does."""
+    checked = added = 0
+    for round_ in range(1, max_rounds + 1):
+        assign, duals = sparse_assignment(cand.rows, cand.cols, cand.values, duals=True)
+        u, v = np.zeros(cand.shape[0]), np.zeros(cand.shape[1])
+        u[duals.rows], v[duals.cols] = duals.u, duals.v
+        rows = np.flatnonzero(cand.row_floor > u + TOL)
+        cols = np.flatnonzero(cand.col_floor > v + TOL)
+        if not len(rows) or not len(cols):
+            return cand, assign, {"rounds": round_, "checked_pairs": checked, "added_pairs": added, "certified": True}
+        r, c, val = scan.pairs_of(rows, cols)
+        checked += len(rows) * len(cols)
+        bad = val > u[r] + v[c] + TOL
+        if not bad.any():
+            return cand, assign, {"rounds": round_, "checked_pairs": checked, "added_pairs": added, "certified": True}
+        cand = cand.with_pairs(r[bad], c[bad], val[bad])
+        added += int(bad.sum())
+    log.warning("sparse matching: still %d suspect pairs after %d rounds; the assignment is optimal on its candidates only",
+                int(bad.sum()), max_rounds)
+    return cand, assign, {"rounds": max_rounds, "checked_pairs": checked, "added_pairs": added, "certified": False}
+
+
+def sparse_matching(a: sp.csr_matrix, b: sp.csr_matrix, rows_a: np.ndarray, rows_b: np.ndarray, *, k: int = DEFAULT_K,
+                    valid_a: np.ndarray | None = None, valid_b: np.ndarray | None = None, progress: bool = True,
+                    label: str = "candidates") -> tuple[CandidateCorrelation, Assignment]:
+    """Candidates (each valid live feature's top ``k`` partners, both sides) and their certified assignment."""
+    scan = PartnerScan(a, b, rows_a, rows_b, valid_a, valid_b)
+    cand, assign, info = certify(scan, scan.top_k(k, progress=progress, label=label))
+    cand.check = info
+    return cand, assign
