@@ -57,10 +57,10 @@ STAGES = (
 
 
 def run_order(cfg: RunConfig) -> list[tuple[str, str]]:
-    """STAGES, with an activation-only compare before explain when explain labels the best matched pairs:
+    """STAGES, with an activation-only compare before explain when explain selects from the comparison (select = "contextual" or "matched"):
     that compare needs no labels, and the final compare (labels only: correlations are cached) checks them."""
     order = list(STAGES)
-    if cfg.explain.select == "matched":
+    if cfg.explain.select in ("contextual", "matched"):  # both read the comparison: compare runs before explain
         at = [name for name, _ in order].index("explain")
         order.insert(at, ("compare", dict(STAGES)["compare"]))
     return order

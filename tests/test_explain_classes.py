@@ -83,3 +83,15 @@ def test_word_only_label_names_the_main_words_and_nothing_else():
     assert "the Congo" in lexical_label(profile) and "Zaire" in lexical_label(profile)  # the lexical label states contexts
     assert word_label(LexicalProfile(1, {"token": [("▁x", 1.0, 3)]})) == 'the word "▁x"'
     assert word_label(None) is None and word_label(LexicalProfile(2)) is None
+
+
+def test_autointerp_run_compares_before_explaining_with_the_default_selection():
+    """select = "contextual" (the default) reads the comparison, so `autointerp run` compares first (as for "matched")."""
+    from autointerp.cli import run_order
+
+    names = [name for name, _ in run_order(RunConfig(models=[ModelEntry("gemma-3-270m"), ModelEntry("minilm-l6")]))]
+    assert names.index("compare") < names.index("explain")
+    cfg = RunConfig(models=[ModelEntry("gemma-3-270m"), ModelEntry("minilm-l6")])
+    cfg.explain = dataclasses.replace(cfg.explain, select="random")
+    names = [name for name, _ in run_order(cfg)]
+    assert names.index("compare") > names.index("explain")
