@@ -37,6 +37,7 @@ finished stage is a no-op, so an interrupted benchmark continues where it stoppe
     .venv/bin/python benchmarks/budget.py --budgets 1,4,16 --reuse-default ''   # on a GPU machine
     .venv/bin/python benchmarks/budget.py --no-widths                 # the budget axis only
     .venv/bin/python benchmarks/budget.py --report                    # re-read finished runs, plot, no work
+    .venv/bin/python benchmarks/budget.py --also /tmp/scaling/90000,/tmp/scaling/240000   # + scaling.py's runs as points
 
 Writes ``<out-dir>/budget.json`` (every number below) and ``benchmarks/out/budget.png`` (``--plot``): shared
 and beyond-words fractions per model against the budget (pair, ceiling, floor with intervals), the
@@ -330,6 +331,37 @@ def budget_runs(args, budgets: list[float], base_text: str, base_tokens: int, so
     return points, dirs
 
 
+def also_runs(paths: list[str], base_text: str, base_tokens: int, have: set[float]) -> list[dict]:
+    """Finished runs made elsewhere (e.g. ``benchmarks/scaling.py``'s full pipelines) read as extra budget points
+    when their verdict settings equal the base config's with their own max_tokens; nothing is run or written."""
+    points = []
+    for path in map(Path, paths):
+        try:
+            text = (path / "config.toml").read_text()
+            tokens = int(tomllib.loads(text)["corpus"]["max_tokens"])
+        except (OSError, ValueError, KeyError):
+            log(f"[also] {path}: no readable config.toml with [corpus] max_tokens; skipped")
+            continue
+        x = tokens / base_tokens
+        if verdict_settings(text) != verdict_settings(run_config(base_text, path, "x", tokens)):
+            log(f"[also] {path}: a verdict setting differs from the base config; skipped")
+            continue
+        if x in have or not (path / "controls" / "controls.json").is_file():
+            log(f"[also] {path}: budget {x:g}x already measured, or no controls yet; skipped")
+            continue
+        try:
+            ledger = read_json(path / "cost.json")
+            costs = {s["stage"]: {"wall_s": s["wall_s"], "cpu_s": s["cpu_s"]} for s in ledger["stages"] if s["stage"] in STAGES}
+        except (OSError, ValueError, KeyError):
+            costs = {}
+        point = verdict_point(path) | {"budget": x, "max_tokens": tokens, "stage_costs": costs, "reused": str(path)}
+        point["ceiling"] = ceiling_point(path)
+        log(f"[also {x:g}x] {path}: " + summary_line(point))
+        points.append(point)
+        have.add(x)
+    return points
+
+
 def width_runs(args, base_text: str, base_ef: int, harvest_dir: Path, source: Path | None, out: Path) -> list[dict]:
     points = []
     for ef in args.widths:
@@ -511,10 +543,13 @@ def main() -> None:
     ap.add_argument("--plot", type=Path, default=ROOT / "benchmarks" / "out" / "budget.png")
     ap.add_argument("--snapshot", action="store_true", help="run the committed code (git archive HEAD into <out-dir>/budget-src)")
     ap.add_argument("--fresh-snapshot", action="store_true", help="--snapshot, replacing a snapshot already unpacked there")
+    ap.add_argument("--also", default="", help="comma-separated finished run directories (e.g. benchmarks/scaling.py's) read as extra budget points "
+                    "when their verdict settings equal the base config's but for max_tokens")
     ap.add_argument("--report", action="store_true", help="run nothing: read the finished runs, print, plot")
     ap.add_argument("--no-weights", action="store_true", help="skip the decoder-cosine (Paulo & Belrose) criterion")
     args = ap.parse_args()
     args.budgets = floats(args.budgets)
+    args.also = [p for p in args.also.split(",") if p.strip()]
     args.widths = [] if args.no_widths else [int(w) for w in floats(args.widths)]
     if len(args.budgets) < 3 or args.budgets[-1] < 16 * args.budgets[0]:
         log(f"note: issue 24 asks for >= 3 budgets spanning 16x; got {args.budgets}")
@@ -537,6 +572,7 @@ def main() -> None:
     widths = width_runs(args, base_text, base_ef, dirs[args.width_budget], source, out) if args.widths else []
     more, more_dirs = budget_runs(args, [x for x in args.budgets if x not in first], base_text, base_tokens, source, out)
     points, dirs = points + more, dirs | more_dirs
+    points = sorted(points + also_runs(args.also, base_text, base_tokens, {p["budget"] for p in points}), key=lambda p: p["budget"])
 
     log("\n" + table(points))
     for p in points:

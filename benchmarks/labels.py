@@ -2,9 +2,11 @@
 
 With no arguments (in a checkout where ``make demo`` has run) it reads the factbook run ``runs/default`` and a
 prose run ``runs/prose-labels`` on the Python standard library's docstrings (``benchmarks/prose_corpus.py``),
-building the corpus (``runs/prose-corpus/stdlib_docs.jsonl``, ~1 s) and the run (``autointerp run`` with the
-default settings but ``max_tokens = 80000``, ~15 min on 2 cores) when they are missing. A complete prose run is
-not run again; an incomplete one is resumed (``autointerp run`` skips finished stages). ``--prose FILE`` takes
+building the corpus (``runs/prose-corpus/stdlib_docs.jsonl``, ~1 s) and the run when they are missing:
+``autointerp run`` with the default settings but ``max_tokens = 80000``, each document's title as its entity
+and no controls (``prose_config``); about 19 CPU-minutes, 56 min wall on a 2-core machine shared at load 10-15.
+A complete prose run is only read (~20 s; a no-op ``autointerp run`` would take ~2 min, its report is redone);
+an incomplete one is resumed (``autointerp run`` skips finished stages). ``--prose FILE`` takes
 another prose corpus (any file the corpus loader reads; a missing or empty one is a one-line error naming it).
 
 Every model directory with a scored ``labels.parquet`` counts. With ``--relabel`` the explain and score stages of
@@ -306,13 +308,13 @@ def ensure_prose_run(corpus: Path, run_dir: Path) -> None:
         saved = load_config(run_dir / "config.toml").corpus.dataset
         if Path(saved).resolve() != corpus.resolve():
             raise BenchError(f"prose run '{run_dir}' was made on '{saved}', not '{corpus}'; pass --prose-run-dir with a new directory")
-        print(f"prose run: reusing the complete run {run_dir} (delete it to rebuild, ~15 min)")
+        print(f"prose run: reusing the complete run {run_dir} (delete it to rebuild: ~20 CPU-min)")
         return
     config = run_dir.parent / f"{run_dir.name}.toml"
     config.parent.mkdir(parents=True, exist_ok=True)
     config.write_text(prose_config(corpus, run_dir), encoding="utf-8")
     log = run_dir.parent / f"{run_dir.name}.log"
-    print(f"prose run: autointerp run --config {config} (log: {log}; ~15 min on 2 cores) ...", flush=True)
+    print(f"prose run: autointerp run --config {config} (log: {log}; ~20 CPU-min) ...", flush=True)
     started = time.perf_counter()
     env = dict(os.environ, AUTOINTERP_PROGRESS=os.environ.get("AUTOINTERP_PROGRESS", "0"))
     with log.open("w", encoding="utf-8") as fh:

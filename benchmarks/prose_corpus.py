@@ -1,7 +1,8 @@
 """A prose corpus that is on every machine: the docstrings of the Python standard library, one document per module.
 
 Used by ``benchmarks/labels.py`` as its second corpus (the factbook is mostly ``Field: value`` lines; this is
-running English about programs). Built deterministically from the running interpreter: every name in
+running English about programs, from another source: the factbook's own Introduction/Background sections would
+share the factbook run's documents, countries and vocabulary, so they would not test the labels on a second corpus). Built deterministically from the running interpreter: every name in
 ``sys.stdlib_module_names`` in sorted order, except private modules (leading ``_``), tests, GUI/IDE packages and
 modules with side effects on import (``SKIP``); each is imported with its output and warnings silenced, and a
 module that fails to import is skipped. A module's document is its own docstring, then the docstrings of its

@@ -14,6 +14,9 @@ corpus budget is counted with (``selection.json``'s ``counted_with``; the budget
 it overshoots max_tokens a little). For each stage, and for the run's total (summed time, largest peak),
 least squares of log(wall) and log(peak RSS) against log(tokens) give the exponents (1.0: linear). Targets
 (issue 24): every stage's time exponent <= 1.15; peak RSS bounded by streaming, exponent <= 0.5.
+The CPU-seconds exponent is printed beside the wall one: on a shared machine the wall exponent also
+measures how the load changed between the runs. The RSS columns add the affine fit's growth (KB per token)
+and each stage's extrapolated peak at 2M tokens.
 
 Memory statement: the peak RSS of a 2,000,000-token, two-model run, extrapolated per stage and the largest
 taken, both with the power law fitted above and with an affine fit (base + slope x tokens; a log-log fit of a
@@ -30,7 +33,7 @@ Writes ``<out-dir>/scaling.json`` (the measurements and fits) and the plot ``<ou
 peak RSS per stage against tokens, log-log, with the fitted lines), and prints both paths.
 
 Ends with: RESULT worst_time_exponent=... worst_stage=... worst_rss_exponent=... worst_rss_stage=...
-total_time_exponent=... total_rss_exponent=... rss_2m_gib=... largest_tokens=... largest_peak_gib=...
+worst_cpu_exponent=... worst_cpu_stage=... total_time_exponent=... total_rss_exponent=... rss_2m_gib=... largest_tokens=... largest_peak_gib=...
 largest_within_24gib=true|false time_target_met=true|false rss_target_met=true|false
 """
 
@@ -232,6 +235,10 @@ def plot(fits: dict[str, dict], path: Path) -> Path | None:
         ax_m.loglog(grid, [predict_power(f["rss_power"], g) / MB_PER_GIB for g in grid], label=f"{name} ({f['rss_exponent']:.2f})", **style)
     ax_t.set(xlabel="tokens", ylabel="wall seconds", title=f"time per stage (exponent; target <= {TIME_TARGET})")
     ax_m.set(xlabel="tokens", ylabel="peak RSS (GiB)", title=f"peak RSS per stage (exponent; target <= {RSS_TARGET})")
+    from matplotlib.ticker import FormatStrFormatter
+
+    ax_m.yaxis.set_major_formatter(FormatStrFormatter("%.1f"))
+    ax_m.yaxis.set_minor_formatter(FormatStrFormatter("%.1f"))
     for ax in (ax_t, ax_m):
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
@@ -271,15 +278,18 @@ def main() -> None:
         points.append(measurements(size, run_dir))
     fits = fit_stages(points)
 
-    log(f"\n{'stage':<11}" + "".join(f"{p['tokens']:>12,}" for p in points) + "   t_exp  cpu_exp  rss_exp   (wall s / peak RSS GiB per size)")
+    log(f"\n{'':<11}" + "".join(f"{p['tokens']:>19,}" for p in points) + "   exponents vs tokens      RSS growth")
+    log(f"{'stage':<11}" + "".join(f"{'wall s/CPU s/GiB':>19}" for _ in points) + "   wall   CPU    RSS    KB/token  GiB@2M")
     for name, f in fits.items():
-        cells = "".join(f"{w:>6.0f}/{r / MB_PER_GIB:<5.2f}" for w, r in zip(f["wall_s"], f["peak_rss_mb"]))
+        cells = "".join(f"{w:>7.0f}/{c:>5.0f}/{r / MB_PER_GIB:>5.2f}" for w, c, r in zip(f["wall_s"], f["cpu_s"], f["peak_rss_mb"]))
         flags = (" TIME>" + str(TIME_TARGET) if f["time_exponent"] > TIME_TARGET else "") + (" RSS>" + str(RSS_TARGET) if f["rss_exponent"] > RSS_TARGET else "")
-        log(f"{name:<11}{cells}  {f['time_exponent']:6.2f}  {f['cpu_exponent']:6.2f}  {f['rss_exponent']:6.2f}{flags}")
+        at_2m = max(predict_power(f["rss_power"], TARGET_TOKENS), predict_affine(f["rss_affine"], TARGET_TOKENS)) / MB_PER_GIB
+        log(f"{name:<11}{cells}  {f['time_exponent']:5.2f} {f['cpu_exponent']:5.2f}  {f['rss_exponent']:5.2f}  {f['rss_affine'][0] * 1024:9.2f}  {at_2m:6.2f}{flags}")
 
     stages = {k: v for k, v in fits.items() if k != "total"}
     worst_stage = max(stages, key=lambda k: stages[k]["time_exponent"])
     worst_rss_stage = max(stages, key=lambda k: stages[k]["rss_exponent"])
+    worst_cpu_stage = max(stages, key=lambda k: stages[k]["cpu_exponent"])
     power_mb, power_stage, affine_mb, affine_stage = rss_at(fits, TARGET_TOKENS)
     rss_2m = max(power_mb, affine_mb) / MB_PER_GIB
     largest = points[-1]
@@ -305,6 +315,7 @@ def main() -> None:
     b = lambda v: str(v).lower()  # noqa: E731
     log(f"RESULT worst_time_exponent={stages[worst_stage]['time_exponent']:.2f} worst_stage={worst_stage} "
         f"worst_rss_exponent={stages[worst_rss_stage]['rss_exponent']:.2f} worst_rss_stage={worst_rss_stage} "
+        f"worst_cpu_exponent={stages[worst_cpu_stage]['cpu_exponent']:.2f} worst_cpu_stage={worst_cpu_stage} "
         f"total_time_exponent={fits['total']['time_exponent']:.2f} total_rss_exponent={fits['total']['rss_exponent']:.2f} "
         f"rss_2m_gib={rss_2m:.1f} largest_tokens={largest['tokens']} largest_peak_gib={largest_peak:.2f} "
         f"largest_within_24gib={b(within)} time_target_met={b(time_ok)} rss_target_met={b(rss_ok)}")

@@ -204,9 +204,11 @@ class PartnerScan:
         self.cb = cb[:, self.ib].tocsr()  # units x live B features
         self.moments = (mean_a[self.ia], std_a[self.ia], mean_b[self.ib], std_b[self.ib])
 
-    def pairs_of(self, features_a: np.ndarray, features_b: np.ndarray, block_entries: int = BLOCK_ENTRIES) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Every positive correlation between these A features and these B features (ids; dead or invalid ones have
-        none): exact, no top k, in blocks of at most ``block_entries`` product entries."""
+    def pairs_of(self, features_a: np.ndarray, features_b: np.ndarray, keep=None,
+                 block_entries: int = BLOCK_ENTRIES) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The positive correlations between these A features and these B features (ids; dead or invalid ones have
+        none): exact, no top k, in blocks of at most ``block_entries`` product entries, each block filtered by
+        ``keep(a_ids, b_ids, corr) -> mask`` when given (so only what passes is ever held)."""
         la, lb = np.flatnonzero(np.isin(self.ia, features_a)), np.flatnonzero(np.isin(self.ib, features_b))
         cb = self.cb[:, lb].tocsr()
         step = max(1, block_entries // max(len(lb), 1))
@@ -215,9 +217,10 @@ class PartnerScan:
         for lo in range(0, len(la), step):
             idx = la[lo: lo + step]
             r, c, v = _positive(self.at[idx] @ cb, 0, self.n, mean_a[idx], std_a[idx], mean_b[lb], std_b[lb])
-            parts.append((idx[r], lb[c], v))
-        r, c, v = (np.concatenate(x) for x in zip(*parts))
-        return self.ia[r], self.ib[c], v
+            r, c = self.ia[idx[r]], self.ib[lb[c]]
+            mask = keep(r, c, v) if keep is not None else slice(None)
+            parts.append((r[mask], c[mask], v[mask]))
+        return tuple(np.concatenate(x) for x in zip(*parts))
 
     def top_k(self, k: int = DEFAULT_K, *, block_entries: int = BLOCK_ENTRIES, threads: int | None = None, progress: bool = True,
               label: str = "candidates") -> CandidateCorrelation:

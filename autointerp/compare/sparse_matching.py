@@ -43,15 +43,14 @@ def certify(scan: PartnerScan, cand: CandidateCorrelation, max_rounds: int = MAX
         cols = np.flatnonzero(cand.col_floor > v + TOL)
         if not len(rows) or not len(cols):
             return cand, assign, {"rounds": round_, "checked_pairs": checked, "added_pairs": added, "certified": True}
-        r, c, val = scan.pairs_of(rows, cols)
+        r, c, val = scan.pairs_of(rows, cols, keep=lambda r, c, val: val > u[r] + v[c] + TOL)  # the violations only
         checked += len(rows) * len(cols)
-        bad = val > u[r] + v[c] + TOL
-        if not bad.any():
+        if not len(val):
             return cand, assign, {"rounds": round_, "checked_pairs": checked, "added_pairs": added, "certified": True}
-        cand = cand.with_pairs(r[bad], c[bad], val[bad])
-        added += int(bad.sum())
-    log.warning("sparse matching: still %d suspect pairs after %d rounds; the assignment is optimal on its candidates only",
-                int(bad.sum()), max_rounds)
+        cand = cand.with_pairs(r, c, val)
+        added += len(val)
+    log.warning("sparse matching: pairs still violate the duals after %d rounds; the assignment is optimal on its "
+                "candidates only", max_rounds)
     return cand, assign, {"rounds": max_rounds, "checked_pairs": checked, "added_pairs": added, "certified": False}
 
 

@@ -5,7 +5,9 @@ that best separates the feature's training windows from random ones costs a few 
 model. Candidates, in order (``[explain] n_candidates`` of them): the plain prompt (``explainer``
 template) greedily; the prompt with the lexical profile (``explainer_profile``) greedily; then the two
 alternately sampled at ``[explain] temperature``. A candidate that copies the prompt template's own text is
-rejected; one that restates a shown window is kept but flagged (the rate is reported).
+rejected; one that restates a shown window is flagged (the rate is reported) and kept only when every usable
+LLM candidate of the feature restates one: its training score is inflated (it is scored against the very
+training windows it was copied from), so a non-restating candidate wins over it whatever the scores.
 
 The lexical label (``autointerp.explain.lexical``) competes too: the final label is whichever of the best
 LLM candidate and the lexical label scores higher on the training windows (ties go to the LLM label).
@@ -47,20 +49,27 @@ class FeatureLabels:
     usage: Usage = field(default_factory=Usage)
 
     def best(self, source: str) -> Candidate | None:
+        """The highest training score among the usable candidates of ``source``; a candidate restating a
+        shown window only when all of them do."""
         pool = [c for c in self.candidates if c.source == source and c.text and not c.template_copy]
+        pool = [c for c in pool if not c.restates] or pool
         i = best_index([c.train_score for c in pool])
         return pool[i] if i is not None else None
 
 
 def render(template: Template, windows: list[Window], settings: ExplainConfig, profile: LexicalProfile | None) -> tuple[str, list[str]]:
-    """The prompt and the shown window lines (for the restating check)."""
+    """The prompt and the shown window lines (for the restating check).
+
+    The prompt ends where the label goes (trailing whitespace cut): a template ending "Label:" plus the
+    file's final newline would put a completion model at the start of a new line, where the likeliest
+    continuation is one more window, not a label."""
     chosen = [w.trimmed(settings.window_before, settings.window_after) for w in choose_examples(windows, settings)]
     feature_max = max((w.max_act for w in chosen), default=0.0)
     lines = [format_example(w, feature_max) for w in chosen]
     values = {"examples": "\n".join(lines)}
     if "profile" in template.placeholders:
         values["profile"] = profile.summary() if profile is not None else "(none)"
-    return template.render(**values), lines
+    return template.render(**values).rstrip(), lines
 
 
 async def llm_candidates(client: LLMClient, templates: list[Template], windows: list[Window], settings: ExplainConfig, profile: LexicalProfile | None, usage: Usage) -> list[Candidate]:

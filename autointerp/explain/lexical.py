@@ -20,6 +20,7 @@ from autointerp.exemplars.profile import MAIN_WORDS, MIN_WORD_SHARE, LexicalProf
 DOMINANT_SHARE = 0.5  # one word carrying at least this share of the activation mass makes a "the word" label
 MIN_CONTEXT_SHARE = 0.15  # a context phrase must occur around this share of peaks to be quoted
 _MIN_COPY_CHARS = 8  # shorter labels ("per", "the") are words, not copies
+_TEMPLATE_RUN_WORDS = 4  # a label sharing this many consecutive words with the prompt template copies it
 
 
 def _norm(text: str) -> str:
@@ -88,7 +89,18 @@ def restates_window(label: str, window_texts: list[str]) -> bool:
     return len(norm) >= _MIN_COPY_CHARS and any(norm in _norm(text) for text in window_texts)
 
 
+def _word_runs(text: str, n: int) -> set[tuple[str, ...]]:
+    words = re.findall(r"[^\W_]+", _norm(text))
+    return {tuple(words[i:i + n]) for i in range(len(words) - n + 1)}
+
+
 def copies_template(label: str, template_text: str) -> bool:
-    """The label is a fragment of the prompt template's own text (its few-shot examples)."""
+    """The label is a fragment of the prompt template's own text (its few-shot examples), or shares a run of
+    ``_TEMPLATE_RUN_WORDS`` consecutive words with it: a near copy such as "the song was released in 1998"
+    (from the example window "the song was released <<in>>(10) March 1998") or an example label's tail
+    pasted after another word ('"next" before a date or season')."""
     norm = _norm(label)
-    return len(norm) >= _MIN_COPY_CHARS and norm in _norm(template_text.replace("{{examples}}", " ").replace("{{profile}}", " "))
+    text = template_text.replace("{{examples}}", " ").replace("{{profile}}", " ")
+    if len(norm) >= _MIN_COPY_CHARS and norm in _norm(text):
+        return True
+    return bool(_word_runs(label, _TEMPLATE_RUN_WORDS) & _word_runs(text, _TEMPLATE_RUN_WORDS))
