@@ -4,10 +4,12 @@ the decision rule, and the calls on synthetic model pairs with a known answer th
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import scipy.sparse as sp
 
 from autointerp.compare import bootstrap as bs
+from autointerp.compare.activation import pair_replicates
 from autointerp.compare.calibration import control_summary, with_controls
 from autointerp.compare.config import CompareConfig
 from autointerp.compare.inputs import model_inputs
@@ -17,6 +19,7 @@ from autointerp.compare.stage import compare_pair
 from autointerp.compare.verdict import call
 from autointerp.config import ModelEntry
 from autointerp.data.corpus import CorpusConfig, CorpusStats, corpus_fingerprint, save_documents
+from autointerp.report.class_sharing import class_section, class_sharing
 from autointerp.rundir.layout import RunDir
 from synthetic_run import SyntheticSpec, _codes, _documents, _tokens, _write_model
 
@@ -149,11 +152,12 @@ def verdict_world(tmp_path_factory):
                                pair=RunDir(run_dir).controls.floor_pair("synth-a", "synth-b")).stats
     floor = control_summary(floor_stats, 1.0) | {"random": "synth-b", "against": "synth-a"}
     controls = {"ceiling": {}, "floor": [floor], "off": {"ceiling_shared_fraction": "off in this test"}}
-    return with_controls(real["calibration"], controls, real), with_controls(lexical_only["calibration"], controls, lexical_only | {"model_b": "synth-b"})
+    return (with_controls(real["calibration"], controls, real), with_controls(lexical_only["calibration"], controls, lexical_only | {"model_b": "synth-b"}),
+            run_dir)
 
 
 def test_contextual_sharing_is_above_the_floor_and_word_identity_is_not(verdict_world):
-    real, lexical_only = verdict_world
+    real, lexical_only, _ = verdict_world
     cols = real["verdict"]["columns"]
     assert cols["beyond_words_a"]["call"] == "above_floor" and cols["beyond_words_b"]["call"] == "above_floor", cols["beyond_words_a"]
     assert cols["shared_a"]["call"] == "above_floor"
@@ -166,3 +170,39 @@ def test_contextual_sharing_is_above_the_floor_and_word_identity_is_not(verdict_
     text = " ".join(real["verdict"]["sentences"])
     assert "Word-level sharing is above a random network's" in text and "Beyond word identity the models share" in text
     assert "Word-level sharing is no more than a random network's" in " ".join(lexical_only["verdict"]["sentences"])
+
+
+def test_per_class_intervals_from_the_per_pair_replicates(verdict_world):
+    """The compare stage keeps each matched pair's replicate bits: any subset's count has replicates (the classes'
+    intervals in the report), the subsets add up to the whole count, and per class the pair's interval clears
+    the floor's where the planted concepts are shared beyond words."""
+    real, _, run_dir = verdict_world
+    run = RunDir(run_dir)
+    pair, floor = run.pair("synth-a", "synth-b"), run.controls.floor_pair("synth-a", "synth-b")
+    reps = pair_replicates(pair)
+    assert reps is not None and reps.contextual_bits is not None
+    n_pairs = len(reps.rows)
+    whole = bs.subset_counts(reps.shared_bits, n_pairs)
+    half = np.arange(n_pairs) % 2 == 0
+    np.testing.assert_array_equal(bs.subset_counts(reps.shared_bits, n_pairs, half) + bs.subset_counts(reps.shared_bits, n_pairs, ~half), whole)
+    # all pairs together are the verdict's own count replicates
+    count = real["verdict"]["columns"]["shared_a"]["count"]
+    np.testing.assert_allclose(bs.percentile_interval(whole, centre=count["value"]), count["ci"])
+    # classes by what the comparison found: features of pairs shared beyond words are "contextual", the rest "token"
+    m = pd.read_parquet(pair.matches)
+    m = m[m["method"].isin(["activation", "both"])]
+    beyond = set(m.loc[m["shared"] & (m["kind"] == "contextual"), "feature_a"].astype(int))
+    features = sorted(set(m["feature_a"].astype(int)))
+    pd.DataFrame({"feature": features, "feature_class": ["contextual" if f in beyond else "token" for f in features]}).to_parquet(run.model("synth-a").feature_stats)
+    frame = class_sharing(run_dir, "synth-a").set_index("class")
+    ctx, tok = frame.loc["contextual"], frame.loc["token"]
+    assert ctx["pair_beyond"] == 1.0 and tok["pair_beyond"] == 0.0
+    for row, key in ((ctx, "pair_beyond"), (ctx, "pair_shared"), (tok, "pair_shared"), (ctx, "floor_beyond")):
+        lo, hi = row[f"{key}_ci"]
+        assert lo <= row[key] <= hi, (key, row[key], lo, hi)
+    assert ctx["pair_beyond_ci"][0] > ctx["floor_beyond_ci"][1]  # the planted contextual concepts: the pair clears the floor
+    assert tok["pair_shared_ci"][1] - tok["pair_shared_ci"][0] > 0  # the word detectors sit near the threshold: a real spread
+    assert tok["pair_beyond_ci"][0] == 0.0 and tok["pair_beyond_ci"][1] < ctx["pair_beyond_ci"][0]
+    assert floor.matches.is_file()
+    text = "\n".join(class_section(run_dir, ["synth-a"]))
+    assert "100.0% [" in text and "95% document-bootstrap intervals" in text

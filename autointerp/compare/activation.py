@@ -21,6 +21,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -60,6 +61,8 @@ class LevelResult:
     lexical_summary: dict | None = None
     boot_shared: np.ndarray | None = None  # [B] shared pairs per document-bootstrap replicate (compare.bootstrap)
     boot_contextual: np.ndarray | None = None  # [B] contextual pairs per replicate (word level)
+    boot_shared_bits: np.ndarray | None = None  # [B, ceil(pairs / 8)] packed: each pair shared in each replicate
+    boot_contextual_bits: np.ndarray | None = None  # the same for contextual (word level)
     boot_blocks: int = 0  # resampling blocks of whole documents
     boot_seconds: float = 0.0  # what the replicates cost when they were computed
 
@@ -145,6 +148,7 @@ def _load_cached(path: Path, key: str, level: str, alpha: float) -> LevelResult 
         result.boot_shared, result.boot_blocks = t["boot_shared"], int(t["boot_blocks"][0])
         result.boot_seconds = float(t["boot_seconds"][0]) if "boot_seconds" in t else 0.0
         result.boot_contextual = t.get("boot_contextual")
+        result.boot_shared_bits, result.boot_contextual_bits = t.get("boot_shared_bits"), t.get("boot_contextual_bits")
     return result
 
 
@@ -171,6 +175,9 @@ def _save_cached(path: Path, key: str, r: LevelResult) -> None:
                     "boot_seconds": np.array([r.boot_seconds], np.float64)}
         if r.boot_contextual is not None:
             tensors["boot_contextual"] = r.boot_contextual.astype(np.int32)
+        for name in ("boot_shared_bits", "boot_contextual_bits"):
+            if getattr(r, name) is not None:
+                tensors[name] = np.ascontiguousarray(getattr(r, name), np.uint8)
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp))
 
@@ -269,6 +276,7 @@ def _bootstrap(result: LevelResult, pa: PooledActivations, pb: PooledActivations
                    "excess_threshold": (result.lexical_summary or {}).get("lexical_null_threshold")}
     reps = matching_replicates(x, y, groups, weights, result.null.threshold, **lexical)
     result.boot_shared, result.boot_contextual = reps["shared"], reps.get("contextual")
+    result.boot_shared_bits, result.boot_contextual_bits = reps["shared_bits"], reps.get("contextual_bits")
     result.boot_blocks = weights.shape[1]
     result.boot_seconds = time.perf_counter() - started
 
@@ -326,3 +334,27 @@ def activation_levels(a: ComparedModel, b: ComparedModel, docs: list[Document], 
         _save_cached(pair.cache_file(lv), keys[lv], results[lv])
         log.info("compare %s vs %s: %s level done (%d units)", a.slug, b.slug, lv, results[lv].corr.n_units)
     return results
+
+
+class PairReplicates(NamedTuple):
+    """A finished comparison's document-bootstrap replicates per matched pair (``compare.bootstrap``)."""
+
+    rows: np.ndarray  # [P] model A's feature of each matched pair
+    cols: np.ndarray  # [P] model B's feature
+    shared_bits: np.ndarray  # [B, ceil(P / 8)] packed: pair shared in replicate
+    contextual_bits: np.ndarray | None  # the same for contextual (shared beyond word identity); word level only
+
+
+def pair_replicates(pair: PairDir, level: str = "word") -> PairReplicates | None:
+    """The replicates the last ``autointerp compare`` of ``pair`` kept at ``level`` (None when the bootstrap was
+    off, the level did not run, or the comparison predates per-pair replicates)."""
+    path = pair.cache_file(level)
+    if not path.is_file():
+        return None
+    try:
+        t = load_file(str(path))
+    except Exception:  # noqa: BLE001 - a damaged cache holds no replicates
+        return None
+    if "boot_shared_bits" not in t:
+        return None
+    return PairReplicates(t["rows"], t["cols"], t["boot_shared_bits"], t.get("boot_contextual_bits"))

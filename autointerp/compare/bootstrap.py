@@ -131,8 +131,10 @@ def matching_replicates(x: sp.spmatrix, y: sp.spmatrix, groups: np.ndarray, weig
     and, given the lexical null (``recurring`` units mask, the moments of each lexical pairing blocked by
     the A unit's document, and the ``excess_threshold``), how many of those are contextual (correlation on
     the recurring units minus the mean lexical-pairing correlation, both recomputed in the replicate,
-    above the threshold): {"shared": [B], "contextual": [B] (when given)}. The lexical null is resampled
-    with the real correlation because the two move together: holding it fixed would add the real
+    above the threshold): {"shared": [B], "contextual": [B] (when given)}, and the same per pair as bits
+    packed along the pairs (``np.packbits(..., axis=1)``: "shared_bits", "contextual_bits" [B, ceil(P / 8)]),
+    so the count of any subset of pairs (e.g. one feature class) has its replicates too. The lexical null is
+    resampled with the real correlation because the two move together: holding it fixed would add the real
     correlation's whole variance to the excess and push the bulk of lexical pairs over the threshold."""
     n_groups = weights.shape[1]
     allm = PairMoments.of(x, y, groups, n_groups)
@@ -140,21 +142,37 @@ def matching_replicates(x: sp.spmatrix, y: sp.spmatrix, groups: np.ndarray, weig
     if lexical:
         rec = np.flatnonzero(recurring)
         recm = PairMoments.of(sp.csr_matrix(x)[rec], sp.csr_matrix(y)[rec], np.asarray(groups)[rec], n_groups)
-    shared_counts, contextual_counts = [], []
+    shared_bits, contextual_bits = [], []
     for s in range(0, len(weights), chunk):
         w = weights[s : s + chunk]
         shared = np.nan_to_num(allm.correlations(w), nan=-np.inf) > threshold
-        shared_counts.append(shared.sum(axis=1))
+        shared_bits.append(np.packbits(shared, axis=1))
         if lexical:  # only pairs shared in some replicate of the chunk can be contextual there
             cols = np.flatnonzero(shared.any(axis=0))
             with np.errstate(invalid="ignore"):
                 null_mean = np.mean([m.columns(cols).correlations(w) for m in lexical_null], axis=0)
             excess = np.nan_to_num(recm.columns(cols).correlations(w) - null_mean, nan=-np.inf)
-            contextual_counts.append((shared[:, cols] & (excess > excess_threshold)).sum(axis=1))
-    out = {"shared": np.concatenate(shared_counts) if shared_counts else np.zeros(0)}
+            contextual = np.zeros_like(shared)
+            contextual[:, cols] = shared[:, cols] & (excess > excess_threshold)
+            contextual_bits.append(np.packbits(contextual, axis=1))
+    n_pairs = x.shape[1]
+    out = {"shared_bits": _stack_bits(shared_bits, len(weights), n_pairs)}
+    out["shared"] = subset_counts(out["shared_bits"], n_pairs)
     if lexical:
-        out["contextual"] = np.concatenate(contextual_counts)
+        out["contextual_bits"] = _stack_bits(contextual_bits, len(weights), n_pairs)
+        out["contextual"] = subset_counts(out["contextual_bits"], n_pairs)
     return out
+
+
+def _stack_bits(parts: list[np.ndarray], n_replicates: int, n_pairs: int) -> np.ndarray:
+    return np.concatenate(parts) if parts else np.zeros((n_replicates, (n_pairs + 7) // 8), np.uint8)
+
+
+def subset_counts(bits: np.ndarray, n_pairs: int, subset: np.ndarray | None = None) -> np.ndarray:
+    """[B] per replicate: how many of the pairs in ``subset`` (a [P] bool mask; all pairs when None) have their
+    bit set in ``bits`` ([B, ceil(P / 8)] packed, as ``matching_replicates`` returns them)."""
+    flags = np.unpackbits(bits, axis=1, count=n_pairs).astype(bool)
+    return (flags if subset is None else flags[:, np.asarray(subset, bool)]).sum(axis=1)
 
 
 # ---- representation measures -------------------------------------------------------------------------

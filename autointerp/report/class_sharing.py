@@ -13,10 +13,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from autointerp.exemplars.feature_classes import read_classes
-from autointerp.report.fmt import count, md_table, pct
+from autointerp.report.fmt import count, md_table, pct, pct_ci
 from autointerp.rundir.layout import PairDir, RunDir
 
 CLASS_ORDER = ("token", "contextual", "topical", "other")
@@ -34,6 +35,24 @@ def _sides(pair: PairDir, slug: str) -> tuple[pd.DataFrame, str] | None:
         return None
     m = pd.read_parquet(pair.matches)
     return m[m["method"].isin(["activation", "both"])], side
+
+
+def _interval(pair: PairDir, slug: str, members: set[int], kind: str, estimate: int) -> list[float] | None:
+    """The document-bootstrap interval of the share of ``members`` shared (``kind`` "shared") or shared beyond
+    words ("beyond") in ``pair``: the replicates of the count over the matched pairs whose ``slug`` side is a
+    member, centred on ``estimate`` as the verdict's counts are (``compare.bootstrap``); None without
+    replicates."""
+    from autointerp.compare.activation import pair_replicates
+    from autointerp.compare.bootstrap import percentile_interval, subset_counts
+    from autointerp.io import read_json
+
+    reps = pair_replicates(pair)
+    bits = None if reps is None else reps.shared_bits if kind == "shared" else reps.contextual_bits
+    if bits is None or not members:
+        return None
+    side = reps.rows if read_json(pair.stats).get("model_a") == slug else reps.cols
+    ci = percentile_interval(subset_counts(bits, len(side), np.isin(side, list(members))), centre=estimate)
+    return None if ci is None else [min(max(ci[0], 0.0), len(members)) / len(members), min(max(ci[1], 0.0), len(members)) / len(members)]
 
 
 def _shared(pair: PairDir, slug: str) -> tuple[set[int], set[int]] | None:
@@ -64,9 +83,10 @@ def class_sharing(run_dir: Path, slug: str) -> pd.DataFrame | None:
         members = {f for f, c in live.items() if c == cls}
         row = {"class": cls, "features": len(members), "share_of_live": len(members) / max(len(live), 1)}
         for name, found in sets.items():
-            shared, beyond = found if found is not None else (None, None)
-            row[f"{name}_shared"] = len(members & shared) / len(members) if found is not None and members else float("nan")
-            row[f"{name}_beyond"] = len(members & beyond) / len(members) if found is not None and members else float("nan")
+            for kind, subset in zip(("shared", "beyond"), found or (None, None)):
+                n = len(members & subset) if subset is not None else None
+                row[f"{name}_{kind}"] = n / len(members) if n is not None and members else float("nan")
+                row[f"{name}_{kind}_ci"] = _interval(sources[name], slug, members, kind, n) if n is not None else None
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -79,7 +99,8 @@ def class_section(run_dir: Path, slugs: list[str]) -> list[str]:
         if frame is None:
             continue
         rows = [[r["class"], f"{count(int(r['features']))} ({pct(r['share_of_live'])})"]
-                + [pct(r[f"{s}_{k}"]) for s in ("pair", "ceiling", "floor") for k in ("shared", "beyond")] for _, r in frame.iterrows()]
+                + [pct_ci(r[f"{s}_{k}"], r[f"{s}_{k}_ci"]) for s in ("pair", "ceiling", "floor") for k in ("shared", "beyond")]
+                for _, r in frame.iterrows()]
         out += [f"**`{slug}`**", "", md_table(["class", "live features", "pair: shared", "pair: beyond words", "ceiling: shared",
                                                 "ceiling: beyond words", "floor: shared", "floor: beyond words"], rows), ""]
     if not out:
@@ -90,4 +111,5 @@ def class_section(run_dir: Path, slugs: list[str]) -> list[str]:
              ">= 5x a shuffled-document null), *contextual* (its mass on a few words, yet it fires on at most half of their "
              "occurrences), *other*. Per class, the share of those features shared with the other model (above the null) and "
              "shared beyond word identity; the same for the same-model ceiling (a second SAE seed) and the random-weights floor. "
-             "A class's sharing means something only where the pair is above the floor.", ""] + out)
+             "In brackets, 95% document-bootstrap intervals (the matching and its thresholds held fixed, centred on the "
+             "estimate, as in the verdict). A class's sharing means something only where the pair's interval clears the floor's.", ""] + out)

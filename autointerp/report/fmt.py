@@ -35,6 +35,13 @@ def pct(value, digits: int = 1) -> str:
     return f"{100 * float(value):.{digits}f}%"
 
 
+def pct_ci(value, ci, digits: int = 1) -> str:
+    """A share with its interval in points, "12.5% [10.1, 15.0]"; the bare share when there is no interval."""
+    if is_missing(value) or not ci or any(is_missing(x) for x in ci):
+        return pct(value, digits)
+    return f"{pct(value, digits)} [{100 * float(ci[0]):.{digits}f}, {100 * float(ci[1]):.{digits}f}]"
+
+
 def count(value) -> str:
     if is_missing(value):
         return "n/a"
