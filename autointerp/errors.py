@@ -19,3 +19,15 @@ class UserError(Exception):
 
     def __str__(self) -> str:  # pragma: no cover - trivial
         return self.message
+
+
+class DamagedArtifact(UserError, ValueError):
+    """A run artifact exists but cannot be read (truncated, 0 bytes, not JSON / parquet, a column missing).
+
+    One message for every reader of every artifact (``autointerp.io.read_json`` / ``read_parquet``): the path,
+    what is wrong, and the fix. A ValueError too, so readers that treat a damaged optional file as absent
+    (caches, records) keep doing so."""
+
+    def __init__(self, path, problem: str):
+        super().__init__(f"{path} is damaged ({problem}); re-run the stage that writes it with --overwrite, or delete it")
+        self.path = path

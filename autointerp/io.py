@@ -49,7 +49,38 @@ def write_json(dest: Path | str, data: object) -> None:
 
 
 def read_json(path: Path | str) -> dict:
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+    """The JSON in ``path``; a missing file raises FileNotFoundError, a damaged one ``DamagedArtifact`` naming it."""
+    from autointerp.errors import DamagedArtifact
+
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DamagedArtifact(path, f"not valid JSON: {exc}") from exc
+
+
+@contextlib.contextmanager
+def parquet_errors(path: Path | str) -> Iterator[None]:
+    """Around one parquet read of a run artifact: a file that cannot be read (0 bytes, truncated, not parquet, a
+    requested column absent) becomes ``DamagedArtifact`` naming it; a missing one stays FileNotFoundError."""
+    import pyarrow as pa
+
+    from autointerp.errors import DamagedArtifact
+
+    try:
+        yield
+    except (FileNotFoundError, DamagedArtifact):
+        raise
+    except (pa.ArrowException, OSError, ValueError, KeyError) as exc:
+        raise DamagedArtifact(path, f"cannot be read as parquet: {exc}") from exc
+
+
+def read_parquet(path: Path | str, **kwargs):
+    """``pandas.read_parquet`` for run artifacts, errors as ``parquet_errors`` says."""
+    import pandas as pd
+
+    with parquet_errors(path):
+        return pd.read_parquet(path, **kwargs)
 
 
 def file_sha256(path: Path | str) -> str:

@@ -303,7 +303,7 @@ def test_damaged_input_fails_cleanly_and_keeps_the_previous_report(tmp_path):
     before = first.report.read_text(encoding="utf-8")
     pages_before = sorted(p.name for p in (cfg.run_path / "pages" / "alpha").iterdir())
     (cfg.run_path / "compare" / "alpha__beta" / "matches.parquet").write_bytes(b"not parquet")
-    with pytest.raises(UserError, match=r"matches\.parquet cannot be read as parquet"):
+    with pytest.raises(UserError, match=r"matches\.parquet is damaged \(cannot be read as parquet"):
         report_stage(cfg, progress=False)
     assert first.report.read_text(encoding="utf-8") == before
     assert sorted(p.name for p in (cfg.run_path / "pages" / "alpha").iterdir()) == pages_before

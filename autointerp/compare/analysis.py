@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 from scipy.stats import mannwhitneyu
 
 from autointerp.exemplars.kinds import ACTIVATING_KINDS
+from autointerp.io import parquet_errors
 
 
 def label_specificity(embeddings: np.ndarray) -> np.ndarray:
@@ -44,7 +45,8 @@ def exemplar_spans(path: Path | None, d_sae: int, entities: dict[str, str] | Non
     out = pd.DataFrame({"feature": np.arange(d_sae, dtype=np.int32), **{c: 0 for c in cols}})
     if path is None:
         return out.assign(**{c: pd.NA for c in cols})
-    frame = pq.read_table(path, columns=["feature", "kind", "doc_id"]).to_pandas()
+    with parquet_errors(path):
+        frame = pq.read_table(path, columns=["feature", "kind", "doc_id"]).to_pandas()
     frame = frame[frame["kind"].isin(ACTIVATING_KINDS) & (frame["feature"] < d_sae)]
     entities = entities or {}
     frame = frame.assign(entity=[entities.get(d, d) for d in frame["doc_id"]])

@@ -16,7 +16,7 @@ from autointerp.config import ModelEntry
 from autointerp.data.corpus import Document, corpus_fingerprint, load_saved_documents
 from autointerp.errors import UserError
 from autointerp.explain.names import FeatureName, feature_names
-from autointerp.io import file_sha256, read_json
+from autointerp.io import file_sha256, read_json, read_parquet
 from autointerp.rundir.layout import ModelDir, RunDir, SAEFiles
 
 
@@ -85,7 +85,7 @@ def load_labels(inputs: ComparedModel) -> pd.DataFrame | None:
     """feature -> label for the features whose labelling succeeded; None when explain has not run."""
     if inputs.labels_path is None:
         return None
-    frame = pd.read_parquet(inputs.labels_path)
+    frame = read_parquet(inputs.labels_path)
     missing = [c for c in ("feature", "label", "status") if c not in frame.columns]
     if missing:
         raise UserError(f"{inputs.labels_path} lacks column(s) {', '.join(missing)}; re-run `autointerp explain --overwrite`")

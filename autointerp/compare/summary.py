@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
 from rich.markup import escape
 from rich.table import Table
 
 from autointerp.explain.names import LEGEND, FeatureName, name_of
 from autointerp.progress import console
 from autointerp.rundir.layout import PairDir
+from autointerp.io import read_parquet
 
 
 def _fmt(x, spec: str = ".3f") -> str:
@@ -34,7 +34,7 @@ def print_summary(out_dir: Path, stats: dict, cached: bool, n_top: int = 10,
     console.print(f"* primary unit; shared = matched corr above the {1 - null['alpha']:.0%} quantile of {null['n_samples']:,} "
                   f"null matched correlations (documents deranged between the models)", highlight=False)
 
-    matches = pd.read_parquet(PairDir(out_dir).matches)
+    matches = read_parquet(PairDir(out_dir).matches)
     top = matches[matches["shared"]].sort_values("activation_corr", ascending=False).head(n_top)
     if len(top):
         t = Table(title=f"top shared pairs ({stats['unit']} level)")

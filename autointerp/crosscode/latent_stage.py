@@ -32,7 +32,7 @@ from autointerp.crosscode.latent_windows import SCHEMA, mine_latent_windows
 from autointerp.crosscode.model import CrossCoder
 from autointerp.crosscode.selection import GROUPS, select_latents
 from autointerp.data.corpus import Document
-from autointerp.io import atomic_path, file_sha256
+from autointerp.io import atomic_path, file_sha256, read_parquet
 from autointerp.progress import console
 from autointerp.rundir.layout import CrosscodeDir, RunDir
 from autointerp.rundir.record import StageRecord
@@ -76,7 +76,7 @@ def latent_exemplars(cfg: RunConfig, a: ComparedModel, b: ComparedModel, out: Cr
     if _current(previous, settings, inputs, out.latent_exemplars):
         return previous.summary
     started = time.perf_counter()
-    chosen = select_latents(pd.read_parquet(out.latents), cc_cfg.latent_pages, cc_cfg.seed)
+    chosen = select_latents(read_parquet(out.latents), cc_cfg.latent_pages, cc_cfg.seed)
     latents = [int(j) for j in chosen["latent"]]
     if latents and memo is None:
         memo = _rebuild(cfg, a, b, out, progress)
@@ -105,7 +105,7 @@ def latent_labels(cfg: RunConfig, out: CrosscodeDir, latents: list[int]) -> dict
     if _current(previous, settings, inputs, out.latent_labels):
         return previous.summary
     run = RunDir(cfg.run_path)
-    documents = pd.read_parquet(run.documents) if run.documents.is_file() else None
+    documents = read_parquet(run.documents) if run.documents.is_file() else None
     started = time.perf_counter()
     table, usage = asyncio.run(_label(cfg, out, documents, latents))
     write_parquet(table, out.latent_labels)

@@ -31,7 +31,7 @@ from autointerp.crosscode.model import CrossCoder, save_crosscoder
 from autointerp.crosscode.posthoc import agreement, best_features, disagreements
 from autointerp.data.corpus import corpus_fingerprint
 from autointerp.errors import UserError
-from autointerp.io import file_sha256, read_json
+from autointerp.io import file_sha256, read_json, read_parquet
 from autointerp.progress import console
 from autointerp.provenance import save_resolved_config
 from autointerp.rundir.layout import CrosscodeDir, ModelDir, RunDir
@@ -124,7 +124,7 @@ def crosscode_pair(run_dir: Path, a: ComparedModel, b: ComparedModel, out: Cross
     for m, key in ((a, "a"), (b, "b")):
         best, corr, _ = best_features(enc.codes, m, data, docs, progress)
         table[f"best_{key}"], table[f"corr_{key}"] = best, corr
-    frame = pd.read_parquet(matches) if role == "pair" and matches.is_file() else None
+    frame = read_parquet(matches) if role == "pair" and matches.is_file() else None
     table, agree = agreement(table, frame, cfg.min_corr)
     listed = disagreements(table, enc.codes, data, data.words.texts(docs), cfg.n_disagreements) if agree["available"] else []
     write_parquet(table, out.latents)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
-import json
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +19,7 @@ import numpy as np
 from autointerp.data.local_files import is_hub_repo_dir, looks_like_path, read_local_records
 from autointerp.errors import UserError
 from autointerp.hub import hub_reachable
-from autointerp.io import atomic_path, write_json
+from autointerp.io import atomic_path, parquet_errors, read_json, write_json
 from autointerp.rundir.layout import CORPUS_META_FILE, DOCUMENTS_FILE
 
 
@@ -58,7 +57,7 @@ def entity_source(cfg: CorpusConfig) -> str:
 def saved_entity_source(out_dir: Path) -> str:
     """``entity_source`` of the corpus saved in ``out_dir`` (as its corpus.json records it)."""
     meta = Path(out_dir) / CORPUS_META_FILE
-    saved = json.loads(meta.read_text(encoding="utf-8")).get("config") if meta.is_file() else None
+    saved = read_json(meta).get("config") if meta.is_file() else None
     known = {f.name for f in dataclasses.fields(CorpusConfig)}
     return entity_source(CorpusConfig(**{k: v for k, v in corpus_settings(saved).items() if k in known}))
 
@@ -231,8 +230,9 @@ def load_saved_documents(out_dir: Path) -> list[Document]:
     path = Path(out_dir) / DOCUMENTS_FILE
     if not path.is_file():
         raise UserError(f"no saved corpus at '{path}'; run the corpus stage first")
-    columns = ["doc_id", "text"] + (["entity"] if "entity" in pq.read_schema(path).names else [])
-    table = pq.read_table(path, columns=columns)
+    with parquet_errors(path):
+        columns = ["doc_id", "text"] + (["entity"] if "entity" in pq.read_schema(path).names else [])
+        table = pq.read_table(path, columns=columns)
     ids = table.column("doc_id").to_pylist()
     if "entity" in columns:
         entities = table.column("entity").to_pylist()
@@ -240,7 +240,7 @@ def load_saved_documents(out_dir: Path) -> list[Document]:
         from autointerp.data.factbook import factbook_entity
 
         meta = Path(out_dir) / CORPUS_META_FILE
-        factbook = meta.is_file() and (json.loads(meta.read_text(encoding="utf-8")).get("config") or {}).get("dataset") == "factbook"
+        factbook = meta.is_file() and (read_json(meta).get("config") or {}).get("dataset") == "factbook"
         entities = [factbook_entity(i) if factbook else None for i in ids]
     return [Document(i, t, e) for i, t, e in zip(ids, table.column("text").to_pylist(), entities)]
 

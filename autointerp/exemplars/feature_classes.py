@@ -41,6 +41,7 @@ import numpy as np
 import pandas as pd
 
 from autointerp.exemplars.profile import MAIN_WORDS as TOP_WORDS, MIN_WORD_SHARE, token_word
+from autointerp.io import read_parquet
 
 CLASSES = ("token", "contextual", "topical", "other", "dead")
 TOKEN_ETA2 = 0.5  # word identity explains at least half the variance
@@ -192,7 +193,7 @@ def read_classes(feature_stats: Path) -> dict[int, str]:
     before classes existed)."""
     if not Path(feature_stats).is_file():
         return {}
-    frame = pd.read_parquet(feature_stats)
+    frame = read_parquet(feature_stats)
     if "feature_class" not in frame.columns:
         return {}
     return {int(f): str(c) for f, c in zip(frame["feature"], frame["feature_class"])}

@@ -17,6 +17,7 @@ from autointerp.errors import UserError
 from autointerp.harvest.harvester import load_manifest
 from autointerp.harvest.shards import read_shard
 from autointerp.rundir.layout import ShardPaths
+from autointerp.io import read_parquet
 
 INDEX_COLUMNS = ("doc_id", "token_id", "token", "char_start", "char_end", "context_id")
 
@@ -52,7 +53,7 @@ def read_checked(harvest_dir: Path, shard: dict, d_in: int) -> tuple[torch.Tenso
 def read_index(harvest_dir: Path, shard: dict, columns: list[str]) -> pd.DataFrame:
     """``columns`` of one shard's token index, without its activations (a pass that needs no encoding)."""
     try:
-        return pd.read_parquet(ShardPaths.of(harvest_dir, shard["index"]).index, columns=columns)
+        return read_parquet(ShardPaths.of(harvest_dir, shard["index"]).index, columns=columns)
     except Exception as e:  # missing / truncated file or columns: arrow and OS errors differ
         raise UserError(f"shard {shard['index']} in {harvest_dir} is missing or corrupt ({e}); re-run `autointerp harvest --overwrite`") from e
 

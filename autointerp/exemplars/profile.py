@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from autointerp.io import atomic_path
+from autointerp.io import atomic_path, parquet_errors, read_parquet
 
 KINDS = ("word", "token", "left", "right", "entity")
 TOP_PER_KIND = 10  # rows kept per feature and kind
@@ -181,7 +181,8 @@ def compute_profiles(exemplars: Path | pa.Table, documents: pd.DataFrame | None 
     if isinstance(exemplars, pa.Table):
         table = exemplars.filter(filt).select(cols).sort_by("feature")
     else:
-        table = pq.read_table(exemplars, columns=cols, filters=filt).sort_by("feature")
+        with parquet_errors(exemplars):
+            table = pq.read_table(exemplars, columns=cols, filters=filt).sort_by("feature")
     titles = _entities(documents)
     rows: list[tuple] = []
     data = {c: table.column(c).to_pylist() for c in cols}
@@ -222,4 +223,4 @@ def profiles_from_frame(frame: pd.DataFrame) -> dict[int, LexicalProfile]:
 def read_profiles(path: Path, features: list[int] | None = None) -> dict[int, LexicalProfile]:
     """``lexical_profile.parquet`` as {feature: LexicalProfile} (all features, or only ``features``)."""
     filters = [("feature", "in", [int(f) for f in features])] if features is not None else None
-    return profiles_from_frame(pd.read_parquet(path, filters=filters))
+    return profiles_from_frame(read_parquet(path, filters=filters))

@@ -14,7 +14,7 @@ from autointerp.errors import UserError
 from autointerp.exemplars.feature_classes import RULE_VERSION as CLASS_RULE_VERSION
 from autointerp.exemplars.mine import mine_exemplars
 from autointerp.exemplars.profile import compute_profiles, write_profiles
-from autointerp.io import file_sha256
+from autointerp.io import file_sha256, read_parquet
 from autointerp.progress import console
 from autointerp.provenance import save_resolved_config
 from autointerp.rundir.layout import RunDir
@@ -60,9 +60,7 @@ def exemplars_stage(cfg: RunConfig, entry: ModelEntry, *, overwrite: bool = Fals
 
 def write_lexical_profile(run: RunDir, model) -> None:
     """``<model>/lexical_profile.parquet`` from the training windows just mined (see ``exemplars.profile``)."""
-    import pandas as pd
-
-    documents = pd.read_parquet(run.documents) if run.documents.is_file() else None
+    documents = read_parquet(run.documents) if run.documents.is_file() else None
     write_profiles(compute_profiles(model.exemplars, documents), model.lexical_profile)
 
 

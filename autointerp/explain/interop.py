@@ -32,7 +32,7 @@ from pathlib import Path
 
 from autointerp.errors import UserError
 from autointerp.explain.interop_read import DELPHI_NAME, FORMATS, External, read_external
-from autointerp.io import atomic_path, file_sha256, write_json
+from autointerp.io import atomic_path, file_sha256, parquet_errors, read_parquet, write_json
 from autointerp.rundir.layout import ModelDir
 
 __all__ = ["FORMATS", "RunHook", "export_labels", "import_labels", "read_external", "run_hook"]
@@ -113,7 +113,8 @@ def run_hook(model: ModelDir) -> RunHook:
     if not width and model.feature_stats.is_file():
         import pyarrow.parquet as pq
 
-        width = pq.ParquetFile(model.feature_stats).metadata.num_rows
+        with parquet_errors(model.feature_stats):
+            width = pq.ParquetFile(model.feature_stats).metadata.num_rows
     return RunHook(hook_name=str(hook) if hook else None, layer=int(layer) if layer is not None else None,
                    site=identity.get("site") or ("mlp" if str(hook or "").endswith(".mlp") else "resid"),
                    model_path=(manifest.get("model") or {}).get("path"), sae_format=meta.get("sae_format"),
@@ -237,8 +238,6 @@ def import_labels(model_dir: Path, path: Path, fmt: str | None = None, *, hookpo
                   overwrite: bool = False) -> Imported:
     """Make ``labels.parquet`` from an external source: its usable explanations as ok labels, its failed ones as
     failed rows with the reason (features beyond the SAE's width are a UserError, so is a source with no usable one)."""
-    import pandas as pd
-
     from autointerp.explain.labels import empty_table, merge_rows, read_labels, write_labels, write_meta
     from autointerp.explain.lexical import lexical_label
 
@@ -250,7 +249,7 @@ def import_labels(model_dir: Path, path: Path, fmt: str | None = None, *, hookpo
     ext = read_external(Path(path), fmt, hookpoint)
     if hookpoint is None:
         _check_run_hook(model, ext, Path(path))
-    width = len(pd.read_parquet(model.feature_stats, columns=["feature"]))
+    width = len(read_parquet(model.feature_stats, columns=["feature"]))
     beyond = sorted(f for f in {*ext.labels, *ext.failed} if not 0 <= f < width)
     if beyond:
         raise UserError(f"{path} labels latent(s) {beyond[:5]} but the SAE of {model.slug} has {width}; is it the file for another SAE?")

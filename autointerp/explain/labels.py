@@ -20,7 +20,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from autointerp.io import atomic_path, read_json, write_json
+from autointerp.io import atomic_path, read_json, read_parquet, write_json
 from autointerp.rundir.layout import ModelDir
 
 BASE_COLUMNS = {
@@ -58,7 +58,7 @@ def empty_table() -> pd.DataFrame:
 
 def read_labels(model_dir: Path) -> pd.DataFrame:
     path = ModelDir(Path(model_dir)).labels
-    return pd.read_parquet(path) if path.is_file() else empty_table()
+    return read_parquet(path) if path.is_file() else empty_table()
 
 
 def _arrow_type(column: str, series: pd.Series) -> pa.DataType:
@@ -102,7 +102,7 @@ def write_candidates(model_dir: Path, rows: list[dict]) -> Path:
     path = ModelDir(Path(model_dir)).label_candidates
     new = pd.DataFrame(rows, columns=CANDIDATE_SCHEMA.names)
     if path.is_file():
-        old = pd.read_parquet(path)
+        old = read_parquet(path)
         new = pd.concat([old[~old["feature"].isin(new["feature"])], new], ignore_index=True) if len(new) else old
     new = new.sort_values(["feature", "source", "train_score"], ascending=[True, True, False], kind="stable").reset_index(drop=True)
     for col in ("kept", "restates", "template_copy"):

@@ -25,7 +25,7 @@ from autointerp.explain.labels import empty_table, merge_rows, read_labels, read
 from autointerp.explain.llm.base import LLMClient
 from autointerp.explain.pipeline import explain_features
 from autointerp.explain.prompts import load_template
-from autointerp.io import file_sha256
+from autointerp.io import file_sha256, read_parquet
 from autointerp.progress import console
 from autointerp.rundir.layout import ModelDir, RunDir
 from autointerp.rundir.lock import run_lock
@@ -59,7 +59,7 @@ def select_features(model_dir: Path, cfg: ExplainConfig) -> list[int]:
     have run): labelling both sides of the same pairs lets the label matching be checked against the
     activation matching.
     """
-    stats = pd.read_parquet(ModelDir(model_dir).feature_stats, columns=["feature", "density", "dead", "n_contexts_active"])
+    stats = read_parquet(ModelDir(model_dir).feature_stats, columns=["feature", "density", "dead", "n_contexts_active"])
     live = stats[(~stats["dead"]) & (stats["n_contexts_active"] >= 2)]
     live_ids = {int(f) for f in live["feature"]}
     if cfg.select in ("contextual", "matched"):
@@ -86,7 +86,7 @@ def _pair_matches(run_dir: Path, slug: str) -> tuple[pd.DataFrame, str, str]:
         a, b = pair.names
         if slug not in (a, b) or not pair.matches.is_file():
             continue
-        m = pd.read_parquet(pair.matches)
+        m = read_parquet(pair.matches)
         return m[m["method"].isin(["activation", "both"])], "feature_a" if slug == a else "feature_b", b if slug == a else a
     raise UserError(f"[explain] select labels the best activation-matched pairs, but {run_dir} has no comparison for {slug} yet; run `autointerp compare` first (or set select = \"random\")")
 
@@ -155,7 +155,7 @@ def load_profiles(model_dir: Path, features: list[int]) -> dict:
     model = ModelDir(model_dir)
     if not model.lexical_profile.is_file():
         run = RunDir(model.root.parent)
-        docs = pd.read_parquet(run.documents) if run.documents.is_file() else None
+        docs = read_parquet(run.documents) if run.documents.is_file() else None
         write_profiles(compute_profiles(model.exemplars, docs), model.lexical_profile)
     return read_profiles(model.lexical_profile, features) if features else {}
 

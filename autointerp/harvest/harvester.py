@@ -9,7 +9,6 @@ ranks share the shards (``harvest.ledger``) and the result is file-for-file the 
 
 from __future__ import annotations
 
-import json
 import logging
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -243,4 +242,4 @@ def load_manifest(harvest_dir: Path) -> dict:
     path = Path(harvest_dir) / MANIFEST
     if not path.is_file():
         raise UserError(f"no harvest found in {harvest_dir}; run `autointerp harvest` first")
-    return json.loads(path.read_text())
+    return read_json(path)

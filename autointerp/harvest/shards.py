@@ -14,7 +14,7 @@ import pandas as pd
 import torch
 from safetensors.torch import load_file, save_file
 
-from autointerp.io import atomic_path
+from autointerp.io import atomic_path, read_parquet
 from autointerp.rundir.layout import ShardPaths
 
 ACTIVATIONS_KEY = "activations"
@@ -35,4 +35,4 @@ def write_shard(harvest_dir: Path, index: int, activations: torch.Tensor, rows: 
 
 def read_shard(harvest_dir: Path, index: int) -> tuple[torch.Tensor, pd.DataFrame]:
     paths = ShardPaths.of(harvest_dir, index)
-    return load_file(str(paths.activations))[ACTIVATIONS_KEY], pd.read_parquet(paths.index)
+    return load_file(str(paths.activations))[ACTIVATIONS_KEY], read_parquet(paths.index)

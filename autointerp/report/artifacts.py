@@ -8,7 +8,6 @@ naming the file and the column, because silently reporting nothing would hide a 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -19,6 +18,7 @@ from autointerp.config import RunConfig
 from autointerp.errors import UserError
 from autointerp.explain.names import UNNAMED, FeatureName, feature_names, name_of
 from autointerp.rundir.layout import ModelDir, PairDir, RunDir
+from autointerp.io import read_json, read_parquet
 
 SCORERS = ("simulation", "detection", "fuzzing", "embedding")
 
@@ -154,19 +154,13 @@ class RunInputs:
 def _json(path: Path) -> dict | None:
     if not path.is_file():
         return None
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise UserError(f"{path} is not valid JSON ({exc}); re-run the stage that writes it with --overwrite") from exc
+    return read_json(path)
 
 
 def _parquet(path: Path, required: tuple[str, ...]) -> pd.DataFrame | None:
     if not path.is_file():
         return None
-    try:
-        frame = pd.read_parquet(path)
-    except Exception as exc:
-        raise UserError(f"{path} cannot be read as parquet ({exc}); re-run the stage that writes it with --overwrite") from exc
+    frame = read_parquet(path)
     absent = [c for c in required if c not in frame.columns]
     if absent:
         raise UserError(f"{path} lacks column(s) {', '.join(absent)} required by the artifact contract; "

@@ -19,6 +19,7 @@ import pandas as pd
 from autointerp.exemplars.feature_classes import read_classes
 from autointerp.report.fmt import count, md_table, pct, pct_ci
 from autointerp.rundir.layout import PairDir, RunDir
+from autointerp.io import read_parquet
 
 CLASS_ORDER = ("token", "contextual", "topical", "other")
 
@@ -33,7 +34,7 @@ def _sides(pair: PairDir, slug: str) -> tuple[pd.DataFrame, str] | None:
     side = "feature_a" if stats.get("model_a") == slug else "feature_b" if stats.get("model_b") == slug else None
     if side is None:
         return None
-    m = pd.read_parquet(pair.matches)
+    m = read_parquet(pair.matches)
     return m[m["method"].isin(["activation", "both"])], side
 
 

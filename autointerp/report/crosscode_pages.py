@@ -20,9 +20,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 
-from autointerp.io import read_json
+from autointerp.io import read_json, read_parquet
 from autointerp.report.html_render import document, esc, fmt, href, table
 from autointerp.report.pair_pages import pair_href
 from autointerp.rundir.layout import (
@@ -91,15 +90,15 @@ def load_latent_sets(run_dir: Path) -> list[LatentSet]:
             continue
         ms = mined["summary"]
         chosen = [(int(j), str(g)) for j, g in zip(ms.get("latents", []), ms.get("groups", []))]
-        s = LatentSet(d, rec["summary"], pd.read_parquet(d.latents).set_index("latent", drop=False), chosen, ms.get("group_titles", {}))
-        frame = pq.read_table(d.latent_exemplars).to_pandas()
+        s = LatentSet(d, rec["summary"], read_parquet(d.latents).set_index("latent", drop=False), chosen, ms.get("group_titles", {}))
+        frame = read_parquet(d.latent_exemplars)
         for r in frame.itertuples(index=False):
             w = Window(int(r.feature), str(r.split), str(r.kind), int(r.rank_or_quantile), str(r.doc_id), float(r.max_act), int(r.max_index),
                        tuple(r.tokens), np.asarray(r.acts, np.float32), tuple(int(x) for x in r.char_start), tuple(int(x) for x in r.char_end), r.text)
             s.windows.setdefault(w.feature, []).append(LatentWindow(w, np.asarray(r.read_a, np.float64), np.asarray(r.read_b, np.float64)))
         labels = _complete(d.latent_labels_record)
         if labels is not None and d.latent_labels.is_file():
-            s.labels = pd.read_parquet(d.latent_labels).set_index("feature", drop=False)
+            s.labels = read_parquet(d.latent_labels).set_index("feature", drop=False)
         out.append(s)
     return out
 

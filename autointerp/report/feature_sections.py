@@ -23,6 +23,7 @@ from autointerp.explain.names import UNNAMED
 from autointerp.report.artifacts import ModelInputs
 from autointerp.report.histogram import histogram_svg
 from autointerp.report.html_render import esc, fmt, table
+from autointerp.io import read_parquet
 
 PROFILE_KINDS = ("word", "token", "left", "right", "entity")
 PROFILE_ROWS = 5
@@ -74,7 +75,7 @@ def read_profile(path: Path) -> pd.DataFrame | None:
     path = Path(path)
     if not path.is_file():
         return None
-    frame = pd.read_parquet(path)
+    frame = read_parquet(path)
     return frame if {"feature", "kind", "text", "share", "count"} <= set(frame.columns) else None
 
 
@@ -98,7 +99,7 @@ def read_candidates(path: Path) -> pd.DataFrame | None:
     path = Path(path)
     if not path.is_file():
         return None
-    frame = pd.read_parquet(path)
+    frame = read_parquet(path)
     return frame if {"feature", "candidate", "source", "train_score", "kept"} <= set(frame.columns) else None
 
 

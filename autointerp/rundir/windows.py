@@ -29,6 +29,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from autointerp.errors import UserError
+from autointerp.io import parquet_errors
 
 _KEYS = ["feature", "split", "kind", "rank_or_quantile"]  # small columns that decide which rows are read
 COLUMNS = _KEYS + ["doc_id", "max_act", "max_index", "tokens", "acts", "char_start", "char_end", "text"]
@@ -177,7 +178,8 @@ def _read_rows(path: Path, wanted: list[int], kinds, splits, n_top: int | None, 
     """Row group by row group: decide from the small columns which rows are needed, and read the list
     columns only for row groups holding some (the file is written in feature order, so most are skipped
     when the wanted features are few)."""
-    parquet = pq.ParquetFile(path)
+    with parquet_errors(path):
+        parquet = pq.ParquetFile(path)
     at = parquet.schema_arrow.get_field_index("feature")
     chosen = []
     for group in range(parquet.num_row_groups):
