@@ -215,3 +215,26 @@ def test_run_directory_differences_are_named(tmp_path):
     write_json(tmp_path / "run" / VERSION_FILE, {"version": "0.0.1"})
     (line,) = run_dir_differences(cfg)
     assert "written by autointerp 0.0.1" in line and "--overwrite" in line
+
+
+def test_harvesting_a_second_model_adds_it_to_the_run(tiny_model_dirs, text_corpus, tmp_path):
+    """`harvest --model A` then `harvest --model B` on one run directory: the run has both models (A pinned to the
+    layer it was harvested at), its corpus settings come from the run, and a later stage finds both."""
+    run = tmp_path / "run"
+    a, b = str(tiny_model_dirs["gpt2"]), str(tiny_model_dirs["bert"])
+    first = cli("harvest", "--model", a, "--layer", "1", "--dataset", text_corpus, "--max-tokens", "300", "--run-dir", run)
+    assert first.returncode == 0, first.stderr
+    second = cli("harvest", "--model", b, "--layer", "0", "--run-dir", run)  # no --dataset: the run's corpus
+    assert second.returncode == 0, second.stderr
+    saved = load_config(run / "config.toml")
+    layers = {m.model: saved.harvest_for(m).layer for m in saved.models}
+    assert layers == {a: 1, b: 0}, layers
+    assert saved.corpus.dataset == str(text_corpus)
+    assert all((run / m.slug / "harvest" / "harvest.json").is_file() for m in saved.models)
+    # the first model's harvest is untouched and still the run's: asking for it again at another layer is refused
+    slug_a = next(m.slug for m in saved.models if m.model == a)
+    before = (run / slug_a / "harvest" / "harvest.json").read_bytes()
+    assert_one_line_error(cli("harvest", "--model", a, "--layer", "0", "--run-dir", run), "layer")
+    assert (run / slug_a / "harvest" / "harvest.json").read_bytes() == before
+    after = load_config(run / "config.toml")
+    assert {m.model: after.harvest_for(m).layer for m in after.models} == {a: 1, b: 0}  # the refused command changed nothing

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from autointerp.cli_common import ConfigOpt, NameOpt, RunDirOpt, SaeOpt, apply_overrides, friendly_errors
-from autointerp.config import ModelEntry, load_config
+from autointerp.cli_common import ConfigOpt, NameOpt, RunDirOpt, SaeOpt, apply_overrides, friendly_errors, set_flags
+from autointerp.config import ModelEntry, RunConfig, load_config
+from autointerp.rundir.layout import RunDir
 
 
 @friendly_errors
@@ -40,10 +43,13 @@ def harvest(
 ) -> None:
     """Harvest activations at one layer for one or more models over a shared corpus (resumable); a model with a
     pretrained SAE (`sae = ...` or --sae) is harvested where that SAE reads, unless a layer is set."""
-    cfg = load_config(config)
-    if model:  # the models named here, each keeping the SAE its [[models]] entry gives
-        configured = {key: m.sae for m in cfg.models for key in (m.slug, m.model)}
-        cfg.models = [ModelEntry(m, sae=configured.get(m)) for m in model]
+    cfg, saved = load_config(config), None
+    if config is None:  # a run that already has a config keeps its models: see harvest_models
+        path = RunDir(run_dir if run_dir is not None else Path("runs") / (name or "default")).config
+        saved = load_config(path) if path.is_file() else None
+    selected = None
+    if model:
+        cfg, selected = harvest_models(saved or cfg, model, kept=saved is not None, flags=set_flags(layer=layer, site=site))
     cfg = apply_overrides(
         cfg,
         corpus=dict(dataset=dataset, config_name=dataset_config, split=split, text_field=text_field, min_chars=min_chars, seed=seed),
@@ -53,4 +59,31 @@ def harvest(
     )
     from autointerp.harvest.stage import harvest_all
 
-    harvest_all(cfg, overwrite)
+    harvest_all(cfg, overwrite, [m for m in cfg.models if m.slug in selected] if selected is not None else None)
+
+
+def harvest_models(cfg: RunConfig, model: list[str], *, kept: bool, flags: dict) -> tuple[RunConfig, list[str]]:
+    """``--model`` on ``autointerp harvest``: the models named, each keeping its ``[[models]]`` entry (its SAE, its
+    layer) when configured, and the slugs to harvest.
+
+    ``kept`` (the run directory already has a config): the run's other models stay in it, each pinned to the
+    layer and site it was configured with (a ``--layer`` given now is for the models named now), so harvesting a
+    second model into a run adds it instead of silently dropping the first from the config while its harvest
+    stays on disk. Without a saved config the named models are the run's models."""
+    configured = {key: m for m in cfg.models for key in (m.slug, m.model)}
+    named = [dataclasses.replace(configured[m]) if m in configured else ModelEntry(m) for m in model]
+    for entry in named:
+        for key in flags:  # --layer / --site given now place the named models
+            setattr(entry, key, None)
+    if not kept:
+        cfg.models = named
+        return cfg, [e.slug for e in named]
+    slugs = {e.slug for e in named}
+    others = []
+    for entry in cfg.models:
+        if entry.slug in slugs:
+            continue
+        resolved = cfg.harvest_for(entry)
+        others.append(dataclasses.replace(entry, layer=resolved.layer, site=resolved.site))
+    cfg.models = others + named
+    return cfg, [e.slug for e in named]
