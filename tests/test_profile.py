@@ -14,7 +14,7 @@ import torch
 from autointerp.exemplars.config import ExemplarConfig
 from autointerp.exemplars.mine import mine_exemplars
 from autointerp.exemplars.profile import KINDS, LexicalProfile, compute_profiles, read_profiles, write_profiles
-from autointerp.explain.lexical import lexical_label
+from autointerp.explain.lexical import lexical_label, word_label
 from autointerp.harvest.shards import write_shard
 from autointerp.io import write_json
 from autointerp.rundir.layout import RunDir
@@ -98,3 +98,48 @@ def test_context_and_entity_rows_and_summary():
     spread = LexicalProfile(4, {"word": [("est", 0.3, 9), ("July", 0.2, 5), ("(", 0.1, 4), ("x", 0.01, 1)]})
     assert lexical_label(spread) == 'the words "est", "July", "("'
     assert lexical_label(None) is None and lexical_label(LexicalProfile(5)) is None
+
+
+def test_sentence_position_is_profiled_and_named(tmp_path):
+    """A feature firing on "Note" only where it starts a line is labelled so; one firing on "note" inside
+    sentences is not; the window's first word counts only when the window starts the document."""
+    rng = np.random.default_rng(1)
+    run = RunDir(tmp_path)
+    model = run.model("toy")
+    docs, rows, vecs, pos = {}, [], [], 0
+    for d in range(30):
+        text, pos = "", 0
+        lines = [" ".join(str(rng.choice(VOCAB)) for _ in range(int(rng.integers(4, 9)))) for _ in range(6)]
+        words = []
+        for i, line in enumerate(lines):
+            words += [("\n" if i else "") + "Note"] + [" " + w for w in line.split()] + [" note"] + [" " + str(rng.choice(VOCAB))]
+        for i, piece in enumerate(words):
+            rows.append({"doc_id": f"toy/d{d}", "position": i, "token_id": 0, "token": piece, "char_start": pos,
+                         "char_end": pos + len(piece), "context_id": d, "ctx_pos": i})
+            v = np.zeros(D, np.float32)
+            if piece.strip() == "Note":
+                v[0] = rng.uniform(1.5, 3.0)  # latent 0: "Note" at a line start
+            elif piece.strip() == "note":
+                v[1] = rng.uniform(1.5, 3.0)  # latent 1: "note" inside a line
+            else:
+                v[2 + rng.integers(D - 2)] = rng.uniform(0.5, 2.0)
+            vecs.append(v)
+            text += piece
+            pos += len(piece)
+        docs[f"toy/d{d}"] = text
+    frame = pd.DataFrame(rows).astype({"position": "int64", "token_id": "int64", "char_start": "int64", "char_end": "int64", "context_id": "int64", "ctx_pos": "int32"})
+    write_shard(model.harvest, 0, torch.from_numpy(np.stack(vecs)), frame, {"model": "toy"})
+    write_json(model.manifest, {"complete": True, "d_model": D, "hook_name": "toy", "n_documents": 30, "n_contexts": 30,
+                                "n_shards": 1, "shards": [{"index": 0, "rows": len(frame), "contexts": 30}],
+                                "identity": {"model": "toy", "layer": 0, "site": "resid", "level": "token", "ctx_len": 64}})
+    save_identity_sae(model.sae_dir, D, 1, "toy")
+    mine_exemplars(load_sae(model.sae_dir), model.harvest, docs, model.root,
+                   ExemplarConfig(n_top=6, n_quantiles=4, per_quantile=2, n_random=6, window_before=4, window_after=2), progress=False)
+    write_profiles(compute_profiles(model.exemplars), model.lexical_profile)
+    profiles = read_profiles(model.lexical_profile)
+    line, inside = profiles[0], profiles[1]
+    assert line.top("position", 1)[0][0] == "at the start of a line" and line.top("position", 1)[0][1] >= 0.5
+    assert ', at the start of a line' in lexical_label(line)  # 'the word "Note" (in "Note the", ...), at the start of a line'
+    assert "start of" not in word_label(line)  # the word-only baseline stays word-only
+    assert inside.top("position", 1)[0][0] == "inside a sentence"
+    assert "start of" not in lexical_label(inside)

@@ -32,7 +32,8 @@ import pyarrow.parquet as pq
 
 from autointerp.io import atomic_path, parquet_errors, read_parquet
 
-KINDS = ("word", "token", "left", "right", "entity")
+KINDS = ("word", "token", "left", "right", "entity", "position")
+LINE_START, SENTENCE_START, INSIDE = "at the start of a line", "at the start of a sentence", "inside a sentence"  # "position" rows
 TOP_PER_KIND = 10  # rows kept per feature and kind
 CONTEXT_WORDS = 2  # words of left / right context around the peak word
 MIN_WORD_SHARE = 0.05  # a word below this share of the mass is not one of the feature's main words
@@ -124,7 +125,7 @@ class _Accumulator:
     def rows(self, feature: int) -> list[tuple]:
         out = []
         for kind in KINDS:
-            total = self.peaks if kind in ("left", "right") else sum(self.mass[kind].values())
+            total = self.peaks if kind in ("left", "right", "position") else sum(self.mass[kind].values())
             if total <= 0:
                 continue
             ranked = sorted(self.mass[kind].items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_PER_KIND]
@@ -169,6 +170,23 @@ def _add_window(acc: _Accumulator, tokens, acts, starts, ends, text: str | None,
                 acc.add("left", " ".join(text[spans[max(first, k - CONTEXT_WORDS)][0]:spans[k - 1][1]].split()), 1.0)
             if k + 1 < last:
                 acc.add("right", " ".join(text[spans[k + 1][0]:spans[min(last, k + 1 + CONTEXT_WORDS) - 1][1]].split()), 1.0)
+            position = _position(text, spans, k, at_document_start=base == 0)
+            if position is not None:
+                acc.add("position", position, 1.0)
+
+
+def _position(text: str, spans: list[tuple[int, int]], k: int, at_document_start: bool) -> str | None:
+    """Where word ``k`` of the window sits: ``LINE_START`` (after a line break, or the document's first word),
+    ``SENTENCE_START`` (a capitalised word after ". ! ?"), else ``INSIDE``; None for the window's first word
+    when the window does not start the document (what precedes it is not shown)."""
+    if k == 0:
+        return LINE_START if at_document_start and not text[:spans[0][0]].strip() else None
+    if "\n" in text[spans[k - 1][1]:spans[k][0]]:
+        return LINE_START
+    previous, word = text[spans[k - 1][0]:spans[k - 1][1]], text[spans[k][0]:spans[k][1]]
+    if previous[-1:] in (".", "!", "?") and word[:1].isupper():
+        return SENTENCE_START
+    return INSIDE
 
 
 def compute_profiles(exemplars: Path | pa.Table, documents: pd.DataFrame | None = None, features: list[int] | None = None) -> pd.DataFrame:

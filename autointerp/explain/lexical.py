@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 
-from autointerp.exemplars.profile import MAIN_WORDS, MIN_WORD_SHARE, LexicalProfile
+from autointerp.exemplars.profile import INSIDE, MAIN_WORDS, MIN_WORD_SHARE, LexicalProfile
 
 DOMINANT_SHARE = 0.5  # one word carrying at least this share of the activation mass makes a "the word" label
 MIN_CONTEXT_SHARE = 0.15  # a context phrase must occur around this share of peaks to be quoted
@@ -43,8 +43,9 @@ def lexical_label(profile: LexicalProfile | None) -> str | None:
     """A deterministic label from the profile; None when the feature has no profile (never fired in training).
 
     One dominant word: ``the word "per" (in "per 100", "per capita")``; otherwise its main words and the
-    most frequent context: ``the words "est", "July", "(" (in "(2023 est")``; a feature that mostly fires
-    in one document entity says so: ``... mostly in Nigeria``.
+    most frequent context: ``the words "est", "July", "(" (in "(2023 est")``; a feature whose peaks mostly sit
+    at the start of a line or sentence says so (``..., at the start of a line``), and one that mostly fires in
+    one document entity too: ``... mostly in Nigeria``.
     """
     if profile is None:
         return None
@@ -64,6 +65,9 @@ def lexical_label(profile: LexicalProfile | None) -> str | None:
         contexts = _contexts(profile, head, 1)
     if contexts:
         label += " (in " + ", ".join(f'"{c}"' for c in contexts) + ")"
+    position = profile.top("position", 1)
+    if position and position[0][0] != INSIDE and position[0][1] >= DOMINANT_SHARE:
+        label += f", {position[0][0]}"
     entity = profile.top("entity", 1)
     if entity and entity[0][1] >= DOMINANT_SHARE:
         label += f", mostly in {entity[0][0]}"
