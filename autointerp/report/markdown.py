@@ -30,6 +30,8 @@ from autointerp.report.matches import (
 from autointerp.report.overview import metrics_section, setup_section
 from autointerp.report.plots import Plot
 from autointerp.report.class_sharing import class_section
+from autointerp.report.matrix import matrix_section, sharing_matrix
+from autointerp.report.universal import universal_of, universal_section
 from autointerp.report.shared_sections import alone_section, beyond_words_section
 from autointerp.report.verdict import calibration_details, verdict_markdown
 from autointerp.rundir.layout import PAIR_PAGES_DIR, pair_page_name
@@ -56,6 +58,7 @@ def build_markdown(run: RunInputs, cfg: ReportConfig, plots: dict[str, list[Plot
         out += [sweep_line(run.sweep, {m.slug: m.layer for m in run.models}), ""]
     elif run.pairs:
         out += ["## The verdict", "", "_No verdict yet: run `autointerp compare` (and `autointerp controls` for the ceiling and floor)._", ""]
+    out += matrix_section(sharing_matrix(run), next((x.path for x in plots.get("run", []) if Path(x.path).name.startswith("sharing_matrix")), None))
 
     def window(model: str, f: int) -> Window | None:
         return exemplars.get((model, f))
@@ -72,6 +75,7 @@ def build_markdown(run: RunInputs, cfg: ReportConfig, plots: dict[str, list[Plot
         out += ["## What one model has alone", ""]
         for p in compared:
             out += alone_section(p, window, link, cfg.exemplar_chars)
+    out += universal_section(universal_of(run), run, window, link, cfg.exemplar_chars)
     out += class_section(run.run_dir, [m.slug for m in run.models])
     missing = [x for x in run.missing] + [x for m in run.models for x in m.missing] + [x for p in run.pairs for x in p.missing]
     if missing:

@@ -13,6 +13,7 @@ import numpy as np
 
 from autointerp.io import atomic_path
 from autointerp.report.artifacts import PairInputs, RunInputs
+from autointerp.report.matrix import sharing_matrix
 from autointerp.rundir.layout import PLOTS_DIR
 
 
@@ -174,9 +175,34 @@ def score_plot(run: RunInputs, out_dir: Path) -> Plot | None:
     return _save(fig, out_dir, "label_scores.png", "Label scores: LLM vs lexical vs shuffled labels (and the final label)")
 
 
+def matrix_plot(matrix: dict | None, out_dir: Path) -> Plot | None:
+    """Heatmaps of the shared and beyond-words shares (diagonal: ceiling), the values written in the cells."""
+    if not matrix:
+        return None
+    plt = _pyplot()
+    slugs = matrix["models"]
+    n = len(slugs)
+    fig, axes = plt.subplots(1, 2, figsize=(4.2 * 2 + 1.5, 0.7 * n + 2.2))
+    for ax, measure in zip(axes, ("shared", "beyond_words")):
+        values = np.array([[c["value"] if c else np.nan for c in row] for row in matrix["cells"][measure]], float)
+        image = ax.imshow(values * 100, cmap="viridis", vmin=0)
+        for i in range(n):
+            for j in range(n):
+                if np.isfinite(values[i, j]):
+                    ax.text(j, i, f"{100 * values[i, j]:.1f}", ha="center", va="center", color="white" if values[i, j] < np.nanmax(values) / 2 else "black", fontsize=8)
+        ax.set_xticks(range(n), slugs, rotation=30, ha="right", fontsize=8)
+        ax.set_yticks(range(n), slugs, fontsize=8)
+        ax.set_title(f"{measure.replace('_', ' ')} (% of row model; diagonal: ceiling)", fontsize=9)
+        fig.colorbar(image, ax=ax, shrink=0.8)
+    fig.tight_layout()
+    return _save(fig, out_dir, "sharing_matrix.png", "Sharing matrix")
+
+
+
 def all_plots(run: RunInputs, out_dir: Path) -> dict[str, list[Plot]]:
     """Every figure, grouped by where the report shows it: 'run' or a pair key."""
-    out: dict[str, list[Plot]] = {"run": [x for x in (density_plot(run, out_dir), score_plot(run, out_dir)) if x]}
+    out: dict[str, list[Plot]] = {"run": [x for x in (density_plot(run, out_dir), score_plot(run, out_dir),
+                                                      matrix_plot(sharing_matrix(run), out_dir)) if x]}
     for p in run.pairs:
         out[p.key] = [x for x in (null_plot(p, out_dir), similarity_scatter(p, out_dir), domain_plot(p, out_dir)) if x]
     return out

@@ -25,6 +25,9 @@ from autointerp.report.pages import page_link, shown_windows, write_pages
 from autointerp.report.plots import all_plots
 from autointerp.report.selection import page_features
 from autointerp.report.class_sharing import class_sharing
+from autointerp.report.matrix import matrix_console, sharing_matrix
+from autointerp.report.universal import MAX_ROWS as UNIVERSAL_ROWS
+from autointerp.report.universal import universal_of
 from autointerp.report.shared_sections import listed
 from autointerp.report.summary import summary_table
 from autointerp.report.verdict import verdict_console, verdict_of
@@ -98,6 +101,10 @@ def report_stage(cfg: RunConfig, out_dir: Path | None = None, *, overwrite: bool
     classes = {m.slug: frame.astype(object).where(frame.notna(), None).to_dict(orient="records")
                for m in run.models if (frame := class_sharing(run.run_dir, m.slug)) is not None}
     extra |= {"classes": classes} if classes else {}  # per model and class: count, shared / beyond-words in pair, ceiling, floor
+    matrix = sharing_matrix(run)
+    extra |= {"matrix": matrix} if matrix else {}  # three or more models: the verdict columns of every pair
+    universal = universal_of(run)
+    extra |= {"universal": universal} if universal else {}  # three or more models: the features every model has
     StageRecord("report", settings, inputs, summary=summary, extra=extra).save(where.record)
     return ReportOutcome(where.markdown, pages_index, plot_paths, pages.counts if pages else {}, False, run)
 
@@ -113,6 +120,9 @@ def _load_windows(run: RunInputs, rcfg: ReportConfig) -> dict[str, dict[int, lis
             wanted[p.b] |= {int(f) for f in best["feature_b"]}
         for model, features in listed(p)[0].items():  # the beyond-words and alone sections' windows
             wanted[model] |= set(features)
+    for chain in (universal_of(run) or {}).get("chains", [])[:UNIVERSAL_ROWS]:  # the universal features' windows
+        for model, f in chain["features"].items():
+            wanted.setdefault(model, set()).add(int(f))
     if rcfg.pages:
         for model, features in page_features(run, rcfg).items():
             wanted[model] |= set(features)
@@ -152,6 +162,8 @@ def write_report(cfg: RunConfig, out: Path | None, overwrite: bool) -> None:
     for table in verdict_console(outcome.run):
         console.print(table)
     console.print(summary_table(outcome.run))
+    if (matrix := matrix_console(sharing_matrix(outcome.run))) is not None:
+        console.print(matrix)
     state = "unchanged (inputs and settings as before)" if outcome.skipped else "written"
     console.print(f"report {state}: [bold]{outcome.report}[/]", highlight=False, soft_wrap=True)
     if outcome.pages_index is not None:

@@ -1,0 +1,122 @@
+"""The sharing matrix of a run with three or more models (issue 27): the verdict's columns for every pair at once.
+
+Why: with N models a reader gets N(N-1)/2 verdicts; the question "which models share what" is a matrix. Cell
+(row i, column j) holds model i's share of features shared with model j (above the pair's null), the share
+shared beyond word identity, and the pair's linear CKA, each with its 95% document-bootstrap interval and the
+verdict's call (``compare.verdict``: above_floor / at_ceiling / between / not_above_floor). The diagonal holds
+each model's same-model ceiling (a second SAE seed); the floor row each model's random-weights floor, the
+largest (most conservative) floor among its pairs. Everything is read from the pairs' calibration.json
+(``verdict``): nothing is recomputed here.
+"""
+
+from __future__ import annotations
+
+
+
+from autointerp.report.artifacts import RunInputs
+from autointerp.report.fmt import md_table
+
+MEASURES = {"shared": "shared", "beyond_words": "beyond_words", "cka": "cka"}  # matrix measure -> verdict column stem
+TITLES = {"shared": "shared features (share of the row model's live features)",
+          "beyond_words": "shared beyond word identity (share of the row model's live features)",
+          "cka": "linear CKA of the raw activations (symmetric)"}
+MIN_MODELS = 3
+
+
+def _column(verdict: dict, stem: str, slug: str) -> dict | None:
+    """The verdict column of ``stem`` for model ``slug`` (``shared_a`` / ``beyond_words_b`` / ``cka``)."""
+    cols = verdict.get("columns") or {}
+    if stem in cols:
+        return cols[stem]
+    return next((c for key, c in cols.items() if key.startswith(stem + "_") and c.get("model") == slug), None)
+
+
+def _cell(col: dict | None) -> dict | None:
+    if not col or col.get("value") is None:
+        return None
+    return {"value": col["value"], "ci": col.get("ci"), "call": col.get("call")}
+
+
+def sharing_matrix(run: RunInputs) -> dict | None:
+    """{"models": [...], "cells": {measure: [[cell | None]]}, "floor": {measure: [cell | None]}} for a run of
+    ``MIN_MODELS`` or more models; None for fewer (the pair verdict says it all)."""
+    slugs = [m.slug for m in run.models]
+    if len(slugs) < MIN_MODELS:
+        return None
+    index = {s: i for i, s in enumerate(slugs)}
+    n = len(slugs)
+    cells = {m: [[None] * n for _ in range(n)] for m in MEASURES}
+    floor: dict[str, list] = {m: [None] * n for m in MEASURES}
+    for p in run.pairs:
+        verdict = ((p.stats or {}).get("calibration") or {}).get("verdict")
+        if not verdict or p.a not in index or p.b not in index:
+            continue
+        for measure, stem in MEASURES.items():
+            for row, other in ((p.a, p.b), (p.b, p.a)):
+                col = _column(verdict, stem, row)
+                i, j = index[row], index[other]
+                cells[measure][i][j] = _cell(col)
+                if col is None:
+                    continue
+                ceiling = (col.get("ceiling") or {}).get(row)
+                if ceiling and ceiling.get("value") is not None and cells[measure][i][i] is None:
+                    cells[measure][i][i] = {"value": ceiling["value"], "ci": ceiling.get("ci"), "call": "ceiling"}
+                f = col.get("floor")
+                if f and f.get("value") is not None and (floor[measure][i] is None or f["value"] > floor[measure][i]["value"]):
+                    floor[measure][i] = {"value": f["value"], "ci": f.get("ci"), "call": "floor"}
+    if not any(c for rows in cells["shared"] for c in rows):
+        return None
+    return {"models": slugs, "cells": cells, "floor": floor}
+
+
+def _fmt(cell: dict | None, pct: bool) -> str:
+    if not cell:
+        return "n/a"
+    f = (lambda v: f"{100 * v:.1f}") if pct else (lambda v: f"{v:.3f}")
+    ci = cell.get("ci")
+    text = f(cell["value"]) + (f" [{f(ci[0])}, {f(ci[1])}]" if ci else "")
+    call = cell.get("call")
+    return text + (f" ({call})" if call and call not in ("ceiling", "floor") else "")
+
+
+def matrix_section(matrix: dict | None, plot: str | None = None) -> list[str]:
+    """report.md's "Sharing matrix" section (empty for a two-model run)."""
+    if not matrix:
+        return []
+    slugs = matrix["models"]
+    out = ["## Sharing matrix", "",
+           f"{len(slugs)} models, every pair compared. Row model i, column model j: the share of i's live features "
+           "matched one-to-one with a feature of j above the pair's null (percent), with its 95% document-bootstrap "
+           "interval and the verdict's call against the random-weights floor and the same-model ceiling. The diagonal "
+           "is the model's same-model ceiling (a second SAE seed); the last row its random-weights floor (the largest "
+           "among its pairs). A cell says more than word identity only where the beyond-words table clears the floor.", ""]
+    for measure, title in TITLES.items():
+        pct = measure != "cka"
+        rows = [[f"`{s}`"] + [_fmt(c, pct) for c in matrix["cells"][measure][i]] for i, s in enumerate(slugs)]
+        rows.append(["floor (random weights)"] + [_fmt(c, pct) for c in matrix["floor"][measure]])
+        out += [f"**{title}**", "", md_table(["row \\ column"] + [f"`{s}`" for s in slugs], rows), ""]
+    if plot:
+        out += [f"![Sharing matrix]({plot})", ""]
+    return out
+
+
+def matrix_console(matrix: dict | None):
+    """A rich table of the shared and beyond-words shares (the console summary of a many-model run)."""
+    from rich.table import Table
+
+    if not matrix:
+        return None
+    table = Table(title="sharing matrix: % of the row model's features shared / beyond words (diagonal: ceiling)")
+    table.add_column("row \\ column")
+    for s in matrix["models"]:
+        table.add_column(s, justify="right")
+    for i, s in enumerate(matrix["models"]):
+        cells = []
+        for j in range(len(matrix["models"])):
+            a, b = matrix["cells"]["shared"][i][j], matrix["cells"]["beyond_words"][i][j]
+            cells.append(f"{100 * a['value']:.1f} / {100 * b['value']:.1f}" if a and b else "n/a")
+        table.add_row(s, *cells)
+    floor = [f"{100 * a['value']:.1f} / {100 * b['value']:.1f}" if a and b else "n/a"
+             for a, b in zip(matrix["floor"]["shared"], matrix["floor"]["beyond_words"])]
+    table.add_row("floor", *floor)
+    return table
