@@ -11,8 +11,6 @@ largest (most conservative) floor among its pairs. Everything is read from the p
 
 from __future__ import annotations
 
-
-
 from autointerp.report.artifacts import RunInputs
 from autointerp.report.fmt import md_table
 
