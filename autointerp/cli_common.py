@@ -63,6 +63,10 @@ def _disk_full_errno(exc: BaseException) -> int | None:
     return None
 
 
+STAGE_COMMANDS = {"harvest": "harvest", "train": "train", "exemplars": "exemplars", "explain": "explain", "score": "score",
+                  "compare": "compare", "controls": "controls", "crosscode": "crosscode", "sweep": "sweep", "report": "report"}  # command -> stage
+
+
 def friendly_errors(func):
     """Turn UserError into one red line + exit 2, and Ctrl-C into a clean stop (exit 130)."""
 
@@ -70,6 +74,11 @@ def friendly_errors(func):
     def wrapper(*args, **kwargs):
         setup_logging()
         try:
+            if func.__name__ in STAGE_COMMANDS:  # measured like a stage of `autointerp run` (rundir.stage_cost)
+                from autointerp.rundir.stage_cost import command_cost
+
+                with command_cost(STAGE_COMMANDS[func.__name__]):
+                    return func(*args, **kwargs)
             return func(*args, **kwargs)
         except UserError as exc:
             console.print(f"[bold red]error:[/] {escape(exc.message)}", highlight=False, soft_wrap=True)
@@ -135,6 +144,9 @@ def apply_overrides(cfg: RunConfig, corpus: dict, harvest: dict, top: dict, *, s
     for key, value in set_flags(**top).items():
         setattr(cfg, key, value)
     cfg.validate()
+    from autointerp.rundir.stage_cost import note_run
+
+    note_run(cfg.run_path)  # a stage command's cost goes to this run's ledger
     given = apply_sae_flags(cfg, sae, model)
     explicit = set_flags(layer=harvest.get("layer"), site=harvest.get("site"))
     for entry in cfg.models:

@@ -17,7 +17,7 @@ from autointerp.config import ModelEntry, RunConfig
 from autointerp.controls.stage import controls_all
 from autointerp.explain.labels import read_meta, write_meta
 from autointerp.harvest.stage import harvest_all
-from autointerp.io import read_json
+from autointerp.io import read_json, write_json
 from autointerp.report.stage import report_all
 from autointerp.rundir.cost import measure
 from autointerp.rundir.cost_table import cost_rows
@@ -222,3 +222,26 @@ def test_report_shows_the_run_cost_and_report_json_has_it(tmp_path):
     assert again["stages"][0]["wall_s"] == ledger["stages"][0]["wall_s"]
     assert load_ledger(run.root) == again
     assert read_json(run.report.record) == record  # the report was up to date: not rewritten
+
+
+def test_a_stage_command_records_its_cost_and_keeps_the_other_stages(tiny_model_dirs, text_corpus, tmp_path):
+    """`autointerp harvest` on its own is measured like a stage of `autointerp run`: cost.json gets its entry (the
+    report's, written before, stays), the manifest its part; a reused harvest keeps the ledger as it was."""
+    from test_cli import cli
+
+    run = tmp_path / "run"
+    args = ["--model", tiny_model_dirs["gpt2"], "--layer", "1", "--dataset", text_corpus, "--max-tokens", "300", "--run-dir", run]
+    run.mkdir()
+    write_json(RunDir(run).cost, {"stages": [{"stage": "report", "ran": True, "wall_s": 1.0, "cpu_s": 1.0, "peak_rss_mb": 10.0}], "total": {}})
+    assert cli("harvest", *args).returncode == 0
+    ledger = read_json(RunDir(run).cost)
+    stages = {s["stage"]: s for s in ledger["stages"]}
+    assert set(stages) == {"report", "harvest"} and stages["report"]["wall_s"] == 1.0
+    harvest = stages["harvest"]
+    assert harvest["ran"] and harvest["wall_s"] > 0 and harvest["peak_rss_mb"] > 0
+    [(part, cost)] = harvest["parts"].items()
+    manifest = read_json(next(run.glob("*/harvest/harvest.json")))
+    assert part.endswith("/harvest") and cost["wall_s"] == manifest["cost"]["wall_s"]
+    assert ledger["total"]["wall_s"] >= harvest["wall_s"] + 1.0
+    assert cli("harvest", *args).returncode == 0  # nothing to do: the ledger is left as it was
+    assert read_json(RunDir(run).cost) == ledger

@@ -18,9 +18,10 @@ stage or part that wrote none reused its outputs: the ledger keeps the cost it h
 Stages are in the order the last run finished them; a stage appearing twice in one run (compare, before
 and after explain) is one entry, the two added, placed where it last finished. The total adds the stages'
 times and takes their largest peaks, reused stages at their recorded cost. A stage that neither ran nor
-has a recorded cost (off, or reused from before costs were recorded) has no entry. Only ``autointerp run``
-measures (from after the stage's module is imported); a stage run by its own command leaves the ledger as
-it was and writes its record without a cost.
+has a recorded cost (off, or reused from before costs were recorded) has no entry. ``autointerp run`` measures
+from after each stage's module is imported. A stage run by its own command (``autointerp compare``, ...) is
+measured the same way from the command's start (``command_cost``): its entry replaces the stage's in cost.json
+and its records carry their cost; the other stages' entries stay as they were.
 """
 
 from __future__ import annotations
@@ -35,18 +36,31 @@ from autointerp.io import on_write, read_json, write_json
 from autointerp.rundir.cost import Measurement, combine
 from autointerp.rundir.layout import STAGE_RECORDS, RunDir
 
-_ACTIVE: _StageMeter | None = None  # the stage `autointerp run` is measuring now
+_ACTIVE: _StageMeter | None = None  # the stage `autointerp run` (or a stage command) is measuring now
+_RUN_ROOT: Path | None = None  # the run directory the running command resolved (``note_run``)
+
+
+def note_run(root: Path | str | None) -> None:
+    """The run directory the command works on (set where every command's config is resolved), so a stage
+    command's cost goes to that run's ledger."""
+    global _RUN_ROOT
+    _RUN_ROOT = Path(root) if root is not None else None
 
 
 class _StageMeter:
     """One stage's segments, summed per part (the directory of the record each segment ended with)."""
 
-    def __init__(self, root: Path) -> None:
-        self.root = os.path.abspath(root)
+    def __init__(self, root: Path | None) -> None:
+        self._root = os.path.abspath(root) if root is not None else None
         self.parts: dict[str, dict] = {}
         self.lock = threading.Lock()  # records are also written from worker threads (harvest shards)
         self.segment = Measurement().start()
         self.charged: str | None = None  # the record charged just before its write (its cost is in it)
+
+    @property
+    def root(self) -> str:
+        """The run directory (a stage command's is known once its config is resolved: ``note_run``)."""
+        return self._root or os.path.abspath(_RUN_ROOT or ".")
 
     def part(self, record: Path) -> str:
         folder = os.path.abspath(Path(record).parent)
@@ -146,3 +160,29 @@ class RunCost:
         stages = [_entry(name, measured, parts, self.before.get(name)) for name, (measured, parts) in self.now.items()]
         stages += [_reused(old) for name, old in self.before.items() if name not in self.now]
         return with_totals([s for s in stages if s is not None])
+
+
+@contextlib.contextmanager
+def command_cost(name: str) -> Iterator[None]:
+    """Measure a single-stage command (``name``: its stage) like a stage of ``autointerp run``: its records carry
+    their part's cost and, when it did work, its entry in the run's cost.json is replaced (other stages kept as
+    they are). A command that fails, or resolves no run directory, leaves the ledger untouched."""
+    global _ACTIVE
+    note_run(None)
+    whole = Measurement().start()
+    meter = _ACTIVE = _StageMeter(None)
+    stop_watching = on_write(meter.written)
+    ok = False
+    try:
+        yield
+        ok = True
+    finally:
+        stop_watching()
+        _ACTIVE = None
+        meter.close()
+        measured = whole.stop()
+        if ok and _RUN_ROOT is not None and meter.parts and RunDir(_RUN_ROOT).root.is_dir():
+            old = load_ledger(_RUN_ROOT)["stages"]
+            entry = _entry(name, measured, meter.parts, next((x for x in old if x.get("stage") == name), None))
+            stages = [entry if x.get("stage") == name else x for x in old] + ([] if any(x.get("stage") == name for x in old) else [entry])
+            write_json(RunDir(_RUN_ROOT).cost, with_totals(stages))
