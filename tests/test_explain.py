@@ -15,7 +15,8 @@ import pytest
 from autointerp.config import ModelEntry, RunConfig
 from autointerp.errors import UserError
 from autointerp.explain.config import ExplainConfig
-from autointerp.explain.explainer import build_prompt, format_example, parse_label
+from autointerp.explain.candidates import render
+from autointerp.explain.explainer import format_example, parse_label
 from autointerp.explain.prompts import REQUIRED, load_template
 from autointerp.rundir.layout import ModelDir
 from autointerp.rundir.windows import Window, load_windows
@@ -55,9 +56,9 @@ def test_explainer_marks_firing_tokens_with_0_10_strengths(tmp_path):
     assert format_example(w, feature_max=2.0) == "the capital is <<Paris>>(10) and <<Lyon>>(5)"
     run = make_run(tmp_path)
     windows = load_windows(run / "gemma-3-270m" / "exemplars.parquet", [0])[0]
-    prompt = build_prompt(load_template("explainer"), windows, ExplainConfig(n_top=3, n_quantile=0))
+    prompt = render(load_template("explainer"), windows, ExplainConfig(n_top=3, n_quantile=0), profile=None)[0]
     block = prompt.rsplit("Neuron C fires", 1)[1]
-    assert block.count("\n") == 5 and "<<volcano>>(10)" in block and prompt.rstrip().endswith("Neuron C detects:")
+    assert block.count("\n") == 4 and "<<volcano>>(10)" in block and prompt.endswith("Neuron C detects:")  # the label slot ends it
     assert all("<<" in line for line in block.splitlines()[1:4])  # only train windows, each with a mark
     assert "test" not in block and "eruption lasted three days" not in block  # held-out windows never shown
 

@@ -14,7 +14,8 @@ from autointerp.explain.llm.base import Completion, LLMClient, TokenLogprob, Usa
 from autointerp.eval.pipeline import baseline_labels
 from autointerp.eval.config import ScoreConfig
 from autointerp.eval.scorers import make_scorer
-from autointerp.eval.scorers.base import answer_probability, auroc, balanced_accuracy, pearson
+from autointerp.eval.scorers.base import answer_probability, balanced_accuracy, pearson
+from autointerp.explain.select import auroc
 from autointerp.eval.scorers.simulation import build_block, expected_digit
 from autointerp.rundir.windows import load_windows
 from explain_helpers import FEATURES, make_run

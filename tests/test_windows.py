@@ -18,7 +18,7 @@ from autointerp.eval.scorers import make_scorer
 from autointerp.eval.scorers.simulation import build_block
 from autointerp.exemplars.mine import EXEMPLAR_SCHEMA
 from autointerp.explain.config import ExplainConfig
-from autointerp.explain.explainer import build_prompt
+from autointerp.explain.candidates import render
 from autointerp.explain.prompts import load_template
 from autointerp.rundir.windows import load_windows
 
@@ -100,13 +100,15 @@ SPANS = [("The", 7, 10), ("▁Vol", 11, 14), ("##cano", 14, 18), (" erupted", 18
          ("  lava", 27, 33), ("\n\n", 33, 35), ("flowed", 35, 41), (" into", 41, 46), (" the", 46, 50), (" sea", 50, 54), (".", 54, 55)]
 ACTS = [0, 0.5, 2.0, 1.0, 0, 0, 3.0, 0, 0.2, 0, 0, 1.5, 0]
 GOLDEN_PROMPT = (
-    "Neuron A fires on the words marked <<like this>>, with strength 0-10:\nthe capital is <<Paris>>(10) and the largest city is <<Lyon>>(6)\n"
-    "exports go to <<Berlin>>(8), Madrid and Rome\nNeuron A detects: names of European cities\n\n"
-    "Neuron B fires on the words marked <<like this>>, with strength 0-10:\ngrew by <<3.5%>>(10) in 2019\ninflation of <<12%>>(7) last year\n"
-    "Neuron B detects: percentages in economic statistics\n\n"
+    "Each neuron below fires on the words marked <<like this>>, with its strength 0-10 after the mark. What it detects is said "
+    "in a few words of our own, not copied from the text.\n\n"
+    "Neuron A fires on the words marked <<like this>>, with strength 0-10:\nshe broke her <<left arm>>(10) in the fall\n"
+    "pain in the <<knee>>(7) and lower back\nNeuron A detects: body parts\n\n"
+    "Neuron B fires on the words marked <<like this>>, with strength 0-10:\n<<however>>(10), the plan was dropped\n"
+    "the rain stopped, <<but>>(9) the roads stayed closed\nNeuron B detects: contrast words\n\n"
     "Neuron C fires on the words marked <<like this>>, with strength 0-10:\nThe <<Volcano erupted>>(7),</s> <<lava>>(10) <<flowed>>(1)\n"
     "<<Vol>>(4)cano erupted<<,</s> lava>>(5) flowed <<into>>(8) the <<sea>>(1)\n<<The Vol>>(2)cano erupted<<,>>(3)</s> lava\n"
-    "erupted,</s> lava <<>>(1)flowed into the <<sea>>(1).\nNeuron C detects:\n"
+    "erupted,</s> lava <<>>(1)flowed into the <<sea>>(1).\nNeuron C detects:"
 )
 GOLDEN_SIMULATION = ("The\t0\nVol\t0\ncano\t0\nerupted\t0\n\nVol\t0\ncano\t0\nerupted\t0\n,\t0\n</s>\t0\nlava\t0\n_\t0\nflowed\t0\n\n"
                      "The\t0\nVol\t0\n\nThe\t0\nVol\t0\n")
@@ -128,7 +130,7 @@ def test_prompts_from_a_fixed_window_are_unchanged(tmp_path):
             _row("test", "random", 0, 0.0, 0), _row("test", "random", 1, 0.0, 6)]
     pq.write_table(pa.Table.from_pylist(rows, schema=EXEMPLAR_SCHEMA), tmp_path / "exemplars.parquet")
     windows = load_windows(tmp_path / "exemplars.parquet", [7])[7]
-    assert build_prompt(load_template("explainer"), windows, ExplainConfig()) == GOLDEN_PROMPT
+    assert render(load_template("explainer"), windows, ExplainConfig(), profile=None)[0] == GOLDEN_PROMPT
     settings = ScoreConfig()
     assert build_block(make_scorer("simulation", settings).scoring_set(windows))[0] == GOLDEN_SIMULATION
     for name, golden in (("detection", GOLDEN_DETECTION), ("fuzzing", GOLDEN_FUZZING)):

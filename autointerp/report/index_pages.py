@@ -17,7 +17,7 @@ from autointerp.report.feature_sections import name_html
 from autointerp.report.html_render import document, esc, fmt, href, table
 from autointerp.report.pair_pages import pair_href
 from autointerp.report.verdict import verdict_html
-from autointerp.rundir.layout import INDEX_VIEWS, PAGES_INDEX, feature_page_name
+from autointerp.rundir.layout import INDEX_VIEWS, PAGES_INDEX
 
 FeatureLink = Callable[[str, int], str]  # (model, feature) -> HTML: a link from the index level, or plain text
 
@@ -97,7 +97,3 @@ def label_score_view(run: RunInputs, chosen: dict[str, list[int]], link: Feature
 
 def _back() -> str:
     return f"<p><a href=\"{esc(href(PAGES_INDEX))}\">← all features</a></p>"
-
-
-def feature_href_from_index(model: str, feature: int) -> str:
-    return href(model, feature_page_name(feature))

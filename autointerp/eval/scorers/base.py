@@ -31,7 +31,6 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.stats import rankdata
 
 from autointerp.eval.config import ScoreConfig
 from autointerp.exemplars.kinds import ACTIVATING_KINDS, HARD_NEGATIVE
@@ -148,17 +147,6 @@ def _spread(items: list, n: int) -> list:
         return []
     idx = np.unique(np.linspace(0, len(items) - 1, n).round().astype(int))
     return [items[i] for i in idx]
-
-
-def auroc(labels: list[bool] | np.ndarray, scores: list[float] | np.ndarray) -> float:
-    """Area under the ROC curve (Mann-Whitney U with average ranks for ties); NaN with one class."""
-    y = np.asarray(labels, dtype=bool)
-    s = np.asarray(scores, dtype=np.float64)
-    n_pos, n_neg = int(y.sum()), int((~y).sum())
-    if n_pos == 0 or n_neg == 0:
-        return math.nan
-    ranks = rankdata(s)
-    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
 def balanced_accuracy(labels: list[bool] | np.ndarray, predicted: list[bool] | np.ndarray) -> float:

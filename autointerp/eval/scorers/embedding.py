@@ -11,7 +11,8 @@ import math
 import numpy as np
 
 from autointerp.explain.llm.base import LLMClient
-from autointerp.eval.scorers.base import ScoreResult, Scorer, against_hard, auroc, document_text
+from autointerp.eval.scorers.base import ScoreResult, Scorer, against_hard, document_text
+from autointerp.explain.select import auroc
 from autointerp.explain.format import split_windows
 from autointerp.rundir.windows import Window
 
