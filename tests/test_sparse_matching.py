@@ -267,3 +267,25 @@ def test_compare_stage_refuses_a_width_over_budget_before_encoding(tmp_path, mon
     monkeypatch.setattr(activation, "pool_harvest", lambda *a, **k: pytest.fail("encoded before refusing"))
     with pytest.raises(UserError, match=r"matching 64 x 80 latents densely needs ~[\d.]+ GiB, over the 0\.0001 GiB budget"):
         compare_models(cfg, cfg.models, progress=False)
+
+
+def test_the_exact_check_stays_bounded_on_unstructured_codes():
+    """Codes with no shared structure (every correlation weak, thousands nearly tied: what random-projection SAEs
+    give): each round of the check adds at most ``per_row`` violations per A feature, so it cannot grow to 10^8
+    pairs; the result is certified or says it is not, and the matching is still one-to-one on the candidates."""
+    from autointerp.compare.candidates import PartnerScan
+    from autointerp.compare.sparse_matching import certify
+
+    a, b, _ = codes(3000, 600, 900, 24, seed=5, shared=0.0)
+    rows = np.arange(a.shape[0])
+    scan = PartnerScan(a, b, rows, rows)
+    start = scan.top_k(4, progress=False)
+    cand, assign, info = certify(scan, start, max_rounds=3, per_row=2)
+    assert info["added_pairs"] <= 3 * 2 * a.shape[1]
+    assert len(cand.values) <= len(start.values) + info["added_pairs"]
+    assert len(set(assign.rows.tolist())) == len(assign.rows) and len(set(assign.cols.tolist())) == len(assign.cols)
+    assert info["certified"] or info["violations_last_round"] > 0
+    uncapped = certify(scan, start, max_rounds=1, per_row=10_000)[2]
+    one = certify(scan, start, max_rounds=1, per_row=1)[2]
+    assert one["violations_last_round"] == uncapped["violations_last_round"] == uncapped["added_pairs"] > 0  # all found, ...
+    assert one["added_pairs"] < uncapped["added_pairs"]  # ... one per A feature kept

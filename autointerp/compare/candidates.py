@@ -208,7 +208,8 @@ class PartnerScan:
                  block_entries: int = BLOCK_ENTRIES) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The positive correlations between these A features and these B features (ids; dead or invalid ones have
         none): exact, no top k, in blocks of at most ``block_entries`` product entries, each block filtered by
-        ``keep(a_ids, b_ids, corr) -> mask`` when given (so only what passes is ever held)."""
+        ``keep(a_ids, b_ids, corr) -> mask or indices`` when given (so only what passes is ever held; a block holds
+        whole rows, so ``keep`` may select per row)."""
         la, lb = np.flatnonzero(np.isin(self.ia, features_a)), np.flatnonzero(np.isin(self.ib, features_b))
         cb = self.cb[:, lb].tocsr()
         step = max(1, block_entries // max(len(lb), 1))
