@@ -231,6 +231,10 @@ def test_harvesting_a_second_model_adds_it_to_the_run(tiny_model_dirs, text_corp
     assert layers == {a: 1, b: 0}, layers
     assert saved.corpus.dataset == str(text_corpus)
     assert all((run / m.slug / "harvest" / "harvest.json").is_file() for m in saved.models)
+    import json
+
+    sizes = [json.loads((run / m.slug / "harvest" / "harvest.json").read_text())["model"]["n_params"] for m in saved.models]
+    assert all(n > 0 for n in sizes) and len(set(sizes)) == 2  # the report orders models by it (issue 27)
     # the first model's harvest is untouched and still the run's: asking for it again at another layer is refused
     slug_a = next(m.slug for m in saved.models if m.model == a)
     before = (run / slug_a / "harvest" / "harvest.json").read_bytes()

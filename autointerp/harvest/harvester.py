@@ -171,7 +171,8 @@ def harvest(lm: LoadedModel, docs: list[Document], harvest_dir: Path, cfg: Harve
     manifest = {
         "version": __version__,
         "identity": identity,
-        "model": {"spec": lm.spec, "path": lm.resolved.path, "source": lm.resolved.source, "blocks": lm.blocks_path, "n_layers": lm.n_layers},
+        "model": {"spec": lm.spec, "path": lm.resolved.path, "source": lm.resolved.source, "blocks": lm.blocks_path, "n_layers": lm.n_layers,
+                  "n_params": int(sum(t.numel() for t in lm.model.parameters()))},  # the report orders models by it
         "d_model": lm.d_model,
         "hook_name": f"{lm.blocks_path}.{layer}" + (".mlp" if cfg.site == "mlp" else ""),
         "n_documents": len(docs),

@@ -30,7 +30,7 @@ from autointerp.report.matches import (
 from autointerp.report.overview import metrics_section, setup_section
 from autointerp.report.plots import Plot
 from autointerp.report.class_sharing import class_section
-from autointerp.report.matrix import matrix_section, sharing_matrix
+from autointerp.report.matrix import by_scale, matrix_section, scale_section, sharing_matrix
 from autointerp.report.universal import universal_of, universal_section
 from autointerp.report.shared_sections import alone_section, beyond_words_section
 from autointerp.report.verdict import calibration_details, verdict_markdown
@@ -58,7 +58,9 @@ def build_markdown(run: RunInputs, cfg: ReportConfig, plots: dict[str, list[Plot
         out += [sweep_line(run.sweep, {m.slug: m.layer for m in run.models}), ""]
     elif run.pairs:
         out += ["## The verdict", "", "_No verdict yet: run `autointerp compare` (and `autointerp controls` for the ceiling and floor)._", ""]
-    out += matrix_section(sharing_matrix(run), next((x.path for x in plots.get("run", []) if Path(x.path).name.startswith("sharing_matrix")), None))
+    matrix = sharing_matrix(run)
+    out += matrix_section(matrix, next((x.path for x in plots.get("run", []) if Path(x.path).name.startswith("sharing_matrix")), None))
+    out += scale_section(by_scale(run, matrix))
 
     def window(model: str, f: int) -> Window | None:
         return exemplars.get((model, f))

@@ -118,3 +118,44 @@ def matrix_console(matrix: dict | None):
              for a, b in zip(matrix["floor"]["shared"], matrix["floor"]["beyond_words"])]
     table.add_row("floor", *floor)
     return table
+
+
+def by_scale(run: RunInputs, matrix: dict | None) -> dict | None:
+    """Whether sharing with the reference model (the run's first) rises with the other models' size: each other
+    model's parameter count (harvest.json ``model.n_params``) and the share of the reference's features it shares
+    (and beyond words), with intervals; the call compares the smallest and the largest under the verdict's rule
+    (intervals apart: "rises" / "falls", else no claim). None without three models of known, distinct sizes."""
+    if not matrix:
+        return None
+    params = {m.slug: ((m.manifest or {}).get("model") or {}).get("n_params") for m in run.models}
+    ref, others = matrix["models"][0], [s for s in matrix["models"][1:] if params.get(s)]
+    if len(others) < 2 or len({params[s] for s in others}) < 2:
+        return None
+    others.sort(key=lambda s: params[s])
+    j = {s: i for i, s in enumerate(matrix["models"])}
+    rows = [{"model": s, "n_params": params[s], "shared": matrix["cells"]["shared"][0][j[s]],
+             "beyond_words": matrix["cells"]["beyond_words"][0][j[s]]} for s in others]
+    out = {"reference": ref, "models": rows}
+    for measure in ("shared", "beyond_words"):
+        small, large = rows[0][measure], rows[-1][measure]
+        if not small or not large or not small.get("ci") or not large.get("ci"):
+            out[f"{measure}_call"] = None
+        elif large["ci"][0] > small["ci"][1]:
+            out[f"{measure}_call"] = "rises"
+        elif large["ci"][1] < small["ci"][0]:
+            out[f"{measure}_call"] = "falls"
+        else:
+            out[f"{measure}_call"] = "no_claim"
+    return out
+
+
+def scale_section(scale: dict | None) -> list[str]:
+    if not scale:
+        return []
+    rows = [[f"`{r['model']}`", f"{r['n_params'] / 1e6:,.0f}M", _fmt(r["shared"], True), _fmt(r["beyond_words"], True)] for r in scale["models"]]
+    said = {"rises": "rises with size (the largest model's interval lies above the smallest's)",
+            "falls": "falls with size (the largest model's interval lies below the smallest's)",
+            "no_claim": "does not change detectably with size (the intervals overlap): no claim", None: "cannot be read (no intervals)"}
+    return [f"**Sharing with `{scale['reference']}` by model size** (share of `{scale['reference']}`'s live features):", "",
+            md_table(["model", "parameters", "shared", "beyond words"], rows), "",
+            f"Sharing {said[scale['shared_call']]}; beyond words it {said[scale['beyond_words_call']]}.", ""]

@@ -25,7 +25,7 @@ from autointerp.report.pages import page_link, shown_windows, write_pages
 from autointerp.report.plots import all_plots
 from autointerp.report.selection import page_features
 from autointerp.report.class_sharing import class_sharing
-from autointerp.report.matrix import matrix_console, sharing_matrix
+from autointerp.report.matrix import by_scale, matrix_console, sharing_matrix
 from autointerp.report.universal import MAX_ROWS as UNIVERSAL_ROWS
 from autointerp.report.universal import universal_of
 from autointerp.report.shared_sections import listed
@@ -103,6 +103,8 @@ def report_stage(cfg: RunConfig, out_dir: Path | None = None, *, overwrite: bool
     extra |= {"classes": classes} if classes else {}  # per model and class: count, shared / beyond-words in pair, ceiling, floor
     matrix = sharing_matrix(run)
     extra |= {"matrix": matrix} if matrix else {}  # three or more models: the verdict columns of every pair
+    scale = by_scale(run, matrix)
+    extra |= {"scale": scale} if scale else {}  # sharing with the first model against the others' parameter counts
     universal = universal_of(run)
     extra |= {"universal": universal} if universal else {}  # three or more models: the features every model has
     StageRecord("report", settings, inputs, summary=summary, extra=extra).save(where.record)
