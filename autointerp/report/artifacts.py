@@ -14,13 +14,14 @@ from pathlib import Path
 
 import pandas as pd
 
+from autointerp.eval.config import SCORER_NAMES
 from autointerp.config import RunConfig
 from autointerp.errors import UserError
 from autointerp.explain.names import UNNAMED, FeatureName, feature_names, name_of
 from autointerp.rundir.layout import ModelDir, PairDir, RunDir
 from autointerp.io import read_json, read_parquet
 
-SCORERS = ("simulation", "detection", "fuzzing", "embedding")
+SCORERS = SCORER_NAMES  # the scorers a labels table may hold scores of (autointerp.eval.config)
 
 LABEL_COLUMNS = ("feature", "label", "status")
 MATCH_COLUMNS = ("feature_a", "feature_b", "method", "activation_corr", "label_similarity", "p_value", "shared",
