@@ -130,7 +130,7 @@ class MarkedWord:
         from autointerp.explain.llm.base import Completion, Usage
 
         self.prompts.append(prompt)
-        shown = prompt.rsplit("with strength 0-10:", 1)[1].split("detects:", 1)[0]
+        shown = prompt.rsplit("\n\n", 1)[1]  # the query block comes last in every explainer template (after the worked examples)
         word = collections.Counter(re.findall(r"<<(.+?)>>", shown)).most_common(1)[0][0]
         usage = Usage(prompt_tokens=len(prompt.split()), completion_tokens=4, calls=1)
         self.usage.add(usage)
