@@ -155,3 +155,24 @@ def test_sharing_by_model_size_is_called_only_when_intervals_separate():
     assert [r["model"] for r in by_scale(run, matrix)["models"]] == ["small", "large"]
     run.models[1].manifest = {}
     assert by_scale(run, matrix) is None  # one known size: nothing to order
+
+
+def test_each_model_is_encoded_once_across_its_pairs(family, monkeypatch):
+    """The pairwise work reuses each model's pooled encodings: three pairs, three encodings (not six)."""
+    from autointerp.compare import activation
+
+    run_dir, _, _ = family
+    calls = []
+    real = activation.pool_harvest
+
+    def counting(sae, harvest_dir, *args, **kwargs):
+        calls.append(str(harvest_dir))
+        return real(sae, harvest_dir, *args, **kwargs)
+
+    monkeypatch.setattr(activation, "pool_harvest", counting)
+    monkeypatch.setattr(activation, "_POOLED", activation.OrderedDict())
+    cfg = CompareConfig(document_level=False, representation=False, bootstrap=20, lexical_min_excess=0.05, seed=7)  # new settings: nothing cached
+    m = {slug: model_inputs(run_dir, ModelEntry(slug)) for slug in MODELS}
+    for a, b in itertools.combinations(MODELS, 2):
+        compare_pair(run_dir, m[a], m[b], cfg, overwrite=True)
+    assert sorted(calls) == sorted(str(RunDir(run_dir).model(s).harvest) for s in MODELS)

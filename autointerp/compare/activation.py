@@ -284,7 +284,8 @@ def _bootstrap(result: LevelResult, pa: PooledActivations, pb: PooledActivations
 # words, whatever the other model's tokenizer), so the compares of one `autointerp run` (the pair, each
 # model's ceiling, the floor) share them instead of encoding the same harvest up to three times. Read-only.
 _POOLED: OrderedDict[tuple, dict[str, PooledActivations]] = OrderedDict()
-_POOLED_MAX = 4  # the run's real models plus the ceiling pairs' second SAEs (two models: ~50 MB each)
+_POOLED_MAX_BYTES = 2 << 30  # kept while they fit (the default pair: ~50 MB a model), so a many-model run's pairs,
+# ceilings and floors encode each model once; the least recently used go first, the newest always stays
 
 
 def _pooled_key(m: ComparedModel, docs: list[Document], words: bool) -> tuple:
@@ -293,9 +294,13 @@ def _pooled_key(m: ComparedModel, docs: list[Document], words: bool) -> tuple:
             weights, len(docs), hashlib.sha256("\x00".join(d.doc_id for d in docs).encode()).hexdigest(), words)
 
 
+def _nbytes(pooled: dict[str, PooledActivations]) -> int:
+    return sum(p.matrix.data.nbytes + p.matrix.indices.nbytes + p.matrix.indptr.nbytes + p.covered.nbytes for p in pooled.values())
+
+
 def _remember(key: tuple, pooled: dict[str, PooledActivations]) -> None:
     _POOLED[key] = pooled
-    while len(_POOLED) > _POOLED_MAX:
+    while len(_POOLED) > 1 and sum(_nbytes(v) for v in _POOLED.values()) > _POOLED_MAX_BYTES:
         _POOLED.popitem(last=False)
 
 
