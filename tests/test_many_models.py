@@ -176,3 +176,20 @@ def test_each_model_is_encoded_once_across_its_pairs(family, monkeypatch):
     for a, b in itertools.combinations(MODELS, 2):
         compare_pair(run_dir, m[a], m[b], cfg, overwrite=True)
     assert sorted(calls) == sorted(str(RunDir(run_dir).model(s).harvest) for s in MODELS)
+
+
+def test_a_two_model_report_is_unchanged(tmp_path):
+    """No matrix, no universal features, no scale section for a pair: the verdict says it all."""
+    import dataclasses
+
+    from test_report_fixture import make_run
+
+    cfg = make_run(tmp_path)
+    cfg = dataclasses.replace(cfg, report=dataclasses.replace(cfg.report, pages=False))
+    outcome = report_stage(cfg, progress=False)
+    text = outcome.report.read_text()
+    assert "## Sharing matrix" not in text and "## Features every model has" not in text and "by model size" not in text
+    record = json.loads((RunDir(cfg.run_path).report.record).read_text())
+    extra = json.dumps(record)
+    assert '"matrix"' not in extra and '"universal"' not in extra and '"scale"' not in extra
+    assert not (RunDir(cfg.run_path).root / "plots" / "sharing_matrix.png").exists()
