@@ -52,6 +52,7 @@ def harvest_dir(run: Path) -> Path:
 
 def assert_same_harvest(a: Path, b: Path) -> None:
     ma, mb = (json.loads((harvest_dir(r) / "harvest.json").read_text()) for r in (a, b))
+    assert ma.pop("cost")["wall_s"] > 0 and mb.pop("cost")["wall_s"] > 0  # what each harvest cost (its own, so not compared)
     assert ma == mb and ma["complete"] and ma["n_shards"] >= 4
     for shard in ma["shards"]:
         pa, pb = ShardPaths.of(harvest_dir(a), shard["index"]), ShardPaths.of(harvest_dir(b), shard["index"])
