@@ -143,6 +143,7 @@ def test_sharing_by_model_size_is_called_only_when_intervals_separate():
 
     models = ["ref", "small", "mid", "large"]
     run = SimpleNamespace(models=[SimpleNamespace(slug=s, manifest={"model": {"n_params": n}}) for s, n in zip(models, [5e8, 1e8, 3e8, 9e8])])
+    run.models[0].spec = "ref"
     shared = [[None, cell(0.2, 0.18, 0.22), cell(0.25, 0.2, 0.3), cell(0.3, 0.28, 0.33)]] + [[None] * 4] * 3
     beyond = [[None, cell(0.05, 0.03, 0.07), cell(0.05, 0.04, 0.06), cell(0.06, 0.05, 0.08)]] + [[None] * 4] * 3
     matrix = {"models": models, "cells": {"shared": shared, "beyond_words": beyond, "cka": [[None] * 4] * 4}}
@@ -151,6 +152,9 @@ def test_sharing_by_model_size_is_called_only_when_intervals_separate():
     assert scale["shared_call"] == "rises" and scale["beyond_words_call"] == "no_claim"  # 0.05-0.08 overlaps 0.03-0.07
     text = "\n".join(scale_section(scale))
     assert "rises with size" in text and "no claim" in text and "| `large` | 900M |" in text
+    run.models[2].spec = "ref"  # another layer of the reference model: no point on the size axis
+    assert [r["model"] for r in by_scale(run, matrix)["models"]] == ["small", "large"]
+    del run.models[2].spec
     run.models[2].manifest = {}  # a model of unknown size drops out; two known distinct sizes still order
     assert [r["model"] for r in by_scale(run, matrix)["models"]] == ["small", "large"]
     run.models[1].manifest = {}

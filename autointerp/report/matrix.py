@@ -124,11 +124,15 @@ def by_scale(run: RunInputs, matrix: dict | None) -> dict | None:
     """Whether sharing with the reference model (the run's first) rises with the other models' size: each other
     model's parameter count (harvest.json ``model.n_params``) and the share of the reference's features it shares
     (and beyond words), with intervals; the call compares the smallest and the largest under the verdict's rule
-    (intervals apart: "rises" / "falls", else no claim). None without three models of known, distinct sizes."""
+    (intervals apart: "rises" / "falls", else no claim). Other layers of the reference model are left out. None
+    without two other models of known, distinct sizes."""
     if not matrix:
         return None
     params = {m.slug: ((m.manifest or {}).get("model") or {}).get("n_params") for m in run.models}
-    ref, others = matrix["models"][0], [s for s in matrix["models"][1:] if params.get(s)]
+    spec = {m.slug: getattr(m, "spec", None) or m.slug for m in run.models}
+    ref = matrix["models"][0]
+    # another layer of the reference model itself is no point on a size axis
+    others = [s for s in matrix["models"][1:] if params.get(s) and spec.get(s) != spec.get(ref)]
     if len(others) < 2 or len({params[s] for s in others}) < 2:
         return None
     others.sort(key=lambda s: params[s])
