@@ -30,6 +30,7 @@ from autointerp.compare.sparse_assignment import sparse_assignment
 log = logging.getLogger("autointerp")
 TOL = 1e-6  # float32 correlations: a violation must beat its dual bound by more than rounding
 MAX_ROUNDS = 20
+GIVE_UP = 4  # a round whose violations exceed this many times what the per-row cap let in ends the check
 
 
 def certify(scan: PartnerScan, cand: CandidateCorrelation, max_rounds: int = MAX_ROUNDS,
@@ -38,8 +39,11 @@ def certify(scan: PartnerScan, cand: CandidateCorrelation, max_rounds: int = MAX
 
     Each round adds at most ``per_row`` violations per A feature (its largest): on weakly structured codes (e.g.
     random-projection SAEs, where thousands of weak correlations nearly tie) the violations of one round ran to
-    10^8 pairs at 16k x 32k, which no memory holds; capped, a round costs at most the candidate pass's memory,
-    and after ``max_rounds`` the result says it is optimal on its candidates only (``certified`` false)."""
+    10^8 pairs at 16k x 32k, which no memory holds; capped, a round costs at most the candidate pass's memory.
+    When the cap drops most of a round's violations (more than ``GIVE_UP`` times what it let in) the check ends
+    there: on such codes it gained ~0.2% of the violations per round (measured: 9.6e7 left after 4 rounds at
+    16k x 32k). Then, or after ``max_rounds``, the result says it is optimal on its candidates only
+    (``certified`` false, ``violations_last_round``)."""
     checked = added = remaining = 0
     for round_ in range(1, max_rounds + 1):
         assign, duals = sparse_assignment(cand.rows, cand.cols, cand.values, duals=True)
@@ -63,6 +67,11 @@ def certify(scan: PartnerScan, cand: CandidateCorrelation, max_rounds: int = MAX
         cand = cand.with_pairs(r, c, val)
         added += len(val)
         remaining = found[0]
+        if remaining > GIVE_UP * len(val):  # the cap dropped most violations: rounds would not converge
+            log.warning("sparse matching: %d pairs violated the duals in round %d (%d added); the codes are too weakly "
+                        "structured to certify: the assignment is optimal on its candidates only", remaining, round_, len(val))
+            return cand, sparse_assignment(cand.rows, cand.cols, cand.values), {
+                "rounds": round_, "checked_pairs": checked, "added_pairs": added, "certified": False, "violations_last_round": remaining}
     log.warning("sparse matching: %d pairs still violated the duals in round %d; the assignment is optimal on its "
                 "candidates only (weakly structured codes: many near-equal weak correlations)", remaining, max_rounds)
     return cand, assign, {"rounds": max_rounds, "checked_pairs": checked, "added_pairs": added, "certified": False,
