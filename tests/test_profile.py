@@ -25,37 +25,44 @@ VOCAB = ["the", "rate", "growth", "people", "capita", "dollars", "cases", "land"
 D = 8
 
 
-def _one_word_run(root, word: str = "per", n_docs: int = 40, seed: int = 0):
-    """Documents of random words with ``word`` sprinkled in; latent 0 fires on ``word`` only."""
-    rng = np.random.default_rng(seed)
-    run = RunDir(root)
-    model = run.model("toy")
+def _mined_toy_run(root, documents: list[list[str]], latent_of, rng: np.random.Generator):
+    """A one-shard harvest of ``documents`` (token pieces, one per word, the separator in the piece), each
+    token's vector from ``latent_of(piece) -> (latent, low, high)`` (that latent at a uniform value in [low,
+    high)), an identity SAE, and the real miner's exemplars; returns the model's directory."""
+    model = RunDir(root).model("toy")
     docs, rows, vecs = {}, [], []
-    for d in range(n_docs):
-        words = [word if rng.random() < 0.12 else str(rng.choice(VOCAB)) for _ in range(int(rng.integers(30, 60)))]
+    for d, pieces in enumerate(documents):
         text, pos = "", 0
-        for i, w in enumerate(words):
-            piece = w if i == 0 else " " + w  # one token per word, the leading space in the token (GPT-2 style)
+        for i, piece in enumerate(pieces):
             rows.append({"doc_id": f"toy/d{d}", "position": i, "token_id": 0, "token": piece, "char_start": pos,
                          "char_end": pos + len(piece), "context_id": d, "ctx_pos": i})
+            latent, low, high = latent_of(piece)
             v = np.zeros(D, np.float32)
-            if w == word:
-                v[0] = rng.uniform(1.5, 3.0)
-            else:
-                v[1 + rng.integers(D - 1)] = rng.uniform(0.5, 2.0)
+            v[latent] = rng.uniform(low, high)
             vecs.append(v)
             text += piece
             pos += len(piece)
         docs[f"toy/d{d}"] = text
+    n_docs = len(documents)
     frame = pd.DataFrame(rows).astype({"position": "int64", "token_id": "int64", "char_start": "int64", "char_end": "int64", "context_id": "int64", "ctx_pos": "int32"})
     write_shard(model.harvest, 0, torch.from_numpy(np.stack(vecs)), frame, {"model": "toy"})
     write_json(model.manifest, {"complete": True, "d_model": D, "hook_name": "toy", "n_documents": n_docs, "n_contexts": n_docs,
                                 "n_shards": 1, "shards": [{"index": 0, "rows": len(frame), "contexts": n_docs}],
                                 "identity": {"model": "toy", "layer": 0, "site": "resid", "level": "token", "ctx_len": 64}})
     save_identity_sae(model.sae_dir, D, 1, "toy")
-    sae = load_sae(model.sae_dir)
-    mine_exemplars(sae, model.harvest, docs, model.root, ExemplarConfig(n_top=6, n_quantiles=4, per_quantile=2, n_random=6, window_before=4, window_after=2), progress=False)
+    mine_exemplars(load_sae(model.sae_dir), model.harvest, docs, model.root,
+                   ExemplarConfig(n_top=6, n_quantiles=4, per_quantile=2, n_random=6, window_before=4, window_after=2), progress=False)
     return model
+
+
+def _one_word_run(root, word: str = "per", n_docs: int = 40, seed: int = 0):
+    """Documents of random words with ``word`` sprinkled in; latent 0 fires on ``word`` only."""
+    rng = np.random.default_rng(seed)
+    documents = []
+    for _ in range(n_docs):
+        words = [word if rng.random() < 0.12 else str(rng.choice(VOCAB)) for _ in range(int(rng.integers(30, 60)))]
+        documents.append([w if i == 0 else " " + w for i, w in enumerate(words)])  # the leading space in the token (GPT-2 style)
+    return _mined_toy_run(root, documents, lambda piece: (0, 1.5, 3.0) if piece.strip() == word else (1 + rng.integers(D - 1), 0.5, 2.0), rng)
 
 
 def test_a_feature_that_fires_on_one_word_gets_that_word_as_its_lexical_label(tmp_path):
@@ -104,37 +111,18 @@ def test_sentence_position_is_profiled_and_named(tmp_path):
     """A feature firing on "Note" only where it starts a line is labelled so; one firing on "note" inside
     sentences is not; the window's first word counts only when the window starts the document."""
     rng = np.random.default_rng(1)
-    run = RunDir(tmp_path)
-    model = run.model("toy")
-    docs, rows, vecs, pos = {}, [], [], 0
-    for d in range(30):
-        text, pos = "", 0
-        lines = [" ".join(str(rng.choice(VOCAB)) for _ in range(int(rng.integers(4, 9)))) for _ in range(6)]
-        words = []
-        for i, line in enumerate(lines):
-            words += [("\n" if i else "") + "Note"] + [" " + w for w in line.split()] + [" note"] + [" " + str(rng.choice(VOCAB))]
-        for i, piece in enumerate(words):
-            rows.append({"doc_id": f"toy/d{d}", "position": i, "token_id": 0, "token": piece, "char_start": pos,
-                         "char_end": pos + len(piece), "context_id": d, "ctx_pos": i})
-            v = np.zeros(D, np.float32)
-            if piece.strip() == "Note":
-                v[0] = rng.uniform(1.5, 3.0)  # latent 0: "Note" at a line start
-            elif piece.strip() == "note":
-                v[1] = rng.uniform(1.5, 3.0)  # latent 1: "note" inside a line
-            else:
-                v[2 + rng.integers(D - 2)] = rng.uniform(0.5, 2.0)
-            vecs.append(v)
-            text += piece
-            pos += len(piece)
-        docs[f"toy/d{d}"] = text
-    frame = pd.DataFrame(rows).astype({"position": "int64", "token_id": "int64", "char_start": "int64", "char_end": "int64", "context_id": "int64", "ctx_pos": "int32"})
-    write_shard(model.harvest, 0, torch.from_numpy(np.stack(vecs)), frame, {"model": "toy"})
-    write_json(model.manifest, {"complete": True, "d_model": D, "hook_name": "toy", "n_documents": 30, "n_contexts": 30,
-                                "n_shards": 1, "shards": [{"index": 0, "rows": len(frame), "contexts": 30}],
-                                "identity": {"model": "toy", "layer": 0, "site": "resid", "level": "token", "ctx_len": 64}})
-    save_identity_sae(model.sae_dir, D, 1, "toy")
-    mine_exemplars(load_sae(model.sae_dir), model.harvest, docs, model.root,
-                   ExemplarConfig(n_top=6, n_quantiles=4, per_quantile=2, n_random=6, window_before=4, window_after=2), progress=False)
+    documents = []
+    for _ in range(30):
+        pieces = []
+        for i in range(6):
+            line = [" " + str(rng.choice(VOCAB)) for _ in range(int(rng.integers(4, 9)))]
+            pieces += [("\n" if i else "") + "Note"] + line + [" note", " " + str(rng.choice(VOCAB))]
+        documents.append(pieces)
+
+    def latent_of(piece: str):  # latent 0: "Note" at a line start; latent 1: "note" inside a line; others at random
+        return {"Note": (0, 1.5, 3.0), "note": (1, 1.5, 3.0)}.get(piece.strip(), (2 + rng.integers(D - 2), 0.5, 2.0))
+
+    model = _mined_toy_run(tmp_path, documents, latent_of, rng)
     write_profiles(compute_profiles(model.exemplars), model.lexical_profile)
     profiles = read_profiles(model.lexical_profile)
     line, inside = profiles[0], profiles[1]

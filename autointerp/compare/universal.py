@@ -22,10 +22,9 @@ import itertools
 from typing import NamedTuple
 
 import numpy as np
-import pandas as pd
-
 from autointerp.compare.activation import pair_replicates
 from autointerp.compare.bootstrap import percentile_interval
+from autointerp.io import read_parquet
 from autointerp.rundir.layout import PairDir
 
 MAX_LISTED = 20  # chains kept in the listing (the best by their weakest link)
@@ -46,7 +45,7 @@ def read_link(pair: PairDir, first: str, second: str) -> Link | None:
     the comparison has not run."""
     if not pair.matches.is_file():
         return None
-    m = pd.read_parquet(pair.matches)
+    m = read_parquet(pair.matches)
     m = m[m["method"].isin(["activation", "both"])]
     shared = m["shared"].fillna(False).astype(bool).to_numpy()
     beyond = (m["kind"] == "contextual").to_numpy() & shared if "kind" in m.columns else np.zeros(len(m), bool)

@@ -31,7 +31,7 @@ from autointerp.report.overview import metrics_section, setup_section
 from autointerp.report.plots import Plot
 from autointerp.report.class_sharing import class_section
 from autointerp.report.matrix import by_scale, matrix_section, scale_section, sharing_matrix
-from autointerp.report.universal import universal_of, universal_section
+from autointerp.report.universal import universal_section
 from autointerp.report.shared_sections import alone_section, beyond_words_section
 from autointerp.report.verdict import calibration_details, verdict_markdown
 from autointerp.rundir.layout import PAIR_PAGES_DIR, pair_page_name
@@ -41,9 +41,10 @@ LinkLookup = Callable[[str, int], str | None]
 
 
 def build_markdown(run: RunInputs, cfg: ReportConfig, plots: dict[str, list[Plot]], exemplars: dict[tuple[str, int], Window],
-                   link: LinkLookup, pages_index: str | None, source: str, cost: dict | None = None) -> str:
+                   link: LinkLookup, pages_index: str | None, source: str, cost: dict | None = None, universal: dict | None = None) -> str:
     """The full report. ``exemplars``: (model, feature) -> top window; ``link``: page path of a feature or None;
-    ``cost``: the run's cost ledger (``autointerp.report.cost.run_cost``)."""
+    ``cost``: the run's cost ledger (``autointerp.report.cost.run_cost``); ``universal``: ``report.universal.universal_of``
+    (three or more models)."""
     names = " and ".join(f"`{m.slug}`" for m in run.models)
     out = [f"# Do {names} learn the same concepts?", "",
            f"Report on run `{md_text(run.run_dir.name)}` ({md_text(source)}), generated {_dt.date.today().isoformat()} by autointerp {__version__}. "
@@ -77,7 +78,7 @@ def build_markdown(run: RunInputs, cfg: ReportConfig, plots: dict[str, list[Plot
         out += ["## What one model has alone", ""]
         for p in compared:
             out += alone_section(p, window, link, cfg.exemplar_chars)
-    out += universal_section(universal_of(run), run, window, link, cfg.exemplar_chars)
+    out += universal_section(universal, run, window, link, cfg.exemplar_chars)
     out += class_section(run.run_dir, [m.slug for m in run.models])
     missing = [x for x in run.missing] + [x for m in run.models for x in m.missing] + [x for p in run.pairs for x in p.missing]
     if missing:

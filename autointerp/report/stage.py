@@ -78,7 +78,8 @@ def report_stage(cfg: RunConfig, out_dir: Path | None = None, *, overwrite: bool
 
     plots = {**all_plots(run, out), **crosscode_plots(run.run_dir, out)} if rcfg.plots else {}
     _remove_stale_plots(out, plots)
-    windows = _load_windows(run, rcfg)
+    universal = universal_of(run)  # read once: the windows, report.md and report.json all use it
+    windows = _load_windows(run, rcfg, universal)
     pages = write_pages(run, rcfg, out, progress=progress, windows=windows) if rcfg.pages else None
     if not rcfg.pages:
         _remove_tree(where.pages)
@@ -89,7 +90,7 @@ def report_stage(cfg: RunConfig, out_dir: Path | None = None, *, overwrite: bool
 
     exemplars = {(model, f): ws[0] for model, per in windows.items() for f, ws in per.items() if ws and ws[0].kind == "top"}
     cost = run_cost(run.run_dir, charge(where.record))  # the report's own cost up to here, under `autointerp run`
-    text = build_markdown(run, rcfg, plots, exemplars, link, page_link() if pages else None, str(run.run_dir), cost)
+    text = build_markdown(run, rcfg, plots, exemplars, link, page_link() if pages else None, str(run.run_dir), cost, universal)
     with atomic_path(where.markdown) as tmp:
         tmp.write_text(text, encoding="utf-8")
     plot_paths = [out / x.path for group in plots.values() for x in group]
@@ -105,13 +106,12 @@ def report_stage(cfg: RunConfig, out_dir: Path | None = None, *, overwrite: bool
     extra |= {"matrix": matrix} if matrix else {}  # three or more models: the verdict columns of every pair
     scale = by_scale(run, matrix)
     extra |= {"scale": scale} if scale else {}  # sharing with the first model against the others' parameter counts
-    universal = universal_of(run)
     extra |= {"universal": universal} if universal else {}  # three or more models: the features every model has
     StageRecord("report", settings, inputs, summary=summary, extra=extra).save(where.record)
     return ReportOutcome(where.markdown, pages_index, plot_paths, pages.counts if pages else {}, False, run)
 
 
-def _load_windows(run: RunInputs, rcfg: ReportConfig) -> dict[str, dict[int, list]]:
+def _load_windows(run: RunInputs, rcfg: ReportConfig, universal: dict | None) -> dict[str, dict[int, list]]:
     """One read of each exemplars.parquet for both the matched-concepts table (the top window of each
     feature in it) and the feature pages (top and quantile windows)."""
     wanted: dict[str, set[int]] = {m.slug: set() for m in run.models}
@@ -122,7 +122,7 @@ def _load_windows(run: RunInputs, rcfg: ReportConfig) -> dict[str, dict[int, lis
             wanted[p.b] |= {int(f) for f in best["feature_b"]}
         for model, features in listed(p)[0].items():  # the beyond-words and alone sections' windows
             wanted[model] |= set(features)
-    for chain in (universal_of(run) or {}).get("chains", [])[:UNIVERSAL_ROWS]:  # the universal features' windows
+    for chain in (universal or {}).get("chains", [])[:UNIVERSAL_ROWS]:  # the universal features' windows
         for model, f in chain["features"].items():
             wanted.setdefault(model, set()).add(int(f))
     if rcfg.pages:
