@@ -38,21 +38,30 @@ def _sides(pair: PairDir, slug: str) -> tuple[pd.DataFrame, str] | None:
     return m[m["method"].isin(["activation", "both"])], side
 
 
-def _interval(pair: PairDir, slug: str, members: set[int], kind: str, estimate: int) -> list[float] | None:
-    """The document-bootstrap interval of the share of ``members`` shared (``kind`` "shared") or shared beyond
-    words ("beyond") in ``pair``: the replicates of the count over the matched pairs whose ``slug`` side is a
-    member, centred on ``estimate`` as the verdict's counts are (``compare.bootstrap``); None without
-    replicates."""
+def _replicates(pair: PairDir | None, slug: str) -> dict[str, tuple[np.ndarray, np.ndarray]] | None:
+    """Per kind ("shared", "beyond"): (``slug``'s feature of each matched pair, [B, pairs] bool: shared there in
+    each document-bootstrap replicate), read and unpacked once per comparison; None without replicates."""
     from autointerp.compare.activation import pair_replicates
-    from autointerp.compare.bootstrap import percentile_interval, subset_counts
     from autointerp.io import read_json
 
-    reps = pair_replicates(pair)
-    bits = None if reps is None else reps.shared_bits if kind == "shared" else reps.contextual_bits
-    if bits is None or not members:
+    reps = pair_replicates(pair) if pair is not None else None
+    if reps is None:
         return None
     side = reps.rows if read_json(pair.stats).get("model_a") == slug else reps.cols
-    ci = percentile_interval(subset_counts(bits, len(side), np.isin(side, list(members))), centre=estimate)
+    return {kind: (side, np.unpackbits(bits, axis=1, count=len(side)).astype(bool))
+            for kind, bits in (("shared", reps.shared_bits), ("beyond", reps.contextual_bits)) if bits is not None}
+
+
+def _interval(replicates: dict | None, members: set[int], kind: str, estimate: int) -> list[float] | None:
+    """The interval of the share of ``members`` shared (``kind`` "shared") or shared beyond words ("beyond"):
+    the replicates of the count over the matched pairs whose side is a member, centred on ``estimate`` as the
+    verdict's counts are (``compare.bootstrap``); None without replicates."""
+    from autointerp.compare.bootstrap import percentile_interval
+
+    if not replicates or kind not in replicates or not members:
+        return None
+    side, flags = replicates[kind]
+    ci = percentile_interval(flags[:, np.isin(side, list(members))].sum(axis=1), centre=estimate)
     return None if ci is None else [min(max(ci[0], 0.0), len(members)) / len(members), min(max(ci[1], 0.0), len(members)) / len(members)]
 
 
@@ -78,6 +87,7 @@ def class_sharing(run_dir: Path, slug: str) -> pd.DataFrame | None:
     floors = sorted(run.controls.root.joinpath("floor").glob(f"{slug}__*")) if run.controls.root.is_dir() else []
     sources["floor"] = PairDir(floors[0]) if floors else None
     sets = {name: _shared(pair, slug) if pair is not None else None for name, pair in sources.items()}
+    replicates = {name: _replicates(pair, slug) if sets[name] is not None else None for name, pair in sources.items()}
     live = {f: c for f, c in classes.items() if c != "dead"}
     rows = []
     for cls in CLASS_ORDER:
@@ -87,7 +97,7 @@ def class_sharing(run_dir: Path, slug: str) -> pd.DataFrame | None:
             for kind, subset in zip(("shared", "beyond"), found or (None, None)):
                 n = len(members & subset) if subset is not None else None
                 row[f"{name}_{kind}"] = n / len(members) if n is not None and members else float("nan")
-                row[f"{name}_{kind}_ci"] = _interval(sources[name], slug, members, kind, n) if n is not None else None
+                row[f"{name}_{kind}_ci"] = _interval(replicates[name], members, kind, n) if n is not None else None
         rows.append(row)
     return pd.DataFrame(rows)
 
