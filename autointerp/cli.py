@@ -1,7 +1,8 @@
 """The ``autointerp`` command line.
 
-Every stage is a subcommand whose flags live in its package's ``commands`` module and whose work lives in
-its ``stage`` module; ``run`` walks ``STAGES`` in order. Flags override the TOML config (``--config``),
+Every stage is a ``Stage`` (``autointerp.stages``) declared in its package's ``commands`` module, with its work
+in the package's ``stage`` module; its subcommand's flags are derived from the config sections it reads, and
+``run`` calls the same objects in order (``STAGES``). Flags override the TOML config (``--config``),
 which overrides the built-in defaults (the embedded offline pair on the factbook corpus). Problems the
 user can fix print one line and exit with status 2; Ctrl-C exits 130 and the next run resumes.
 Heavy imports stay inside the stage functions so that ``autointerp --help`` stays fast.
@@ -9,7 +10,6 @@ Heavy imports stay inside the stage functions so that ``autointerp --help`` stay
 
 from __future__ import annotations
 
-import importlib
 import sys
 from typing import Annotated, Optional
 
@@ -17,18 +17,23 @@ import typer
 from rich.markup import escape
 
 from autointerp.cli_common import ConfigOpt, NameOpt, RunDirOpt, SaeOpt, apply_overrides, friendly_errors
-from autointerp.compare.commands import compare
-from autointerp.controls.commands import controls
-from autointerp.crosscode.commands import crosscode
+from autointerp.compare.commands import STAGE as COMPARE
 from autointerp.config import RunConfig, load_config
-from autointerp.eval.commands import score
-from autointerp.exemplars.commands import exemplars
-from autointerp.explain.commands import explain, export_labels, import_labels
-from autointerp.harvest.commands import harvest
+from autointerp.controls.commands import STAGE as CONTROLS
+from autointerp.crosscode.commands import STAGE as CROSSCODE
+from autointerp.eval.commands import STAGE as SCORE
+from autointerp.exemplars.commands import STAGE as EXEMPLARS
+from autointerp.explain.commands import STAGE as EXPLAIN
+from autointerp.explain.commands import export_labels, import_labels
+from autointerp.harvest.commands import STAGE as HARVEST
 from autointerp.progress import console
-from autointerp.report.commands import report
-from autointerp.sae.commands import train
-from autointerp.sweep.commands import sweep
+from autointerp.report.commands import STAGE as REPORT
+from autointerp.sae.commands import STAGE as TRAIN
+from autointerp.stages import Stage, stage_command
+from autointerp.sweep.commands import STAGE as SWEEP
+
+# What `autointerp run` does, in order. Each stage's command is derived from the same object (autointerp.stages).
+STAGES: tuple[Stage, ...] = (HARVEST, TRAIN, EXEMPLARS, EXPLAIN, SCORE, COMPARE, CONTROLS, CROSSCODE, SWEEP, REPORT)
 
 app = typer.Typer(
     help="Do different language models learn the same concepts? Harvest -> SAE -> exemplars -> labels -> scores -> cross-model matching -> report.",
@@ -36,39 +41,24 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-for _command in (harvest, train, exemplars, explain, score, compare, controls, crosscode, sweep, report):
-    app.command(_command.__name__)(_command)
+for _stage in STAGES:
+    app.command(_stage.name)(stage_command(_stage))
 app.command("export-labels")(export_labels)  # labels in Neuronpedia / Delphi shapes (autointerp.explain.interop)
 app.command("import-labels")(import_labels)
 
-# What `autointerp run` does, in order: (stage name, "module:function" taking (cfg, overwrite)).
-STAGES = (
-    ("harvest", "autointerp.harvest.stage:harvest_all"),
-    ("train", "autointerp.sae.stage:train_all"),
-    ("exemplars", "autointerp.exemplars.stage:exemplars_all"),
-    ("explain", "autointerp.explain.stage:explain_all"),
-    ("score", "autointerp.eval.stage:score_all"),
-    ("compare", "autointerp.compare.stage:compare_all"),
-    ("controls", "autointerp.controls.stage:controls_all"),
-    ("crosscode", "autointerp.crosscode.stage:crosscode_all"),  # a no-op unless [crosscode] enabled = true
-    ("sweep", "autointerp.sweep.stage:sweep_in_run"),  # a no-op unless [sweep] in_run = true
-    ("report", "autointerp.report.stage:report_all"),
-)
+
+def stage(name: str) -> Stage:
+    """The stage called ``name`` (what its command and ``autointerp run`` call)."""
+    return next(s for s in STAGES if s.name == name)
 
 
-def run_order(cfg: RunConfig) -> list[tuple[str, str]]:
+def run_order(cfg: RunConfig) -> list[Stage]:
     """STAGES, with an activation-only compare before explain when explain selects from the comparison (select = "contextual" or "matched"):
     that compare needs no labels, and the final compare (labels only: correlations are cached) checks them."""
     order = list(STAGES)
     if cfg.explain.select in ("contextual", "matched"):  # both read the comparison: compare runs before explain
-        at = [name for name, _ in order].index("explain")
-        order.insert(at, ("compare", dict(STAGES)["compare"]))
+        order.insert(order.index(EXPLAIN), COMPARE)
     return order
-
-
-def _stage_function(target: str):
-    module, _, function = target.partition(":")
-    return getattr(importlib.import_module(module), function)
 
 
 @app.command()
@@ -90,11 +80,13 @@ def run(config: ConfigOpt = None, run_dir: RunDirOpt = None, name: NameOpt = Non
             console.print(f"[yellow]note:[/] {escape(line)}", highlight=False, soft_wrap=True)
         done: set[str] = set()
         costs = RunCost(cfg.run_path)  # each stage's wall / CPU / peak memory, into its records and cost.json
-        for stage, target in run_order(cfg):
-            function = _stage_function(target)  # imported first: the stage's cost starts with its work
-            with costs.stage(stage):
-                function(cfg, overwrite=overwrite and stage not in done)  # overwrite once per stage
-            done.add(stage)
+        for step in run_order(cfg):
+            if not step.enabled(cfg):  # crosscode and sweep run only when their config asks
+                continue
+            step.load()  # imported first: the stage's cost starts with its work
+            with costs.stage(step.name):
+                step.run(cfg, overwrite=overwrite and step.name not in done)  # overwrite once per stage
+            done.add(step.name)
         ledger = costs.ledger()
         console.print(cost_table(ledger) if ledger["stages"] else "run cost: no stage had work to do, and none has a recorded cost")
 

@@ -101,8 +101,8 @@ def default_models() -> list[ModelEntry]:
 
 @dataclass
 class RunConfig:
-    name: str = "default"
-    run_dir: str | None = None
+    name: str = "default"  # run name: the run directory is runs/<name> unless run_dir is set
+    run_dir: str | None = None  # run directory (default runs/<name>)
     max_tokens: int = DEFAULT_MAX_TOKENS  # token budget (whole documents), counted with the first model's tokenizer
     corpus: CorpusConfig = field(default_factory=CorpusConfig)
     harvest: HarvestConfig = field(default_factory=HarvestConfig)

@@ -88,8 +88,7 @@ def main() -> None:
     import pandas as pd
 
     from autointerp.config import ModelEntry, RunConfig
-    from autointerp.eval.stage import score_all
-    from autointerp.explain.stage import explain_all
+    from autointerp.cli import stage
     from autointerp.explain.llm.llama_server import serve_gguf
     from autointerp.models.resolve import embedded_gguf_path
 
@@ -101,8 +100,8 @@ def main() -> None:
         cfg.explain = dataclasses.replace(cfg.explain, n_features=args.n_features, select="random")
         cfg.score = dataclasses.replace(cfg.score, scorers=["simulation"])
         started = time.perf_counter()
-        explain_all(cfg)
-        score_all(cfg)
+        stage("explain").run(cfg)
+        stage("score").run(cfg)
         ours = time.perf_counter() - started
         table = pd.read_parquet(run / args.model / "labels.parquet")
         requests = rebuild_requests(cfg, run / args.model)

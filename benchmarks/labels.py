@@ -280,24 +280,6 @@ def run_complete(run_dir: Path) -> bool:
         (run_dir / "report.json").stat().st_mtime >= max((run_dir / m.slug / "labels.parquet").stat().st_mtime for m in cfg.models)
 
 
-# `autointerp run` in a child process. Until autointerp.cli.run_order puts the activation-only compare before explain
-# for select = "contextual" too (the default since the feature classes; it did so only for "matched"), explain stops
-# with "has no comparison ... yet": this shim adds that compare, and does nothing once run_order does it itself.
-RUN_SHIM = """
-import sys
-import autointerp.cli as cli
-_order = cli.run_order
-def run_order(cfg):
-    order = _order(cfg)
-    names = [name for name, _ in order]
-    at = names.index("explain")
-    if cfg.explain.select in ("contextual", "matched") and "compare" not in names[:at]:
-        order.insert(at, ("compare", dict(cli.STAGES)["compare"]))
-    return order
-cli.run_order = run_order
-sys.argv = ["autointerp", *sys.argv[1:]]
-sys.exit(cli.main())
-"""
 
 
 def ensure_prose_run(corpus: Path, run_dir: Path) -> None:
@@ -318,7 +300,7 @@ def ensure_prose_run(corpus: Path, run_dir: Path) -> None:
     started = time.perf_counter()
     env = dict(os.environ, AUTOINTERP_PROGRESS=os.environ.get("AUTOINTERP_PROGRESS", "0"))
     with log.open("w", encoding="utf-8") as fh:
-        done = subprocess.run([sys.executable, "-c", RUN_SHIM, "run", "--config", str(config)], stdout=fh, stderr=subprocess.STDOUT, env=env)
+        done = subprocess.run([sys.executable, "-m", "autointerp", "run", "--config", str(config)], stdout=fh, stderr=subprocess.STDOUT, env=env)
     if done.returncode:
         lines = [line for line in log.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
         raise BenchError(f"the prose run failed (exit {done.returncode}): {lines[-1].strip() if lines else 'no output'} (log: {log})")
@@ -330,14 +312,13 @@ def ensure_prose_run(corpus: Path, run_dir: Path) -> None:
 
 def relabel(run_dir: Path) -> float:
     from autointerp.cli_common import load_run_config
-    from autointerp.eval.stage import score_all
-    from autointerp.explain.stage import explain_all
+    from autointerp.cli import stage
 
     cfg = load_run_config(None, run_dir, None)
     started = time.perf_counter()
-    explain_all(cfg, overwrite=True)
+    stage("explain").run(cfg, overwrite=True)
     explain_s = time.perf_counter() - started
-    score_all(cfg, overwrite=True)
+    stage("score").run(cfg, overwrite=True)
     print(f"explain {explain_s:.0f} s, score {time.perf_counter() - started - explain_s:.0f} s")
     return explain_s
 

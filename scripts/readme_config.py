@@ -9,33 +9,15 @@ with its default and the comment on its line in the source. Fields marked ``meta
 
 from __future__ import annotations
 
-import inspect
-import io
-import re
 import sys
-import textwrap
-import tokenize
 from pathlib import Path
 
-from autointerp.config import SECTIONS, RunConfig, default_models, section_settings, toml_fields, toml_value
+from autointerp.cli_flags import field_docs
+from autointerp.config import SECTIONS, RunConfig, default_models, section_settings, toml_value
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 HEADER = 'name = "default"            # run directory: runs/<name> unless run_dir = "..." is set'
 MODELS_COMMENT = "# two or more; per-model layer/site override [harvest]"
-
-
-def field_comments(cls) -> dict[str, str]:
-    """The comment at the end of each field's line in ``cls``'s source."""
-    source = textwrap.dedent(inspect.getsource(cls))
-    comments = {tok.start[0]: tok.string.lstrip("#").strip()
-                for tok in tokenize.generate_tokens(io.StringIO(source).readline) if tok.type == tokenize.COMMENT}
-    names = {f.name for f in toml_fields(cls)}
-    out = {}
-    for number, line in enumerate(source.splitlines(), 1):
-        match = re.match(r"    (\w+)\s*:", line)
-        if match and match.group(1) in names and number in comments and line.lstrip()[0] != "#":
-            out[match.group(1)] = comments[number]
-    return out
 
 
 def _line(key: str, value, comment: str | None) -> str:
@@ -53,8 +35,8 @@ def listing() -> str:
     for name, cls in SECTIONS.items():
         lines += ["", f"[{name}]"]
         if name == "corpus":
-            lines.append(_line("max_tokens", cfg.max_tokens, field_comments(RunConfig).get("max_tokens")))
-        comments = field_comments(cls)
+            lines.append(_line("max_tokens", cfg.max_tokens, field_docs(RunConfig).get("max_tokens")))
+        comments = field_docs(cls)
         lines += [_line(key, value, comments.get(key)) for key, value in section_settings(getattr(cfg, name)).items()]
     for i, entry in enumerate(default_models()):
         lines += ["", "[[models]]" + (" " * 18 + MODELS_COMMENT if i == 0 else "")]

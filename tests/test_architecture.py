@@ -20,7 +20,7 @@ LAYERS = [
     ["autointerp.rundir", "autointerp.models", "autointerp.data"],
     ["autointerp.*.config", "autointerp.explain.llm.config"],
     ["autointerp.config"],
-    ["autointerp.provenance", "autointerp.cli_common"],
+    ["autointerp.provenance", "autointerp.cli_common", "autointerp.cli_flags", "autointerp.stages"],
     ["autointerp.harvest"],
     ["autointerp.sae"],
     ["autointerp.exemplars"],
@@ -127,9 +127,30 @@ def test_compare_reads_activations_without_the_sae_training_code():
 
 
 def test_every_stage_has_the_same_shape():
-    for package in ("harvest", "sae", "exemplars", "explain", "eval", "compare", "sweep", "report"):
+    """Every stage of `autointerp run` is one Stage whose package has commands/stage/config modules, whose
+    `run` takes (cfg, *, overwrite, models) and whose reads come before it; its command is derived from it."""
+    import inspect
+
+    from autointerp.cli import STAGES, app, run_order
+    from autointerp.config import RunConfig
+
+    assert [s.name for s in STAGES] == ["harvest", "train", "exemplars", "explain", "score", "compare", "controls", "crosscode", "sweep", "report"]
+    order = [s.name for s in run_order(RunConfig())]
+    commands = {c.name: c.callback for c in app.registered_commands}
+    for stage in STAGES:
+        package = stage.module.rsplit(".", 1)[0]
         for part in ("commands", "stage", "config"):
-            assert f"autointerp.{package}.{part}" in MODULES, f"autointerp/{package}/{part}.py is missing"
+            assert f"{package}.{part}" in MODULES, f"{package.replace('.', '/')}/{part}.py is missing"
+        params = inspect.signature(stage.load()).parameters
+        assert list(params)[:3] == ["cfg", "overwrite", "models"], stage.name
+        assert params["overwrite"].kind is params["models"].kind is inspect.Parameter.KEYWORD_ONLY, stage.name
+        assert all(order.index(r) < order.index(stage.name) for r in stage.reads), f"{stage.name} reads {stage.reads}, run in order {order}"
+        assert stage.name in commands, f"autointerp {stage.name} is not a command"
+        named = {p.name for p in inspect.signature(commands[stage.name]).parameters.values()}
+        assert {f.param for f in stage.flags()} <= named  # every derived flag is an option of the command
+    for path in PACKAGE.rglob("*.py"):  # the resolved config is saved in one place: Stage.run
+        if "save_resolved_config(" in path.read_text(encoding="utf-8"):
+            assert path.name in ("stages.py", "provenance.py"), f"{path} saves the run config itself; Stage.run does it"
 
 
 def test_no_module_is_too_long_to_read():

@@ -54,9 +54,9 @@ def _corrupt(path, split: str) -> None:
 
 
 def _explain(cfg):
-    from autointerp.explain.stage import explain_all
+    from autointerp.cli import stage
 
-    explain_all(cfg, overwrite=True)
+    stage("explain").run(cfg, overwrite=True)
     model = ModelDir(cfg.run_path / SLUG)
     labels = pd.read_parquet(model.labels).set_index("feature")
     candidates = pd.read_parquet(model.label_candidates)
@@ -126,7 +126,8 @@ def test_usage_of_an_interrupted_run_is_counted_exactly_once(tmp_path, tiny_mode
     import json
 
     from autointerp.explain.llm.factory import open_client
-    from autointerp.explain.stage import explain_all, explain_identity, explain_todo, run_explain, select_features
+    from autointerp.cli import stage
+    from autointerp.explain.stage import explain_identity, explain_todo, run_explain, select_features
 
     run = make_run(tmp_path / "run")
     cfg = _config(run, tiny_model_dirs)
@@ -145,7 +146,7 @@ def test_usage_of_an_interrupted_run_is_counted_exactly_once(tmp_path, tiny_mode
 
     def rerun_from_cache() -> dict:
         model.labels.unlink()  # the rows had not been flushed when the process died
-        summary = explain_all(cfg)[SLUG]
+        summary = stage("explain").run(cfg).detail[SLUG]
         assert summary["calls"] == 0 and summary["cached_calls"] > 0
         return json.loads(model.labels_meta.read_text())["usage"]["explain"]
 

@@ -8,17 +8,14 @@ import dataclasses
 import pytest
 import torch
 
-from autointerp.compare.stage import compare_all
+from autointerp.cli import stage
 from autointerp.config import ModelEntry, RunConfig
 from autointerp.controls.config import ControlsConfig
-from autointerp.controls.stage import controls_all
 from autointerp.errors import UserError
-from autointerp.harvest.stage import harvest_all
 from autointerp.io import read_json
 from autointerp.models.load import load_model
 from autointerp.rundir.layout import RunDir
 from autointerp.sae.config import SAEConfig, TrainConfig
-from autointerp.sae.stage import train_all
 from synthetic_run import SyntheticSpec, controls_config, make_synthetic_run
 
 
@@ -29,9 +26,9 @@ def synthetic_controls(tmp_path_factory):
     spec = SyntheticSpec(n_docs=50)
     make_synthetic_run(run_dir, spec)
     cfg = controls_config(run_dir, spec, epochs=4)
-    train_all(cfg, overwrite=True)
-    compare_all(cfg)
-    record = controls_all(cfg)
+    stage("train").run(cfg, overwrite=True)
+    stage("compare").run(cfg)
+    record = stage("controls").run(cfg).detail
     return cfg, record
 
 
@@ -59,7 +56,7 @@ def test_controls_rerun_is_a_no_op_that_keeps_the_cost(synthetic_controls):
     cfg, record = synthetic_controls
     sae = RunDir(cfg.run_path).controls.ceiling_sae("synth-a").weights
     before = sae.stat().st_mtime_ns
-    again = controls_all(cfg)
+    again = stage("controls").run(cfg).detail
     assert sae.stat().st_mtime_ns == before
     assert again["ceiling"]["synth-a"]["seconds"] == record["ceiling"]["synth-a"]["seconds"]
     assert again["ceiling"]["synth-a"]["shared_fraction"] == record["ceiling"]["synth-a"]["shared_fraction"]
@@ -90,10 +87,10 @@ def test_floor_runs_end_to_end_on_tiny_models(tiny_model_dirs, text_corpus, tmp_
     cfg.harvest.ctx_len = 32
     cfg.harvest.shard_tokens = 200
     cfg.compare = dataclasses.replace(cfg.compare, min_support=1, representation_permutations=3, document_level=False, representation_units=200)
-    harvest_all(cfg)
-    train_all(cfg)
-    compare_all(cfg)
-    record = controls_all(cfg)
+    stage("harvest").run(cfg)
+    stage("train").run(cfg)
+    stage("compare").run(cfg)
+    record = stage("controls").run(cfg).detail
     assert len(encoded) == len(set(encoded)) == 3  # A, B and B's random control: A encoded once for the pair and the floor
     sub = read_json(RunDir(cfg.run_path).pair("A", "B").calibration)["representation_subsample"]
     assert 200 <= sub["units"] < sub["of_units"] and sub["documents"] < sub["of_documents"]  # whole documents, seeded

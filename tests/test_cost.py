@@ -12,18 +12,14 @@ import numpy as np
 import pytest
 from test_report_fixture import make_run
 
-from autointerp.compare.stage import compare_all
+from autointerp.cli import stage
 from autointerp.config import ModelEntry, RunConfig
-from autointerp.controls.stage import controls_all
 from autointerp.explain.labels import read_meta, write_meta
-from autointerp.harvest.stage import harvest_all
 from autointerp.io import read_json, write_json
-from autointerp.report.stage import report_all
 from autointerp.rundir.cost import measure
 from autointerp.rundir.cost_table import cost_rows
 from autointerp.rundir.layout import RunDir
 from autointerp.rundir.stage_cost import RunCost, load_ledger
-from autointerp.sae.stage import train_all
 from synthetic_run import SyntheticSpec, controls_config, make_synthetic_run
 
 LINUX = sys.platform.startswith("linux")
@@ -125,10 +121,9 @@ def _synthetic_cfg(run_dir) -> RunConfig:
 def _run(cfg: RunConfig, overwrite: bool) -> dict:
     """The three stages as `autointerp run` measures them."""
     costs = RunCost(cfg.run_path)
-    for name, stage in (("train", lambda: train_all(cfg, overwrite=overwrite)), ("compare", lambda: compare_all(cfg)),
-                        ("controls", lambda: controls_all(cfg))):
+    for name, overwrite_it in (("train", overwrite), ("compare", False), ("controls", False)):
         with costs.stage(name):
-            stage()
+            stage(name).run(cfg, overwrite=overwrite_it)
     return costs.ledger()
 
 
@@ -176,11 +171,11 @@ def test_a_harvest_records_its_cost_in_its_manifest(tiny_model_dirs, text_corpus
     cfg.harvest.ctx_len, cfg.harvest.shard_tokens = 32, 200
     costs = RunCost(cfg.run_path)
     with costs.stage("harvest"):
-        harvest_all(cfg)
+        stage("harvest").run(cfg)
     manifest = read_json(RunDir(cfg.run_path).model("A").manifest)
-    [stage] = costs.ledger()["stages"]
+    [measured] = costs.ledger()["stages"]
     assert manifest["n_shards"] > 1 and manifest["cost"]["wall_s"] > 0 and manifest["cost"]["cpu_s"] > 0
-    assert stage["parts"] == {"A/harvest": manifest["cost"] | {"ran": True}} and stage["ran"]
+    assert measured["parts"] == {"A/harvest": manifest["cost"] | {"ran": True}} and measured["ran"]
 
 
 def test_report_shows_the_run_cost_and_report_json_has_it(tmp_path):
@@ -199,7 +194,7 @@ def test_report_shows_the_run_cost_and_report_json_has_it(tmp_path):
         with costs.stage("score"):
             score(work)
         with costs.stage("report"):
-            report_all(cfg)
+            stage("report").run(cfg)
         return costs.ledger()
 
     ledger = run_once(work=True)

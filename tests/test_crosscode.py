@@ -26,10 +26,11 @@ from autointerp.crosscode.analysis import class_summary
 from autointerp.crosscode.config import CrosscodeConfig
 from autointerp.crosscode.model import CrossCoder, load_crosscoder, save_crosscoder
 from autointerp.crosscode.posthoc import agreement
-from autointerp.crosscode.stage import crosscode_all, crosscode_stage
+from autointerp.crosscode.stage import crosscode_stage
 from autointerp.errors import UserError
 from autointerp.rundir.layout import RunDir
 from autointerp.sae.saelens import load_sae
+from autointerp.cli import stage
 from synthetic_run import SyntheticSpec, make_synthetic_run
 from crosscode_fixture import ORIGINAL_DOCUMENTS, SPEC, _chosen, _config
 
@@ -195,9 +196,11 @@ def test_config_validation_and_opt_in(tmp_path):
     with pytest.raises(UserError, match="exclusive_below"):
         CrosscodeConfig(exclusive_below=0.45).validate()
     assert CrosscodeConfig().enabled is False
-    # disabled: `autointerp run`'s stage is a no-op (no harvest needed, nothing written)
+    # disabled: `autointerp run` skips the stage (its gate), so nothing is needed and nothing written
     cfg = RunConfig(run_dir=str(tmp_path / "run"))
-    crosscode_all(cfg)
+    assert stage("crosscode").enabled(cfg) is False and stage("sweep").enabled(cfg) is False
+    cfg.crosscode = dataclasses.replace(cfg.crosscode, enabled=True)
+    assert stage("crosscode").enabled(cfg) is True
     assert not RunDir(tmp_path / "run").crosscode.exists()
 
 

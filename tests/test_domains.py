@@ -16,7 +16,7 @@ from autointerp.compare.inputs import model_inputs, model_names
 from autointerp.compare.stage import compare_models, compare_pair
 from autointerp.compare.summary import print_summary
 from autointerp.config import ModelEntry, RunConfig
-from autointerp.exemplars.stage import exemplars_all
+from autointerp.cli import stage
 from autointerp.explain.names import LEXICAL_MARKER
 from autointerp.report.artifacts import load_pair_inputs
 from autointerp.report.domains import domain_section
@@ -33,7 +33,7 @@ def compared(tmp_path_factory):
     cfg = RunConfig(run_dir=str(run.run_dir), models=[ModelEntry(s) for s in run.slugs])
     cfg.compare.document_level = False
     cfg.compare.representation = False
-    exemplars_all(cfg)  # exemplars and lexical profiles, by the stage itself
+    stage("exemplars").run(cfg)  # exemplars and lexical profiles, by the stage itself
     write_labels(RunDir(run.run_dir).model(run.slugs[0]).root, LABELS)
     outcome = compare_models(cfg, cfg.models, progress=False)[0]
     return run, cfg, outcome

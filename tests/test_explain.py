@@ -98,23 +98,24 @@ def test_exemplars_from_another_sae_is_a_user_error(tmp_path):
 
 def test_score_without_labels_and_embedding_scoring_without_llm(tmp_path):
     """`score --scorer embedding` runs with no LLM at all, on labels written by hand."""
-    from autointerp.eval.stage import score_all
+    from autointerp.cli import stage
     from autointerp.explain.labels import merge_rows, empty_table, write_labels
 
     run = make_run(tmp_path)
     cfg = RunConfig(run_dir=str(run), models=[ModelEntry("gemma-3-270m")])
     cfg.llm = dataclasses.replace(cfg.llm, backend="openai", base_url="http://127.0.0.1:9/v1")  # unreachable: must not be used
+    cfg.score = dataclasses.replace(cfg.score, scorers=["embedding"])
     with pytest.raises(UserError, match="autointerp explain"):
-        score_all(cfg, scorers=["embedding"])
+        stage("score").run(cfg)
     rows = [dict(feature=f, label=lbl, raw=lbl, status="ok", error=None, explainer_model="hand", prompt_tokens=0, completion_tokens=0, cost_usd=0.0)
             for f, lbl in ((0, "volcanoes and lava"), (1, "coffee, tea and cocoa"), (2, "navy and army"))]
     write_labels(run / "gemma-3-270m", merge_rows(empty_table(), rows))
-    score_all(cfg, scorers=["embedding"])
+    stage("score").run(cfg)
     table = pd.read_parquet(run / "gemma-3-270m" / "labels.parquet")
     assert (table["score_embedding"] > table["baseline_embedding"]).all()
     assert pq.read_schema(run / "gemma-3-270m" / "labels.parquet").field("feature").type == "int32"
     before = (run / "gemma-3-270m" / "labels.parquet").stat().st_mtime_ns
-    score_all(cfg, scorers=["embedding"])  # up to date: a no-op
+    stage("score").run(cfg)  # up to date: a no-op
     assert (run / "gemma-3-270m" / "labels.parquet").stat().st_mtime_ns == before
 
 
@@ -156,27 +157,26 @@ def test_local_echo_logprobs_equal_a_direct_forward_pass():
 
 
 def _run_end_to_end(tmp_path, llm_overrides: dict, scorers: tuple[str, ...] = ("simulation", "detection", "embedding")) -> tuple:
-    from autointerp.eval.stage import score_all
-    from autointerp.explain.stage import explain_all
+    from autointerp.cli import stage
 
     run = make_run(tmp_path)
     cfg = RunConfig(run_dir=str(run), models=[ModelEntry("gemma-3-270m")])
     cfg.llm = dataclasses.replace(cfg.llm, **llm_overrides)
     cfg.explain = dataclasses.replace(cfg.explain, n_features=3, select="random", n_candidates=1)  # one LLM call per feature
     cfg.score = dataclasses.replace(cfg.score, scorers=list(scorers), n_activating=3, n_random=2)
-    usage = explain_all(cfg)["gemma-3-270m"]
+    usage = stage("explain").run(cfg).detail["gemma-3-270m"]
     assert usage["calls"] == 3
     # a re-run that retries one failed feature (served from the response cache) adds to the recorded usage
     labels = ModelDir(run / "gemma-3-270m").labels
     table = pd.read_parquet(labels)
     table.loc[0, "status"] = "failed"
     table.to_parquet(labels, index=False)
-    again = explain_all(cfg)["gemma-3-270m"]
+    again = stage("explain").run(cfg).detail["gemma-3-270m"]
     assert (again["calls"], again["cached_calls"]) == (0, 1)  # this invocation: the retry, answered from the cache
     total = json.loads(ModelDir(run / "gemma-3-270m").labels_meta.read_text())["usage"]["explain"]
     assert (total["calls"], total["prompt_tokens"]) == (usage["calls"], usage["prompt_tokens"])  # totals kept, not reset to 0
     assert total["cached_calls"] == usage["cached_calls"] + 1
-    score_all(cfg)
+    stage("score").run(cfg)
     table = pd.read_parquet(run / "gemma-3-270m" / "labels.parquet")
     meta = pd.read_json(run / "gemma-3-270m" / "labels.json", typ="series")
     return cfg, run, table, meta
@@ -196,22 +196,21 @@ def _check_table(table, meta):
 
 @pytest.mark.slow
 def test_explain_and_score_end_to_end_on_the_local_backend(tmp_path):
-    from autointerp.eval.stage import score_all
-    from autointerp.explain.stage import explain_all
+    from autointerp.cli import stage
 
     cfg, run, table, meta = _run_end_to_end(tmp_path, {"backend": "local"})
     _check_table(table, meta)
     assert meta["usage"]["explain"]["backend"] == "local"
     # Re-running makes no new LLM calls: ok labels and scores are kept; failed labels are retried (from the cache).
-    rerun = explain_all(cfg)
+    rerun = stage("explain").run(cfg).detail
     assert all(summary["calls"] == 0 for summary in rerun.values())
-    assert score_all(cfg) == {}
+    assert stage("score").run(cfg).detail == {}
     from autointerp.explain.labels import write_labels
 
     feature = int(table.loc[table["status"] == "ok", "feature"].iloc[0])
     table.loc[table["feature"] == feature, ["status", "label", "error"]] = ["failed", None, "injected"]
     write_labels(run / "gemma-3-270m", table)
-    again = explain_all(cfg)["gemma-3-270m"]
+    again = stage("explain").run(cfg).detail["gemma-3-270m"]
     assert again["calls"] == 0 and again["cached_calls"] >= 1  # same prompt: answered by the sqlite cache
     relabelled = pd.read_parquet(run / "gemma-3-270m" / "labels.parquet").set_index("feature")
     assert relabelled.loc[feature, "status"] == "ok" and pd.isna(relabelled.loc[feature, "error"])
@@ -257,7 +256,7 @@ def test_explain_through_a_faulty_server_records_every_feature(tmp_path, llama_s
     """Half the requests answered with 429 / 500 / an empty body / malformed JSON: the run finishes, every
     feature is labelled or recorded as failed with its reason, retries are counted, and the next run only
     re-asks for the failed ones (the rest come from the labels table and the cache)."""
-    from autointerp.explain.stage import explain_all
+    from autointerp.cli import stage
 
     proxy = fault_proxy(llama_server.base_url, fault_rate=0.5, faults=("429", "500", "empty", "malformed"), seed=3)
     run = make_run(tmp_path)
@@ -265,12 +264,12 @@ def test_explain_through_a_faulty_server_records_every_feature(tmp_path, llama_s
     cfg.llm = dataclasses.replace(cfg.llm, backend="openai", base_url=proxy.base_url, model=llama_server.model,
                                   max_retries=1, backoff_s=0.05, backoff_max_s=0.1)
     cfg.explain = dataclasses.replace(cfg.explain, n_features=3, select="random", n_candidates=1, lexical=False)  # an LLM failure stays a failure
-    first = explain_all(cfg)["gemma-3-270m"]
+    first = stage("explain").run(cfg).detail["gemma-3-270m"]
     table = pd.read_parquet(run / "gemma-3-270m" / "labels.parquet")
     assert len(table) == 3 and set(table["status"]) <= {"ok", "failed"}
     assert table.loc[table["status"] == "failed", "error"].str.len().gt(0).all()
     assert proxy.total_injected >= 1 and first["retries"] >= 1, (proxy.posts, proxy.requests, dict(proxy.injected), first)
     n_failed = int((table["status"] == "failed").sum())
     posts_before = proxy.posts
-    explain_all(cfg)
+    stage("explain").run(cfg)
     assert proxy.posts - posts_before <= n_failed * (1 + cfg.llm.max_retries)  # only failed features are asked again

@@ -9,7 +9,8 @@ import pytest
 
 from autointerp.config import ModelEntry, RunConfig
 from autointerp.explain.config import ExplainConfig
-from autointerp.explain.stage import explain_all, select_features
+from autointerp.explain.stage import select_features
+from autointerp.cli import stage
 from explain_helpers import make_run
 
 
@@ -59,17 +60,17 @@ def test_token_features_get_their_lexical_label_without_an_llm_call(tmp_path, ll
     cfg = RunConfig(run_dir=str(run), models=[ModelEntry("gemma-3-270m")])
     cfg.llm = dataclasses.replace(cfg.llm, backend="openai", base_url=proxy.base_url, model=llama_server.model)
     cfg.explain = dataclasses.replace(cfg.explain, n_features=3, select="random", n_candidates=1)
-    explain_all(cfg)
+    stage("explain").run(cfg)
     table = pd.read_parquet(run / "gemma-3-270m" / "labels.parquet").set_index("feature")
     assert proxy.posts == 2  # features 1 and 2 only
     assert table.loc[0, "llm_skipped"] == 1 and pd.isna(table.loc[0, "llm_label"])
     assert table.loc[0, "label_source"] == "lexical" and table.loc[0, "label"] == table.loc[0, "lexical_label"]
     assert list(table["feature_class"]) == ["token", "contextual", "other"]
     assert table.loc[[1, 2], "llm_label"].notna().all() and (table.loc[[1, 2], "llm_skipped"] == 0).all()
-    explain_all(cfg)  # the token feature is done, not retried as a failed LLM label
+    stage("explain").run(cfg)  # the token feature is done, not retried as a failed LLM label
     assert proxy.posts == 2
     cfg.explain = dataclasses.replace(cfg.explain, llm_for_tokens=True)
-    explain_all(cfg, overwrite=True)  # sending token features to the LLM too: one more request, for feature 0
+    stage("explain").run(cfg, overwrite=True)  # sending token features to the LLM too: one more request, for feature 0
     assert proxy.posts == 3
 
 
@@ -89,9 +90,9 @@ def test_autointerp_run_compares_before_explaining_with_the_default_selection():
     """select = "contextual" (the default) reads the comparison, so `autointerp run` compares first (as for "matched")."""
     from autointerp.cli import run_order
 
-    names = [name for name, _ in run_order(RunConfig(models=[ModelEntry("gemma-3-270m"), ModelEntry("minilm-l6")]))]
+    names = [s.name for s in run_order(RunConfig(models=[ModelEntry("gemma-3-270m"), ModelEntry("minilm-l6")]))]
     assert names.index("compare") < names.index("explain")
     cfg = RunConfig(models=[ModelEntry("gemma-3-270m"), ModelEntry("minilm-l6")])
     cfg.explain = dataclasses.replace(cfg.explain, select="random")
-    names = [name for name, _ in run_order(cfg)]
+    names = [s.name for s in run_order(cfg)]
     assert names.index("compare") > names.index("explain")

@@ -20,16 +20,15 @@ SLUG = "gemma-3-270m"
 
 
 def _lexical_run(tmp_path, score: bool = True):
-    from autointerp.eval.stage import score_all
-    from autointerp.explain.stage import explain_all
+    from autointerp.cli import stage
 
     run = make_run(tmp_path / "run")
     cfg = RunConfig(run_dir=str(run), models=[ModelEntry(SLUG)])
     cfg.explain = dataclasses.replace(cfg.explain, n_features=3, select="random", labeller="lexical")
     cfg.score = dataclasses.replace(cfg.score, scorers=["embedding"], n_activating=3, n_random=2)
-    assert explain_all(cfg) == {}  # no LLM, no usage
+    assert stage("explain").run(cfg).detail == {}  # no LLM, no usage
     if score:
-        score_all(cfg)
+        stage("score").run(cfg)
     return cfg, run
 
 
@@ -51,12 +50,12 @@ def test_lexical_labels_name_the_words_and_beat_shuffled_ones(tmp_path):
     assert np.allclose(table["final_embedding"], table["lexical_embedding"])
     # a re-run is a no-op; other labeller settings are refused without --overwrite
     from autointerp.errors import UserError
-    from autointerp.explain.stage import explain_all
+    from autointerp.cli import stage
 
-    assert explain_all(cfg) == {}
+    assert stage("explain").run(cfg).detail == {}
     other = dataclasses.replace(cfg, explain=dataclasses.replace(cfg.explain, labeller="llm"))
     with pytest.raises(UserError, match="labeller"):
-        explain_all(other)
+        stage("explain").run(other)
 
 
 def test_report_shows_three_rows_per_scorer_and_a_verdict(tmp_path):
@@ -69,9 +68,9 @@ def test_report_shows_three_rows_per_scorer_and_a_verdict(tmp_path):
     # the LLM labels: weaker descriptions written into the same table (as the explain stage would)
     table["llm_label"] = ["hot things", "things people drink", "the coast"]
     write_labels(model.root, table)
-    from autointerp.eval.stage import score_all
+    from autointerp.cli import stage
 
-    score_all(cfg, overwrite=True)
+    stage("score").run(cfg, overwrite=True)
     inputs = load_model_inputs(cfg, run, cfg.models[0])
     text = "\n".join(kind_table(inputs, ["embedding"]))
     for row in ("| embedding | LLM labels |", "| embedding | lexical labels |", "| embedding | shuffled labels |", "| embedding | final labels"):

@@ -270,11 +270,11 @@ def test_cli_missing_run_dir_is_one_line_error(tmp_path):
 
 
 def test_report_all_prints_summary_and_paths(tmp_path, capsys):
-    from autointerp.report.stage import report_all
+    from autointerp.cli import stage
 
 
     cfg = make_run(tmp_path)
-    report_all(cfg)
+    stage("report").run(cfg)
     err = capsys.readouterr().err
     labels = pd.read_parquet(cfg.run_path / "alpha" / "labels.parquet")
     # LLM | lexical | shuffled | final* (this fixture has no lexical labels: "—")
@@ -282,7 +282,7 @@ def test_report_all_prints_summary_and_paths(tmp_path, capsys):
     assert re.search(row, err), err
     assert re.search(r"alpha vs beta\s*│\s*9\s*│", err) and "7/8 (1 failed)" in err
     assert "report.md" in err and "index.html" in err
-    report_all(cfg)
+    stage("report").run(cfg)
     assert "unchanged" in capsys.readouterr().err
 
 

@@ -349,12 +349,13 @@ def _stage_run(tmp_path, level: str | None):
 
 
 def test_score_stage_takes_the_level_from_the_harvest_and_records_it(tmp_path, capsys):
-    from autointerp.eval.stage import score_all, scoring_level
+    from autointerp.cli import stage
+    from autointerp.eval.stage import scoring_level
     from autointerp.explain.labels import read_labels
 
     cfg, model = _stage_run(tmp_path, "sequence")
     assert scoring_level(model.root) == "sequence"
-    score_all(cfg)
+    stage("score").run(cfg)
     meta = json.loads(model.labels_meta.read_text())
     assert meta["score_level"] == "sequence" and meta["scorers"]["embedding"]["level"] == "sequence"
     assert meta["scorers"]["embedding"]["identity"]["level"] == "sequence"
@@ -371,13 +372,14 @@ def test_score_stage_takes_the_level_from_the_harvest_and_records_it(tmp_path, c
 
 def test_token_level_identity_is_unchanged(tmp_path):
     """Scores recorded before levels existed stay valid: a token-level identity has no ``level`` key."""
-    from autointerp.eval.stage import score_all, scorer_identity
+    from autointerp.cli import stage
+    from autointerp.eval.stage import scorer_identity
 
     cfg, model = _stage_run(tmp_path, "token")
     assert "level" not in scorer_identity("simulation", cfg.score, None, "local", None)
     token_sha = scorer_identity("simulation", cfg.score, None, "local", None)["prompt_sha"]
     assert scorer_identity("simulation", cfg.score, None, "local", None, "sequence")["prompt_sha"] != token_sha
-    score_all(cfg)
+    stage("score").run(cfg)
     meta = json.loads(model.labels_meta.read_text())
     assert meta["score_level"] == "token" and "level" not in meta["scorers"]["embedding"]["identity"]
 

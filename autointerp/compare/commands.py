@@ -1,43 +1,12 @@
-"""``autointerp compare``: the flags of the compare stage (the work is in ``stage``)."""
+"""``autointerp compare``: the compare stage as its command and ``autointerp run`` see it (the work is in ``stage``)."""
 
-from __future__ import annotations
+from autointerp.stages import Stage
 
-from typing import Annotated
-
-import typer
-
-from autointerp.cli_common import (
-    ConfigOpt,
-    ModelsOpt,
-    NameOpt,
-    OverwriteOpt,
-    RunDirOpt,
-    SaeOpt,
-    check_sae_in_run,
-    friendly_errors,
-    load_run_config,
-    select_models,
-    with_flags,
+STAGE = Stage(
+    name="compare",
+    module="autointerp.compare.stage",
+    help="Match features across models by activation correlation (with a null) and by label similarity.",
+    sections=("compare",),
+    reads=("harvest", "train", "exemplars"),  # labels too when explain ran (label matching); an activation-only compare runs before explain
+    names={"compare.null_alpha": ("--null-alpha", "--alpha")},
 )
-
-
-@friendly_errors
-def compare(
-    model: ModelsOpt = None,
-    unit: Annotated[str | None, typer.Option(help="Shared unit: word (token-level harvests) or document.")] = None,
-    alpha: Annotated[float | None, typer.Option(help="Significance level of the null threshold.")] = None,
-    embedder: Annotated[str | None, typer.Option(help="Label embedder: minilm-l6 (embedded) or a sentence-transformers model.")] = None,
-    sae: SaeOpt = None,
-    overwrite: OverwriteOpt = False,
-    config: ConfigOpt = None,
-    run_dir: RunDirOpt = None,
-    name: NameOpt = None,
-) -> None:
-    """Match features across models by activation correlation (with a null) and by label similarity."""
-    cfg = load_run_config(config, run_dir, name, sae=sae, model=model)
-    cfg.compare = with_flags(cfg.compare, unit=unit, null_alpha=alpha, embedder=embedder)
-    models = select_models(cfg, model)
-    check_sae_in_run(cfg, models)
-    from autointerp.compare.stage import compare_models
-
-    compare_models(cfg, models, overwrite=overwrite)

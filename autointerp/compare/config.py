@@ -33,7 +33,7 @@ class CompareConfig:
     null_alpha: float = 0.01  # a matched pair is "shared" when its corr exceeds the (1 - alpha) null quantile
     null_permutations: int = 2  # document derangements whose matched correlations form the null (at least)
     min_null_samples: int = 4000  # small dictionaries get more derangements, up to max_null_permutations
-    max_null_permutations: int = 64
+    max_null_permutations: int = 64  # upper bound on the document derangements of the null
     min_support: int = 5  # features active on fewer units than this are left out of matching (counted, reported)
     lexical_permutations: int = 8  # same-word-type cross-document pairings forming the lexical null (word level)
     lexical_alpha: float = 0.01  # a shared pair is contextual when its excess over the lexical null passes the (1 - alpha) quantile
@@ -45,7 +45,7 @@ class CompareConfig:
     bootstrap: int = 1000  # document-bootstrap replicates behind every interval of the verdict (0: no intervals)
     bootstrap_blocks: int = 256  # documents are resampled in at most this many blocks of whole consecutive documents
     svcca_bootstrap: int = 50  # replicates for the SVCCA interval (each re-whitens both sides: ~0.1 s; CKA and mutual kNN use `bootstrap`)
-    null_method: str = "quantile"
+    null_method: str = "quantile"  # how the null threshold is read from the derangements
     chunk_rows: int = 8192  # harvest rows encoded per SAE call
     unit_chunk: int = 65_536  # aligned units per sparse cross-product step
     matching: str = "auto"  # auto | dense | sparse: dense = full correlation matrix + Hungarian; sparse = each feature's top `candidates` partners + sparse assignment (compare.candidates, compare.sparse_assignment), for pretrained widths; auto = dense up to dense_max_pairs, where it is faster, else sparse
@@ -55,7 +55,7 @@ class CompareConfig:
     domains: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_DOMAINS))  # name = "description" for zero-shot domain assignment; default: the 10 domains listed above
     combined_weight: float = 0.5  # weight of the activation signal in combined_score (label gets 1 - weight)
     claim_min_effect: float = 0.06  # a difference between the models is claimed only when significant AND its common-language effect is outside [0.5 - this, 0.5 + this]
-    seed: int = 0
+    seed: int = 0  # seed of derangements, bootstrap and subsamples
 
     def validate(self) -> None:
         if self.unit not in UNITS:

@@ -53,7 +53,7 @@ from autointerp.errors import UserError
 from autointerp.io import read_json, write_json
 from autointerp.rundir.layout import PairDir, RunDir
 from autointerp.rundir.lock import run_lock
-from autointerp.rundir.record import Decision, StageRecord, decide
+from autointerp.rundir.record import StageResult, Decision, StageRecord, decide
 
 log = logging.getLogger("autointerp")
 EXPLAIN_HINT = "run `autointerp explain` first"
@@ -211,9 +211,13 @@ def _agreement(matches: pd.DataFrame, n_examples: int = 20) -> dict:
     }
 
 
-def compare_all(cfg: RunConfig, overwrite: bool = False) -> None:
-    """Every pair of the configured models, in config order (what `autointerp run` calls)."""
-    compare_models(cfg, cfg.models, overwrite=overwrite)
+def run(cfg: RunConfig, *, overwrite: bool = False, models: list[ModelEntry] | None = None) -> StageResult:
+    """Every pair of ``models`` (default: the configured ones), in config order (the stage contract:
+    ``autointerp.stages``); the result's detail holds each pair's ``CompareOutcome``."""
+    outcomes = compare_models(cfg, cfg.models if models is None else models, overwrite=overwrite)
+    names = [outcome.out_dir.name for outcome in outcomes]
+    return StageResult("compare", tuple(n for n, o in zip(names, outcomes) if not o.skipped),
+                       tuple(n for n, o in zip(names, outcomes) if o.skipped), outcomes)
 
 
 def compare_models(cfg: RunConfig, models: list[ModelEntry], *, overwrite: bool = False, progress: bool = True) -> list:

@@ -30,6 +30,7 @@ from autointerp.progress import console
 from autointerp.rundir.cost import combine, measure
 from autointerp.rundir.layout import RunDir
 from autointerp.rundir.lock import run_lock
+from autointerp.rundir.record import StageRecord, StageResult
 from autointerp.sae.stage import train_stage
 
 
@@ -88,8 +89,10 @@ def _keep_cost(new: dict, old: dict | None) -> dict:
     return new
 
 
-def controls_all(cfg: RunConfig, overwrite: bool = False) -> dict:
-    """Every control the config asks for, then their summary merged into each real pair's calibration."""
+def run(cfg: RunConfig, *, overwrite: bool = False, models=None) -> StageResult:
+    """Every control the config asks for, then their summary merged into each real pair's calibration (the
+    stage contract: ``autointerp.stages``; controls concern every configured model, so ``models`` is unused).
+    The result's detail is the controls record (controls.json)."""
     with run_lock(cfg.run_path):
         cc = cfg.controls
         cc.validate()
@@ -102,12 +105,15 @@ def controls_all(cfg: RunConfig, overwrite: bool = False) -> dict:
         except (OSError, ValueError):
             old = {}
         record: dict = {"ceiling": {}, "floor": [], "off": {}}
+        done, reused = [], []
         if cc.ceiling:
             for entry in cfg.models:
                 if entry.sae:  # a second seed of someone else's SAE cannot be made here; a fresh one would be no ceiling
                     record["off"]["ceiling_shared_fraction"] = f"not measured for {entry.slug}: its SAE is pretrained (sae = ...), so there is no second seed of it"
                     continue
-                record["ceiling"][entry.slug] = _keep_cost(ceiling(cfg, entry, overwrite=overwrite), (old.get("ceiling") or {}).get(entry.slug))
+                c = ceiling(cfg, entry, overwrite=overwrite)
+                (done if c.get("seconds") is not None else reused).append(f"ceiling {entry.slug}")
+                record["ceiling"][entry.slug] = _keep_cost(c, (old.get("ceiling") or {}).get(entry.slug))
         else:
             record["off"]["ceiling_shared_fraction"] = "not measured: [controls] ceiling = false"
         old_floors = {(f.get("random"), f.get("against")): f for f in old.get("floor") or []}
@@ -115,6 +121,7 @@ def controls_all(cfg: RunConfig, overwrite: bool = False) -> dict:
             for other in cfg.models:
                 if other.slug != slug:
                     f = floor(cfg, by_slug[slug], other, overwrite=overwrite)
+                    (done if f.get("seconds") is not None else reused).append(f"floor {slug} x {other.slug}")
                     record["floor"].append(_keep_cost(f, old_floors.get((slug, other.slug))))
         if not floors:
             record["off"]["floor_shared_fraction"] = f"not measured: [controls] floor = \"{cc.floor}\""
@@ -123,10 +130,17 @@ def controls_all(cfg: RunConfig, overwrite: bool = False) -> dict:
         record["cost"] = combine(*(c.get("cost") for c in controls))  # every control's, as recorded when it ran
         record["settings"] = dataclasses.asdict(cc)
         run.controls.root.mkdir(parents=True, exist_ok=True)
-        write_json(run.controls.record, record)
+        _save(run, record, slugs)
         _merge(run, record)
         _print(record)
-        return record
+        return StageResult("controls", tuple(done), tuple(reused), record)
+
+
+def _save(run: RunDir, record: dict, slugs: list[str]) -> None:
+    """controls.json: a stage record (stage, settings, inputs, complete, cost) that also carries each control's
+    summary at the top level, where the calibration and the report read them."""
+    body = {k: v for k, v in record.items() if k != "settings"}  # its "cost": every control's, as recorded when it ran
+    StageRecord("controls", record["settings"], {"models": slugs}, summary={"seconds": record["seconds"]}, extra=body).save(run.controls.record)
 
 
 def _merge(run: RunDir, record: dict) -> None:

@@ -18,7 +18,7 @@ class CrosscodeConfig:
     # Off by default: on the embedded pair it adds ~4.5 min (the pair and its random-weights floor) to a
     # default run already over its 15-minute budget. `autointerp crosscode` runs it regardless; `autointerp
     # run` only when true.
-    enabled: bool = False
+    enabled: bool = False  # `autointerp run` trains the crosscoder (the `crosscode` command always does)
     # What one row is, per shared word unit: "mean" = each model's activation mean-pooled over the unit's
     # tokens; "residual" = the same minus that model's mean over every occurrence of the unit's word type
     # (casefolded text), on the units whose type recurs in two or more documents only: the word-identity
@@ -37,7 +37,7 @@ class CrosscodeConfig:
     # Latent Scaling (Minder et al. 2025): a latent is called exclusive only when the other model's best
     # linear readout of its activation (fitted on that model's error and on its reconstruction by the other
     # latents) has a norm below this fraction of the own model's; else it is "exclusive by norm only".
-    scaling_max: float = 0.3
+    scaling_max: float = 0.3  # Latent Scaling: at most this many units fit each latent's scale
     min_corr: float = 0.3  # post-hoc: a latent's best-correlated SAE feature counts only at this correlation or above
     controls: bool = True  # also train crosscoders on the random-weights control pairs when their harvests exist
     n_disagreements: int = 10  # disagreements with the post-hoc view listed (with exemplar words) in the record

@@ -33,10 +33,9 @@ from autointerp.data.corpus import corpus_fingerprint
 from autointerp.errors import UserError
 from autointerp.io import file_sha256, read_json, read_parquet
 from autointerp.progress import console
-from autointerp.provenance import save_resolved_config
 from autointerp.rundir.layout import CrosscodeDir, ModelDir, RunDir
 from autointerp.rundir.lock import run_lock
-from autointerp.rundir.record import Decision, StageRecord, decide
+from autointerp.rundir.record import Decision, StageRecord, StageResult, decide
 from autointerp.sae.config import TrainConfig
 from autointerp.sae.trainer import train_sae
 
@@ -153,11 +152,10 @@ def crosscode_stage(cfg: RunConfig, *, overwrite: bool = False, progress: bool =
     get word windows, labels and scores (``latent_stage``)."""
     cfg.crosscode.validate()
     with run_lock(cfg.run_path):
-        save_resolved_config(cfg)
-        run = RunDir(cfg.run_path)
+        rundir = RunDir(cfg.run_path)
         results = []
         for a, b, role in pairs_for(cfg):
-            out, keep = run.crosscoder(a.slug, b.slug), {}
+            out, keep = rundir.crosscoder(a.slug, b.slug), {}
             results.append(crosscode_pair(cfg.run_path, a, b, out, cfg.crosscode, role, overwrite=overwrite, progress=progress, keep=keep))
             if role == "pair":
                 latent_step(cfg, a, b, out, keep.get("encoded"), progress)
@@ -178,13 +176,13 @@ def print_summary(results: list[tuple[dict, bool]]) -> None:
     console.print(table)
 
 
-def crosscode_all(cfg: RunConfig, overwrite: bool = False) -> None:
-    """What `autointerp run` calls: a no-op unless ``[crosscode] enabled = true``."""
-    if not cfg.crosscode.enabled:
-        return
-    print_summary(crosscode_stage(cfg, overwrite=overwrite))
-
-
-def crosscode_command(cfg: RunConfig, overwrite: bool = False) -> None:
-    """``autointerp crosscode``: runs whatever ``enabled`` says."""
-    print_summary(crosscode_stage(cfg, overwrite=overwrite))
+def run(cfg: RunConfig, *, overwrite: bool = False, models=None) -> StageResult:
+    """Every crosscoder of the run, and a table of them (the stage contract: ``autointerp.stages``; the pair
+    is the first two configured models, so ``models`` is unused). ``autointerp run`` calls it only when
+    ``[crosscode] enabled = true`` (``Stage.gate``); the command always does. The result's detail is the
+    list of (summary, reused) per crosscoder."""
+    results = crosscode_stage(cfg, overwrite=overwrite)
+    print_summary(results)
+    names = [f"{s['model_a']} x {s['model_b']} ({s['role']})" for s, _ in results]
+    return StageResult("crosscode", tuple(n for n, (_, r) in zip(names, results) if not r),
+                       tuple(n for n, (_, r) in zip(names, results) if r), results)

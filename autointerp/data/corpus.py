@@ -27,15 +27,15 @@ from autointerp.rundir.layout import CORPUS_META_FILE, DOCUMENTS_FILE
 class CorpusConfig:
     dataset: str = "factbook"  # "factbook" | a path to a file or directory | a hub dataset name
     config_name: str | None = None  # hub config, e.g. "20231101.en"
-    split: str = "train"
+    split: str = "train"  # hub dataset split
     text_field: str = "text"  # column/key holding the text (local jsonl/csv/parquet and hub)
     entity_field: str | None = None  # column/key naming each document's entity (e.g. an article title), used by the abstraction metric; unset: the factbook's country, else every document is its own entity
     streaming: bool = True  # hub only
-    shuffle: bool = True
-    seed: int = 0
+    shuffle: bool = True  # shuffle the documents before taking the token budget
+    seed: int = 0  # corpus shuffle seed
     min_chars: int = 64  # documents shorter than this (after cleaning/stripping) are dropped
     dedup: bool = True  # exact-duplicate removal (hash of the text)
-    max_docs: int | None = None
+    max_docs: int | None = None  # at most this many documents (unset: as many as the token budget holds)
 
 
 @dataclass(frozen=True)

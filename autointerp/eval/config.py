@@ -12,13 +12,13 @@ SCORER_NAMES = ("simulation", "detection", "fuzzing", "embedding")  # autointerp
 @dataclass
 class ScoreConfig:
     scorers: list[str] = field(default_factory=lambda: ["embedding"])  # also: simulation, detection, fuzzing (simulation with the embedded 270M simulator measured at chance: LLM minus shuffled labels -0.005 / +0.007 on the factbook, +0.011 / -0.002 on prose; see README)
-    shuffled_baseline: bool = True
-    seed: int = 0
+    shuffled_baseline: bool = True  # also score each feature with another feature's label (the baseline every score is read against)
+    seed: int = 0  # seed of window sampling and label shuffling
     n_activating: int = 4  # activating held-out windows per feature and scorer
     n_random: int = 2  # non-activating held-out windows per feature and scorer
-    window_before: int = 6
-    window_after: int = 1
-    top_logprobs: int = 20
+    window_before: int = 6  # tokens shown before each held-out window's max token
+    window_after: int = 1  # tokens shown after it
+    top_logprobs: int = 20  # logprobs asked for per prediction
     use_logprobs: bool = True  # read predictions from logprobs when the backend has them
     chat: bool = False  # chat endpoint instead of completions (needed for chat-only APIs such as OpenAI's chat models)
     embedder: str = "minilm-l6"  # sentence embedder of the embedding scorer

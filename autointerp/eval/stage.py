@@ -39,7 +39,7 @@ from autointerp.explain.stage import check_inputs, prompt_sha, store_usage
 from autointerp.progress import console
 from autointerp.rundir.layout import ModelDir
 from autointerp.rundir.lock import run_lock
-from autointerp.rundir.record import Decision, StageRecord, decide
+from autointerp.rundir.record import Decision, StageRecord, StageResult, decide
 from autointerp.rundir.windows import load_windows
 
 SAVE_EVERY = 8  # features between checkpoint writes of labels.parquet
@@ -217,8 +217,7 @@ async def score_models_async(cfg: RunConfig, models, names: list[str], overwrite
             before = client.usage.copy() if client is not None else None
             started = time.perf_counter()
             table = await run_score(client, model_dir, plan, cfg.score, cfg.explain.prompts_dir, names, identities, concurrency=cfg.llm.concurrency, label=entry.slug, level=level)
-            if client is not None:
-                summaries[entry.slug] = store_usage(client, before, model_dir, "score", time.perf_counter() - started, len(table))
+            summaries[entry.slug] = {} if client is None else store_usage(client, before, model_dir, "score", time.perf_counter() - started, len(table))
             console.print(_score_line(entry.slug, table, names, level))
 
     if llm_work:
@@ -256,9 +255,12 @@ def _score_line(slug: str, table, names: list[str], level: str = "token"):
     return Group(out, *verdicts)
 
 
-def score_all(cfg: RunConfig, overwrite: bool = False, scorers: list[str] | None = None, models=None) -> dict:
-    """Score the labels of every configured model with ``[score] scorers`` (``autointerp score`` and ``run``)."""
+def run(cfg: RunConfig, *, overwrite: bool = False, models=None) -> StageResult:
+    """Score the labels of every configured model with ``[score] scorers`` (the stage contract:
+    ``autointerp.stages``); the result's detail holds each scored model's LLM usage."""
+    models = cfg.models if models is None else models
     with run_lock(cfg.run_path):
-        return asyncio.run(score_models_async(cfg, cfg.models if models is None else models, list(scorers or cfg.score.scorers), overwrite))
+        summaries = asyncio.run(score_models_async(cfg, models, list(cfg.score.scorers), overwrite))
+    return StageResult("score", tuple(summaries), tuple(m.slug for m in models if m.slug not in summaries), summaries)
 
 

@@ -11,13 +11,13 @@ from autointerp.errors import UserError
 @dataclass
 class ExemplarConfig:
     n_top: int = 20  # top windows by max activation (train set draws from these)
-    n_quantiles: int = 10
+    n_quantiles: int = 10  # activation-strength bins the quantile windows are drawn from
     per_quantile: int = 4  # quantile samples over each feature's activating windows
     n_random: int = 20  # random non-activating windows (negatives)
-    window_before: int = 16
+    window_before: int = 16  # tokens kept before each window's max token
     window_after: int = 4  # tokens around the max-activating token (clipped to the context)
     test_fraction: float = 0.5  # share of quantile samples held out for scoring
-    seed: int = 0
+    seed: int = 0  # seed of the random windows and the train/test split
     chunk_rows: int = 8192  # encoding chunk
     reservoir: int = 256  # per-feature reservoir of activating windows for quantile sampling
     negative_pool: int = 1024  # random contexts tracked for negatives (memory: d_sae x pool bits)

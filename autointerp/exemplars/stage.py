@@ -16,10 +16,9 @@ from autointerp.exemplars.mine import mine_exemplars
 from autointerp.exemplars.profile import compute_profiles, write_profiles
 from autointerp.io import file_sha256, read_parquet
 from autointerp.progress import console
-from autointerp.provenance import save_resolved_config
 from autointerp.rundir.layout import RunDir
 from autointerp.rundir.lock import run_lock
-from autointerp.rundir.record import Decision, StageRecord, decide
+from autointerp.rundir.record import Decision, StageRecord, StageResult, decide
 from autointerp.sae.saelens import load_sae
 
 
@@ -64,18 +63,20 @@ def write_lexical_profile(run: RunDir, model) -> None:
     write_profiles(compute_profiles(model.exemplars, documents), model.lexical_profile)
 
 
-def exemplars_all(cfg: RunConfig, overwrite: bool = False, models: list[ModelEntry] | None = None) -> None:
-    """Mine exemplars for every model and print one table (``autointerp exemplars`` and ``autointerp run``)."""
+def run(cfg: RunConfig, *, overwrite: bool = False, models: list[ModelEntry] | None = None) -> StageResult:
+    """Mine exemplars for every model and print one table (the stage contract: ``autointerp.stages``)."""
+    done, reused = [], []
     with run_lock(cfg.run_path):
         models = cfg.models if models is None else models
-        save_resolved_config(cfg)
         table = Table(title=f"exemplars: {cfg.run_path}")
         for col in ("model", "level", "rows scanned", "features", "dead", "windows", "no hard neg.", "status"):
             table.add_column(col)
         for entry in models:
             outcome = exemplars_stage(cfg, entry, overwrite=overwrite)
             c = outcome.counts
+            (reused if outcome.skipped else done).append(entry.slug)
             without = c.get("n_without_hard_negatives")  # features with held-out windows but no hard negative
             table.add_row(entry.slug, c["level"], f"{c['n_rows']:,}", str(c["n_features"]), str(c["n_dead"]), f"{c['n_windows']:,}",
                           "not mined" if without is None else f"{without:,}", "cached" if outcome.skipped else "mined")
         console.print(table)
+    return StageResult("exemplars", tuple(done), tuple(reused))

@@ -1,5 +1,5 @@
-"""``autointerp explain``: the flags of the explain stage (the work is in ``stage``), and the LLM flags
-that ``autointerp score`` shares."""
+"""``autointerp explain``: the explain stage as its command and ``autointerp run`` see it (the work is in
+``stage``), and the commands that move labels in and out (delphi, Neuronpedia)."""
 
 from __future__ import annotations
 
@@ -7,35 +7,25 @@ from typing import Annotated, Optional
 
 import typer
 
-from autointerp.cli_common import ConfigOpt, ModelsOpt, NameOpt, OverwriteOpt, RunDirOpt, SaeOpt, check_sae_in_run, friendly_errors, load_run_config, select_models, with_flags
-from autointerp.config import RunConfig
+from autointerp.cli_common import ConfigOpt, ModelsOpt, NameOpt, OverwriteOpt, RunDirOpt, friendly_errors, load_run_config, select_models
+from autointerp.stages import Stage
 
-BackendOpt = Annotated[Optional[str], typer.Option("--backend", help="LLM backend: local (in-process, default) or openai (any OpenAI-compatible server).")]
-LLMModelOpt = Annotated[Optional[str], typer.Option("--llm-model", help="Explainer/scorer LLM (local: model spec; openai: the server's model name).")]
-BaseUrlOpt = Annotated[Optional[str], typer.Option("--base-url", help="OpenAI-compatible server, e.g. http://127.0.0.1:8080/v1.")]
-ConcurrencyOpt = Annotated[Optional[int], typer.Option("--concurrency", help="Requests / features in flight at once.")]
-NFeaturesOpt = Annotated[Optional[int], typer.Option("--n-features", help="Features labelled per model.")]
+# The LLM's keys are flags of explain and score alike: --llm-<key>, with the short names users already type.
+LLM_FLAGS = dict(
+    prefixes={"llm": "llm-"},
+    names={"llm.backend": ("--backend", "--llm-backend"), "llm.base_url": ("--base-url", "--llm-base-url"),
+           "llm.concurrency": ("--concurrency", "--llm-concurrency")},
+)
 
-
-def with_llm_flags(cfg: RunConfig, backend, llm_model, base_url, concurrency) -> RunConfig:
-    cfg.llm = with_flags(cfg.llm, backend=backend, model=llm_model, base_url=base_url, concurrency=concurrency)
-    return cfg
-
-
-@friendly_errors
-def explain(
-    config: ConfigOpt = None, run_dir: RunDirOpt = None, name: NameOpt = None, model: ModelsOpt = None,
-    backend: BackendOpt = None, llm_model: LLMModelOpt = None, base_url: BaseUrlOpt = None,
-    concurrency: ConcurrencyOpt = None, n_features: NFeaturesOpt = None, sae: SaeOpt = None, overwrite: OverwriteOpt = False,
-) -> None:
-    """Label SAE features with a secondary LLM (default: the embedded Gemma, in-process) -> <model>/labels.parquet."""
-    cfg = with_llm_flags(load_run_config(config, run_dir, name, sae=sae, model=model), backend, llm_model, base_url, concurrency)
-    cfg.explain = with_flags(cfg.explain, n_features=n_features)
-    models = select_models(cfg, model)
-    check_sae_in_run(cfg, models)
-    from autointerp.explain.stage import explain_all
-
-    explain_all(cfg, overwrite, models)
+STAGE = Stage(
+    name="explain",
+    module="autointerp.explain.stage",
+    help="Label SAE features with a secondary LLM (default: the embedded Gemma, in-process) -> <model>/labels.parquet.",
+    sections=("llm", "explain"),
+    reads=("exemplars", "compare"),  # compare: select = "contextual" / "matched" label the best pairs first
+    prefixes=LLM_FLAGS["prefixes"],
+    names=LLM_FLAGS["names"],
+)
 
 
 FormatOpt = Annotated[str, typer.Option("--format", help="delphi (explanations/<module>_latent<N>.txt, as delphi writes them) or neuronpedia (explanation records for its API and upload).")]

@@ -19,13 +19,13 @@ class ExplainConfig:
     n_features: int = 12  # features labelled per model (live features, chosen by `select`)
     select: str = "contextual"  # contextual (both sides of the best pairs shared beyond word identity, then the most active topical features, then unshared ones; needs compare) | matched (the best activation-matched pairs) | random | top_density | all
     llm_for_tokens: bool = False  # token-class features (word identity explains their activation: exemplars' feature_class) get the lexical label without an LLM call; true sends them to the LLM too
-    seed: int = 0
+    seed: int = 0  # seed of select = "random" and of sampled candidates
     prompts_dir: str | None = None  # a directory of the user's own templates overriding the packaged ones
-    max_label_chars: int = 200
+    max_label_chars: int = 200  # longer labels are cut here
     n_top: int = 5  # highest-activating train windows shown to the explainer
     n_quantile: int = 3  # lower-strength train windows shown (labels should cover more than the peak)
     window_before: int = 8  # tokens shown before / after each window's max token
-    window_after: int = 2
+    window_after: int = 2  # (see window_before)
     max_tokens: int = 12  # the label's length budget in generated tokens
     chat: bool = False  # send the explainer prompt as a chat message (instruction models) instead of a completion
     labeller: str = "llm"  # llm (candidates from the explainer LLM, competing with the lexical label) | lexical (no LLM: the lexical label only)

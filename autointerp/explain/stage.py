@@ -29,7 +29,7 @@ from autointerp.io import file_sha256, read_parquet
 from autointerp.progress import console
 from autointerp.rundir.layout import ModelDir, RunDir
 from autointerp.rundir.lock import run_lock
-from autointerp.rundir.record import Decision, StageRecord, decide
+from autointerp.rundir.record import Decision, StageRecord, StageResult, decide
 from autointerp.rundir.windows import load_windows
 
 SAVE_EVERY = 8  # features between checkpoint writes of labels.parquet
@@ -327,7 +327,10 @@ def store_usage(client, before, model_dir, stage_name: str, seconds: float, n_fe
     return summary
 
 
-def explain_all(cfg: RunConfig, overwrite: bool = False, models=None) -> dict:
-    """Label features of every configured model (``autointerp explain`` and ``autointerp run``)."""
+def run(cfg: RunConfig, *, overwrite: bool = False, models=None) -> StageResult:
+    """Label features of every configured model (the stage contract: ``autointerp.stages``); the result's
+    detail holds each labelled model's LLM usage."""
+    models = cfg.models if models is None else models
     with run_lock(cfg.run_path):
-        return asyncio.run(explain_models(cfg, cfg.models if models is None else models, overwrite))
+        summaries = asyncio.run(explain_models(cfg, models, overwrite))
+    return StageResult("explain", tuple(summaries), tuple(m.slug for m in models if m.slug not in summaries), summaries)

@@ -15,19 +15,19 @@ STORAGE_DTYPE_NAMES = ("float32", "bfloat16", "float16")
 
 @dataclass
 class HarvestConfig:
-    layer: int = 6
+    layer: int = 6  # residual stream after block L (negative counts from the end)
     site: str = "resid"  # resid: residual stream after block `layer`; mlp: that block's MLP output
-    ctx_len: int = 128
-    batch_size: int = 16
+    ctx_len: int = 128  # tokens per context (special tokens included)
+    batch_size: int = 16  # contexts per forward pass
     level: str = "token"  # token: one row per token; sequence: one row per document
     pool: str = "last"  # sequence level: last real (non-special) token, or mean over real tokens
     keep_special: bool = False  # store BOS/CLS/SEP rows too (token level)
     dtype: str = "float32"  # storage dtype of the shards
     compute_dtype: str = "auto"  # auto: bf16 on CUDA, float32 on CPU
-    device: str = "auto"
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
     # "auto": load a model too large for one GPU spread over every visible GPU (and CPU) by accelerate's
     # device map (the activations are the same); "" loads it whole on `device`. Not with torchrun ranks.
-    device_map: str = ""
+    device_map: str = ""  # auto: spread a model too large for one GPU over all GPUs (accelerate)
     shard_tokens: int = 16_384  # approximate rows per shard (token level); the last shard is held out for evaluation
 
     def validate(self) -> None:

@@ -21,12 +21,12 @@ from autointerp.config import ModelEntry, RunConfig
 from autointerp.data.corpus import CorpusConfig, Document, collect_documents, corpus_settings, corpus_fingerprint, load_saved_documents, save_documents
 from autointerp.errors import UserError
 from autointerp.harvest.harvester import HarvestResult, _identity_fields, harvest, load_manifest
-from autointerp.io import atomic_path, read_json, write_json
+from autointerp.io import read_json, write_json
 from autointerp.models.load import load_model
 from autointerp.progress import console
-from autointerp.provenance import save_resolved_config
 from autointerp.rundir.layout import ModelDir, RunDir
 from autointerp.rundir.lock import run_lock
+from autointerp.rundir.record import StageResult
 from autointerp.rundir.sae_source import check_run_saes
 
 
@@ -114,27 +114,21 @@ def _status(result: HarvestResult) -> str:
     return f"resumed after {result.resumed_shards} shards" if result.resumed_shards else "harvested"
 
 
-def harvest_all(cfg: RunConfig, overwrite: bool = False, models: list[ModelEntry] | None = None) -> None:
-    """Harvest ``models`` (default: every configured model) and print one table (``autointerp harvest`` and
-    ``autointerp run``); the run's config, saved first, lists all of ``cfg.models``."""
+def run(cfg: RunConfig, *, overwrite: bool = False, models: list[ModelEntry] | None = None) -> StageResult:
+    """Harvest ``models`` (default: every configured model) and print one table (the stage contract:
+    ``autointerp.stages``; the run's config, saved by the caller, lists all of ``cfg.models``)."""
     models = cfg.models if models is None else models
+    done, reused = [], []
     with run_lock(cfg.run_path, create=True):
         check_run_saes(cfg.run_path, models, "harvest", overwrite=overwrite)  # --sae / sae = ... vs the run's SAE
-        config = RunDir(cfg.run_path).config
-        previous = config.read_bytes() if config.is_file() else None
-        save_resolved_config(cfg)
         table = Table(title=f"harvest: {cfg.run_path}")
         for col in ("model", "layer", "level", "rows", "d_model", "shards", "status"):
             table.add_column(col)
         for entry in models:
-            try:
-                result = harvest_stage(cfg, entry, overwrite=overwrite)
-            except UserError:  # refused (other settings than the run's harvest): the run's config is left as it was
-                if previous is not None:
-                    with atomic_path(config) as tmp:
-                        tmp.write_bytes(previous)
-                raise
+            result = harvest_stage(cfg, entry, overwrite=overwrite)
+            (reused if _status(result) == "cached" else done).append(entry.slug)
             hcfg = cfg.harvest_for(entry)
             table.add_row(entry.slug, str(hcfg.layer), hcfg.level, f"{result.n_rows:,}", str(result.d_model), str(result.n_shards), _status(result))
         if ddp.is_main():
             console.print(table)
+    return StageResult("harvest", tuple(done), tuple(reused))

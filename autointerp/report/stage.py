@@ -33,7 +33,7 @@ from autointerp.report.summary import summary_table
 from autointerp.report.verdict import verdict_console, verdict_of
 from autointerp.rundir.layout import ReportDir
 from autointerp.rundir.lock import run_lock
-from autointerp.rundir.record import Decision, StageRecord, decide
+from autointerp.rundir.record import Decision, StageRecord, StageResult, decide
 from autointerp.rundir.stage_cost import charge
 
 log = logging.getLogger("autointerp")
@@ -150,14 +150,11 @@ def _remove_tree(path: Path) -> None:
         shutil.rmtree(path)
 
 
-def report_all(cfg: RunConfig, overwrite: bool = False) -> None:
-    """The report step of `autointerp run`: everything into the run directory."""
-    write_report(cfg, None, overwrite)
-
-
-def write_report(cfg: RunConfig, out: Path | None, overwrite: bool) -> None:
-    """Write the report into ``out`` (default: the run directory) and print the summary table and paths.
-    Only a report written into the run directory takes its lock; ``--out`` elsewhere just reads the run."""
+def run(cfg: RunConfig, *, overwrite: bool = False, models=None, out: Path | None = None) -> StageResult:
+    """Write the report into ``out`` (default: the run directory) and print the summary table and paths (the
+    stage contract: ``autointerp.stages``; the report covers every model of the run, so ``models`` is unused).
+    Only a report written into the run directory takes its lock; ``--out`` elsewhere just reads the run.
+    The result's detail is the ``ReportOutcome``."""
     require_run_dir(cfg.run_path)  # before the lock, which would create it
     with run_lock(cfg.run_path, enabled=out is None or Path(out).resolve().is_relative_to(cfg.run_path.resolve())):
         outcome = report_stage(cfg, out, overwrite=overwrite)
@@ -172,6 +169,8 @@ def write_report(cfg: RunConfig, out: Path | None, overwrite: bool) -> None:
         console.print(f"feature pages: [bold]{outcome.pages_index}[/] ({sum(outcome.pages.values()):,} pages)", highlight=False, soft_wrap=True)
     for hint in sorted({x.hint() for x in _missing(outcome.run)}):
         console.print(f"[yellow]note:[/] {hint}", highlight=False, soft_wrap=True)
+    where = str(outcome.report.parent)
+    return StageResult("report", () if outcome.skipped else (where,), (where,) if outcome.skipped else (), outcome)
 
 
 def _missing(run):

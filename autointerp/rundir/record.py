@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
+from typing import Any, NamedTuple
 
 from autointerp.errors import UserError
 from autointerp.io import read_json, write_json
@@ -88,3 +89,17 @@ def decide(record: StageRecord | None, settings: dict, inputs: dict, *, overwrit
     if record.inputs != inputs:
         return Decision.REDO
     return Decision.REUSE if record.complete else Decision.RUN
+
+
+class StageResult(NamedTuple):
+    """What one call of a stage did: the units (models, pairs, controls) it made outputs for, those whose
+    outputs were already up to date, and the stage's own outcome objects for callers that want them."""
+
+    stage: str
+    done: tuple[str, ...] = ()
+    reused: tuple[str, ...] = ()
+    detail: Any = None
+
+    def line(self) -> str:
+        parts = [f"{len(self.done)} done" if self.done else "", f"{len(self.reused)} up to date" if self.reused else ""]
+        return f"{self.stage}: " + (", ".join(p for p in parts if p) or "nothing to do")

@@ -88,15 +88,15 @@ class SAEConfig:
 class TrainConfig:
     epochs: float = 2.0  # passes over the training shards (used when total_tokens is unset)
     total_tokens: int | None = None  # None: epochs x training rows (set by for_rows)
-    batch_size: int = 1024
+    batch_size: int = 1024  # tokens per step
     lr: float | None = None  # None: 2.2e-3 / sqrt(d_sae / 16384) (see TrainConfig.resolved_lr)
     warmup_steps: int | None = None  # linear warmup from 0; None: min(1000, total_steps // 20)
     decay_fraction: float = 0.2  # linear decay to 0 over this final fraction of steps
     b_dec_init: str = "geometric_median"  # geometric_median | mean | none (from the first batch)
-    auxk_alpha: float = 1 / 32
+    auxk_alpha: float = 1 / 32  # weight of the auxiliary TopK loss that revives dead latents
     # A latent is dead once it has not fired for this many tokens. None: min(10M, total_tokens / 10),
     # so short runs still revive latents (10M is the literature default for long runs).
-    dead_tokens_threshold: int | None = None
+    dead_tokens_threshold: int | None = None  # a latent silent for this many training tokens counts as dead (the AuxK loss revives it)
     checkpoint_every: int = 200  # steps; a checkpoint is also written at the end
     log_every: int = 50  # steps between history entries
     seed: int = 0  # recorded and checked on resume; seeds the data order and the SAE init

@@ -18,10 +18,9 @@ from autointerp.harvest.harvester import load_manifest
 from autointerp.io import write_json
 from autointerp.models.load import load_model
 from autointerp.progress import console
-from autointerp.provenance import save_resolved_config
 from autointerp.rundir.layout import ModelDir, RunDir, SAEFiles, ShardPaths, shard_number
 from autointerp.rundir.lock import run_lock
-from autointerp.rundir.record import Decision, StageRecord, decide
+from autointerp.rundir.record import Decision, StageRecord, StageResult, decide
 from autointerp.rundir.sae_source import check_run_saes
 from autointerp.sae.metrics import compute_metrics
 from autointerp.sae.pretrained.install import install_pretrained, prepare_pretrained, uses_pretrained
@@ -110,23 +109,25 @@ def _evaluate_sae(cfg: RunConfig, entry: ModelEntry, sae, eval_paths: list[Path]
     return summary
 
 
-def train_all(cfg: RunConfig, overwrite: bool = False, models: list[ModelEntry] | None = None) -> None:
-    """Train an SAE per model and print their held-out metrics (``autointerp train`` and ``autointerp run``)."""
+def run(cfg: RunConfig, *, overwrite: bool = False, models: list[ModelEntry] | None = None) -> StageResult:
+    """Train an SAE per model (or install its pretrained one) and print their held-out metrics (the stage
+    contract: ``autointerp.stages``)."""
+    done, reused = [], []
     with run_lock(cfg.run_path):
         models = cfg.models if models is None else models
         check_run_saes(cfg.run_path, models, "train", overwrite=overwrite)  # another SAE than the run's: said, not mixed
-        run = RunDir(cfg.run_path)  # pretrained SAEs are all read and checked before anything is written
-        prepared = {e.slug: prepare_pretrained(cfg, e, run.model(e.slug), overwrite=overwrite) for e in models if uses_pretrained(e)}
-        save_resolved_config(cfg)
+        rundir = RunDir(cfg.run_path)  # pretrained SAEs are all read and checked before anything is written
+        prepared = {e.slug: prepare_pretrained(cfg, e, rundir.model(e.slug), overwrite=overwrite) for e in models if uses_pretrained(e)}
         table = Table(title=f"SAE metrics on held-out tokens: {cfg.run_path}")
         for col in ("model", "d_sae", "FVU", "L0", "dead", "Gini", "cos p95", "CE rec."):
             table.add_column(col)
         for entry in models:
             if entry.slug in prepared:
-                outcome = TrainOutcome(*install_pretrained(cfg, entry, run.model(entry.slug), overwrite=overwrite, prepared=prepared[entry.slug]))
+                outcome = TrainOutcome(*install_pretrained(cfg, entry, rundir.model(entry.slug), overwrite=overwrite, prepared=prepared[entry.slug]))
             else:
                 outcome = train_stage(cfg, entry, overwrite=overwrite)
             m = outcome.summary
+            (reused if outcome.skipped else done).append(entry.slug)
             if "rank" in m:  # a non-zero data-parallel rank: rank 0 reports
                 continue
             ce = "n/a" if m.get("ce_loss_recovered") is None else f"{m['ce_loss_recovered']:.1%}"
@@ -134,3 +135,4 @@ def train_all(cfg: RunConfig, overwrite: bool = False, models: list[ModelEntry] 
             table.add_row(label, str(m.get("d_sae", "")), f"{m['fvu']:.3f}", f"{m['l0']:.1f}", f"{m['dead_fraction']:.1%}", f"{m['gini']:.2f}", f"{m['decoder_cos_p95']:.2f}", ce)
         if ddp.is_main():
             console.print(table)
+    return StageResult("train", tuple(done), tuple(reused))

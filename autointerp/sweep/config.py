@@ -13,9 +13,9 @@ METRICS = ("cka", "svcca", "mutual_knn")
 class SweepConfig:
     max_units: int = 20_000  # word units of the seeded document subsample (whole documents, until this many)
     seed: int = 0  # document subsample, mutual-kNN subsample and the best cell's null
-    metrics: list[str] = field(default_factory=lambda: list(METRICS))
+    metrics: list[str] = field(default_factory=lambda: list(METRICS))  # representation metrics computed for every pair of layers
     knn_max_units: int = 4096  # seeded subsample of units for mutual kNN (quadratic); CKA and SVCCA use every unit
-    knn_k: int = 10
+    knn_k: int = 10  # neighbours per unit of mutual kNN
     null_permutations: int = 19  # document derangements for the null of the best cell of each metric (p down to 1/20; 0: none)
     in_run: bool = False  # also run the sweep as a stage of `autointerp run` (before the report, which names the best-aligned layers)
 

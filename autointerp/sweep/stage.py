@@ -25,10 +25,9 @@ from autointerp.config import ModelEntry, RunConfig
 from autointerp.data.corpus import corpus_fingerprint, load_saved_documents
 from autointerp.errors import UserError
 from autointerp.progress import console
-from autointerp.provenance import save_resolved_config
 from autointerp.rundir.layout import RunDir
 from autointerp.rundir.lock import run_lock
-from autointerp.rundir.record import Decision, StageRecord, decide
+from autointerp.rundir.record import Decision, StageRecord, StageResult, decide
 from autointerp.sweep.plots import heatmap
 from autointerp.sweep.pool import pooled_layers
 
@@ -123,10 +122,11 @@ def sweep_stage(cfg: RunConfig, *, overwrite: bool = False, progress: bool = Tru
     return SweepOutcome(False, summary)
 
 
-def sweep_all(cfg: RunConfig, overwrite: bool = False) -> SweepOutcome:
-    """``autointerp sweep``: the sweep under the run lock, and a table of the best-aligned pair per metric."""
+def run(cfg: RunConfig, *, overwrite: bool = False, models=None) -> StageResult:
+    """The sweep under the run lock, and a table of the best-aligned pair per metric (the stage contract:
+    ``autointerp.stages``; it sweeps the first two configured models, so ``models`` is unused). ``autointerp
+    run`` calls it only when ``[sweep] in_run = true`` (``Stage.gate``); the command always does."""
     with run_lock(cfg.run_path):
-        save_resolved_config(cfg)
         outcome = sweep_stage(cfg, overwrite=overwrite)
     s = outcome.summary
     table = Table(title=f"sweep: {s['model_a']['slug']} ({s['model_a']['n_layers']} blocks) x {s['model_b']['slug']} ({s['model_b']['n_layers']} blocks), "
@@ -140,10 +140,5 @@ def sweep_all(cfg: RunConfig, overwrite: bool = False) -> SweepOutcome:
         table.add_row(name, str(best.get("layer_a", "-")), str(best.get("layer_b", "-")), fmt(best.get("value")),
                       fmt(null.get("null_mean")), fmt(null.get("p_value")))
     console.print(table)
-    return outcome
-
-
-def sweep_in_run(cfg: RunConfig, overwrite: bool = False) -> None:
-    """The sweep as a stage of ``autointerp run``: a no-op unless ``[sweep] in_run = true``."""
-    if cfg.sweep.in_run:
-        sweep_all(cfg, overwrite)
+    pair = f"{s['model_a']['slug']} x {s['model_b']['slug']}"
+    return StageResult("sweep", () if outcome.skipped else (pair,), (pair,) if outcome.skipped else (), outcome)

@@ -50,7 +50,7 @@ def check_against_harvest(pre: Pretrained, manifest: dict, entry: ModelEntry) ->
 
 def prepare_pretrained(cfg: RunConfig, entry: ModelEntry, model: ModelDir, *, overwrite: bool = False) -> Pretrained | None:
     """Read and check ``entry``'s SAE against its harvest without writing anything; None when the installed
-    one is up to date. ``train_all`` calls it for every model before writing even the resolved config."""
+    one is up to date. the train stage calls it for every model before writing anything."""
     manifest = load_manifest(model.harvest)
     if not manifest.get("complete"):
         raise UserError(f"the harvest in {model.harvest} is incomplete; run `autointerp harvest` again to finish it")
