@@ -19,9 +19,14 @@ import textwrap
 import tokenize
 from pathlib import Path
 
-from autointerp.config import SECTIONS, RunConfig, default_models, section_settings, toml_fields, toml_value
+ROOT = Path(__file__).resolve().parents[1]
+# Document this checkout's dataclasses, not whichever autointerp the environment has installed (run as a
+# script, sys.path[0] is scripts/, so an editable install of another checkout would win).
+sys.path.insert(0, str(ROOT))
 
-CONFIG_DOC = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
+from autointerp.config import SECTIONS, RunConfig, default_models, section_settings, toml_fields, toml_value  # noqa: E402
+
+CONFIG_DOC = ROOT / "docs" / "configuration.md"
 TITLE = "\n# Configuration\n"
 HEADER = 'name = "default"            # run directory: runs/<name> unless run_dir = "..." is set'
 MODELS_COMMENT = "# two or more; per-model layer/site override [harvest]"
