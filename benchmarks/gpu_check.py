@@ -1,5 +1,5 @@
 """The prepared GPU check: the `gpu` tests, then harvest, SAE training and the correlation pass measured on
-one CUDA device, in one run of a few minutes (sized for a 15-minute device lease, see README "GPU").
+one CUDA device, in one run of a few minutes (sized for a 15-minute device lease, see docs/gpu.md).
 
 Everything it needs is built on the spot: random-weight models from configs (a 12-layer d=768 GPT-2 and a
 Gemma-3-270M-shaped model, with the tiny test tokenizers of tests/tiny_models.py) and the factbook
@@ -238,7 +238,7 @@ def main() -> None:
         smoke_cpu()
         return
     if not torch.cuda.is_available():
-        log(f"gpu_check: no CUDA device (torch {torch.__version__} sees none); nothing to measure here - run it on a GPU machine (README, GPU)")
+        log(f"gpu_check: no CUDA device (torch {torch.__version__} sees none); nothing to measure here - run it on a GPU machine (docs/gpu.md)")
         return
     logging.getLogger("transformers").setLevel(logging.ERROR)
     props = torch.cuda.get_device_properties(0)

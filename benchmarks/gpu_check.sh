@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The prepared GPU check, as one device call (README, "GPU"): installs carried wheels if any (.whl/, built by
+# The prepared GPU check, as one device call (docs/gpu.md): installs carried wheels if any (.whl/, built by
 # scripts/gpu_wheelhouse.sh; the check itself needs none), then runs benchmarks/gpu_check.py with the repo on
 # PYTHONPATH, writing its log, its figures (JSON) and nvidia-smi's answer under $OUT (or /tmp).
 set -o pipefail

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Wheels of what the GPU device image lacks, for a device call to carry (README, "GPU").
+# Wheels of what the GPU device image lacks, for a device call to carry (docs/gpu.md).
 #
 # The image has torch, transformers, safetensors, scipy, pandas, pyarrow, rich, typer, matplotlib,
 # sentence-transformers and pytest, but not datasets, openai or gguf (library device README / KINDS.md).

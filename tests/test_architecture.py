@@ -158,12 +158,12 @@ def test_no_module_is_too_long_to_read():
     assert long == {}
 
 
-def test_readme_layout_names_every_package_and_only_real_paths():
-    readme = (PACKAGE.parent / "README.md").read_text(encoding="utf-8")
-    layout = readme.split("## Layout", 1)[1].split("```", 2)[1]
+def test_layout_page_names_every_package_and_only_real_paths():
+    page = (PACKAGE.parent / "docs" / "layout.md").read_text(encoding="utf-8")
+    layout = page.split("# Layout", 1)[1].split("```", 2)[1]
     named = set(re.findall(r"autointerp/([a-z_]+)/", layout))
     packages = {p.name for p in PACKAGE.iterdir() if p.is_dir() and p.name != "__pycache__"}
     assert named == packages
     for line in layout.strip().splitlines():
         first = line.split()[0].rstrip(",")
-        assert (PACKAGE.parent / first).exists(), f"README Layout names {first}, which does not exist"
+        assert (PACKAGE.parent / first).exists(), f"docs/layout.md names {first}, which does not exist"

@@ -11,7 +11,7 @@ SCORER_NAMES = ("simulation", "detection", "fuzzing", "embedding")  # autointerp
 
 @dataclass
 class ScoreConfig:
-    scorers: list[str] = field(default_factory=lambda: ["embedding"])  # also: simulation, detection, fuzzing (simulation with the embedded 270M simulator measured at chance: LLM minus shuffled labels -0.005 / +0.007 on the factbook, +0.011 / -0.002 on prose; see README)
+    scorers: list[str] = field(default_factory=lambda: ["embedding"])  # also: simulation, detection, fuzzing (simulation with the embedded 270M simulator measured at chance: LLM minus shuffled labels -0.005 / +0.007 on the factbook, +0.011 / -0.002 on prose; see docs/labels.md)
     shuffled_baseline: bool = True  # also score each feature with another feature's label (the baseline every score is read against)
     seed: int = 0  # seed of window sampling and label shuffling
     n_activating: int = 4  # activating held-out windows per feature and scorer

@@ -1,7 +1,7 @@
 """``[explain]``: which features get labels and how the explainer's prompts are built.
 
 Owned by the explainer/scorer layer; fields may grow (every field needs a default). Defaults are sized
-for the default run on a 2-core CPU with the in-process Gemma 3 270M (see README: explain + score for
+for the default run on a 2-core CPU with the in-process Gemma 3 270M (see docs/performance.md: explain + score for
 2 models x n_features must stay within a few minutes); raise them with a real LLM server.
 """
 

@@ -224,7 +224,7 @@ def train_sae(sae: SparseAutoencoder, batches: Iterator[Tensor], cfg: TrainConfi
                 g["lr"] = lr
             dead_mask = st.since_fired >= dead_after if cfg.auxk_alpha > 0 else None
             # bf16 autocast on CUDA (weights and Adam state stay float32); CPU stays float32, where
-            # bf16 matmuls measured ~5x slower on this project's machines (see README).
+            # bf16 matmuls measured ~5x slower on this project's machines (see docs/performance.md).
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
                 if world > 1:  # this rank's slice, normalised by the global batch's variance
                     out = sae(batch[rank::world], dead_mask=dead_mask, total_variance=sae.total_variance(batch))
