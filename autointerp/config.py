@@ -44,7 +44,7 @@ from autointerp.explain.llm.config import LLMConfig
 from autointerp.report.config import ReportConfig
 from autointerp.exemplars.config import ExemplarConfig
 from autointerp.harvest.config import HarvestConfig
-from autointerp.models.load import random_weights_spec
+from autointerp.models.resolve import random_weights_spec
 from autointerp.sae.config import SAEConfig, TrainConfig
 from autointerp.sweep.config import SweepConfig
 

@@ -35,6 +35,12 @@ def test_help_lists_every_stage():
     assert result.returncode == 0
     for stage in ("harvest", "train", "exemplars", "explain", "score", "compare", "report", "run"):
         assert stage in result.stdout
+    # --help builds every command's flags from the config dataclasses without importing torch
+    probe = subprocess.run([sys.executable, "-c", "import sys\nimport autointerp.cli as c\nsys.argv = ['autointerp', 'compare', '--help']\n"
+                            "try:\n    c.app()\nexcept SystemExit:\n    pass\nprint('torch' in sys.modules)"],
+                           capture_output=True, text=True, timeout=120, cwd=Path(__file__).resolve().parents[1], env={**os.environ, "COLUMNS": "200"})
+    assert probe.stdout.strip().endswith("False"), probe.stdout[-500:] + probe.stderr[-2000:]
+    assert "--null-alpha" in probe.stdout and "--lexical-min-excess" in probe.stdout  # derived from [compare]
 
 
 def test_bad_inputs_are_one_line_errors(tiny_model_dirs, text_corpus, tmp_path):

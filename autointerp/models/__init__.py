@@ -1,7 +1,18 @@
-"""Model loading: spec resolution (embedded / GGUF / local / hub), generic block discovery, early-stop forward."""
+"""Model loading: spec resolution (embedded / GGUF / local / hub), generic block discovery, early-stop forward.
 
-from autointerp.models.forward import forward_to_site
-from autointerp.models.load import LoadedModel, find_blocks, load_model
-from autointerp.models.resolve import EMBEDDED_MODELS, resolve_model
+The names below are imported on first use (PEP 562), so that importing a torch-free submodule such as
+``autointerp.models.resolve`` (the run config does) does not import torch: ``autointerp --help`` stays fast.
+"""
 
-__all__ = ["EMBEDDED_MODELS", "LoadedModel", "find_blocks", "forward_to_site", "load_model", "resolve_model"]
+import importlib
+
+_WHERE = {"forward_to_site": "forward", "LoadedModel": "load", "find_blocks": "load", "load_model": "load",
+          "EMBEDDED_MODELS": "resolve", "resolve_model": "resolve"}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    if name in _WHERE:
+        return getattr(importlib.import_module(f"autointerp.models.{_WHERE[name]}"), name)
+    raise AttributeError(f"module 'autointerp.models' has no attribute {name!r}")

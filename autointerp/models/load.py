@@ -18,7 +18,7 @@ from safetensors import SafetensorError
 from torch import nn
 
 from autointerp.errors import UserError
-from autointerp.models.resolve import GGUF_MARKER, MODEL_LOAD_LOCK, ResolvedModel, resolve_model
+from autointerp.models.resolve import GGUF_MARKER, MODEL_LOAD_LOCK, ResolvedModel, random_weights_spec, resolve_model  # noqa: F401 - random_weights_spec: also read from here
 
 log = logging.getLogger("autointerp")
 
@@ -133,11 +133,6 @@ def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
     return table[dtype]
 
 
-
-
-def random_weights_spec(spec: str, seed: int) -> str:
-    """How a random-weights control of ``spec`` is named in manifests and records (its harvest identity)."""
-    return f"{spec} (random weights, seed {seed})"
 
 
 def _random_weights(loader, config, seed: int, dtype: torch.dtype) -> nn.Module:

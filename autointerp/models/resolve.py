@@ -35,6 +35,11 @@ EMBEDDED_MODELS = {
 }
 
 
+def random_weights_spec(spec: str, seed: int) -> str:
+    """How a random-weights control of ``spec`` is named in manifests and records (its harvest identity)."""
+    return f"{spec} (random weights, seed {seed})"
+
+
 @dataclass(frozen=True)
 class ResolvedModel:
     """Where to load a model from, and how it was found (kept in run manifests for provenance)."""
