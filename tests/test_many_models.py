@@ -313,3 +313,27 @@ def test_every_listed_universal_chain_has_a_page_of_every_models_activations(fam
             centre = [i for i, (_, _, outlined) in enumerate(w["rows"][0]["words"]) if outlined]
             assert len(centre) == 1 and all(values[m][centre[0]] > 0 for m in MODELS)  # every model fires on the outlined word
         assert len({tuple(v) for v in values.values()}) == len(MODELS)  # each row its own model's activations
+
+
+def test_universal_windows_are_stored_once_and_then_only_read(family, monkeypatch):
+    """Written into the run, a report stores the chains' windows; the next one reads them and encodes nothing."""
+    from autointerp.report import encode_pass, page_data
+    from autointerp.report.artifacts import load_run_inputs
+
+    run_dir, _, _ = family
+    run = load_run_inputs(RunConfig(run_dir=str(run_dir), models=[ModelEntry(s) for s in MODELS]))
+    chains = [c["features"] for c in universal_features(run_dir, list(MODELS), [])["chains"][:3]]
+    RunDir(run_dir).universal_windows.unlink(missing_ok=True)
+    first = page_data.collect(run, {}, {}, True, chains).universal
+    assert RunDir(run_dir).universal_windows.is_file() and first.models == list(MODELS)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("encoded a harvest although the windows were stored")
+
+    monkeypatch.setattr(encode_pass, "encode_for_pages", refuse)
+    again = page_data.collect(run, {}, {}, True, chains).universal
+    acts = lambda w: [np.vstack(list(r.acts)).astype(np.float32).tolist() for c in chains for r in w.of(c)]  # noqa: E731
+    assert acts(first) and acts(again) == acts(first)
+    assert again.summary == first.summary
+    with pytest.raises(AssertionError, match="encoded a harvest"):  # a chain the file lacks: computed again
+        page_data.collect(run, {}, {}, False, chains + [{m: 0 for m in MODELS}])
