@@ -116,6 +116,8 @@ def count_intervals(chains: Chains, links: dict[tuple[str, str], Link]) -> dict[
         idx = np.array([where.get((int(fx), int(fy)), -1) for fx, fy in zip(chains.features[:, x], chains.features[:, y])])
         if (idx < 0).any():  # the replicates are of another matching than matches.parquet: no interval
             return {"universal": None, "beyond_words": None}
+        if shared_all is not None and len(reps.shared_bits) != len(shared_all):  # pairs bootstrapped apart: draws not aligned
+            return {"universal": None, "beyond_words": None}
         n_pairs = len(reps.rows)
         shared = np.unpackbits(reps.shared_bits, axis=1, count=n_pairs).astype(bool)[:, idx]
         beyond = np.unpackbits(reps.contextual_bits, axis=1, count=n_pairs).astype(bool)[:, idx]

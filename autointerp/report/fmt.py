@@ -55,6 +55,24 @@ def pvalue(value) -> str:
     return "<1e-4" if value < 1e-4 else f"{value:.4f}"
 
 
+_CELL_VALUE = {"pct": lambda v: f"{100 * v:.1f}%", "points": lambda v: f"{100 * v:.1f}", "num": lambda v: f"{v:.3f}",
+               "int": lambda v: f"{v:,.0f}"}
+
+
+def cell_ci(cell: dict | None, kind: str, with_call: bool = False) -> str:
+    """A verdict cell ({"value", "ci", "call"}, ``compare.verdict``) as "value [lo, hi]": ``kind`` "pct" (12.5%),
+    "points" (a share in percent without the sign: 12.5), "num" (0.125) or "int" (1,250); ``with_call`` appends
+    the call, " (above_floor)", except on the ceiling and floor cells, which are the references. One rendering
+    for the verdict table and the sharing matrix, so the two read the same."""
+    if not cell or cell.get("value") is None:
+        return "n/a"
+    f = _CELL_VALUE[kind]
+    ci = cell.get("ci")
+    text = f(cell["value"]) + (f" [{f(ci[0])}, {f(ci[1])}]" if ci else "")
+    call = cell.get("call") if with_call else None
+    return text + (f" ({call})" if call and call not in ("ceiling", "floor") else "")
+
+
 def md_text(text, limit: int | None = None) -> str:
     """Untrusted text as one markdown table cell: one line, markdown and HTML specials neutralised."""
     if text is None or (isinstance(text, float) and math.isnan(text)):

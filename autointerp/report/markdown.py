@@ -32,6 +32,7 @@ from autointerp.report.plots import Plot
 from autointerp.report.class_sharing import class_section
 from autointerp.report.matrix import by_scale, matrix_section, scale_section, sharing_matrix
 from autointerp.report.universal import universal_section
+from autointerp.report.universal_pages import report_href as universal_href
 from autointerp.report.shared_sections import alone_section, beyond_words_section
 from autointerp.report.verdict import calibration_details, verdict_markdown
 from autointerp.rundir.layout import PAIR_PAGES_DIR, pair_page_name
@@ -78,7 +79,7 @@ def build_markdown(run: RunInputs, cfg: ReportConfig, plots: dict[str, list[Plot
         out += ["## What one model has alone", ""]
         for p in compared:
             out += alone_section(p, window, link, cfg.exemplar_chars)
-    out += universal_section(universal, run, window, link, cfg.exemplar_chars)
+    out += universal_section(universal, run, window, link, cfg.exemplar_chars, universal_href if pages_index else None)
     out += class_section(run.run_dir, [m.slug for m in run.models])
     missing = [x for x in run.missing] + [x for m in run.models for x in m.missing] + [x for p in run.pairs for x in p.missing]
     if missing:

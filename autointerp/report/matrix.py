@@ -12,7 +12,7 @@ largest (most conservative) floor among its pairs. Everything is read from the p
 from __future__ import annotations
 
 from autointerp.report.artifacts import RunInputs
-from autointerp.report.fmt import md_table
+from autointerp.report.fmt import cell_ci, md_table
 
 MEASURES = {"shared": "shared", "beyond_words": "beyond_words", "cka": "cka"}  # matrix measure -> verdict column stem
 TITLES = {"shared": "shared features (share of the row model's live features)",
@@ -67,16 +67,6 @@ def sharing_matrix(run: RunInputs) -> dict | None:
     return {"models": slugs, "cells": cells, "floor": floor}
 
 
-def _fmt(cell: dict | None, pct: bool) -> str:
-    if not cell:
-        return "n/a"
-    f = (lambda v: f"{100 * v:.1f}") if pct else (lambda v: f"{v:.3f}")
-    ci = cell.get("ci")
-    text = f(cell["value"]) + (f" [{f(ci[0])}, {f(ci[1])}]" if ci else "")
-    call = cell.get("call")
-    return text + (f" ({call})" if call and call not in ("ceiling", "floor") else "")
-
-
 def matrix_section(matrix: dict | None, plot: str | None = None) -> list[str]:
     """report.md's "Sharing matrix" section (empty for a two-model run)."""
     if not matrix:
@@ -89,9 +79,9 @@ def matrix_section(matrix: dict | None, plot: str | None = None) -> list[str]:
            "is the model's same-model ceiling (a second SAE seed); the last row its random-weights floor (the largest "
            "among its pairs). A cell says more than word identity only where the beyond-words table clears the floor.", ""]
     for measure, title in TITLES.items():
-        pct = measure != "cka"
-        rows = [[f"`{s}`"] + [_fmt(c, pct) for c in matrix["cells"][measure][i]] for i, s in enumerate(slugs)]
-        rows.append(["floor (random weights)"] + [_fmt(c, pct) for c in matrix["floor"][measure]])
+        kind = "num" if measure == "cka" else "points"
+        rows = [[f"`{s}`"] + [cell_ci(c, kind, with_call=True) for c in matrix["cells"][measure][i]] for i, s in enumerate(slugs)]
+        rows.append(["floor (random weights)"] + [cell_ci(c, kind, with_call=True) for c in matrix["floor"][measure]])
         out += [f"**{title}**", "", md_table(["row \\ column"] + [f"`{s}`" for s in slugs], rows), ""]
     if plot:
         out += [f"![Sharing matrix]({plot})", ""]
@@ -156,7 +146,7 @@ def by_scale(run: RunInputs, matrix: dict | None) -> dict | None:
 def scale_section(scale: dict | None) -> list[str]:
     if not scale:
         return []
-    rows = [[f"`{r['model']}`", f"{r['n_params'] / 1e6:,.0f}M", _fmt(r["shared"], True), _fmt(r["beyond_words"], True)] for r in scale["models"]]
+    rows = [[f"`{r['model']}`", f"{r['n_params'] / 1e6:,.0f}M", cell_ci(r["shared"], "points", with_call=True), cell_ci(r["beyond_words"], "points", with_call=True)] for r in scale["models"]]
     said = {"rises": "rises with size (the largest model's interval lies above the smallest's)",
             "falls": "falls with size (the largest model's interval lies below the smallest's)",
             "no_claim": "does not change detectably with size (the intervals overlap): no claim", None: "cannot be read (no intervals)"}

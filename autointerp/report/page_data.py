@@ -4,8 +4,9 @@ Three derived artifacts, each keyed by the identity of what it was made from (SA
 harvest's identity and shards, the documents) and recomputed only when that changes or when a page
 needs something the file lacks:
 
-- ``<model>/activation_histogram.parquet`` and ``compare/<A>__<B>/cache/pair_windows.parquet`` from one
-  SAE pass over each harvest (``encode_pass``): seconds to tens of seconds on CPU, once;
+- ``<model>/activation_histogram.parquet``, ``compare/<A>__<B>/cache/pair_windows.parquet`` and, for three
+  or more models, ``compare/cache/universal_windows.parquet`` (``universal_windows``) from one SAE pass over
+  each harvest (``encode_pass``): seconds to tens of seconds on CPU, once;
 - ``<model>/logit_effects.parquet`` for causal LMs (``exemplars.logit_effects``): the model is loaded
   only when some paged feature is missing from the file.
 
@@ -27,6 +28,7 @@ import pandas as pd
 from autointerp.exemplars import logit_effects as logits
 from autointerp.io import file_sha256
 from autointerp.report import pair_windows as pw
+from autointerp.report import universal_windows as uw
 from autointerp.report.artifacts import ModelInputs, RunInputs
 from autointerp.report.histogram import read_histograms, write_histograms
 from autointerp.rundir.layout import RunDir, ShardPaths
@@ -40,6 +42,7 @@ class PageData:
     logits: dict[str, dict[int, dict]] = field(default_factory=dict)  # model -> feature -> {"up": [...], "down": [...]}
     notes: dict[str, str] = field(default_factory=dict)  # model or pair key -> why something is not shown
     pairs: dict[str, pw.PairWindows] = field(default_factory=dict)  # pair key -> windows
+    universal: uw.UniversalWindows | None = None  # the listed universal chains' windows (notes["universal"]: why not)
 
 
 def _harvest_ready(m: ModelInputs) -> bool:
@@ -65,8 +68,10 @@ def _identity(m: ModelInputs) -> dict:
     return {"sae": _sha(m.files.sae.weights), "harvest": m.manifest.get("identity"), "shards": m.manifest.get("shards")}
 
 
-def collect(run: RunInputs, pair_lists: dict[str, list[tuple[int, int]]], paged: dict[str, list[int]], persist: bool) -> PageData:
-    """Histograms, pair windows and logit effects for the pages, from the stored files or computed now."""
+def collect(run: RunInputs, pair_lists: dict[str, list[tuple[int, int]]], paged: dict[str, list[int]], persist: bool,
+            chains: list[dict[str, int]] | None = None) -> PageData:
+    """Histograms, pair windows, universal windows (of ``chains``: one feature per model) and logit effects for
+    the pages, from the stored files or computed now."""
     data = PageData()
     ready = {m.slug: _harvest_ready(m) for m in run.models}
     ids = {m.slug: _identity(m) for m in run.models if ready[m.slug]}
@@ -97,14 +102,28 @@ def collect(run: RunInputs, pair_lists: dict[str, list[tuple[int, int]]], paged:
             data.pairs[p.key] = found
         else:
             pair_todo[p.key] = (p, identity, wanted)
-    if hist_todo or pair_todo:
-        _encode(run, hist_todo, pair_todo, data, persist)
+    chain_todo = _universal(run, chains or [], ready, ids, docs_sha, data)
+    if hist_todo or pair_todo or chain_todo:
+        _encode(run, hist_todo, pair_todo, data, persist, chain_todo)
     for m in run.models:
         _logit_effects(m, paged.get(m.slug, []), data, persist)
     return data
 
 
-def _encode(run: RunInputs, hist_todo: set[str], pair_todo: dict[str, tuple], data: PageData, persist: bool) -> None:
+def _universal(run: RunInputs, chains: list[dict[str, int]], ready: dict, ids: dict, docs_sha: str | None, data: PageData) -> tuple | None:
+    """The stored universal windows into ``data``; (identity, chains) when they must be computed; None otherwise."""
+    if not chains:
+        return None
+    if not (docs_sha and all(ready.get(m) and run.model(m).level == "token" for m in chains[0])):
+        data.notes["universal"] = "no windows: every model's harvest (token level), SAE and the corpus are needed"
+        return None
+    identity = {"models": {m: ids[m] for m in chains[0]}, "documents": docs_sha, "params": uw.identity_params()}
+    data.universal = uw.read(RunDir(run.run_dir).universal_windows, identity, chains)
+    return None if data.universal is not None else (identity, chains)
+
+
+def _encode(run: RunInputs, hist_todo: set[str], pair_todo: dict[str, tuple], data: PageData, persist: bool,
+            chain_todo: tuple | None = None) -> None:
     from autointerp.compare.units import WordIndex
     from autointerp.data.corpus import load_saved_documents
     from autointerp.report.encode_pass import encode_for_pages
@@ -113,11 +132,14 @@ def _encode(run: RunInputs, hist_todo: set[str], pair_todo: dict[str, tuple], da
     run_dir = RunDir(run.run_dir)
     docs = load_saved_documents(run_dir.corpus)
     doc_index_of = {d.doc_id: i for i, d in enumerate(docs)}
-    words = WordIndex.build(docs) if pair_todo else None
+    words = WordIndex.build(docs) if pair_todo or chain_todo else None
     features: dict[str, set[int]] = {}
     for p, _, wanted in pair_todo.values():
         features.setdefault(p.a, set()).update(fa for fa, _ in wanted)
         features.setdefault(p.b, set()).update(fb for _, fb in wanted)
+    for chain in chain_todo[1] if chain_todo else []:
+        for m, f in chain.items():
+            features.setdefault(m, set()).add(int(f))
     encoded = {}
     for slug in sorted(hist_todo | set(features)):
         m = run.model(slug)
@@ -136,16 +158,23 @@ def _encode(run: RunInputs, hist_todo: set[str], pair_todo: dict[str, tuple], da
             data.histograms[slug] = {f: (e.histogram[f], float(e.max_act[f])) for f in range(len(e.max_act))}
             if persist:
                 write_histograms(m.files.activation_histogram, e.histogram, e.max_act, _identity(m))
+    columns = {slug: (e.words.tocsc(), {int(f): i for i, f in enumerate(e.features)}) for slug, e in encoded.items() if e.words is not None}
+
+    def column(slug: str, f: int) -> np.ndarray:
+        matrix, col = columns[slug]
+        return matrix[:, col[f]].toarray().ravel().astype(np.float64)
+
     for key, (p, identity, wanted) in pair_todo.items():
-        ea, eb = encoded[p.a], encoded[p.b]
-        ca, cb = ea.words.tocsc(), eb.words.tocsc()
-        col_a = {int(f): i for i, f in enumerate(ea.features)}
-        col_b = {int(f): i for i, f in enumerate(eb.features)}
-        result = pw.build(words, docs, wanted, lambda f: ca[:, col_a[f]].toarray().ravel().astype(np.float64),
-                          lambda f: cb[:, col_b[f]].toarray().ravel().astype(np.float64), ea.covered & eb.covered)
+        result = pw.build(words, docs, wanted, lambda f: column(p.a, f), lambda f: column(p.b, f), encoded[p.a].covered & encoded[p.b].covered)
         data.pairs[key] = result
         if persist:
             pw.write(run_dir.pair(p.a, p.b).pair_windows, result, identity, wanted)
+    if chain_todo:
+        identity, chains = chain_todo
+        covered = np.logical_and.reduce([encoded[m].covered for m in chains[0]])
+        data.universal = uw.build(words, docs, chains, column, covered)
+        if persist:
+            uw.write(run_dir.universal_windows, data.universal, identity, chains)
 
 
 def _model_config(m: ModelInputs) -> tuple[str | None, dict | None]:

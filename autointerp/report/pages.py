@@ -1,5 +1,7 @@
 """Write the HTML pages: ``pages/index.html`` (summary + sorted views), ``pages/<model>/<feature>.html`` and
-``pages/pairs/<A>__<B>/<a>-<b>.html`` (two matched features side by side, ``pair_pages``).
+``pages/pairs/<A>__<B>/<a>-<b>.html`` (two matched features side by side, ``pair_pages``) and, for three or more
+models, ``pages/universal/<f1>-...-<fN>.html`` (every model's member of a universal chain on the same words,
+``universal_pages``).
 
 The whole tree is written into a temporary sibling directory and swapped in at the end, so readers
 never see a half-written set and pages of features no longer selected do not linger. Every link points
@@ -29,6 +31,8 @@ from autointerp.report.index_pages import contextual_view, correlation_view, den
 from autointerp.report.page_data import PageData, collect
 from autointerp.report.pair_pages import pair_href, pair_list, pair_page
 from autointerp.report.selection import Partner, page_features, partners
+from autointerp.report.universal import MAX_ROWS as UNIVERSAL_ROWS
+from autointerp.report.universal_pages import universal_index, write_universal_pages
 from autointerp.rundir.layout import INDEX_VIEWS, PAGES_DIR, PAGES_INDEX, PAIR_PAGES_DIR, feature_page_name, pair_page_name
 from autointerp.rundir.windows import Window, load_windows
 
@@ -59,12 +63,14 @@ class _Context(NamedTuple):
 
 
 def write_pages(run: RunInputs, cfg: ReportConfig, out_dir: Path, progress: bool = True,
-                windows: dict[str, dict[int, list]] | None = None) -> PagesResult:
-    """``windows``: per model, feature -> exemplar windows already loaded (read from exemplars.parquet if None)."""
+                windows: dict[str, dict[int, list]] | None = None, universal: dict | None = None) -> PagesResult:
+    """``windows``: per model, feature -> exemplar windows already loaded (read from exemplars.parquet if None);
+    ``universal``: ``report.universal.universal_of`` (three or more models), whose listed chains get pages."""
     chosen = page_features(run, cfg)
     pairs = {p.key: pair_list(p, chosen) for p in run.pairs}
     persist = Path(out_dir).resolve() == Path(run.run_dir).resolve()  # elsewhere (--out) the run is only read
-    data = collect(run, pairs, chosen, persist)
+    chains = (universal or {}).get("chains", [])[:UNIVERSAL_ROWS]
+    data = collect(run, pairs, chosen, persist, [c["features"] for c in chains])
     ctx = _Context(run, {k: set(v) for k, v in chosen.items()}, partners(run), _compare_info(run), {k: set(v) for k, v in pairs.items()}, data)
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".pages.", dir=out_dir))
@@ -83,10 +89,12 @@ def write_pages(run: RunInputs, cfg: ReportConfig, out_dir: Path, progress: bool
                     (tmp / m.slug / feature_page_name(feature)).write_text(page, encoding="utf-8")
                     advance(1)
         _write_pair_pages(ctx, tmp)
+        write_universal_pages(run, chains, data.universal, data.notes.get("universal"), tmp, lambda model, f: _feature_link(ctx, model, f, False),
+                              lambda model, f, other, g: _pair_cell(ctx, model, f, other, g, 1))
         latent_sets = load_latent_sets(run.run_dir)  # crosscoder latents (opt-in stage): pages/crosscode/<A>__<B>/<latent>.html
         write_latent_pages(latent_sets, tmp, ctx.selected, ctx.pairs, cfg.page_top_windows, cfg.page_quantile_windows)
-        (tmp / PAGES_INDEX).write_text(_index_page(ctx, chosen, index_section(latent_sets)), encoding="utf-8")
         link = lambda model, f: _feature_link(ctx, model, f, True)  # noqa: E731
+        (tmp / PAGES_INDEX).write_text(_index_page(ctx, chosen, index_section(latent_sets), universal_index(run, chains, link)), encoding="utf-8")
         views = {"contextual": contextual_view(run, pairs, link), "correlation": correlation_view(run, pairs, link), "density": density_view(run, chosen, link),
                  "label_score": label_score_view(run, chosen, link)}
         for key, name in INDEX_VIEWS.items():
@@ -216,12 +224,12 @@ def _feature_page(ctx: _Context, m: ModelInputs, feature: int, stats: pd.DataFra
     return document(f"{m.slug} feature {feature}", "\n".join(parts))
 
 
-def _index_page(ctx: _Context, chosen: dict[str, list[int]], latents_html: str = "") -> str:
+def _index_page(ctx: _Context, chosen: dict[str, list[int]], latents_html: str = "", universal_html: str = "") -> str:
     run = ctx.run
     parts = [f"<h1>Feature pages · {esc(run.run_dir.name)}</h1>", summary_html(run),
              "<p class=\"meta\">Pages exist for both sides of every pair report.md lists, labelled features, both sides of the "
              "best and the shared matched pairs, and the densest live features of each model (see [report] in the run config).</p>",
-             f"<p class=\"meta\">{esc(LEGEND)}</p>"]
+             f"<p class=\"meta\">{esc(LEGEND)}</p>", universal_html]
     for m in run.models:
         features = chosen[m.slug]
         parts.append(f"<h2>{esc(m.slug)} <span class=\"meta\">({len(features)} pages; model {esc(m.spec)})</span></h2>")

@@ -10,6 +10,8 @@ orange and B's blue, every word carrying its value in a ``title``.
 
 from __future__ import annotations
 
+import itertools
+
 import pandas as pd
 
 from autointerp.explain.names import LEGEND
@@ -36,11 +38,16 @@ def pair_href(a: str, b: str, fa: int, fb: int, depth: int) -> str:
     return href(*([".."] * depth), PAIR_PAGES_DIR, f"{a}__{b}", pair_page_name(fa, fb))
 
 
-def _word_line(text: str, starts, ends, acts, scale: float, center: int, model: str, rgb: str) -> str:
+COLOURS = (("orange", "255, 128, 0"), ("blue", "30, 110, 255"), ("green", "0, 150, 70"), ("purple", "170, 60, 200"),
+           ("red", "200, 40, 40"), ("teal", "0, 140, 150"))  # (name, rgb): a shade per row, in order
+
+
+def word_line(text: str, starts, ends, acts, scale: float, center: int, model: str, rgb: str) -> str:
+    """One row of a window: each word shaded by ``acts`` / ``scale`` in ``rgb``, its value in a ``title``."""
     out, cursor = [], 0
     for i, (s, e, v) in enumerate(zip(starts, ends, acts)):
         if s > cursor:
-            out.append(esc(text[cursor:s].replace("\n", " ↵ ")))  # one line per model keeps the two sides aligned
+            out.append(esc(text[cursor:s].replace("\n", " ↵ ")))  # one line per model keeps the rows aligned
         alpha = 0.0 if scale <= 0 else max(0.0, min(1.0, float(v) / scale))
         cls = "tok max" if i == center else "tok"
         style = f"background-color: rgba({rgb}, {alpha:.3f})" if alpha > 0 else ""
@@ -51,14 +58,14 @@ def _word_line(text: str, starts, ends, acts, scale: float, center: int, model: 
     return "".join(out)
 
 
-def _window(row, a: str, b: str, max_a: float, max_b: float) -> str:
+def stacked_window(row, sides: list[tuple[str, object, float]]) -> str:
+    """One window of words (a row of ``pair_windows.SCHEMA``'s text fields) drawn once per side (model, its
+    activations on the words, its scale), one row under the other, each shaded in its colour (``COLOURS``)."""
     text, starts, ends = row.text, list(row.word_start), list(row.word_end)
-    line_a = _word_line(text, starts, ends, row.act_a, max_a, row.center, a, "255, 128, 0")
-    line_b = _word_line(text, starts, ends, row.act_b, max_b, row.center, b, "30, 110, 255")
-    peak_a, peak_b = float(row.act_a[row.center]), float(row.act_b[row.center])
-    meta = f"{esc(row.doc_id)} · at the outlined word: {esc(a)} {peak_a:.3f}, {esc(b)} {peak_b:.3f}"
-    return (f"<div class=\"meta\">{meta}</div>\n<div class=\"window pair\"><div class=\"side\"><span class=\"who\">{esc(a)}</span> {line_a}</div>"
-            f"<div class=\"side\"><span class=\"who\">{esc(b)}</span> {line_b}</div></div>")
+    lines = "".join(f"<div class=\"side\"><span class=\"who\">{esc(who)}</span> {word_line(text, starts, ends, acts, scale, row.center, who, rgb)}</div>"
+                    for (who, acts, scale), (_, rgb) in zip(sides, itertools.cycle(COLOURS)))
+    peaks = ", ".join(f"{esc(who)} {float(acts[row.center]):.3f}" for who, acts, _ in sides)
+    return f"<div class=\"meta\">{esc(row.doc_id)} · at the outlined word: {peaks}</div>\n<div class=\"window pair\">{lines}</div>"
 
 
 def _scores(labels: pd.DataFrame | None, feature: int, scorers: list[str]) -> str:
@@ -103,5 +110,5 @@ def pair_page(run: RunInputs, p: PairInputs, fa: int, fb: int, windows: PairWind
         elif not shown:
             parts.append("<p class=\"meta\">None: no word unit of the shared text fits this section.</p>")
         else:
-            parts += [_window(r, a, b, summary.max_a, summary.max_b) for r in shown]
+            parts += [stacked_window(r, [(a, r.act_a, summary.max_a), (b, r.act_b, summary.max_b)]) for r in shown]
     return document(f"{a} {fa} vs {b} {fb}", "\n".join(parts))

@@ -70,7 +70,7 @@ def identity_params() -> dict:
     return {"before": BEFORE, "after": AFTER, "per_section": PER_SECTION, "silent": SILENT, "version": 1}
 
 
-def _pick(score: np.ndarray, n: int, gap: int) -> list[int]:
+def pick_units(score: np.ndarray, n: int, gap: int) -> list[int]:
     """Up to ``n`` units with the highest positive score, pairwise more than ``gap`` units apart."""
     candidates = np.flatnonzero(score > 0)
     order = candidates[np.argsort(-score[candidates], kind="stable")]
@@ -95,36 +95,42 @@ def build(words: WordIndex, docs: list[Document], pairs: list[tuple[int, int]], 
                                         int(((nb > 0) & (na < SILENT)).sum()), ma, mb)
         scores = {"both": np.minimum(na, nb), "a_only": np.where(nb < SILENT, na, 0.0), "b_only": np.where(na < SILENT, nb, 0.0)}
         for section in SECTIONS:
-            for rank, c in enumerate(_pick(scores[section], PER_SECTION, BEFORE + AFTER)):
+            for rank, c in enumerate(pick_units(scores[section], PER_SECTION, BEFORE + AFTER)):
                 rows.append(_window(words, docs, fa, fb, section, rank, c, xa, xb))
     frame = pd.DataFrame(rows, columns=SCHEMA.names)
     return PairWindows(frame, summary)
 
 
-def _window(words: WordIndex, docs: list[Document], fa: int, fb: int, section: str, rank: int, c: int,
-            xa: np.ndarray, xb: np.ndarray) -> dict:
+def window_span(words: WordIndex, docs: list[Document], c: int) -> tuple[slice, dict]:
+    """The window around word unit ``c``: ``BEFORE`` words before to ``AFTER`` after, inside its document. Returns
+    the units it covers (to slice any model's activations with) and the row fields every window table shares:
+    doc_id, center (the index of ``c`` in the window), text and each word's char span in that text."""
     d = int(np.searchsorted(words.doc_offsets, c, side="right") - 1)
     lo, hi = max(int(words.doc_offsets[d]), c - BEFORE), min(int(words.doc_offsets[d + 1]), c + AFTER + 1)
     base = int(words.char_offsets[d])
     s0, e1 = int(words.starts[lo]) - base, int(words.ends[hi - 1]) - base
-    return {"feature_a": fa, "feature_b": fb, "section": section, "rank": rank, "doc_id": docs[d].doc_id, "center": c - lo,
-            "text": docs[d].text[s0:e1],
-            "word_start": (words.starts[lo:hi] - base - s0).astype(np.int32).tolist(),
-            "word_end": (words.ends[lo:hi] - base - s0).astype(np.int32).tolist(),
-            "act_a": xa[lo:hi].astype(np.float32).tolist(), "act_b": xb[lo:hi].astype(np.float32).tolist()}
+    return slice(lo, hi), {"doc_id": docs[d].doc_id, "center": c - lo, "text": docs[d].text[s0:e1],
+                           "word_start": (words.starts[lo:hi] - base - s0).astype(np.int32).tolist(),
+                           "word_end": (words.ends[lo:hi] - base - s0).astype(np.int32).tolist()}
 
 
-def write(path: Path, result: PairWindows, identity: dict, pairs: list[tuple[int, int]]) -> None:
-    meta = {"identity": identity, "pairs": [list(p) for p in pairs],
-            "summary": {f"{a}-{b}": [s.n_both, s.n_a_only, s.n_b_only, s.max_a, s.max_b] for (a, b), s in result.summary.items()}}
-    table = pa.Table.from_pandas(result.rows, schema=SCHEMA, preserve_index=False).replace_schema_metadata({_META: json.dumps(meta).encode()})
+def _window(words: WordIndex, docs: list[Document], fa: int, fb: int, section: str, rank: int, c: int,
+            xa: np.ndarray, xb: np.ndarray) -> dict:
+    units, fields = window_span(words, docs, c)
+    return {"feature_a": fa, "feature_b": fb, "section": section, "rank": rank, **fields,
+            "act_a": xa[units].astype(np.float32).tolist(), "act_b": xb[units].astype(np.float32).tolist()}
+
+
+def write_table(path: Path, frame: pd.DataFrame, schema: pa.Schema, meta: dict) -> None:
+    """A window table with what it was made from (``meta["identity"]``) in the file's metadata, written atomically."""
+    table = pa.Table.from_pandas(frame, schema=schema, preserve_index=False).replace_schema_metadata({_META: json.dumps(meta).encode()})
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp)
 
 
-def read(path: Path, identity: dict, pairs: list[tuple[int, int]]) -> PairWindows | None:
-    """The stored windows when made from the same inputs and covering every pair asked for; else None."""
+def read_table(path: Path, identity: dict) -> tuple[pd.DataFrame, dict] | None:
+    """A stored window table and its metadata when made from the same inputs (``identity``); else None."""
     path = Path(path)
     if not path.is_file():
         return None
@@ -135,8 +141,23 @@ def read(path: Path, identity: dict, pairs: list[tuple[int, int]]) -> PairWindow
         return None
     if json.dumps(meta.get("identity"), sort_keys=True, default=str) != json.dumps(identity, sort_keys=True, default=str):
         return None
+    return table.to_pandas(), meta
+
+
+def write(path: Path, result: PairWindows, identity: dict, pairs: list[tuple[int, int]]) -> None:
+    meta = {"identity": identity, "pairs": [list(p) for p in pairs],
+            "summary": {f"{a}-{b}": [s.n_both, s.n_a_only, s.n_b_only, s.max_a, s.max_b] for (a, b), s in result.summary.items()}}
+    write_table(path, result.rows, SCHEMA, meta)
+
+
+def read(path: Path, identity: dict, pairs: list[tuple[int, int]]) -> PairWindows | None:
+    """The stored windows when made from the same inputs and covering every pair asked for; else None."""
+    found = read_table(path, identity)
+    if found is None:
+        return None
+    rows, meta = found
     if not {tuple(p) for p in pairs} <= {tuple(p) for p in meta.get("pairs", [])}:
         return None
     summary = {tuple(int(x) for x in k.split("-")): PairSummary(int(v[0]), int(v[1]), int(v[2]), float(v[3]), float(v[4]))
                for k, v in meta.get("summary", {}).items()}
-    return PairWindows(table.to_pandas(), summary)
+    return PairWindows(rows, summary)

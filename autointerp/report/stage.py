@@ -80,7 +80,7 @@ def report_stage(cfg: RunConfig, out_dir: Path | None = None, *, overwrite: bool
     _remove_stale_plots(out, plots)
     universal = universal_of(run)  # read once: the windows, report.md and report.json all use it
     windows = _load_windows(run, rcfg, universal)
-    pages = write_pages(run, rcfg, out, progress=progress, windows=windows) if rcfg.pages else None
+    pages = write_pages(run, rcfg, out, progress=progress, windows=windows, universal=universal) if rcfg.pages else None
     if not rcfg.pages:
         _remove_tree(where.pages)
     paged = {model: set(features) for model, features in pages.features.items()} if pages else {}

@@ -1,14 +1,19 @@
 """report.md's "Features every model has" (issue 27): the universal features of a run of three or more models
 (``compare.universal``), counted against the random-weights floor under the verdict's decision rule, and the
-best chains with every model's name and top window."""
+best chains with every model's name and top window, each linked to its page (``universal_pages``: every model's
+activations on the same words) when the report writes pages."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from autointerp.compare.universal import universal_features
 from autointerp.compare.verdict import call
 from autointerp.report.artifacts import RunInputs
 from autointerp.report.fmt import md_marked, md_table, md_text, num
 from autointerp.report.shared_sections import LinkLookup, WindowLookup
+
+ChainPage = Callable[[dict[str, int]], str]  # a chain's features per model -> the link to its page
 
 MAX_ROWS = 10
 
@@ -31,7 +36,9 @@ def _count(value, ci) -> str:
     return f"{value:,}" + (f" [{ci[0]:,.0f}, {ci[1]:,.0f}]" if ci else "")
 
 
-def universal_section(result: dict | None, run: RunInputs, window: WindowLookup, link: LinkLookup, chars: int) -> list[str]:
+def universal_section(result: dict | None, run: RunInputs, window: WindowLookup, link: LinkLookup, chars: int,
+                      page: ChainPage | None = None) -> list[str]:
+    """``page``: the link to a chain's page (every model's activations on the same words); None without pages."""
     if not result:
         return []
     models = result["models"]
@@ -67,7 +74,8 @@ def universal_section(result: dict | None, run: RunInputs, window: WindowLookup,
             name = md_text(names[m].name(m, f, 50)) if m in names else str(f)
             w = window(m, f)
             row.append(f"{f'[{f}]({href})' if href else f}: {name}<br>{md_marked(*w.snippet(chars)) if w is not None else 'no window'}")
-        table.append(row + [num(c["weakest_corr"]), "yes" if c["beyond_words"] else "no"])
+        table.append(row + [num(c["weakest_corr"]), "yes" if c["beyond_words"] else "no"] + ([f"[every model]({page(c['features'])})"] if page else []))
     out += [f"The best {len(chains)} chains (beyond words first, then by their weakest link's correlation): each model's "
-            "feature, name and top window.", "", md_table([f"`{m}`" for m in models] + ["weakest r", "beyond words"], table), ""]
+            "feature, name and top window" + ("; *every model*: a page with every model's activations on the same words." if page else "."), "",
+            md_table([f"`{m}`" for m in models] + ["weakest r", "beyond words"] + (["page"] if page else []), table), ""]
     return out

@@ -16,7 +16,7 @@ from rich.table import Table
 
 from autointerp.compare.verdict import RULE
 from autointerp.report.artifacts import PairInputs, RunInputs
-from autointerp.report.fmt import count, num, pct, pvalue
+from autointerp.report.fmt import cell_ci, count, num, pct, pvalue
 
 COLUMNS = (("shared_a", "shared, % of {a}"), ("shared_b", "shared, % of {b}"), ("count", "beyond words, pairs"),
            ("beyond_words_a", "beyond words, % of {a}"), ("beyond_words_b", "beyond words, % of {b}"),
@@ -33,14 +33,6 @@ def verdict_of(p: PairInputs) -> dict | None:
     return ((p.stats or {}).get("calibration") or {}).get("verdict")
 
 
-def _fmt(cell: dict | None, kind: str) -> str:
-    if not cell or cell.get("value") is None:
-        return "n/a"
-    f = {"pct": lambda v: f"{100 * v:.1f}%", "num": lambda v: f"{v:.3f}", "int": lambda v: f"{v:,.0f}"}[kind]
-    ci = cell.get("ci")
-    return f(cell["value"]) + (f" [{f(ci[0])}, {f(ci[1])}]" if ci else "")
-
-
 def _kind(key: str) -> str:
     return "int" if key == "count" else "num" if key in REPRESENTATION else "pct"
 
@@ -51,8 +43,8 @@ def rows(v: dict, a: str, b: str) -> list[VerdictRow]:
 
     def pick(key: str, what) -> str:
         if key == "count":
-            return _fmt(what(cols["beyond_words_a"], "count"), "int")
-        return _fmt(what(cols[key], None), _kind(key))
+            return cell_ci(what(cols["beyond_words_a"], "count"), "int")
+        return cell_ci(what(cols[key], None), _kind(key))
 
     out = [VerdictRow(f"{a} vs {b}", [pick(k, lambda c, sub: c.get(sub) if sub else c) for k, _ in COLUMNS])]
     for slug, side in ((a, "a"), (b, "b")):
@@ -60,15 +52,15 @@ def rows(v: dict, a: str, b: str) -> list[VerdictRow]:
             cells = []
             for key, _ in COLUMNS:
                 if key == "count":
-                    cells.append(_fmt((cols[f"beyond_words_{side}"].get("ceiling_count") or {}).get(slug), "int"))
+                    cells.append(cell_ci((cols[f"beyond_words_{side}"].get("ceiling_count") or {}).get(slug), "int"))
                 elif key.endswith(f"_{side}"):
-                    cells.append(_fmt(cols[key]["ceiling"].get(slug), _kind(key)))
+                    cells.append(cell_ci(cols[key]["ceiling"].get(slug), _kind(key)))
                 else:
                     cells.append("")
             out.append(VerdictRow(f"ceiling: {slug} vs {slug} (other SAE seed)", cells))
     if any(cols[k]["floor"] for k, _ in COLUMNS if k != "count"):
-        floor_of = {"count": _fmt(cols["beyond_words_a"].get("floor_count"), "int")}
-        out.append(VerdictRow("floor: random-weights control", [floor_of.get(k) or _fmt(cols[k]["floor"], _kind(k)) for k, _ in COLUMNS]))
+        floor_of = {"count": cell_ci(cols["beyond_words_a"].get("floor_count"), "int")}
+        out.append(VerdictRow("floor: random-weights control", [floor_of.get(k) or cell_ci(cols[k]["floor"], _kind(k)) for k, _ in COLUMNS]))
     out.append(VerdictRow("call", ["" if k == "count" else (cols[k]["call"] or "no call") for k, _ in COLUMNS]))
     return out
 

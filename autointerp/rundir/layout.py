@@ -19,6 +19,7 @@
                                              text_embeddings.npz (compare: cached embeddings of the feature texts domains use)
     runs/<name>/compare/<A>__<B>/            matches.parquet, null.parquet, features.parquet, stats.json, calibration.json,
                                              compare.json, cache/ (+ cache/pair_windows.parquet: report)
+    runs/<name>/compare/cache/               universal_windows.parquet (report, three or more models)
     runs/<name>/controls/                    controls.json (every control's sharing, cost); ceiling/<model>/sae/ (second seed),
                                              ceiling/<model>/pair/ and floor/<A>__<B random>/ (compare outputs),
                                              random/<model>/ (random-weights control: harvest/, sae/)
@@ -27,7 +28,7 @@
                                              latent_labels.parquet + .json (their labels and scores)
     runs/<name>/sweep/                       sweep.json (every layer pair's CKA / SVCCA / mutual kNN, the record), <metric>.png
     runs/<name>/report.md, report.json, plots/, pages/ (index, by_*.html, <model>/<f>.html, pairs/<A>__<B>/<a>-<b>.html,
-                                             crosscode/<A>__<B>/<latent>.html)
+                                             crosscode/<A>__<B>/<latent>.html, universal/<f1>-<f2>-...-<fN>.html)
 
 No other module spells one of these names: stages ask a ``RunDir`` / ``ModelDir`` / ``PairDir`` for paths.
 The SAELens file names live here too, because an SAE directory outside a run has the same layout.
@@ -35,6 +36,7 @@ The SAELens file names live here too, because an SAE directory outside a run has
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,6 +90,7 @@ COMPARE_RECORD = "compare.json"
 CALIBRATION_FILE = "calibration.json"
 COMPARE_CACHE_DIR = "cache"
 PAIR_WINDOWS_FILE = "pair_windows.parquet"  # report: word windows where both / one feature of a matched pair fire
+UNIVERSAL_WINDOWS_FILE = "universal_windows.parquet"  # report: compare/cache/, word windows where every model of a universal chain fires
 REPRESENTATION_CACHE = "representation.json"
 # controls: the same-model ceiling and the random-weights floor
 CONTROLS_DIR = "controls"
@@ -115,6 +118,7 @@ PAGES_DIR = "pages"
 PAGES_INDEX = "index.html"
 PAIR_PAGES_DIR = "pairs"  # pages/pairs/<A>__<B>/<feature A>-<feature B>.html
 CROSSCODE_PAGES_DIR = "crosscode"  # pages/crosscode/<A>__<B>/<latent>.html
+UNIVERSAL_PAGES_DIR = "universal"  # pages/universal/<feature of each model, in run order, joined by "-">.html
 INDEX_VIEWS = {"contextual": "by_contextual.html", "correlation": "by_correlation.html", "density": "by_density.html",
                "label_score": "by_label_score.html"}
 # the stage records: a stage writes its record when it has done work, so a stage's cost is charged to them
@@ -128,6 +132,12 @@ def feature_page_name(feature: int) -> str:
 
 def pair_page_name(feature_a: int, feature_b: int) -> str:
     return f"{feature_a}-{feature_b}.html"
+
+
+def universal_page_name(features: Iterable[int]) -> str:
+    """A universal chain's page: its features in the run's model order (one chain per feature of any model,
+    so the name is unique)."""
+    return "-".join(str(int(f)) for f in features) + ".html"
 
 
 def latent_page_name(latent: int) -> str:
@@ -325,6 +335,7 @@ class RunDir:
     sweep = property(lambda self: SweepDir(self.root / SWEEP_DIR))
     controls = property(lambda self: ControlsDir(self.root / CONTROLS_DIR))
     crosscode = property(lambda self: self.root / CROSSCODE_DIR)
+    universal_windows = property(lambda self: self.root / COMPARE_DIR / COMPARE_CACHE_DIR / UNIVERSAL_WINDOWS_FILE)
 
     def crosscoder(self, a: str, b: str) -> CrosscodeDir:
         return CrosscodeDir(self.root / CROSSCODE_DIR / f"{a}__{b}")
