@@ -14,9 +14,8 @@ from autointerp.compare.config import CompareConfig
 from autointerp.compare.inputs import model_inputs
 from autointerp.compare.stage import compare_pair
 from autointerp.compare.universal import Link, closed_chains, universal_features
-from autointerp.compare.calibration import control_summary
 from autointerp.config import ModelEntry, RunConfig
-from autointerp.controls.stage import _merge as merge_controls
+from autointerp.controls.calibration import control_summary
 from autointerp.io import write_json
 from autointerp.data.corpus import CorpusConfig, CorpusStats, corpus_fingerprint, save_documents
 from autointerp.report.stage import report_stage
@@ -66,8 +65,7 @@ def family(tmp_path_factory):
         stats = compare_pair(run_dir, m[other], control, cfg, pair=RunDir(run_dir).controls.floor_pair(other, "fam-c")).stats
         floors.append(control_summary(stats, 1.0) | {"random": "fam-c", "against": other})
     record = {"ceiling": {}, "floor": floors, "off": {"ceiling_shared_fraction": "off in this test"}}
-    write_json(RunDir(run_dir).controls.record, record)
-    merge_controls(RunDir(run_dir), record)  # as `autointerp controls` does: every pair's verdict gets its floor
+    write_json(RunDir(run_dir).controls.record, record)  # as `autointerp controls` does: every pair's verdict reads its floor there
     return run_dir, feature_concepts, {"universal": set(universal), "pairwise": {c for cs in pairwise.values() for c in cs}, "words": set(words)}
 
 
