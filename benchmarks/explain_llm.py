@@ -90,7 +90,7 @@ def main() -> None:
     from autointerp.config import ModelEntry, RunConfig
     from autointerp.eval.stage import score_all
     from autointerp.explain.stage import explain_all
-    from autointerp.explain.llm.llama_server import serve_gguf
+    from autointerp.llm.llama_server import serve_gguf
     from autointerp.models.resolve import embedded_gguf_path
 
     with tempfile.TemporaryDirectory() as tmp, serve_gguf(embedded_gguf_path(), model_alias="gemma-3-270m") as server:
