@@ -40,7 +40,7 @@ from autointerp.data.corpus import CorpusConfig, validate_corpus
 from autointerp.errors import UserError
 from autointerp.eval.config import ScoreConfig
 from autointerp.explain.config import ExplainConfig
-from autointerp.explain.llm.config import LLMConfig
+from autointerp.llm.config import LLMConfig
 from autointerp.report.config import ReportConfig
 from autointerp.exemplars.config import ExemplarConfig
 from autointerp.harvest.config import HarvestConfig

@@ -89,7 +89,7 @@ def main() -> None:
 
     from autointerp.config import ModelEntry, RunConfig
     from autointerp.cli import stage
-    from autointerp.explain.llm.llama_server import serve_gguf
+    from autointerp.llm.llama_server import serve_gguf
     from autointerp.models.resolve import embedded_gguf_path
 
     with tempfile.TemporaryDirectory() as tmp, serve_gguf(embedded_gguf_path(), model_alias="gemma-3-270m") as server:

@@ -109,7 +109,7 @@ def write_saes(root: Path, run: Path | None, rng: np.random.Generator, n_sample:
 
 def config(run: Path, saes: dict[str, Path], max_tokens: int) -> str:
     from autointerp.config import ModelEntry, load_config, to_toml
-    from autointerp.explain.llm.config import LLMConfig
+    from autointerp.llm.config import LLMConfig
 
     cfg = load_config(ROOT / "autointerp" / "configs" / "scopes.toml")
     cfg.name, cfg.run_dir = "scopes-offline", str(run)

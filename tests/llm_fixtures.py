@@ -221,7 +221,7 @@ class FaultProxy:
 @pytest.fixture(scope="session")
 def llama_server(tmp_path_factory):
     """The real llama.cpp OpenAI-compatible server serving the embedded Gemma GGUF on loopback."""
-    from autointerp.explain.llm.llama_server import serve_embedded
+    from autointerp.llm.llama_server import serve_embedded
 
     log_dir = tmp_path_factory.mktemp("llama_server")
     with serve_embedded(log_path=log_dir / "server.log") as server:

@@ -18,9 +18,10 @@ PACKAGE = Path(__file__).resolve().parents[1] / "autointerp"
 LAYERS = [
     ["autointerp", "autointerp.errors", "autointerp.io", "autointerp.progress", "autointerp.hub", "autointerp.distributed"],
     ["autointerp.rundir", "autointerp.models", "autointerp.data"],
-    ["autointerp.*.config", "autointerp.explain.llm.config"],
+    ["autointerp.*.config", "autointerp.llm.config"],
     ["autointerp.config"],
     ["autointerp.provenance", "autointerp.cli_common", "autointerp.cli_flags", "autointerp.stages"],
+    ["autointerp.llm"],  # the LLM clients explain, eval and crosscode's latent labels share
     ["autointerp.harvest"],
     ["autointerp.sae"],
     ["autointerp.exemplars"],
@@ -37,7 +38,7 @@ ARTIFACTS = ("sae_weights.safetensors", "cfg.json", "exemplars.parquet", "labels
              "harvest.json", "documents.parquet", "feature_stats.parquet", "labels.json", "stats.json",
              "metrics.json", "train.json", "compare.json", "report.json", "config.toml", "llm_cache.sqlite",
              "checkpoint.safetensors", "selection.json", "corpus.json", "exemplars_stage.json", "sweep.json", "controls.json",
-             "cost.json")
+             "cost.json", "label_priority.json")
 MAX_LINES = 420
 
 

@@ -125,7 +125,7 @@ def test_usage_of_an_interrupted_run_is_counted_exactly_once(tmp_path, tiny_mode
     import asyncio
     import json
 
-    from autointerp.explain.llm.factory import open_client
+    from autointerp.llm.factory import open_client
     from autointerp.cli import stage
     from autointerp.explain.stage import explain_identity, explain_todo, run_explain, select_features
 

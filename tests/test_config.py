@@ -176,8 +176,8 @@ def test_train_settings_record_holds_what_changes_the_sae():
 def test_name_lists_match_the_implementations():
     from autointerp.eval.config import SCORER_NAMES
     from autointerp.eval.scorers import SCORERS
-    from autointerp.explain.llm.config import BACKENDS
-    from autointerp.explain.llm.factory import BACKENDS as BUILT
+    from autointerp.llm.config import BACKENDS
+    from autointerp.llm.factory import BACKENDS as BUILT
     from autointerp.harvest.config import SITES
     from autointerp.models.load import SITES as LOADED
 

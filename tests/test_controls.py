@@ -10,6 +10,7 @@ import torch
 
 from autointerp.cli import stage
 from autointerp.config import ModelEntry, RunConfig
+from autointerp.controls.calibration import pair_calibration
 from autointerp.controls.config import ControlsConfig
 from autointerp.errors import UserError
 from autointerp.io import read_json
@@ -35,7 +36,7 @@ def synthetic_controls(tmp_path_factory):
 def test_ceiling_is_at_or_above_the_cross_model_fraction(synthetic_controls):
     cfg, record = synthetic_controls
     run = RunDir(cfg.run_path)
-    cal = read_json(run.pair("synth-a", "synth-b").calibration)
+    cal = pair_calibration(run.root, run.pair("synth-a", "synth-b"))
     ceiling, cross = cal["ceiling_shared_fraction"], cal["shared_fraction_of"]
     assert set(ceiling) == set(cross) == {"synth-a", "synth-b"}
     # half of A's concepts (32 of 64) and a third of B's (32 of 96) are shared; a model against itself near 1
@@ -100,10 +101,12 @@ def test_floor_runs_end_to_end_on_tiny_models(tiny_model_dirs, text_corpus, tmp_
     assert manifest["identity"]["corpus"] == read_json(run.model("B").manifest)["identity"]["corpus"]
     [floor] = record["floor"]
     assert (floor["random"], floor["against"]) == ("B", "A") and 0.0 <= floor["shared_fraction"] <= 1.0
-    cal = read_json(run.pair("A", "B").calibration)
+    cal = pair_calibration(run.root, run.pair("A", "B"))
     assert cal["floor_shared_fraction"] == {"A": floor["shared_fraction_of"]["A"]} and cal["floors"][0]["cka"]["value"] is not None
     assert "ceiling = false" in cal["not_measured"]["ceiling_shared_fraction"]
-    assert read_json(run.pair("A", "B").stats)["calibration"] == cal
+    # the controls wrote only controls.json: compare's calibration (and stats.json's copy) hold what compare computed
+    own = read_json(run.pair("A", "B").calibration)
+    assert read_json(run.pair("A", "B").stats)["calibration"] == own and own["floor_shared_fraction"] is None and "floors" not in own
     real_tokens = read_json(run.model("B").sae.metrics)["train_tokens"]
     floor_tokens = read_json(run.controls.random_model("B").sae.metrics)["train_tokens"]
     assert abs(floor_tokens - real_tokens / 2) <= 64  # floor_epochs = 0.5 against [train] epochs = 1 (one batch of slack)
@@ -118,7 +121,8 @@ def test_floor_names_an_unknown_model():
 
 
 def test_verdict_reads_ceiling_and_floor_per_model_from_the_merged_calibration():
-    from autointerp.compare.calibration import calibration_record, control_summary, with_controls
+    from autointerp.compare.calibration import calibration_record
+    from autointerp.controls.calibration import control_summary, with_controls
 
     def stats(a, b, shared, n_a, n_b, contextual, ci_shared, ci_ctx):
         out = {"model_a": a, "model_b": b, "n_shared": shared, "n_features_a": n_a + 10, "n_dead_a": 4, "n_rare_a": 6,

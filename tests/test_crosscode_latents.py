@@ -119,7 +119,7 @@ class MarkedWord:
     model_name, backend, price = "marked-word", "fake", None
 
     def __init__(self):
-        from autointerp.explain.llm.base import Usage
+        from autointerp.llm.base import Usage
 
         self.usage, self.prompts = Usage(), []
 
@@ -127,7 +127,7 @@ class MarkedWord:
         import collections
         import re
 
-        from autointerp.explain.llm.base import Completion, Usage
+        from autointerp.llm.base import Completion, Usage
 
         self.prompts.append(prompt)
         shown = prompt.rsplit("\n\n", 1)[1]  # the query block comes last in every explainer template (after the worked examples)
@@ -146,7 +146,7 @@ def test_latent_labels_go_through_the_configured_llm(trained, tmp_path, monkeypa
     import shutil
 
     from autointerp.crosscode.latent_stage import latent_labels
-    from autointerp.explain.llm import factory
+    from autointerp.llm import factory
     from autointerp.rundir.layout import CrosscodeDir
 
     run, *_ = trained

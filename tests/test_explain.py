@@ -81,7 +81,7 @@ def test_parse_label(raw, label):
 
 
 def test_exemplars_from_another_sae_is_a_user_error(tmp_path):
-    from autointerp.explain.stage import check_inputs
+    from autointerp.exemplars.current import require_exemplars as check_inputs
     from autointerp.rundir.layout import ModelDir
     from autointerp.rundir.record import StageRecord
 
@@ -123,7 +123,7 @@ def test_score_without_labels_and_embedding_scoring_without_llm(tmp_path):
 def test_local_echo_logprobs_equal_a_direct_forward_pass():
     import torch
 
-    from autointerp.explain.llm.local import LocalClient
+    from autointerp.llm.local import LocalClient
 
     client = LocalClient()
     prompt = "The capital of France is Paris.\tunknown\n7"
@@ -231,8 +231,10 @@ def test_explain_and_score_end_to_end_against_llama_cpp_server(tmp_path, llama_s
 def test_matched_selection_labels_both_sides_of_the_best_shared_pairs(tmp_path):
     """select = "matched" reads the comparison: the n best shared activation pairs, each model its own side;
     without a comparison it says which command to run."""
+    from autointerp.compare.label_priority import write_label_priority
     from autointerp.explain.config import ExplainConfig
     from autointerp.explain.stage import select_features
+    from autointerp.rundir.layout import PairDir
 
     run = make_run(tmp_path, models=("gemma-3-270m", "minilm-l6"))
     cfg = ExplainConfig(n_features=2, select="matched")
@@ -244,6 +246,9 @@ def test_matched_selection_labels_both_sides_of_the_best_shared_pairs(tmp_path):
         "feature_a": [0, 1, 2, 3], "feature_b": [2, 0, 1, 3], "method": ["activation", "both", "activation", "label"],
         "activation_corr": [0.5, 0.9, 0.7, 0.99], "shared": [True, True, False, False],
     }).to_parquet(pair / "matches.parquet")
+    with pytest.raises(UserError, match="rerun `autointerp compare`"):  # explain reads compare's rankings, not its table
+        select_features(run / "gemma-3-270m", cfg)
+    write_label_priority(PairDir(pair), ("gemma-3-270m", "minilm-l6"), (run / "gemma-3-270m", run / "minilm-l6"))
     assert select_features(run / "gemma-3-270m", cfg) == [0, 1]  # best two shared activation pairs: (1, 0), (0, 2)
     assert select_features(run / "minilm-l6", cfg) == [0, 2]
     more = ExplainConfig(n_features=3, select="matched")  # only two shared: topped up with the best unshared pair

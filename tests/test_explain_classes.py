@@ -7,10 +7,12 @@ import dataclasses
 import pandas as pd
 import pytest
 
+from autointerp.compare.label_priority import write_label_priority
 from autointerp.config import ModelEntry, RunConfig
 from autointerp.explain.config import ExplainConfig
 from autointerp.explain.stage import select_features
 from autointerp.cli import stage
+from autointerp.rundir.layout import RunDir
 from explain_helpers import make_run
 
 
@@ -21,9 +23,11 @@ def _with_classes(model_dir, classes: list[str]) -> None:
 
 
 def _matches(run, rows: dict) -> None:
-    pair = run / "compare" / "gemma-3-270m__minilm-l6"
-    pair.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame(rows).to_parquet(pair / "matches.parquet")
+    """A comparison's matches table and the rankings compare makes of it (what explain reads)."""
+    pair = RunDir(run).pair("gemma-3-270m", "minilm-l6")
+    pair.root.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows).to_parquet(pair.matches)
+    write_label_priority(pair, pair.names, (run / "gemma-3-270m", run / "minilm-l6"))
 
 
 def test_contextual_selection_puts_pairs_beyond_words_and_topical_features_first(tmp_path):

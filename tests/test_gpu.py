@@ -226,7 +226,7 @@ def test_exemplars_on_cuda_equal_cpu(tiny_model_dirs, text_corpus, tmp_path):
 @pytest.mark.gpu
 @needs_cuda
 def test_local_llm_on_cuda_gives_the_cpu_labels_at_temperature_0(tiny_model_dirs):
-    from autointerp.explain.llm.local import LocalClient
+    from autointerp.llm.local import LocalClient
 
     prompt = "The capital of France is Paris. The capital of Japan is"
     texts = {}

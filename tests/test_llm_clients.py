@@ -23,15 +23,15 @@ import pytest
 from llm_fixtures import FAULT_KINDS
 
 from autointerp.errors import UserError
-from autointerp.explain.llm.accounting import AccountingClient, usage_table
-from autointerp.explain.llm.base import Completion, LLMError
-from autointerp.explain.llm.cache import ResponseCache
+from autointerp.llm.accounting import AccountingClient, usage_table
+from autointerp.llm.base import Completion, LLMError
+from autointerp.llm.cache import ResponseCache
 from autointerp.rundir.layout import LLM_CACHE_FILE as CACHE_FILENAME
-from autointerp.explain.llm.config import LLMConfig
-from autointerp.explain.llm.factory import open_client
-from autointerp.explain.llm.llama_server import free_port
-from autointerp.explain.llm.llama_server_main import fast_sorted
-from autointerp.explain.llm.reliable import ReliableClient
+from autointerp.llm.config import LLMConfig
+from autointerp.llm.factory import open_client
+from autointerp.llm.llama_server import free_port
+from autointerp.llm.llama_server_main import fast_sorted
+from autointerp.llm.reliable import ReliableClient
 
 SECRET = "sk-test-DO-NOT-LEAK-4b1f9c0e7d"
 PRICES = {"gemma-3-270m": {"input": 0.5, "output": 1.5}}
@@ -275,7 +275,7 @@ def test_unknown_price_costs_zero_and_says_so():
 def test_cache_survives_a_process_killed_mid_write(tmp_path):
     path = tmp_path / CACHE_FILENAME
     writer = (
-        "import sys; from autointerp.explain.llm.cache import ResponseCache\n"
+        "import sys; from autointerp.llm.cache import ResponseCache\n"
         "cache = ResponseCache(sys.argv[1])\n"
         "for i in range(10**6):\n"
         "    cache.put(f'k{i}', {'prompt': 'p' * 2000, 'i': i}, {'text': 'x' * 5000, 'i': i})\n"
@@ -313,7 +313,7 @@ def test_backoff_is_full_jitter_capped_and_honours_retry_after():
 
 
 def test_llama_server_set_up_errors_are_user_errors(tmp_path):
-    from autointerp.explain.llm.llama_server import serve_gguf
+    from autointerp.llm.llama_server import serve_gguf
 
     with pytest.raises(UserError, match="GGUF file not found"), serve_gguf(tmp_path / "missing.gguf"):
         pass
@@ -333,7 +333,7 @@ def test_llama_server_set_up_errors_are_user_errors(tmp_path):
         "        if name.split('.')[0] == 'llama_cpp': raise ModuleNotFoundError(name)\n"
         "sys.meta_path.insert(0, Hide())\n"
         "from autointerp.errors import UserError\n"
-        "from autointerp.explain.llm.llama_server import serve_gguf\n"
+        "from autointerp.llm.llama_server import serve_gguf\n"
         "try:\n"
         f"    with serve_gguf({str(gguf)!r}): pass\n"
         "except UserError as e: print(e)\n"

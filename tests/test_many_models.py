@@ -15,9 +15,8 @@ from autointerp.compare.config import CompareConfig
 from autointerp.compare.inputs import model_inputs
 from autointerp.compare.stage import compare_pair
 from autointerp.compare.universal import Link, closed_chains, universal_features
-from autointerp.compare.calibration import control_summary
 from autointerp.config import ModelEntry, RunConfig
-from autointerp.controls.stage import _merge as merge_controls
+from autointerp.controls.calibration import control_summary
 from autointerp.io import write_json
 from autointerp.data.corpus import CorpusConfig, CorpusStats, corpus_fingerprint, save_documents
 from autointerp.report.stage import report_stage
@@ -71,8 +70,7 @@ def _build_family(run_dir, models: tuple[str, ...]):
         stats = compare_pair(run_dir, m[other], control, cfg, pair=RunDir(run_dir).controls.floor_pair(other, real)).stats
         floors.append(control_summary(stats, 1.0) | {"random": real, "against": other})
     record = {"ceiling": {}, "floor": floors, "off": {"ceiling_shared_fraction": "off in this test"}}
-    write_json(RunDir(run_dir).controls.record, record)
-    merge_controls(RunDir(run_dir), record)  # as `autointerp controls` does: every pair's verdict gets its floor
+    write_json(RunDir(run_dir).controls.record, record)  # as `autointerp controls` does: every pair's verdict reads its floor there
     planted = {"universal": set(universal), "words": set(words), "partial": {c for cs in partial.values() for c in cs},
                "pairwise": {c for sub, cs in partial.items() if len(sub) == 2 for c in cs}}
     return run_dir, feature_concepts, planted

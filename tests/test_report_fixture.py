@@ -66,8 +66,9 @@ METRICS = {
 }
 
 
-# As compare writes it (calibration.json, and in stats.json), with the controls merged in as `autointerp controls`
-# does: the answer next to what it is measured against, with intervals and the verdict.
+# As a reader sees it (``controls.calibration.pair_calibration``): compare's calibration with the controls that
+# concern the pair - the answer next to what it is measured against, with intervals and the verdict. The fixture
+# stores it in stats.json and writes no controls.json, so the report reads it as it is.
 def _fixture_stats(a: str, b: str, shared: int, contextual: int, ci_shared, ci_contextual, rare=(2, 1)) -> dict:
     return {"model_a": a, "model_b": b, "unit": "word", "n_shared": shared, "n_features_a": D_SAE, "n_dead_a": 1, "n_rare_a": rare[0],
             "n_features_b": D_SAE, "n_dead_b": 1, "n_rare_b": rare[1], "min_support": 5, "null": {"threshold": 0.3},
@@ -84,7 +85,8 @@ def _representation(cka: float, svcca: float, knn: float, spread: float) -> dict
 
 
 def _calibration() -> dict:
-    from autointerp.compare.calibration import calibration_record, control_summary, with_controls
+    from autointerp.compare.calibration import calibration_record
+    from autointerp.controls.calibration import control_summary, with_controls
 
     def summary(stats, rep=None):
         return control_summary(stats | {"calibration": calibration_record(stats, rep)}, 3.0)

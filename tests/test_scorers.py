@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from autointerp.eval.pipeline import derangement
-from autointerp.explain.llm.base import Completion, LLMClient, TokenLogprob, Usage
+from autointerp.llm.base import Completion, LLMClient, TokenLogprob, Usage
 from autointerp.eval.pipeline import baseline_labels
 from autointerp.eval.config import ScoreConfig
 from autointerp.eval.scorers import make_scorer

@@ -45,7 +45,7 @@ from autointerp.eval.pipeline import baseline_labels, score_features
 from autointerp.eval.scorers import make_scorer
 from autointerp.eval.scorers.base import document_text
 from autointerp.exemplars.mine import EXEMPLAR_SCHEMA
-from autointerp.explain.llm.base import Completion, LLMClient, TokenLogprob, Usage
+from autointerp.llm.base import Completion, LLMClient, TokenLogprob, Usage
 from autointerp.rundir.windows import load_windows
 
 TOPICS = [
@@ -389,7 +389,7 @@ def test_embedded_gemma_answers_the_sequence_prompts(tmp_path):
     """The real in-process LLM (embedded Gemma 3 270M) on the sequence templates: every document gets a 0-10
     rating from the digits among its answer token's top logprobs, and every yes/no item a P(yes). Mechanics only:
     at 270M the ratings barely depend on the label (simulation stays near chance on real runs)."""
-    from autointerp.explain.llm.local import LocalClient
+    from autointerp.llm.local import LocalClient
 
     path = tmp_path / "exemplars.parquet"
     write_sequence_exemplars(path, n_features=1)

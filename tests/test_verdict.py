@@ -10,7 +10,6 @@ import scipy.sparse as sp
 
 from autointerp.compare import bootstrap as bs
 from autointerp.compare.activation import pair_replicates
-from autointerp.compare.calibration import control_summary, with_controls
 from autointerp.compare.config import CompareConfig
 from autointerp.compare.inputs import model_inputs
 from autointerp.compare.lexical import column_correlation
@@ -18,6 +17,7 @@ from autointerp.compare.representation import linear_cka, representation_baselin
 from autointerp.compare.stage import compare_pair
 from autointerp.compare.verdict import call
 from autointerp.config import ModelEntry
+from autointerp.controls.calibration import control_summary, with_controls
 from autointerp.data.corpus import CorpusConfig, CorpusStats, corpus_fingerprint, save_documents
 from autointerp.report.class_sharing import class_section, class_sharing
 from autointerp.rundir.layout import RunDir

@@ -3,8 +3,9 @@
 "44% of matched pairs are shared" cannot be read alone. This module gathers what it is measured against:
 the share of shared pairs that stay correlated beyond word identity (``compare.lexical``), and the
 representation-level baselines on the raw activations (debiased CKA, SVCCA, mutual kNN, each with its
-document-derangement null; ``compare.representation``), and - once ``autointerp controls`` has run and
-merged them in (``with_controls``) - the same-model ceiling (two SAE seeds) and the random-weights floor.
+document-derangement null; ``compare.representation``). The same-model ceiling (two SAE seeds) and the
+random-weights floor are the controls' (controls.json): ``controls.calibration.pair_calibration`` puts
+them next to this file's numbers when a reader asks, so this file keeps only what compare computed.
 """
 
 from __future__ import annotations
@@ -121,42 +122,4 @@ def per_model(stats: dict) -> dict:
         for key, k in counts.items():
             out[key][slug] = (k / n) if k is not None and n > 0 else None
             out["ci"][key][slug] = [v / n for v in ranges[key]] if ranges[key] and n > 0 else None
-    return out
-
-
-def control_summary(stats: dict, seconds: float | None) -> dict:
-    """What controls.json keeps of one control comparison (its own calibration, as the pair's is)."""
-    cal = stats.get("calibration") or {}
-    keep = ("shared_fraction", "n_shared", "n_pairs", "null_threshold", "beyond_lexical_fraction", "n_contextual",
-            "n_lexical", "cka", "svcca", "mutual_knn", "intervals", "representation_bootstrap")
-    return {k: cal.get(k) for k in keep} | per_model(stats) | {"seconds": seconds}
-
-
-def with_controls(cal: dict, controls: dict | None, stats: dict) -> dict:
-    """The pair's calibration (``stats``: the pair's stats.json) with the controls that concern it, all counted
-    per model (``per_model``): model X's ceiling is the share of its features with a shared partner in a
-    second SAE of X (another seed); its floor, the share with a shared partner in the random-weights copy
-    of the other model."""
-    out, controls = dict(cal), controls or {}
-    a, b = stats.get("model_a"), stats.get("model_b")
-    out |= per_model(stats)
-    not_measured = dict(out.get("not_measured") or {})
-    ceiling = {slug: (c.get("shared_fraction_of") or {}).get(slug) for slug, c in (controls.get("ceiling") or {}).items() if slug in (a, b)}
-    if ceiling:
-        out["ceiling_shared_fraction"] = ceiling
-        own = out["shared_fraction_of"]
-        out["shared_over_ceiling"] = {slug: (own[slug] / v if own.get(slug) is not None and v else None) for slug, v in ceiling.items()}
-        out["ceiling"] = {slug: controls["ceiling"][slug] for slug in ceiling}
-        not_measured.pop("ceiling_shared_fraction", None)
-    floors = [f for f in controls.get("floor") or [] if {f.get("random"), f.get("against")} == {a, b}]
-    if floors:
-        out["floor_shared_fraction"] = {f["against"]: (f.get("shared_fraction_of") or {}).get(f["against"]) for f in floors}
-        out["floors"] = floors
-        not_measured.pop("floor_shared_fraction", None)
-    for key, reason in (controls.get("off") or {}).items():
-        if key in not_measured:
-            not_measured[key] = reason
-    out["not_measured"] = not_measured
-    out["controls_seconds"] = controls.get("seconds")
-    out["verdict"] = verdict(out, a, b)
     return out

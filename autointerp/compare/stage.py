@@ -39,6 +39,7 @@ from autointerp.compare.inputs import (
     load_labels,
     model_names,
 )
+from autointerp.compare.label_priority import write_label_priority
 from autointerp.compare.labels import LabelMatching, label_space, match_labels
 from autointerp.compare.summary import print_summary
 from autointerp.compare.tables import (
@@ -101,6 +102,8 @@ def compare_pair(run_dir: Path, a: ComparedModel, b: ComparedModel, cfg: Compare
     settings, inputs = dataclasses.asdict(cfg), {"activation": act_identity, "extra": extra_identity(a, b)}
     decision = decide(StageRecord.load(pair.record), settings, inputs, overwrite=overwrite, where=out)
     if decision is Decision.REUSE and all(p.is_file() for p in pair.outputs()):
+        if not pair.label_priority.is_file():  # a comparison made before explain read its rankings from there
+            write_label_priority(pair, (a.slug, b.slug), (a.model_dir, b.model_dir))
         return CompareOutcome(out, True, read_json(pair.stats))
     if overwrite:
         for level in ("word", "document"):
@@ -135,6 +138,7 @@ def compare_pair(run_dir: Path, a: ComparedModel, b: ComparedModel, cfg: Compare
     write_parquet(feats, pair.features)
     write_json(pair.stats, stats)
     write_json(pair.calibration, calibration)
+    write_label_priority(pair, (a.slug, b.slug), (a.model_dir, b.model_dir))
     StageRecord("compare", settings, inputs).save(pair.record)
     return CompareOutcome(out, False, stats)
 

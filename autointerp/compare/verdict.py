@@ -10,8 +10,8 @@ Decision rule, per column (the pair's 95% interval against the controls' 95% int
 * ``between``: overlapping both the floor's and the ceiling's (the controls are too close to place it);
 * ``None``: no floor measured, or no interval (bootstrap off): no claim.
 
-Everything is read from one comparison's calibration (``calibration.json`` with the controls merged in
-by ``compare.calibration.with_controls``); the verdict is stored there and in the report's ``report.json``.
+Everything is read from one comparison's calibration (``calibration.json`` with the controls put next to
+it by ``controls.calibration.with_controls``); the verdict is stored there and in the report's ``report.json``.
 """
 
 from __future__ import annotations

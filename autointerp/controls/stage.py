@@ -11,7 +11,8 @@ that made it (the same harvest path, SAE trainer, word units, Hungarian matching
   tokenizer and the text alone.
 
 Each control is its own stage run (records, resume, reuse) in ``runs/<name>/controls/``; the summary goes
-to ``controls.json`` and is merged into every real pair's ``calibration.json`` (``compare.calibration``).
+to ``controls.json``, the only file outside its control directories this stage writes: a real pair's
+calibration with its controls is assembled on reading (``controls.calibration.pair_calibration``).
 """
 
 from __future__ import annotations
@@ -20,12 +21,12 @@ import dataclasses
 
 from rich.table import Table
 
-from autointerp.compare.calibration import control_summary, with_controls
 from autointerp.compare.inputs import model_inputs
 from autointerp.compare.stage import compare_pair
 from autointerp.config import ModelEntry, RunConfig
+from autointerp.controls.calibration import control_summary
 from autointerp.harvest.stage import harvest_stage
-from autointerp.io import read_json, write_json
+from autointerp.io import read_json
 from autointerp.progress import console
 from autointerp.rundir.cost import combine, measure
 from autointerp.rundir.layout import RunDir
@@ -90,7 +91,7 @@ def _keep_cost(new: dict, old: dict | None) -> dict:
 
 
 def run(cfg: RunConfig, *, overwrite: bool = False, models=None) -> StageResult:
-    """Every control the config asks for, then their summary merged into each real pair's calibration (the
+    """Every control the config asks for, summarised in controls.json, which each real pair's calibration reads (the
     stage contract: ``autointerp.stages``; controls concern every configured model, so ``models`` is unused).
     The result's detail is the controls record (controls.json)."""
     with run_lock(cfg.run_path):
@@ -131,7 +132,6 @@ def run(cfg: RunConfig, *, overwrite: bool = False, models=None) -> StageResult:
         record["settings"] = dataclasses.asdict(cc)
         run.controls.root.mkdir(parents=True, exist_ok=True)
         _save(run, record, slugs)
-        _merge(run, record)
         _print(record)
         return StageResult("controls", tuple(done), tuple(reused), record)
 
@@ -141,18 +141,6 @@ def _save(run: RunDir, record: dict, slugs: list[str]) -> None:
     summary at the top level, where the calibration and the report read them."""
     body = {k: v for k, v in record.items() if k != "settings"}  # its "cost": every control's, as recorded when it ran
     StageRecord("controls", record["settings"], {"models": slugs}, summary={"seconds": record["seconds"]}, extra=body).save(run.controls.record)
-
-
-def _merge(run: RunDir, record: dict) -> None:
-    """Every real pair's calibration.json (and stats.json's copy) with the controls that concern it."""
-    for pair in run.pairs():
-        if not pair.stats.is_file():
-            continue
-        stats = read_json(pair.stats)
-        cal = with_controls(stats.get("calibration") or {}, record, stats)
-        stats["calibration"] = cal
-        write_json(pair.calibration, cal)
-        write_json(pair.stats, stats)
 
 
 def _print(record: dict) -> None:

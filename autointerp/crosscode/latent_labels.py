@@ -25,11 +25,11 @@ from autointerp.eval.config import ScoreConfig
 from autointerp.eval.pipeline import add_final_scores, baseline_labels, score_features
 from autointerp.eval.scorers.embedding import EmbeddingScorer
 from autointerp.exemplars.profile import compute_profiles, profiles_from_frame
-from autointerp.explain.config import ExplainConfig
+from autointerp.explain.config import LABEL_FIELDS, ExplainConfig
 from autointerp.explain.labels import lexical_labels, llm_labels
-from autointerp.explain.llm.base import Usage
 from autointerp.explain.pipeline import explain_features
-from autointerp.explain.stage import LABEL_FIELDS, explainer_templates, prompt_sha
+from autointerp.explain.prompts import explainer_templates, prompt_sha
+from autointerp.llm.base import Usage
 from autointerp.rundir.windows import Window, load_windows
 
 SCORER = "embedding"

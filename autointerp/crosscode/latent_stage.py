@@ -115,7 +115,7 @@ def latent_labels(cfg: RunConfig, out: CrosscodeDir, latents: list[int]) -> dict
 
 
 async def _label(cfg: RunConfig, out: CrosscodeDir, documents, latents: list[int]) -> tuple[pd.DataFrame, dict]:
-    from autointerp.explain.llm.accounting import usage_summary
+    from autointerp.llm.accounting import usage_summary
 
     async def run(client):
         return await label_and_score(client, out.latent_exemplars, documents, latents, cfg.explain, cfg.score,
@@ -124,7 +124,7 @@ async def _label(cfg: RunConfig, out: CrosscodeDir, documents, latents: list[int
     if cfg.explain.labeller != "llm":
         table, _ = await run(None)
         return table, {}
-    from autointerp.explain.llm.factory import open_client
+    from autointerp.llm.factory import open_client
 
     async with open_client(cfg.llm, cfg.run_path) as client:
         table, _ = await run(client)

@@ -13,7 +13,7 @@ from collections.abc import Callable
 import numpy as np
 
 from autointerp.eval.scorers import Scorer
-from autointerp.explain.llm.base import LLMClient, LLMError, Usage
+from autointerp.llm.base import LLMClient, LLMError, Usage
 from autointerp.explain.pipeline import run_all
 from autointerp.rundir.windows import Window
 

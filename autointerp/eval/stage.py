@@ -32,10 +32,10 @@ from autointerp.eval.config import ScoreConfig
 from autointerp.eval.scorers import LEVELS, SCORERS, make_scorer
 from autointerp.eval.pipeline import add_final_scores, baseline_labels, score_features
 from autointerp.exemplars.kinds import HARD_NEGATIVE
-from autointerp.explain.labels import lexical_labels, llm_labels, read_labels, read_meta, write_labels, write_meta
-from autointerp.explain.llm.base import LLMClient, Usage
-from autointerp.explain.prompts import load_template
-from autointerp.explain.stage import check_inputs, prompt_sha, store_usage
+from autointerp.exemplars.current import require_exemplars
+from autointerp.explain.labels import lexical_labels, llm_labels, read_labels, read_meta, store_usage, write_labels, write_meta
+from autointerp.explain.prompts import load_template, prompt_sha
+from autointerp.llm.base import LLMClient, Usage
 from autointerp.progress import console
 from autointerp.rundir.layout import ModelDir
 from autointerp.rundir.lock import run_lock
@@ -189,8 +189,8 @@ def _apply_updates(table: pd.DataFrame, updates: list[dict]) -> pd.DataFrame:
 
 
 async def score_models_async(cfg: RunConfig, models, names: list[str], overwrite: bool) -> dict:
-    from autointerp.explain.llm.accounting import usage_table
-    from autointerp.explain.llm.factory import open_client
+    from autointerp.llm.accounting import usage_table
+    from autointerp.llm.factory import open_client
 
     unknown = [n for n in names if n not in SCORERS]
     if unknown:
@@ -200,7 +200,7 @@ async def score_models_async(cfg: RunConfig, models, names: list[str], overwrite
         model_dir = cfg.run_path / entry.slug
         if not ModelDir(model_dir).labels.is_file():
             raise UserError(f"no labels in {model_dir}; run `autointerp explain` first")
-        check_inputs(model_dir)
+        require_exemplars(model_dir)
         level = scoring_level(model_dir)
         identities = {n: scorer_identity(n, cfg.score, cfg.explain.prompts_dir, cfg.llm.backend, cfg.llm.model, level) for n in names}
         jobs.append((entry, model_dir, level, identities, plan_scores(model_dir, cfg.score, names, identities, overwrite)))

@@ -24,7 +24,7 @@ from autointerp.explain.config import ExplainConfig
 from autointerp.explain.explainer import choose_examples, format_example, parse_label
 from autointerp.explain.format import split_windows
 from autointerp.explain.lexical import copies_template, lexical_label, restates_window
-from autointerp.explain.llm.base import LLMClient, LLMError, Usage
+from autointerp.llm.base import LLMClient, LLMError, Usage
 from autointerp.explain.prompts import Template
 from autointerp.explain.select import best_index, train_scores
 from autointerp.rundir.windows import Window

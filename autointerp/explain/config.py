@@ -12,6 +12,10 @@ from dataclasses import dataclass
 from autointerp.errors import UserError
 
 SELECTS = ("contextual", "matched", "random", "top_density", "all")
+# [explain] fields that shape a label (n_features, select and seed only choose which features get one): they
+# are part of the labels' identity (explain and the crosscoder's latent labels)
+LABEL_FIELDS = ("n_top", "n_quantile", "window_before", "window_after", "max_tokens", "max_label_chars", "chat",
+                "labeller", "n_candidates", "temperature", "lexical", "choose_by", "llm_for_tokens")
 
 
 @dataclass

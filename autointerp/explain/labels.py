@@ -138,3 +138,17 @@ def write_meta(model_dir: Path, meta: dict) -> None:
     """The one writer of labels.json; column definitions are kept (scorers add theirs) and completed here."""
     meta["definitions"] = {**(meta.get("definitions") or {}), **DEFINITIONS}
     write_json(ModelDir(Path(model_dir)).labels_meta, meta)
+
+
+def store_usage(client, before, model_dir: Path, stage_name: str, seconds: float, n_features: int) -> dict:
+    """This invocation's LLM usage (returned, for the console), added to the stage's totals in labels.json
+    (the explain and score stages both keep theirs there, next to the labels they paid for)."""
+    from autointerp.llm.accounting import add_usage, invocation_usage
+
+    summary = invocation_usage(client, before, seconds, n_features)
+    meta = read_meta(model_dir)
+    usage = meta.setdefault("usage", {})
+    usage[stage_name] = add_usage(usage.get(stage_name), summary)
+    meta["explainer_model"] = meta.get("explainer_model") or client.model_name
+    write_meta(model_dir, meta)
+    return summary

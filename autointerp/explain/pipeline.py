@@ -16,7 +16,7 @@ from collections.abc import Callable
 from autointerp.explain.config import ExplainConfig
 from autointerp.explain.candidates import final_choice, label_feature
 from autointerp.explain.lexical import word_label
-from autointerp.explain.llm.base import LLMClient
+from autointerp.llm.base import LLMClient
 from autointerp.explain.prompts import Template
 from autointerp.rundir.windows import Window
 from autointerp.progress import progress_bar

@@ -9,6 +9,7 @@ the same name. Every template must contain its required placeholders (a template
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,3 +72,14 @@ def load_template(name: str, prompts_dir: Path | str | None = None) -> Template:
         if placeholder not in template.placeholders:
             raise UserError(f"prompt template {name} ({path}) is missing the required placeholder {{{{{placeholder}}}}}; add it where the {placeholder} should go")
     return template
+
+
+def prompt_sha(text: str) -> str:
+    """A prompt's identity in the stage records: labels or scores made from other prompt text are redone."""
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def explainer_templates(cfg) -> list[Template]:
+    """The prompt variants of the LLM candidates (``cfg``: ``[explain]``): the plain explainer, then the one
+    shown the lexical profile."""
+    return [load_template("explainer", cfg.prompts_dir), load_template("explainer_profile", cfg.prompts_dir)]

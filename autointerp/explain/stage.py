@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import hashlib
 import time
 from pathlib import Path
 
@@ -19,13 +18,14 @@ import pandas as pd
 
 from autointerp.config import RunConfig
 from autointerp.errors import UserError
+from autointerp.exemplars.current import require_exemplars
 from autointerp.exemplars.feature_classes import read_classes
-from autointerp.explain.config import ExplainConfig
-from autointerp.explain.labels import empty_table, merge_rows, read_labels, read_meta, write_labels, write_meta
-from autointerp.explain.llm.base import LLMClient
+from autointerp.explain.config import LABEL_FIELDS, ExplainConfig
+from autointerp.explain.labels import empty_table, merge_rows, read_labels, read_meta, store_usage, write_labels, write_meta
 from autointerp.explain.pipeline import explain_features
-from autointerp.explain.prompts import load_template
-from autointerp.io import file_sha256, read_parquet
+from autointerp.explain.prompts import explainer_templates, prompt_sha
+from autointerp.io import read_json, read_parquet
+from autointerp.llm.base import LLMClient
 from autointerp.progress import console
 from autointerp.rundir.layout import ModelDir, RunDir
 from autointerp.rundir.lock import run_lock
@@ -33,22 +33,6 @@ from autointerp.rundir.record import Decision, StageRecord, StageResult, decide
 from autointerp.rundir.windows import load_windows
 
 SAVE_EVERY = 8  # features between checkpoint writes of labels.parquet
-# [explain] fields that shape a label (n_features, select and seed only choose which features get one)
-LABEL_FIELDS = ("n_top", "n_quantile", "window_before", "window_after", "max_tokens", "max_label_chars", "chat",
-                "labeller", "n_candidates", "temperature", "lexical", "choose_by", "llm_for_tokens")
-
-
-def check_inputs(model_dir: Path) -> None:
-    """Exemplars must exist and come from the SAE now in ``<model>/sae`` (else labels describe other features)."""
-    model = ModelDir(model_dir)
-    if not model.exemplars.is_file():
-        raise UserError(f"no exemplars in {model_dir}; run `autointerp exemplars` first")
-    record = StageRecord.load(model.exemplars_record)
-    if record is not None and model.sae.weights.is_file():
-        mined_with = record.inputs.get("sae_sha256")
-        if mined_with and mined_with != file_sha256(model.sae.weights):
-            raise UserError(f"the exemplars in {model_dir} were mined from a different SAE than {model.sae_dir} holds now; run `autointerp exemplars --overwrite` first")
-
 
 def select_features(model_dir: Path, cfg: ExplainConfig) -> list[int]:
     """Live features with held-out activating windows, chosen by ``[explain] select`` (seeded).
@@ -56,18 +40,19 @@ def select_features(model_dir: Path, cfg: ExplainConfig) -> list[int]:
     ``contextual`` spends the LLM where words fail: both sides of the pairs shared beyond word identity, the
     most active topical features, then unshared ones (``contextual_features``); ``matched`` takes the features
     of the best activation-matched shared pairs. Both read the run's comparison (``autointerp compare`` must
-    have run): labelling both sides of the same pairs lets the label matching be checked against the
-    activation matching.
+    have run; its rankings in label_priority.json): labelling both sides of the same pairs lets the label
+    matching be checked against the activation matching.
     """
     stats = read_parquet(ModelDir(model_dir).feature_stats, columns=["feature", "density", "dead", "n_contexts_active"])
     live = stats[(~stats["dead"]) & (stats["n_contexts_active"] >= 2)]
     live_ids = {int(f) for f in live["feature"]}
     if cfg.select in ("contextual", "matched"):
+        priority = pair_priority(model_dir.parent, model_dir.name)
         classes = read_classes(ModelDir(model_dir).feature_stats)
         if cfg.select == "contextual" and classes:
-            chosen = contextual_features(model_dir.parent, model_dir.name, cfg.n_features, live, classes, cfg.seed)
+            chosen = contextual_features(priority, cfg.n_features, live, classes, cfg.seed)
         else:  # no classes (sequence level, or mined before them): the best shared pairs
-            chosen = matched_features(model_dir.parent, model_dir.name, cfg.n_features)
+            chosen = priority["matched"][:cfg.n_features]  # shared pairs first, then the best of the rest
         return sorted(set(chosen) & live_ids)
     if cfg.select == "all" or cfg.n_features >= len(live):
         return sorted(live_ids)
@@ -79,44 +64,26 @@ def select_features(model_dir: Path, cfg: ExplainConfig) -> list[int]:
     return sorted(int(f) for f in rng.choice(live["feature"].to_numpy(), size=cfg.n_features, replace=False))
 
 
-def _pair_matches(run_dir: Path, slug: str) -> tuple[pd.DataFrame, str, str]:
-    """The activation matches of the first comparison ``slug`` is in, which side it is ("feature_a"/"feature_b")
-    and the other model's slug."""
+def pair_priority(run_dir: Path, slug: str) -> dict:
+    """``slug``'s rankings (``compare.label_priority``: matched, contextual, shared) in the first comparison it is in."""
     for pair in RunDir(run_dir).pairs():
-        a, b = pair.names
-        if slug not in (a, b) or not pair.matches.is_file():
+        if slug not in pair.names:
             continue
-        m = read_parquet(pair.matches)
-        return m[m["method"].isin(["activation", "both"])], "feature_a" if slug == a else "feature_b", b if slug == a else a
+        if pair.label_priority.is_file():
+            return read_json(pair.label_priority)["models"][slug]
+        if pair.matches.is_file():
+            raise UserError(f"the comparison in {pair.root} predates label_priority.json, which [explain] select = \"contextual\" / \"matched\" reads; rerun `autointerp compare` (it only adds the file)")
     raise UserError(f"[explain] select labels the best activation-matched pairs, but {run_dir} has no comparison for {slug} yet; run `autointerp compare` first (or set select = \"random\")")
 
 
-def matched_features(run_dir: Path, slug: str, n: int) -> list[int]:
-    """``slug``'s features in the ``n`` highest-correlation shared pairs of the first comparison it is in
-    (topped up with the best unshared pairs when fewer than ``n`` are shared, e.g. on a tiny corpus)."""
-    m, side, _ = _pair_matches(run_dir, slug)
-    m = m.sort_values(["shared", "activation_corr"], ascending=False).head(n)
-    return [int(f) for f in m[side]]  # shared pairs first, then the best of the rest
-
-
-def contextual_features(run_dir: Path, slug: str, n: int, live: pd.DataFrame, classes: dict[int, str], seed: int) -> list[int]:
-    """Where words fail, in this order: ``slug``'s side of the pairs shared beyond word identity (matches kind
-    "contextual", highest correlation beyond words first; the same pairs for both models), up to n - n // 4;
-    its most active topical features (by density), up to n; more contextual pairs; then a seeded sample of its
-    unshared features that are not token detectors (a token feature's word list is its label). Pairs where neither
-    side is a token detector come first, then those with one."""
-    m, side, other = _pair_matches(run_dir, slug)
-    order = "contextual_corr" if "contextual_corr" in m.columns else "activation_corr"
-    beyond = m[m["shared"] & (m.get("kind", pd.Series("", index=m.index)) == "contextual")].copy()
-    # pairs of non-token features first: a token feature's label is its word list (no LLM), so a pair of two
-    # token detectors that also agree beyond words comes last (the other model's classes keep both sides in step)
-    others = read_classes(ModelDir(run_dir / other).feature_stats)
-    classes_of = {"feature_a": classes if side == "feature_a" else others, "feature_b": classes if side == "feature_b" else others}
-    beyond["_tokens"] = sum((beyond[col].map(cl) == "token").astype(int) for col, cl in classes_of.items())
-    beyond = beyond.sort_values(["_tokens", order], ascending=[True, False], kind="stable")
-    pairs = [int(f) for f in beyond[side]]
+def contextual_features(priority: dict, n: int, live: pd.DataFrame, classes: dict[int, str], seed: int) -> list[int]:
+    """Where words fail, in this order: the model's side of the pairs shared beyond word identity (``priority``
+    "contextual": pairs where neither side is a token detector first, the same pairs for both models), up to
+    n - n // 4; its most active topical features (by density), up to n; more contextual pairs; then a seeded
+    sample of its unshared features that are not token detectors (a token feature's word list is its label)."""
+    pairs = priority["contextual"]
     topical = [int(f) for f in live.sort_values("density", ascending=False)["feature"] if classes.get(int(f)) == "topical"]
-    shared = {int(f) for f in m.loc[m["shared"], side]}
+    shared = set(priority["shared"])
     rest = [int(f) for f in live["feature"] if int(f) not in shared and classes.get(int(f)) not in ("token", "dead")]
     rest = [rest[i] for i in np.random.default_rng(seed).permutation(len(rest))]
     chosen: list[int] = []
@@ -129,10 +96,6 @@ def contextual_features(run_dir: Path, slug: str, n: int, live: pd.DataFrame, cl
     return chosen
 
 
-def prompt_sha(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
 def explain_identity(cfg: ExplainConfig, llm_backend: str, llm_model: str | None, model_dir: Path) -> dict:
     """{"settings": what the user chose that shapes a label, "inputs": the exemplars it is made from}."""
     texts = "".join(t.text for t in explainer_templates(cfg))
@@ -141,11 +104,6 @@ def explain_identity(cfg: ExplainConfig, llm_backend: str, llm_model: str | None
                 "settings": {k: v for k, v in dataclasses.asdict(cfg).items() if k in LABEL_FIELDS}}
     exemplars = {"settings": record.settings, "inputs": record.inputs} if record is not None else None
     return {"settings": settings, "inputs": {"exemplars": exemplars}}
-
-
-def explainer_templates(cfg: ExplainConfig) -> list:
-    """The prompt variants of the LLM candidates: the plain explainer, then the one shown the lexical profile."""
-    return [load_template("explainer", cfg.prompts_dir), load_template("explainer_profile", cfg.prompts_dir)]
 
 
 def load_profiles(model_dir: Path, features: list[int]) -> dict:
@@ -221,13 +179,13 @@ async def run_explain(client: LLMClient | None, model_dir: Path, cfg: ExplainCon
 
 
 async def explain_models(cfg: RunConfig, models, overwrite: bool) -> dict:
-    from autointerp.explain.llm.accounting import usage_table
-    from autointerp.explain.llm.factory import open_client
+    from autointerp.llm.accounting import usage_table
+    from autointerp.llm.factory import open_client
 
     jobs = []
     for entry in models:
         model_dir = cfg.run_path / entry.slug
-        check_inputs(model_dir)
+        require_exemplars(model_dir)
         features = select_features(model_dir, cfg.explain)
         identity = explain_identity(cfg.explain, cfg.llm.backend, cfg.llm.model, model_dir)
         table, todo = explain_todo(model_dir, features, identity, overwrite)
@@ -282,49 +240,6 @@ def store_copy_checks(model_dir: Path, table: pd.DataFrame) -> dict:
         meta["copy_checks"] = checks
         _write(model_dir, meta)
     return checks
-
-
-_ADDITIVE_USAGE = ("prompt_tokens", "completion_tokens", "cost_usd", "calls", "cached_calls", "retries", "failed_calls",
-                   "requests_sent", "seconds", "n_features")
-
-
-def _settle(client):
-    """The response cache's ledger (``CachedClient.settle``) somewhere inside the client's wrappers."""
-    from autointerp.explain.llm.base import Usage
-
-    layer = client
-    while layer is not None:
-        if hasattr(layer, "settle"):
-            return layer.settle()
-        layer = getattr(layer, "inner", None)
-    return Usage()
-
-
-def store_usage(client, before, model_dir, stage_name: str, seconds: float, n_features: int) -> dict:
-    """This invocation's LLM usage (returned, for the console), added to the stage's totals in labels.json."""
-    from autointerp.explain.llm.accounting import usage_summary
-
-    delta = client.usage.copy()
-    for name in ("prompt_tokens", "completion_tokens", "cost_usd", "calls", "cached_calls", "retries", "failed_calls"):
-        setattr(delta, name, getattr(delta, name) - getattr(before, name))
-    recovered = _settle(client)  # calls paid by an interrupted run (kill -9) and served from the cache now: counted once, here
-    delta.prompt_tokens += recovered.prompt_tokens
-    delta.completion_tokens += recovered.completion_tokens
-    delta.cost_usd += client.price.cost(recovered) if getattr(client, "price", None) is not None else 0.0
-    summary = usage_summary(delta, model=client.model_name, backend=client.backend, price=client.price)
-    summary |= {"seconds": round(seconds, 2), "n_features": n_features}
-    meta = read_meta(model_dir)
-    previous = meta.setdefault("usage", {}).get(stage_name)
-    total = dict(summary)
-    if previous and (previous.get("model"), previous.get("backend")) == (summary["model"], summary["backend"]):
-        # labels.json keeps totals over every invocation since the labels were started: a re-run that only
-        # retries failed features must not make the recorded cost of the labels look like zero
-        for key in _ADDITIVE_USAGE:
-            total[key] = round(previous.get(key, 0) + summary[key], 6)
-    meta["usage"][stage_name] = total
-    meta["explainer_model"] = meta.get("explainer_model") or client.model_name
-    write_meta(model_dir, meta)
-    return summary
 
 
 def run(cfg: RunConfig, *, overwrite: bool = False, models=None) -> StageResult:

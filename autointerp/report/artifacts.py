@@ -16,6 +16,7 @@ import pandas as pd
 
 from autointerp.eval.config import SCORER_NAMES
 from autointerp.config import RunConfig
+from autointerp.controls.calibration import pair_calibration
 from autointerp.errors import UserError
 from autointerp.explain.names import UNNAMED, FeatureName, feature_names, name_of
 from autointerp.rundir.layout import ModelDir, PairDir, RunDir
@@ -112,6 +113,7 @@ class PairInputs:
     null: pd.DataFrame | None = None
     features: pd.DataFrame | None = None
     stats: dict | None = None
+    calibration: dict = field(default_factory=dict)  # compare's with the controls that concern the pair (pair_calibration)
     missing: list[Missing] = field(default_factory=list)
     run_dir: Path | None = None  # the run directory (for the pair's controls: ``RunDir.controls``)
     models: dict[str, ModelInputs] = field(default_factory=dict)  # the pair's two models (``load_run_inputs``)
@@ -200,6 +202,7 @@ def load_pair_inputs(run_dir: Path, a: str, b: str) -> PairInputs:
     p.null = _parquet(pair.null, ("corr",))
     p.features = _parquet(pair.features, ("model", "feature"))
     p.stats = _json(pair.stats)
+    p.calibration = pair_calibration(run_dir, pair, p.stats) if p.stats is not None else {}
     if p.matches is None or p.stats is None:
         p.missing.append(Missing(f"comparison {a} vs {b}", pair.root, "autointerp compare"))
     return p

@@ -1,14 +1,15 @@
 """The crosscoder's section of the report: the joint answer next to the post-hoc one, with the controls.
 
 Every number comes from the crosscode records (``<run>/crosscode/<A>__<B>/crosscode.json``) and, for the
-post-hoc side, the comparison's calibration.json. The histogram of relative decoder norms is drawn into
-the report's plots/ (``crosscode_plots``), so it travels with the report wherever ``--out`` puts it.
+post-hoc side, the comparison's calibration with its controls (``controls.calibration``). The histogram of
+relative decoder norms is drawn into the report's plots/ (``crosscode_plots``), so it travels with the report wherever ``--out`` puts it.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from autointerp.controls.calibration import pair_calibration
 from autointerp.io import atomic_path, read_json
 from autointerp.report.crosscode_pages import latent_lines
 from autointerp.report.fmt import count, md_marked, md_table, md_text, num, pct
@@ -118,10 +119,7 @@ def _per_model(m: dict) -> list[str]:
 
 
 def _calibration(run_dir: Path, s: dict) -> dict:
-    try:
-        return read_json(RunDir(run_dir).pair(s["model_a"], s["model_b"]).calibration)
-    except (OSError, ValueError):
-        return {}
+    return pair_calibration(run_dir, RunDir(run_dir).pair(s["model_a"], s["model_b"]))
 
 
 def _controls(records: list[tuple[CrosscodeDir, dict]], cal: dict) -> list[str]:

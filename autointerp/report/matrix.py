@@ -5,8 +5,8 @@ Why: with N models a reader gets N(N-1)/2 verdicts; the question "which models s
 shared beyond word identity, and the pair's linear CKA, each with its 95% document-bootstrap interval and the
 verdict's call (``compare.verdict``: above_floor / at_ceiling / between / not_above_floor). The diagonal holds
 each model's same-model ceiling (a second SAE seed); the floor row each model's random-weights floor, the
-largest (most conservative) floor among its pairs. Everything is read from the pairs' calibration.json
-(``verdict``): nothing is recomputed here.
+largest (most conservative) floor among its pairs. Everything is read from the pairs' calibration
+(``verdict``, with the controls: ``controls.calibration``): nothing is recomputed here.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def sharing_matrix(run: RunInputs) -> dict | None:
     cells = {m: [[None] * n for _ in range(n)] for m in MEASURES}
     floor: dict[str, list] = {m: [None] * n for m in MEASURES}
     for p in run.pairs:
-        verdict = ((p.stats or {}).get("calibration") or {}).get("verdict")
+        verdict = p.calibration.get("verdict")
         if not verdict or p.a not in index or p.b not in index:
             continue
         for measure, stem in MEASURES.items():

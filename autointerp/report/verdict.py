@@ -30,7 +30,7 @@ class VerdictRow(NamedTuple):
 
 
 def verdict_of(p: PairInputs) -> dict | None:
-    return ((p.stats or {}).get("calibration") or {}).get("verdict")
+    return p.calibration.get("verdict")
 
 
 def _kind(key: str) -> str:
@@ -77,7 +77,7 @@ def verdict_markdown(p: PairInputs) -> list[str]:
     head = ["", *headers(p.a, p.b)]
     lines = ["| " + " | ".join(head) + " |", "| :--- |" + " ---: |" * (len(head) - 1)]
     lines += ["| " + " | ".join([f"**{r.label}**" if r.label == "call" else r.label, *r.cells]) + " |" for r in rows(v, p.a, p.b)]
-    cal = p.stats.get("calibration") or {}
+    cal = p.calibration
     method = (cal.get("intervals") or {}).get("method")
     notes = [f"*Decision rule, per column*: {RULE}."]
     if method:
@@ -127,7 +127,7 @@ def verdict_html(run: RunInputs) -> str:
 def calibration_details(p: PairInputs) -> list[str]:
     """What the table's numbers are made of: the matching and its null, the representation subsample and the
     nulls of the raw-activation measures, left-out features, controls not measured, and the costs."""
-    cal = (p.stats or {}).get("calibration") or {}
+    cal = p.calibration
     if not cal:
         return []
     out = [f"- Activation matching at {cal.get('unit') or 'word'} level: {count(cal.get('n_shared'))} of {count(cal.get('n_pairs'))} "

@@ -18,7 +18,7 @@
                                              logit_effects.parquet, activation_histogram.parquet (report),
                                              text_embeddings.npz (compare: cached embeddings of the feature texts domains use)
     runs/<name>/compare/<A>__<B>/            matches.parquet, null.parquet, features.parquet, stats.json, calibration.json,
-                                             compare.json, cache/ (+ cache/pair_windows.parquet: report)
+                                             label_priority.json, compare.json, cache/ (+ cache/pair_windows.parquet: report)
     runs/<name>/compare/cache/               universal_windows.parquet (report, three or more models)
     runs/<name>/controls/                    controls.json (every control's sharing, cost); ceiling/<model>/sae/ (second seed),
                                              ceiling/<model>/pair/ and floor/<A>__<B random>/ (compare outputs),
@@ -88,6 +88,7 @@ FEATURES_FILE = "features.parquet"
 STATS_FILE = "stats.json"
 COMPARE_RECORD = "compare.json"
 CALIBRATION_FILE = "calibration.json"
+LABEL_PRIORITY_FILE = "label_priority.json"  # which features explain labels first (compare.label_priority)
 COMPARE_CACHE_DIR = "cache"
 PAIR_WINDOWS_FILE = "pair_windows.parquet"  # report: word windows where both / one feature of a matched pair fire
 UNIVERSAL_WINDOWS_FILE = "universal_windows.parquet"  # report: compare/cache/, word windows where every model of a universal chain fires
@@ -233,6 +234,7 @@ class PairDir:
     features = property(lambda self: self.root / FEATURES_FILE)
     stats = property(lambda self: self.root / STATS_FILE)
     calibration = property(lambda self: self.root / CALIBRATION_FILE)
+    label_priority = property(lambda self: self.root / LABEL_PRIORITY_FILE)
     record = property(lambda self: self.root / COMPARE_RECORD)
     cache = property(lambda self: self.root / COMPARE_CACHE_DIR)
     representation_cache = property(lambda self: self.root / COMPARE_CACHE_DIR / REPRESENTATION_CACHE)

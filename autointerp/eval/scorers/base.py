@@ -34,7 +34,7 @@ import numpy as np
 
 from autointerp.eval.config import ScoreConfig
 from autointerp.exemplars.kinds import ACTIVATING_KINDS, HARD_NEGATIVE
-from autointerp.explain.llm.base import LLMClient, TokenLogprob, Usage
+from autointerp.llm.base import LLMClient, TokenLogprob, Usage
 from autointerp.explain.prompts import Template
 from autointerp.explain.format import split_windows
 from autointerp.rundir.windows import Window

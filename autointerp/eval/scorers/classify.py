@@ -18,7 +18,7 @@ import asyncio
 import math
 from abc import abstractmethod
 
-from autointerp.explain.llm.base import LLMClient, LLMError, Usage
+from autointerp.llm.base import LLMClient, LLMError, Usage
 from autointerp.eval.scorers.base import ScoreResult, Scorer, answer_probability, balanced_accuracy, parse_yes_no
 from autointerp.explain.select import auroc
 from autointerp.rundir.windows import Window

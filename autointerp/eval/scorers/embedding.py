@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from autointerp.explain.llm.base import LLMClient
+from autointerp.llm.base import LLMClient
 from autointerp.eval.scorers.base import ScoreResult, Scorer, against_hard, document_text
 from autointerp.explain.select import auroc
 from autointerp.explain.format import split_windows

@@ -28,7 +28,7 @@ import re
 
 import numpy as np
 
-from autointerp.explain.llm.base import LLMClient, LLMError, Usage
+from autointerp.llm.base import LLMClient, LLMError, Usage
 from autointerp.eval.scorers.base import ScoreResult, Scorer, against_hard, document_activation, document_text, pearson, with_offsets
 from autointerp.rundir.windows import Window
 

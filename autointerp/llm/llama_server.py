@@ -76,7 +76,7 @@ def check_installed() -> None:
 def server_command(gguf_path: Path, *, port: int, model_alias: str, n_ctx: int, n_threads: int | None, chat_format: str | None,
                    extra_args: list[str]) -> list[str]:
     command = [
-        sys.executable, "-m", "autointerp.explain.llm.llama_server_main",
+        sys.executable, "-m", "autointerp.llm.llama_server_main",
         "--model", str(gguf_path),
         "--model_alias", model_alias,
         "--host", "127.0.0.1",

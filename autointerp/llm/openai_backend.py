@@ -14,7 +14,7 @@ from typing import Any
 
 import openai
 
-from autointerp.explain.llm.base import (
+from autointerp.llm.base import (
     BackendError,
     Completion,
     LLMClient,

@@ -12,8 +12,8 @@ from dataclasses import dataclass, fields
 from rich.table import Table
 
 from autointerp.errors import UserError
-from autointerp.explain.llm.base import Completion, LLMClient, LLMError, Usage
-from autointerp.explain.llm.wrapper import ClientWrapper
+from autointerp.llm.base import Completion, LLMClient, LLMError, Usage
+from autointerp.llm.wrapper import ClientWrapper
 
 
 @dataclass(frozen=True)
@@ -111,3 +111,43 @@ def usage_table(summaries: list[dict] | dict, title: str = "LLM usage") -> Table
             str(row["failed_calls"]), f"{row['prompt_tokens']:,}", f"{row['completion_tokens']:,}", cost,
         )
     return table
+
+
+# usage fields that add up over the invocations of a stage (the others describe the model and its price)
+ADDITIVE_USAGE = ("prompt_tokens", "completion_tokens", "cost_usd", "calls", "cached_calls", "retries", "failed_calls",
+                  "requests_sent", "seconds", "n_features")
+
+
+def _settle(client) -> Usage:
+    """The response cache's ledger (``CachedClient.settle``) somewhere inside the client's wrappers."""
+    layer = client
+    while layer is not None:
+        if hasattr(layer, "settle"):
+            return layer.settle()
+        layer = getattr(layer, "inner", None)
+    return Usage()
+
+
+def invocation_usage(client, before: Usage, seconds: float, n_features: int) -> dict:
+    """What one stage invocation spent since ``before`` (a copy of ``client.usage``), as ``usage_summary`` plus
+    ``seconds`` and ``n_features``; calls paid by an interrupted run (kill -9) and served from the cache now
+    are counted once, here."""
+    delta = client.usage.copy()
+    for name in ("prompt_tokens", "completion_tokens", "cost_usd", "calls", "cached_calls", "retries", "failed_calls"):
+        setattr(delta, name, getattr(delta, name) - getattr(before, name))
+    recovered = _settle(client)
+    delta.prompt_tokens += recovered.prompt_tokens
+    delta.completion_tokens += recovered.completion_tokens
+    delta.cost_usd += client.price.cost(recovered) if getattr(client, "price", None) is not None else 0.0
+    summary = usage_summary(delta, model=client.model_name, backend=client.backend, price=client.price)
+    return summary | {"seconds": round(seconds, 2), "n_features": n_features}
+
+
+def add_usage(previous: dict | None, summary: dict) -> dict:
+    """Totals over every invocation of a stage: ``summary`` added to ``previous`` when both used the same model
+    and backend (a re-run that only retries failed features must not make the recorded cost look like zero)."""
+    total = dict(summary)
+    if previous and (previous.get("model"), previous.get("backend")) == (summary["model"], summary["backend"]):
+        for key in ADDITIVE_USAGE:
+            total[key] = round(previous.get(key, 0) + summary[key], 6)
+    return total

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from autointerp.errors import UserError
 
-BACKENDS = ("local", "openai")  # autointerp.explain.llm.factory builds these
+BACKENDS = ("local", "openai")  # autointerp.llm.factory builds these
 
 
 @dataclass

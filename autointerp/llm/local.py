@@ -22,7 +22,7 @@ import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from autointerp.explain.llm.base import Completion, LLMClient, LLMError, TokenLogprob, Usage
+from autointerp.llm.base import Completion, LLMClient, LLMError, TokenLogprob, Usage
 
 DEFAULT_LOCAL_MODEL = "gemma-3-270m"
 HEAD_CHUNK = 128  # prompt positions per output-head chunk (bounds memory: chunk x vocab floats)

@@ -1,4 +1,4 @@
-"""``python -m autointerp.explain.llm.llama_server_main <llama_cpp.server args>``: llama-cpp-python's
+"""``python -m autointerp.llm.llama_server_main <llama_cpp.server args>``: llama-cpp-python's
 OpenAI-compatible server, with the per-position top-N search for logprobs done by numpy.
 
 Why: llama-cpp-python (0.3.x) finds each position's top-N alternatives by sorting every

@@ -16,12 +16,12 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from autointerp.errors import UserError
-from autointerp.explain.llm.accounting import AccountingClient
-from autointerp.explain.llm.base import BackendError, LLMClient
-from autointerp.explain.llm.cache import CachedClient, ResponseCache
+from autointerp.llm.accounting import AccountingClient
+from autointerp.llm.base import BackendError, LLMClient
+from autointerp.llm.cache import CachedClient, ResponseCache
 from autointerp.rundir.layout import RunDir
-from autointerp.explain.llm.config import LLMConfig
-from autointerp.explain.llm.reliable import ReliableClient
+from autointerp.llm.config import LLMConfig
+from autointerp.llm.reliable import ReliableClient
 
 BACKENDS = ("local", "openai")
 LOOPBACK_PLACEHOLDER_KEY = "no-key-needed"  # local servers (llama.cpp, vLLM, Ollama) ignore the key
@@ -65,13 +65,13 @@ async def build_backend(cfg: LLMConfig) -> LLMClient:
 
 def _local_backend(cfg: LLMConfig) -> LLMClient:
     # imported lazily: the local backend loads torch/transformers
-    from autointerp.explain.llm.local import LocalClient
+    from autointerp.llm.local import LocalClient
 
     return LocalClient(cfg.model, device=cfg.device)
 
 
 def resolve_base_url(cfg: LLMConfig) -> str:
-    from autointerp.explain.llm.openai_backend import DEFAULT_BASE_URL
+    from autointerp.llm.openai_backend import DEFAULT_BASE_URL
 
     return (cfg.base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
 
@@ -87,7 +87,7 @@ def is_loopback(url: str) -> bool:
 
 
 async def _openai_backend(cfg: LLMConfig) -> LLMClient:
-    from autointerp.explain.llm.openai_backend import OpenAIClient
+    from autointerp.llm.openai_backend import OpenAIClient
 
     base_url = resolve_base_url(cfg)
     if urlparse(base_url).scheme not in ("http", "https"):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from autointerp.explain.llm.base import LLMClient, Usage
+from autointerp.llm.base import LLMClient, Usage
 
 
 class ClientWrapper(LLMClient):

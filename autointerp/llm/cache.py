@@ -20,8 +20,8 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from autointerp.explain.llm.base import Completion, LLMClient, TokenLogprob, Usage
-from autointerp.explain.llm.wrapper import ClientWrapper
+from autointerp.llm.base import Completion, LLMClient, TokenLogprob, Usage
+from autointerp.llm.wrapper import ClientWrapper
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS responses (

@@ -19,14 +19,14 @@ import logging
 import random
 from collections.abc import Awaitable, Callable
 
-from autointerp.explain.llm.base import (
+from autointerp.llm.base import (
     BackendError,
     Completion,
     LLMClient,
     LLMError,
     Usage,
 )
-from autointerp.explain.llm.wrapper import ClientWrapper
+from autointerp.llm.wrapper import ClientWrapper
 
 log = logging.getLogger("autointerp")
 
