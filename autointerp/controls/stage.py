@@ -139,8 +139,10 @@ def run(cfg: RunConfig, *, overwrite: bool = False, models=None) -> StageResult:
 def _save(run: RunDir, record: dict, slugs: list[str]) -> None:
     """controls.json: a stage record (stage, settings, inputs, complete, cost) that also carries each control's
     summary at the top level, where the calibration and the report read them."""
-    body = {k: v for k, v in record.items() if k != "settings"}  # its "cost": every control's, as recorded when it ran
-    StageRecord("controls", record["settings"], {"models": slugs}, summary={"seconds": record["seconds"]}, extra=body).save(run.controls.record)
+    body = {k: v for k, v in record.items() if k != "settings"}
+    # its "cost" is every control's, as recorded when it ran (each control's own records hold the measured parts)
+    StageRecord("controls", record["settings"], {"models": slugs}, summary={"seconds": record["seconds"]}, extra=body,
+                cost=record["cost"] or {}).save(run.controls.record)
 
 
 def _print(record: dict) -> None:
