@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "autointerp"
 # The stage packages follow the data flow; each stage's config.py is a leaf (no heavy imports) that the
 # run config (autointerp.config) composes, so configs sit below every stage implementation.
 LAYERS = [
-    ["autointerp", "autointerp.errors", "autointerp.io", "autointerp.progress", "autointerp.hub", "autointerp.distributed"],
+    ["autointerp", "autointerp.errors", "autointerp.io", "autointerp.progress", "autointerp.hub", "autointerp.distributed", "autointerp.fmt"],
     ["autointerp.rundir", "autointerp.models", "autointerp.data"],
     ["autointerp.*.config", "autointerp.llm.config"],
     ["autointerp.config"],

@@ -174,14 +174,14 @@ def test_train_settings_record_holds_what_changes_the_sae():
 
 
 def test_name_lists_match_the_implementations():
-    from autointerp.eval.config import SCORER_NAMES
+    from autointerp.eval.config import SCORER_REGISTRY
     from autointerp.eval.scorers import SCORERS
     from autointerp.llm.config import BACKENDS
     from autointerp.llm.factory import BACKENDS as BUILT
     from autointerp.harvest.config import SITES
     from autointerp.models.load import SITES as LOADED
 
-    assert set(SCORER_NAMES) == set(SCORERS) and set(BACKENDS) == set(BUILT) and set(SITES) == set(LOADED)
+    assert all(SCORERS[name].name == name for name in SCORER_REGISTRY) and set(BACKENDS) == set(BUILT) and set(SITES) == set(LOADED)
 
 
 def test_readme_listing_is_generated_from_the_dataclasses():

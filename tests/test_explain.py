@@ -24,19 +24,26 @@ from explain_helpers import make_run
 
 
 def test_packaged_templates_load_with_their_placeholders():
-    for name, needed in REQUIRED.items():
-        template = load_template(name)
-        assert set(needed) <= template.placeholders
+    from autointerp.eval.scorers import LEVELS, SCORERS
+
+    templates = [load_template(name) for name in REQUIRED]
+    templates += [cls.read_template(level) for cls in SCORERS.values() for level in LEVELS if cls.template_for(level)]
+    assert len(templates) == 8
+    for template in templates:
+        assert template.required and set(template.required) <= template.placeholders
         assert len(template.text) < 1200  # short enough for a 270M model's speed
 
 
 def test_user_template_overrides_and_missing_placeholder_is_named(tmp_path):
+    from autointerp.eval.config import ScoreConfig
+    from autointerp.eval.scorers import make_scorer
+
     (tmp_path / "explainer.txt").write_text("Tell me about:\n{{examples}}\nAnswer:", encoding="utf-8")
     assert load_template("explainer", tmp_path).text.startswith("Tell me about")
     assert load_template("simulator", tmp_path).path.parent.name == "prompts"  # not overridden: packaged
     (tmp_path / "simulator.txt").write_text("Neuron: {{label}}\nno examples slot here", encoding="utf-8")
     with pytest.raises(UserError, match=r"simulator.*\{\{examples\}\}"):
-        load_template("simulator", tmp_path)
+        make_scorer("simulation", ScoreConfig(), tmp_path)
     (tmp_path / "detection.txt").write_text("{{label}} {{example}} {{mystery}}", encoding="utf-8")
     with pytest.raises(UserError, match="mystery"):
         load_template("detection", tmp_path).render(label="x", example="y")

@@ -16,6 +16,8 @@ it by ``controls.calibration.with_controls``); the verdict is stored there and i
 
 from __future__ import annotations
 
+from autointerp.fmt import pct
+
 CALLS = ("above_floor", "at_ceiling", "not_above_floor", "between")
 REPRESENTATION = (("cka", "debiased CKA"), ("svcca", "SVCCA"), ("mutual_knn", "mutual kNN"))
 RULE = ("above_floor: the pair's 95% interval lies entirely above the floor's (and below the ceiling's, or no ceiling); "
@@ -79,11 +81,7 @@ def verdict(cal: dict, a: str, b: str) -> dict:
     return {"columns": columns, "rule": RULE, "sentences": sentences(columns, cal, a, b)}
 
 
-def _pct(v) -> str:
-    return "n/a" if v is None else f"{100 * v:.1f}%"
-
-
-def _ci(cell: dict | None, fmt=_pct) -> str:
+def _ci(cell: dict | None, fmt=pct) -> str:
     if not cell or cell.get("value") is None:
         return "n/a"
     ci = cell.get("ci")

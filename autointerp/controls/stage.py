@@ -25,6 +25,7 @@ from autointerp.compare.inputs import model_inputs
 from autointerp.compare.stage import compare_pair
 from autointerp.config import ModelEntry, RunConfig
 from autointerp.controls.calibration import control_summary
+from autointerp.fmt import pct
 from autointerp.harvest.stage import harvest_stage
 from autointerp.io import read_json
 from autointerp.progress import console
@@ -156,10 +157,6 @@ def _print(record: dict) -> None:
         table.add_row("floor (random weights)", f"{f['against']} vs {f['random']}@random", pct(f.get("shared_fraction")),
                       pct(f.get("beyond_lexical_fraction")), _secs(f.get("seconds")))
     console.print(table)
-
-
-def pct(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.1%}"
 
 
 def _secs(value: float | None) -> str:

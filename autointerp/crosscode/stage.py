@@ -11,6 +11,7 @@ the controls stage harvested one) go through the same path: their shared fractio
 from __future__ import annotations
 
 import dataclasses
+import functools
 import shutil
 import time
 from pathlib import Path
@@ -31,6 +32,7 @@ from autointerp.crosscode.model import CrossCoder, save_crosscoder
 from autointerp.crosscode.posthoc import agreement, best_features, disagreements
 from autointerp.data.corpus import corpus_fingerprint
 from autointerp.errors import UserError
+from autointerp.fmt import pct
 from autointerp.io import file_sha256, read_json, read_parquet
 from autointerp.progress import console
 from autointerp.rundir.layout import CrosscodeDir, ModelDir, RunDir
@@ -166,13 +168,13 @@ def print_summary(results: list[tuple[dict, bool]]) -> None:
     table = Table(title="crosscode: shared / exclusive latents (relative decoder norm + Latent Scaling)")
     for col in ("pair", "role", "pooling", "units", "FVU A / B", "L0 A / B", "shared", "A-only", "B-only", "norm only", "post-hoc agree"):
         table.add_column(col)
-    pct = lambda v: "-" if v is None else f"{v:.0%}"  # noqa: E731
+    share = functools.partial(pct, digits=0, missing="-")
     for s, reused in results:
         f, fvu, post = s["classes"]["fractions"], list(s["metrics"]["fvu"].values()), s["posthoc"]
         l0 = " / ".join(f"{v['l0']:.1f}" for v in (s["metrics"].get("per_model") or {}).values()) or "-"
         table.add_row(f"{s['model_a']} x {s['model_b']}" + (" (cached)" if reused else ""), s["role"], s.get("pooling_mode", "mean"),
-                      f"{s['n_units']:,}", f"{fvu[0]:.3f} / {fvu[1]:.3f}", l0, pct(f["shared"]), pct(f["a_only"]), pct(f["b_only"]), pct(f["norm_only"]),
-                      pct(post.get("crosscoder_shared_in_posthoc")) if post.get("available") else "-")
+                      f"{s['n_units']:,}", f"{fvu[0]:.3f} / {fvu[1]:.3f}", l0, share(f["shared"]), share(f["a_only"]), share(f["b_only"]), share(f["norm_only"]),
+                      share(post.get("crosscoder_shared_in_posthoc")) if post.get("available") else "-")
     console.print(table)
 
 

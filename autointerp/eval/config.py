@@ -6,7 +6,16 @@ from dataclasses import dataclass, field
 
 from autointerp.errors import UserError
 
-SCORER_NAMES = ("simulation", "detection", "fuzzing", "embedding")  # autointerp.eval.scorers.SCORERS
+# The scorer registry, the one list of scorers: name -> the Scorer class implementing it, as "module:Class" so that
+# reading a config imports no scorer (``autointerp.eval.scorers.SCORERS`` resolves an entry when a scorer runs).
+# [score] validation, the score stage and the report all read it; its order is the report's column order. Adding a
+# scorer is one line here and its module (CONTRIBUTING.md); ``autointerp.eval.scorers.register_scorer`` adds one at run time.
+SCORER_REGISTRY: dict[str, str | type] = {
+    "simulation": "autointerp.eval.scorers.simulation:SimulationScorer",
+    "detection": "autointerp.eval.scorers.detection:DetectionScorer",
+    "fuzzing": "autointerp.eval.scorers.fuzzing:FuzzingScorer",
+    "embedding": "autointerp.eval.scorers.embedding:EmbeddingScorer",
+}
 
 
 @dataclass
@@ -24,10 +33,10 @@ class ScoreConfig:
     embedder: str = "minilm-l6"  # sentence embedder of the embedding scorer
 
     def validate(self) -> None:
-        unknown = [name for name in self.scorers if name not in SCORER_NAMES]
+        unknown = [name for name in self.scorers if name not in SCORER_REGISTRY]
         if unknown:
             raise UserError(f"[score] scorers = {self.scorers}: unknown scorer(s) {', '.join(map(repr, unknown))}; "
-                            f"choose from {', '.join(SCORER_NAMES)}")
+                            f"choose from {', '.join(SCORER_REGISTRY)}")
         for name in ("n_activating", "n_random", "window_before", "window_after", "top_logprobs"):
             if getattr(self, name) < 0:
                 raise UserError(f"[score] {name} = {getattr(self, name)} must be >= 0")

@@ -18,15 +18,9 @@ from autointerp.errors import UserError
 
 PACKAGED_DIR = Path(__file__).resolve().parent.parent / "prompts"
 SUFFIXES = (".txt", ".md")
-REQUIRED = {
+REQUIRED = {  # the explainer's templates; a scorer's are named on its class (autointerp.eval.scorers.base.Scorer)
     "explainer": ("examples",),
     "explainer_profile": ("examples", "profile"),  # the explainer shown the lexical profile as well
-    "simulator": ("label", "examples"),
-    "detection": ("label", "example"),
-    "fuzzing": ("label", "example"),
-    "simulator_sequence": ("label", "document"),  # sequence level: scorers judge whole documents
-    "detection_sequence": ("label", "document"),
-    "fuzzing_sequence": ("label", "documents"),
 }
 _SLOT = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 
@@ -36,6 +30,7 @@ class Template:
     name: str
     text: str
     path: Path
+    required: tuple[str, ...] = ()  # the placeholders it must hold
 
     @property
     def placeholders(self) -> set[str]:
@@ -45,7 +40,7 @@ class Template:
         """Fill every placeholder; values are inserted verbatim (never re-scanned for placeholders)."""
         missing = self.placeholders - set(values)
         if missing:
-            raise UserError(f"template {self.name} ({self.path}) uses placeholder(s) {', '.join(sorted(missing))} that autointerp does not provide; remove them or use only {', '.join(REQUIRED.get(self.name, ()))}")
+            raise UserError(f"template {self.name} ({self.path}) uses placeholder(s) {', '.join(sorted(missing))} that autointerp does not provide; remove them or use only {', '.join(self.required)}")
         return _SLOT.sub(lambda m: str(values[m.group(1)]), self.text)
 
 
@@ -60,15 +55,15 @@ def _find(name: str, prompts_dir: Path | str | None) -> Path:
     raise UserError(f"no prompt template named {name!r} in {' or '.join(str(f) for f in folders)}; add {name}.txt")
 
 
-def load_template(name: str, prompts_dir: Path | str | None = None) -> Template:
-    """The template ``name`` (explainer, simulator, detection, fuzzing), checked for its required placeholders."""
+def load_template(name: str, prompts_dir: Path | str | None = None, required: tuple[str, ...] | None = None) -> Template:
+    """The template ``name`` checked for its ``required`` placeholders (default: ``REQUIRED``, the explainer's)."""
     path = _find(name, prompts_dir)
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(f"cannot read prompt template {path}: {exc}") from exc
-    template = Template(name, text, path)
-    for placeholder in REQUIRED.get(name, ()):
+    template = Template(name, text, path, tuple(REQUIRED.get(name, ()) if required is None else required))
+    for placeholder in template.required:
         if placeholder not in template.placeholders:
             raise UserError(f"prompt template {name} ({path}) is missing the required placeholder {{{{{placeholder}}}}}; add it where the {placeholder} should go")
     return template

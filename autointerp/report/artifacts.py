@@ -14,15 +14,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from autointerp.eval.config import SCORER_NAMES
+from autointerp.eval.config import SCORER_REGISTRY
 from autointerp.config import RunConfig
 from autointerp.controls.calibration import pair_calibration
 from autointerp.errors import UserError
 from autointerp.explain.names import UNNAMED, FeatureName, feature_names, name_of
 from autointerp.rundir.layout import ModelDir, PairDir, RunDir
 from autointerp.io import read_json, read_parquet
-
-SCORERS = SCORER_NAMES  # the scorers a labels table may hold scores of (autointerp.eval.config)
 
 LABEL_COLUMNS = ("feature", "label", "status")
 MATCH_COLUMNS = ("feature_a", "feature_b", "method", "activation_corr", "label_similarity", "p_value", "shared",
@@ -81,10 +79,10 @@ class ModelInputs:
 
     @property
     def scorers(self) -> list[str]:
-        """Scorers that ran, in the contract's order (a column score_<S> exists)."""
+        """Scorers that ran (a column score_<S> exists), in the scorer registry's order."""
         if self.labels is None:
             return []
-        return [s for s in SCORERS if f"score_{s}" in self.labels.columns]
+        return [s for s in SCORER_REGISTRY if f"score_{s}" in self.labels.columns]
 
     @property
     def n_tokens(self) -> int | None:

@@ -10,16 +10,9 @@ import math
 import re
 from collections.abc import Iterable, Sequence
 
+from autointerp.fmt import is_missing, pct  # noqa: F401 (the report's sections import them from here)
+
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|~])")
-
-
-def is_missing(value) -> bool:
-    if value is None:
-        return True
-    try:
-        return bool(math.isnan(float(value)))
-    except (TypeError, ValueError):
-        return False
 
 
 def num(value, digits: int = 3) -> str:
@@ -27,12 +20,6 @@ def num(value, digits: int = 3) -> str:
     if is_missing(value):
         return "n/a"
     return f"{float(value):.{digits}f}"
-
-
-def pct(value, digits: int = 1) -> str:
-    if is_missing(value):
-        return "n/a"
-    return f"{100 * float(value):.{digits}f}%"
 
 
 def pct_ci(value, ci, digits: int = 1) -> str:

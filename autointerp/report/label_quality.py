@@ -56,8 +56,7 @@ def _level_note(m: ModelInputs) -> list[str]:
     if score_level(m) != "sequence":
         return []
     return ["Scored at sequence level (the harvest has one activation per document): every scorer predicts or classifies "
-            "whole held-out documents — simulation correlates one rating per document with the document's activation, "
-            "detection and fuzzing classify documents, embedding compares the label with document embeddings.", ""]
+            "whole held-out documents (how, per scorer: the scorer definitions below).", ""]
 
 
 def label_counts(m: ModelInputs) -> tuple[int, int, int]:

@@ -29,13 +29,14 @@ import math
 import zlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 from autointerp.eval.config import ScoreConfig
 from autointerp.exemplars.kinds import ACTIVATING_KINDS, HARD_NEGATIVE
 from autointerp.llm.base import LLMClient, TokenLogprob, Usage
-from autointerp.explain.prompts import Template
+from autointerp.explain.prompts import Template, load_template
 from autointerp.explain.format import split_windows
 from autointerp.rundir.windows import Window
 
@@ -53,11 +54,17 @@ class ScoreResult:
 
 
 class Scorer(ABC):
-    name: str
-    needs_llm: bool = True
-    template_name: str | None = None  # token level
+    """One way of scoring a label; a subclass says everything the package needs to know about it (its registry
+    entry: ``autointerp.eval.config.SCORER_REGISTRY``). Its scores land in labels.parquet as ``<kind>_<name>``
+    and ``<kind>_<name>_hard`` (kinds: score, lexical, word, baseline, final), which the report reads."""
+
+    name: str  # the registry key, the [score] scorers / --scorer value and the column suffix
+    needs_llm: bool = True  # False: the score stage opens no LLM client for it
+    template_name: str | None = None  # token level prompt template (autointerp/prompts/<name>.txt); None: no prompt
+    template_placeholders: tuple[str, ...] = ()  # what that template must hold (checked when it is loaded)
     sequence_template_name: str | None = None  # sequence level (whole documents)
-    definition: str = ""  # token level
+    sequence_template_placeholders: tuple[str, ...] = ()
+    definition: str = ""  # what the score means, token level: the help text, written into labels.json for the report
     sequence_definition: str = ""
 
     def __init__(self, settings: ScoreConfig, template: Template | None = None, level: str = "token"):
@@ -75,6 +82,14 @@ class Scorer(ABC):
     def template_for(cls, level: str) -> str | None:
         """The prompt template this scorer uses at ``level`` (None: no LLM)."""
         return cls.sequence_template_name if level == "sequence" else cls.template_name
+
+    @classmethod
+    def read_template(cls, level: str, prompts_dir: Path | str | None = None) -> Template | None:
+        """The prompt template at ``level`` (a user's ``prompts_dir`` first), checked for its placeholders; None: no LLM."""
+        name = cls.template_for(level)
+        if name is None:
+            return None
+        return load_template(name, prompts_dir, cls.sequence_template_placeholders if level == "sequence" else cls.template_placeholders)
 
     @classmethod
     def describe(cls, level: str) -> str:

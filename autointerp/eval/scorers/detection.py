@@ -15,7 +15,9 @@ from autointerp.rundir.windows import Window
 class DetectionScorer(YesNoScorer):
     name = "detection"
     template_name = "detection"
+    template_placeholders = ("label", "example")
     sequence_template_name = "detection_sequence"
+    sequence_template_placeholders = ("label", "document")
     definition = "LLM asked per held-out window 'does the feature fire here?' given the label; AUROC of P(yes) (activating vs random windows) when logprobs exist, else balanced accuracy"
     sequence_definition = "sequence level: LLM asked per held-out whole document 'does the neuron fire on this document?' given the label; AUROC of P(yes) (activating vs random documents) when logprobs exist, else balanced accuracy"
 

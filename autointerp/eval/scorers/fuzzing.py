@@ -31,7 +31,9 @@ from autointerp.rundir.windows import Window
 class FuzzingScorer(YesNoScorer):
     name = "fuzzing"
     template_name = "fuzzing"
+    template_placeholders = ("label", "example")
     sequence_template_name = "fuzzing_sequence"
+    sequence_template_placeholders = ("label", "documents")
     document_slot = "documents"
     sequence_definition = "sequence level: LLM shown two held-out whole documents, one activating and one random, with one marked (the activating one on half the items, the random one on the other half; order alternating independently) and asked 'is the marked document the one the neuron fires on?' given the label; AUROC of P(yes) when logprobs exist, else balanced accuracy"
     definition = "LLM asked per held-out activating window 'are the marked tokens the ones the feature fires on?' given the label; half the windows carry the true marks, half decoy marks on non-firing tokens; AUROC of P(yes) when logprobs exist, else balanced accuracy"

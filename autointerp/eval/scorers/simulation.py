@@ -71,7 +71,9 @@ def expected_digit(top: dict[str, float]) -> float | None:
 class SimulationScorer(Scorer):
     name = "simulation"
     template_name = "simulator"
+    template_placeholders = ("label", "examples")
     sequence_template_name = "simulator_sequence"
+    sequence_template_placeholders = ("label", "document")
     definition = "Pearson r between the LLM's predicted per-token activation (0-10; expected value over digit logprobs at each token's slot when available, else parsed numbers) and the true activations, pooled over the held-out scoring windows"
     sequence_definition = "sequence level: Pearson r over the held-out documents (activating + random) between the LLM's one rating per whole document given the label (0-10; expected value over the digits among the answer token's top logprobs when available, else the parsed number; one prompt per document) and the document's activation"
 
