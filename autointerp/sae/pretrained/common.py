@@ -1,5 +1,5 @@
 """What every pretrained-SAE reader shares: the result type, checked construction of the one SAE type the
-rest of the code uses (hook names -> (layer, site) are read in ``autointerp.rundir.sae_source``).
+rest of the code uses (hook names -> (layer, site) are read in ``formats``).
 
 Each format module converts its file's tensors to the SAELens orientation (W_enc [d_in, d_sae], W_dec
 [d_sae, d_in]) and hands them to ``build_sae``, which checks what a user can get wrong (shapes that disagree,
@@ -24,7 +24,7 @@ from autointerp.sae.registry import architecture as architecture_class, create_s
 class Pretrained:
     """A pretrained SAE read into our type, with where it came from (named in metrics.json and the report)."""
     sae: SparseAutoencoder
-    format: str  # one of autointerp.rundir.sae_source.FORMATS
+    format: str  # a key of autointerp.sae.pretrained.formats.FORMATS
     path: Path  # the local directory or file read
     layer: int | None  # the block whose output it reads, when its config or path says so
     site: str | None  # "resid" / "mlp" when known

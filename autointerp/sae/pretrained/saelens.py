@@ -15,7 +15,7 @@ from safetensors import safe_open
 
 from autointerp.errors import UserError
 from autointerp.rundir.layout import SAEFiles
-from autointerp.rundir.sae_source import saelens_config, saelens_hookpoint
+from autointerp.sae.pretrained.formats import saelens_config, saelens_hookpoint
 from autointerp.sae.config import ARCHITECTURE_ALIASES
 from autointerp.sae.pretrained.common import Pretrained
 from autointerp.sae.registry import ARCHITECTURES
