@@ -158,7 +158,7 @@ def apply_overrides(cfg: RunConfig, corpus: dict, harvest: dict, top: dict, *, s
             if getattr(entry, key) is None:
                 setattr(entry, key, value)
     if any(entry.sae is not None for entry in cfg.models):
-        from autointerp.rundir.sae_source import fill_hookpoint
+        from autointerp.sae.pretrained.formats import fill_hookpoint
 
         for entry in cfg.models:
             fill_hookpoint(entry, check=check_layers)
@@ -196,7 +196,7 @@ def apply_sae_flags(cfg: RunConfig, sae: Optional[list[str]], model: Optional[li
 
 def _sae_target(cfg: RunConfig, selected: list[ModelEntry], value: str) -> tuple[ModelEntry | None, str]:
     """(the model a ``--sae`` value names, its PATH); (None, value) for a bare PATH."""
-    from autointerp.rundir.sae_source import HF_PREFIX
+    from autointerp.sae.pretrained.formats import HF_PREFIX
 
     name, sep, path = value.partition("=")
     if not sep or value.startswith(HF_PREFIX) or Path(value).expanduser().exists():

@@ -14,10 +14,11 @@ PACKAGE = Path(__file__).resolve().parents[1] / "autointerp"
 
 # Lowest first. A module may import modules of its own layer or of lower layers, never of higher ones.
 # The stage packages follow the data flow; each stage's config.py is a leaf (no heavy imports) that the
-# run config (autointerp.config) composes, so configs sit below every stage implementation.
+# run config (autointerp.config) composes, so configs sit below every stage implementation. Likewise the
+# torch-free pretrained-SAE formats (what a reference names) sit with the run directory, which records them.
 LAYERS = [
     ["autointerp", "autointerp.errors", "autointerp.io", "autointerp.progress", "autointerp.hub", "autointerp.distributed", "autointerp.fmt"],
-    ["autointerp.rundir", "autointerp.models", "autointerp.data"],
+    ["autointerp.rundir", "autointerp.models", "autointerp.data", "autointerp.sae.pretrained.formats"],
     ["autointerp.*.config", "autointerp.llm.config"],
     ["autointerp.config"],
     ["autointerp.provenance", "autointerp.cli_common", "autointerp.cli_flags", "autointerp.stages"],

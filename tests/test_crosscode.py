@@ -115,7 +115,7 @@ def test_per_model_l0_and_dead_latents_match_the_ground_truth(trained):
     # L0 per model against the truth: the model's own SAE (its true dictionary) on the same word units
     docs = load_saved_documents(RunDir(run.run_dir).corpus)
     words = WordIndex.build(docs)
-    from autointerp.crosscode.stage import side
+    from autointerp.compare.inputs import ready_inputs as side
 
     for slug in run.slugs:
         m = side(RunDir(run.run_dir).model(slug), slug)
@@ -312,7 +312,8 @@ def test_residual_pooling_keeps_contextual_sharing_and_drops_lexical_sharing(tmp
     contextual ones still correlate. Checked on the rows themselves, without training (test time)."""
     from autointerp.compare.inputs import check_same_corpus
     from autointerp.crosscode.data import paired_units
-    from autointerp.crosscode.stage import _settings, side
+    from autointerp.compare.inputs import ready_inputs as side
+    from autointerp.crosscode.stage import _settings
 
     spec = SyntheticSpec(n_docs=60, n_shared=16, n_a_only=8, n_b_only=8, d_a=32, d_b=32, k=8)
     n_lexical = 8

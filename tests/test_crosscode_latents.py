@@ -47,7 +47,7 @@ def test_latent_windows_show_both_models_on_the_same_words(trained):
 
     from autointerp.compare.representation import pooled_word_activations
     from autointerp.compare.units import WordIndex
-    from autointerp.crosscode.stage import side
+    from autointerp.compare.inputs import ready_inputs as side
     from autointerp.data.corpus import load_saved_documents
 
     run, *_ = trained

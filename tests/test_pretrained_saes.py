@@ -14,7 +14,7 @@ import torch
 
 from autointerp.errors import UserError
 from autointerp.sae.pretrained import load_pretrained
-from autointerp.rundir.sae_source import describe, hookpoint, hub_reference
+from autointerp.sae.pretrained.formats import describe, hookpoint, hub_reference
 
 from pretrained_formats import (
     D_IN,
@@ -145,7 +145,7 @@ def test_bad_inputs_are_one_line_errors(data, tmp_path):
 
 def test_the_sae_decides_an_unset_layer_and_site(data, tmp_path):
     from autointerp.config import ModelEntry
-    from autointerp.rundir.sae_source import fill_hookpoint, read_hookpoint
+    from autointerp.sae.pretrained.formats import fill_hookpoint, read_hookpoint
 
     _, _, w = data
     mlp = str(write_sparsify(tmp_path, w, hookpoint_name="layers.4.mlp"))

@@ -16,12 +16,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-import torch
 
 from autointerp.compare.units import WordIndex
 from autointerp.errors import UserError
 from autointerp.progress import progress_bar
-from autointerp.harvest.shards import read_shard
+from autointerp.sae.encode import chunk_codes, inference, read_harvest_shard
 
 
 @dataclass
@@ -84,14 +83,6 @@ def harvest_shards(manifest: dict) -> list[int]:
     return [s["index"] for s in sorted(manifest["shards"], key=lambda s: s["index"])]
 
 
-def read_harvest_shard(harvest_dir: Path, shard_index: int) -> tuple[torch.Tensor, pd.DataFrame]:
-    """One shard's activations and token index; a missing or damaged shard is the user's to re-harvest."""
-    try:
-        return read_shard(harvest_dir, shard_index)
-    except Exception as e:
-        raise UserError(f"shard {shard_index} in {harvest_dir} is missing or corrupt ({e}); re-run `autointerp harvest --overwrite`") from e
-
-
 def shard_units(harvest_dir: Path, index: pd.DataFrame, doc_index_of: dict[str, int],
                 words: WordIndex | None) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
     """Each shard row's document index, and its (row, word unit) pairs sorted by row (None without ``words``).
@@ -110,16 +101,6 @@ def shard_units(harvest_dir: Path, index: pd.DataFrame, doc_index_of: dict[str, 
     return doc_idx, pair_rows, pair_units
 
 
-def sparse_codes(sae, acts: torch.Tensor, device) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The SAE's code of ``acts`` as (row, feature, value) of its positive entries (callers pass chunks of
-    a shard and add their offset): the one encode step of every pass over a harvest."""
-    with torch.inference_mode():
-        out = sae.encode(acts.to(device=device, dtype=torch.float32))
-    top_acts, top_idx = out.top_acts.float().cpu().numpy(), out.top_indices.cpu().numpy()
-    r, c = np.nonzero(top_acts > 0)
-    return r, top_idx[r, c].astype(np.int64), top_acts[r, c]
-
-
 def pool_harvest(sae, harvest_dir: Path, manifest: dict, doc_index_of: dict[str, int], words: WordIndex | None,
                  chunk_rows: int = 8192, progress: bool = True, label: str = "") -> dict[str, PooledActivations]:
     """Max-pooled activations per level: "document" always, "word" when ``words`` is given (token level)."""
@@ -127,32 +108,23 @@ def pool_harvest(sae, harvest_dir: Path, manifest: dict, doc_index_of: dict[str,
     poolers = {"document": _Pooler(len(doc_index_of), d_sae)}
     if words is not None:
         poolers["word"] = _Pooler(words.n_units, d_sae)
-    device = next(sae.parameters()).device
     shards = harvest_shards(manifest)
-    was_training = sae.training
-    sae.eval()
-    try:
-        with progress_bar(f"compare: encode {label}", len(shards), "shards", enabled=progress) as advance:
-            for shard_index in shards:
-                acts, index = read_harvest_shard(harvest_dir, shard_index)
-                if acts.shape[1] != sae.cfg.d_in:
-                    raise UserError(f"the SAE in {harvest_dir.parent / 'sae'} expects d_in={sae.cfg.d_in} but {harvest_dir} holds d_model={acts.shape[1]}; retrain with `autointerp train --overwrite`")
-                doc_idx, pair_rows, pair_units = shard_units(harvest_dir, index, doc_index_of, words)
+    with inference(sae) as device, progress_bar(f"compare: encode {label}", len(shards), "shards", enabled=progress) as advance:
+        for shard_index in shards:
+            acts, index = read_harvest_shard(harvest_dir, shard_index)
+            if acts.shape[1] != sae.cfg.d_in:
+                raise UserError(f"the SAE in {harvest_dir.parent / 'sae'} expects d_in={sae.cfg.d_in} but {harvest_dir} holds d_model={acts.shape[1]}; retrain with `autointerp train --overwrite`")
+            doc_idx, pair_rows, pair_units = shard_units(harvest_dir, index, doc_index_of, words)
+            if words is not None:
+                poolers["word"].covered[pair_units] = True
+            poolers["document"].covered[doc_idx] = True
+            for start, stop, rows, feats, vals in chunk_codes(sae, acts, chunk_rows, device):
+                poolers["document"].add(doc_idx[rows], feats, vals)
                 if words is not None:
-                    poolers["word"].covered[pair_units] = True
-                poolers["document"].covered[doc_idx] = True
-                for start in range(0, acts.shape[0], chunk_rows):
-                    stop = min(start + chunk_rows, acts.shape[0])
-                    r, feats, vals = sparse_codes(sae, acts[start:stop], device)
-                    rows = r.astype(np.int64) + start
-                    poolers["document"].add(doc_idx[rows], feats, vals)
-                    if words is not None:
-                        lo, hi = np.searchsorted(pair_rows, [start, stop])
-                        rec, units = _expand(rows - start, pair_rows[lo:hi] - start, pair_units[lo:hi], stop - start)
-                        poolers["word"].add(units, feats[rec], vals[rec])
-                for pooler in poolers.values():
-                    pooler.flush()
-                advance(1)
-    finally:
-        sae.train(was_training)
+                    lo, hi = np.searchsorted(pair_rows, [start, stop])
+                    rec, units = _expand(rows - start, pair_rows[lo:hi] - start, pair_units[lo:hi], stop - start)
+                    poolers["word"].add(units, feats[rec], vals[rec])
+            for pooler in poolers.values():
+                pooler.flush()
+            advance(1)
     return {level: pooler.result() for level, pooler in poolers.items()}

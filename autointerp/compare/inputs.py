@@ -43,25 +43,43 @@ class ComparedModel:
         return (self.manifest.get("identity") or {}).get("corpus")
 
 
+def _missing(files: ModelDir, sae_files: SAEFiles) -> tuple[str | None, dict | None]:
+    """(what is missing first: "harvest" / "incomplete" / "sae", else None; the harvest manifest once read)."""
+    if not files.manifest.is_file():
+        return "harvest", None
+    manifest = read_json(files.manifest)
+    if not manifest.get("complete"):
+        return "incomplete", manifest
+    return ("sae" if not sae_files.weights.is_file() else None), manifest
+
+
 def model_inputs(run_dir: Path, entry: ModelEntry, *, model: ModelDir | None = None, sae: SAEFiles | None = None,
                  slug: str | None = None) -> ComparedModel:
     """The artifacts of one model in the run, or a UserError naming the command that makes them. The
     controls pass their own model directory (random weights), SAE (another seed) and name."""
     files = model or RunDir(run_dir).model(entry.slug)
     model_dir, harvest_dir, sae_dir = files.root, files.harvest, (sae.root if sae else files.sae_dir)
-    sae_files = sae or files.sae
     slug = slug or entry.slug
-    if not files.manifest.is_file():
+    missing, manifest = _missing(files, sae or files.sae)
+    if missing == "harvest":
         raise UserError(f"{entry.slug} has no harvest in {harvest_dir}; run `autointerp harvest --run-dir {run_dir}` first")
-    manifest = read_json(files.manifest)
-    if not manifest.get("complete"):
+    if missing == "incomplete":
         raise UserError(f"the harvest of {entry.slug} in {harvest_dir} is incomplete; run `autointerp harvest --run-dir {run_dir}` to finish it")
-    if not sae_files.weights.is_file():
+    if missing == "sae":
         raise UserError(f"{slug} has no trained SAE in {sae_dir}; run `autointerp train --run-dir {run_dir}` first")
     labels, exemplars = files.labels, files.exemplars
     own = sae is None  # labels and exemplars belong to the model's own SAE, not to another seed's
     return ComparedModel(slug, model_dir, harvest_dir, sae_dir, manifest,
                          labels if own and labels.is_file() else None, exemplars if own and exemplars.is_file() else None)
+
+
+def ready_inputs(model: ModelDir, slug: str) -> ComparedModel | None:
+    """A model's harvest and SAE when both are complete, else None (no error: for optional sides, such as the
+    crosscoder's random-weights controls). Labels and exemplars are left out: only activations are read."""
+    missing, manifest = _missing(model, model.sae)
+    if missing is not None:
+        return None
+    return ComparedModel(slug, model.root, model.harvest, model.sae_dir, manifest, None, None)
 
 
 def check_same_corpus(run_dir: Path, a: ComparedModel, b: ComparedModel) -> list[Document]:

@@ -34,7 +34,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from autointerp.compare.bootstrap import block_weights, cka_blocks, document_blocks, mean_replicates, percentile_interval, svcca_replicates
-from autointerp.compare.encode import harvest_shards, read_harvest_shard, shard_units
+from autointerp.compare.encode import harvest_shards, shard_units
+from autointerp.sae.encode import read_harvest_shard
 from autointerp.compare.units import WordIndex, aligned_pairs, derangement, null_pairs
 from autointerp.errors import UserError
 from autointerp.progress import progress_bar

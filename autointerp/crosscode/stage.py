@@ -21,7 +21,7 @@ import pandas as pd
 import torch
 from rich.table import Table
 
-from autointerp.compare.inputs import ComparedModel, check_same_corpus
+from autointerp.compare.inputs import ComparedModel, check_same_corpus, ready_inputs
 from autointerp.compare.tables import write_parquet
 from autointerp.config import RunConfig
 from autointerp.crosscode.analysis import class_summary, encode_units, latent_table, per_model_metrics
@@ -33,7 +33,7 @@ from autointerp.crosscode.posthoc import agreement, best_features, disagreements
 from autointerp.data.corpus import corpus_fingerprint
 from autointerp.errors import UserError
 from autointerp.fmt import pct
-from autointerp.io import file_sha256, read_json, read_parquet
+from autointerp.io import file_sha256, read_parquet
 from autointerp.progress import console
 from autointerp.rundir.layout import CrosscodeDir, ModelDir, RunDir
 from autointerp.rundir.lock import run_lock
@@ -49,31 +49,21 @@ _NOT_SETTINGS = ("enabled", "controls", "device", "checkpoint_every", "latent_pa
 CONTROL_SUFFIX = "@random"
 
 
-def side(model: ModelDir, slug: str) -> ComparedModel | None:
-    """One model's inputs (complete harvest + trained SAE), or None when it has none."""
-    if not model.manifest.is_file() or not model.sae.weights.is_file():
-        return None
-    manifest = read_json(model.manifest)
-    if not manifest.get("complete"):
-        return None
-    return ComparedModel(slug, model.root, model.harvest, model.sae_dir, manifest, None, None)
-
-
 def pairs_for(cfg: RunConfig) -> list[tuple[ComparedModel, ComparedModel, str]]:
     """(A, B, role): the first two configured models ("pair"), then each random-weights control ("floor")."""
     if len(cfg.models) < 2:
         raise UserError("the crosscoder needs two [[models]] in the config; it crosscodes the first two")
     run = RunDir(cfg.run_path)
     ea, eb = cfg.models[:2]
-    a, b = side(run.model(ea.slug), ea.slug), side(run.model(eb.slug), eb.slug)
+    a, b = ready_inputs(run.model(ea.slug), ea.slug), ready_inputs(run.model(eb.slug), eb.slug)
     for entry, got in ((ea, a), (eb, b)):
         if got is None:
             raise UserError(f"{entry.slug} has no complete harvest and SAE in {run.model(entry.slug).root}; "
                             f"run `autointerp harvest` and `autointerp train --run-dir {cfg.run_path}` first")
     out = [(a, b, "pair")]
     if cfg.crosscode.controls:
-        ra = side(run.controls.random_model(ea.slug), ea.slug + CONTROL_SUFFIX)
-        rb = side(run.controls.random_model(eb.slug), eb.slug + CONTROL_SUFFIX)
+        ra = ready_inputs(run.controls.random_model(ea.slug), ea.slug + CONTROL_SUFFIX)
+        rb = ready_inputs(run.controls.random_model(eb.slug), eb.slug + CONTROL_SUFFIX)
         out += [(a, rb, "floor")] if rb is not None else []
         out += [(ra, b, "floor")] if ra is not None else []
     return out

@@ -1,23 +1,22 @@
-"""Reading a harvest for mining: the checked shard reader and the sparse SAE encoding every pass shares.
+"""Reading a harvest for mining: the checked shard reader every pass shares (the encoding is ``autointerp.sae.encode``).
 
 Why a module of its own: the exemplar miner and the hard-negative pass (``hard_negatives``) read the same
-shards and encode them the same way; the checks turn a missing or malformed harvest into one plain
-``UserError`` naming the fix, whichever pass meets it first.
+shards; the checks turn a missing or malformed harvest into one plain ``UserError`` naming the fix, whichever
+pass meets it first.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 
 from autointerp.errors import UserError
 from autointerp.harvest.harvester import load_manifest
-from autointerp.harvest.shards import read_shard
-from autointerp.rundir.layout import ShardPaths
 from autointerp.io import read_parquet
+from autointerp.rundir.layout import ShardPaths
+from autointerp.sae.encode import read_harvest_shard
 
 INDEX_COLUMNS = ("doc_id", "token_id", "token", "char_start", "char_end", "context_id")
 
@@ -38,10 +37,7 @@ def open_harvest(harvest_dir: Path, d_in: int) -> tuple[dict, list[dict]]:
 
 def read_checked(harvest_dir: Path, shard: dict, d_in: int) -> tuple[torch.Tensor, pd.DataFrame]:
     """One shard's activations and index, checked against the index columns the miner reads and ``d_in``."""
-    try:
-        acts, index = read_shard(harvest_dir, shard["index"])
-    except Exception as e:  # missing / truncated file: safetensors, arrow and OS errors differ
-        raise UserError(f"shard {shard['index']} in {harvest_dir} is missing or corrupt ({e}); re-run `autointerp harvest --overwrite`") from e
+    acts, index = read_harvest_shard(harvest_dir, shard["index"])
     missing = [c for c in INDEX_COLUMNS if c not in index.columns]
     if missing or acts.ndim != 2 or acts.shape[0] != len(index):
         raise UserError(f"shard {shard['index']} in {harvest_dir} is malformed (missing columns {missing} or {acts.shape[0]} activation rows vs {len(index)} index rows); re-run `autointerp harvest --overwrite`")
@@ -57,16 +53,3 @@ def read_index(harvest_dir: Path, shard: dict, columns: list[str]) -> pd.DataFra
     except Exception as e:  # missing / truncated file or columns: arrow and OS errors differ
         raise UserError(f"shard {shard['index']} in {harvest_dir} is missing or corrupt ({e}); re-run `autointerp harvest --overwrite`") from e
 
-
-def encode_sparse(sae, x: torch.Tensor, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
-    """Sparse latents of one chunk as numpy (acts [n, k] float32, indices [n, k])."""
-    with torch.inference_mode():
-        out = sae.encode(x.to(device=device, dtype=torch.float32))
-    return out.top_acts.float().cpu().numpy(), out.top_indices.cpu().numpy()
-
-
-def positive_hits(sae, x: torch.Tensor, device: torch.device) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Flat (feature, act, row-in-chunk) records of the chunk's positive latents."""
-    acts, idx = encode_sparse(sae, x, device)
-    rows, cols = np.nonzero(acts > 0)
-    return idx[rows, cols].astype(np.int32), acts[rows, cols], rows.astype(np.int64)

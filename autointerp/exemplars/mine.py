@@ -2,7 +2,7 @@
 
 Two passes over a harvest directory, both streaming one shard at a time:
 
-1. **Scan.** Encode every row in chunks of ``chunk_rows``. Latents stay sparse: each chunk becomes flat
+1. **Scan.** Encode every row in chunks of ``chunk_rows`` (``autointerp.sae.encode``, as compare does). Latents stay sparse: each chunk becomes flat
    records (feature, act, row) for the non-zero entries of ``(top_acts, top_indices)``; a dense
    [tokens x d_sae] matrix is never built. Records are reduced to one per (feature, context) — the
    context's max, which identifies a window — and merged into per-feature running states with one
@@ -51,10 +51,11 @@ from autointerp.progress import progress_bar
 from autointerp.exemplars.config import ExemplarConfig
 from autointerp.exemplars.feature_classes import RULE as CLASS_RULE, ClassStats
 from autointerp.exemplars.hard_negatives import DEFINITION as HARD_NEGATIVE_DEFINITION, select_hard_negatives
-from autointerp.exemplars.harvest_reader import INDEX_COLUMNS, encode_sparse, open_harvest, positive_hits, read_checked, read_index
+from autointerp.exemplars.harvest_reader import INDEX_COLUMNS, open_harvest, read_checked, read_index
 from autointerp.exemplars.kinds import ACTIVATING_KINDS, HARD_NEGATIVE, KINDS, SPLITS
 from autointerp.exemplars.profile import compute_profiles, profiles_from_frame
 from autointerp.rundir.layout import ModelDir
+from autointerp.sae.encode import chunk_codes, inference, sparse_codes
 from autointerp.exemplars.topk_tracker import (
     Columns,
     GroupedTopN,
@@ -151,9 +152,8 @@ def _scan(sae, harvest_dir: Path, shards: list[dict], cfg: ExemplarConfig, rng: 
 
         parts, keys = [], [np.zeros(0, np.int64)]
         word, doc = classes.shard(index) if classes is not None else (None, None)
-        for start in range(0, n, cfg.chunk_rows):
-            f, v, r = positive_hits(sae, acts[start : start + cfg.chunk_rows], device)
-            r += start
+        for _, _, r, f, v in chunk_codes(sae, acts, cfg.chunk_rows, device):
+            f = f.astype(np.int32)
             if classes is not None:
                 classes.add(f, v, word[r], doc[r])
             if spill is not None:
@@ -216,10 +216,9 @@ def _token_acts(sae, acts: torch.Tensor, token_rows: np.ndarray, features: np.nd
     d_sae = sae.cfg.d_sae
     keys, vals = [], []
     for s in range(0, len(uniq), chunk_rows):
-        a, i = encode_sparse(sae, acts[torch.from_numpy(uniq[s : s + chunk_rows])], device)
-        r, c = np.nonzero(a > 0)
-        keys.append((r + s).astype(np.int64) * d_sae + i[r, c])
-        vals.append(a[r, c])
+        r, f, v = sparse_codes(sae, acts[torch.from_numpy(uniq[s : s + chunk_rows])], device)
+        keys.append((r + s) * d_sae + f)
+        vals.append(v)
     keys, vals = np.concatenate(keys), np.concatenate(vals)
     order = np.argsort(keys, kind="stable")
     keys, vals = keys[order], vals[order]
@@ -311,12 +310,9 @@ def mine_exemplars(sae, harvest_dir: Path, docs: Mapping[str, str] | list | None
     level = (manifest.get("identity") or {}).get("level", "token")
     if docs is not None and not isinstance(docs, Mapping):
         docs = {d.doc_id: d.text for d in docs}
-    device = next(sae.parameters()).device
     rng = np.random.default_rng(cfg.seed)
-    was_training = sae.training
-    sae.eval()  # BatchTopK must use its inference threshold, not batch-dependent selection
     out_dir.mkdir(parents=True, exist_ok=True)
-    try:
+    with inference(sae) as device:
         with tempfile.TemporaryDirectory(prefix=".latents-", dir=out_dir) if level == "token" else nullcontext() as spill:
             spill = Path(spill) if spill else None  # token level: the scan keeps the latents for the hard negatives
             with progress_bar("exemplars: encode", len(shards), "shards", enabled=progress) as advance:
@@ -330,8 +326,6 @@ def mine_exemplars(sae, harvest_dir: Path, docs: Mapping[str, str] | list | None
             if spill is not None:
                 with progress_bar("exemplars: hard negatives", 2 * len(shards), "shards", enabled=progress) as advance:
                     table = _with_hard_negatives(sae, harvest_dir, shards, scan, windows, table, profile, spill, docs, cfg, device, advance)
-    finally:
-        sae.train(was_training)
 
     d_sae = sae.cfg.d_sae
     dead = scan.n_active == 0

@@ -19,8 +19,9 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from autointerp.compare.encode import _expand, _Pooler, harvest_shards, read_harvest_shard, shard_units, sparse_codes
+from autointerp.compare.encode import _expand, _Pooler, harvest_shards, shard_units
 from autointerp.compare.units import WordIndex
+from autointerp.sae.encode import chunk_codes, inference, read_harvest_shard
 
 N_BINS = 32
 
@@ -45,31 +46,23 @@ def encode_for_pages(sae, harvest_dir: Path, manifest: dict, doc_index_of: dict[
     scale = np.where(top > 0, N_BINS / np.where(top > 0, top, 1.0), 0.0)
     counts = np.zeros(d_sae * N_BINS, dtype=np.int64)
     pooler = _Pooler(words.n_units, max(len(wanted), 1)) if words is not None and len(wanted) else None
-    device = next(sae.parameters()).device
-    was_training = sae.training
-    sae.eval()
-    try:
+    with inference(sae) as device:
         for shard_index in harvest_shards(manifest):
             acts, index = read_harvest_shard(harvest_dir, shard_index)
             doc_idx, pair_rows, pair_units = shard_units(harvest_dir, index, doc_index_of, words if pooler else None)
             if pooler is not None:
                 pooler.covered[pair_units] = True
-            for start in range(0, acts.shape[0], chunk_rows):
-                stop = min(start + chunk_rows, acts.shape[0])
-                r, feats, vals = sparse_codes(sae, acts[start:stop], device)
+            for start, stop, r, feats, vals in chunk_codes(sae, acts, chunk_rows, device):
                 vals = vals.astype(np.float64)
                 bins = np.clip((vals * scale[feats]).astype(np.int64), 0, N_BINS - 1)
                 counts += np.bincount(feats * N_BINS + bins, minlength=d_sae * N_BINS)
                 if pooler is not None:
                     keep = column[feats] >= 0
-                    rows = r[keep].astype(np.int64)
                     lo, hi = np.searchsorted(pair_rows, [start, stop])
-                    rec, units = _expand(rows, pair_rows[lo:hi] - start, pair_units[lo:hi], stop - start)
+                    rec, units = _expand(r[keep] - start, pair_rows[lo:hi] - start, pair_units[lo:hi], stop - start)
                     pooler.add(units, column[feats[keep]][rec], vals[keep][rec].astype(np.float32))
             if pooler is not None:
                 pooler.flush()
-    finally:
-        sae.train(was_training)
     pooled = pooler.result() if pooler is not None else None
     return EncodedModel(counts.reshape(d_sae, N_BINS), top.astype(np.float32), pooled.matrix if pooled else None,
                         pooled.covered if pooled else None, wanted)

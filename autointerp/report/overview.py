@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from autointerp.report.artifacts import ModelInputs, RunInputs
 from autointerp.report.fmt import count, md_table, md_text, num, pct
+from autointerp.sae.config import ARCHITECTURE_USES_K
 
 # (label, metrics.json key, formatter); the definitions come from metrics.json itself.
 METRIC_ROWS = [
@@ -66,12 +67,13 @@ def _manifest_identity(m: ModelInputs, key: str, fallback):
 
 
 def _sae_shape(m: ModelInputs) -> str:
+    """Architecture (our name when cfg.json records it, else SAELens'), width, and k where k sets the sparsity."""
     cfg = m.sae_cfg or {}
     d_sae = cfg.get("d_sae") or (m.metrics or {}).get("d_sae")
-    arch = cfg.get("architecture")
+    arch = cfg.get("autointerp_architecture") or cfg.get("architecture")
     if d_sae is None and arch is None:
         return "n/a"
-    k = f", k={cfg['k']}" if cfg.get("k") and arch in ("topk", "batchtopk") else ""
+    k = f", k={cfg['k']}" if cfg.get("k") and ARCHITECTURE_USES_K.get(arch, False) else ""
     return f"{arch or '?'} {count(d_sae)} latents{k}"
 
 

@@ -7,7 +7,9 @@ step), so activations are comparable across latents and the L1 penalty needs no 
 
 Weights use the SAELens layout (W_enc [d_in, d_sae], b_enc, W_dec [d_sae, d_in], b_dec) both in memory
 and on disk, so saving is a plain dump and SAELens SAEs load without transposes (``saelens``).
-Architectures (one module each) only decide which latents survive (``_select``); ``registry`` names them.
+Architectures (one module each) only decide which latents survive (``_select``) and state their facts as
+class attributes (what k means to them, their default L1, their SAELens name, ...); ``registry`` names them,
+and every other module reads those facts from the class instead of comparing architecture names.
 """
 
 from __future__ import annotations
@@ -47,7 +49,12 @@ def to_sparse(acts: Tensor) -> EncoderOutput:
 
 class SparseAutoencoder(nn.Module):
     """Shared encoder/decoder; subclasses only decide which latents survive (``_select``)."""
-    architecture = ""
+    architecture = ""  # its name in [sae] architecture and cfg.json (``registry.ARCHITECTURES``)
+    uses_k = False  # cfg.k sets the sparsity: checked against d_sae, shown next to the width
+    default_l1 = 0.0  # the L1 coefficient when [sae] l1_coefficient is unset
+    trainable = True  # False: inference only (pretrained SAEs are read into it, the train stage refuses it)
+    saelens_name = ""  # cfg.json "architecture" as SAELens spells it ("": the same as ``architecture``)
+    requires_threshold = False  # a per-latent ``threshold`` tensor [d_sae] is part of the weights
     uses_auxk = True  # AuxK only makes sense when a selection rule (not a penalty) starves latents
     supports_sparse_backward = True  # selection keeps few latents per token: see sparse_ops
     sparse_backward = True  # per instance; the trainer turns it off where the dense path is faster (GPU)
@@ -100,13 +107,26 @@ class SparseAutoencoder(nn.Module):
         latents = self._select(pre)
         return latents, self._decode_n(*latents)
 
+    @property
+    def l1_coefficient(self) -> float:
+        """The L1 penalty's weight: [sae] l1_coefficient, else the architecture's default."""
+        return float(self.cfg.l1_coefficient) if self.cfg.l1_coefficient is not None else self.default_l1
+
+    def saelens_architecture(self) -> str:
+        """cfg.json "architecture" for SAELens' loaders (an instance method: BatchTopK's depends on its state)."""
+        return self.saelens_name or self.architecture
+
+    def saved_to_state(self, tensors: dict[str, Tensor]) -> dict[str, Tensor]:
+        """The inverse of ``folded_state``'s per-architecture part: saved tensors -> this module's state."""
+        return tensors
+
     def _l1_loss(self, x_n: Tensor, latents: EncoderOutput, pre: Tensor | None) -> Tensor:
         """TopK variants: L1 of the selected activations, only when l1_coefficient is set. ``pre`` (the
         dense codes) is None on the sparse-backward path, which only TopK variants take."""
-        if self.cfg.resolved_l1 == 0:
+        if self.l1_coefficient == 0:
             return x_n.new_zeros(())
         l1 = (latents.top_acts * self.W_dec.norm(dim=1)[latents.top_indices]).sum()
-        return self.cfg.resolved_l1 * l1 / (x_n - x_n.mean(0)).norm(dim=-1).sum().clamp_min(1e-12)
+        return self.l1_coefficient * l1 / (x_n - x_n.mean(0)).norm(dim=-1).sum().clamp_min(1e-12)
 
     def total_variance(self, x: Tensor) -> Tensor:
         """Centred sum of squares of a batch in the normalised space (the FVU denominator)."""

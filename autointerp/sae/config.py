@@ -15,12 +15,15 @@ from typing import Any
 
 from autointerp.errors import UserError
 
-# Names the registry (autointerp.sae.registry) implements; jumprelu is inference-only (pretrained SAEs).
-ARCHITECTURE_NAMES = ("topk", "batchtopk", "relu", "jumprelu")
+# Every architecture's name -> whether k sets its sparsity (``SparseAutoencoder.uses_k``): the two facts a
+# config is checked with as it is read, kept here because this module may not import torch. The classes in
+# autointerp.sae.registry own them: the registry asserts this table matches them, and its ``register`` adds an
+# architecture defined elsewhere (a plugin, a test).
+ARCHITECTURE_USES_K: dict[str, bool] = {"topk": True, "batchtopk": True, "relu": False, "jumprelu": False}
 DTYPE_NAMES = ("float32", "float64", "float16", "bfloat16")
 B_DEC_INITS = ("geometric_median", "mean", "none")
 # SAELens spells ReLU+L1 "standard"; older SAELens TopK SAEs are "standard" + activation_fn_str "topk".
-_ALIASES = {"standard": "relu", "batch_topk": "batchtopk"}
+ARCHITECTURE_ALIASES = {"standard": "relu", "batch_topk": "batchtopk"}
 NOT_TOML = {"toml": False}  # field metadata: set by the code from the data, never a TOML key
 
 
@@ -43,21 +46,21 @@ class SAEConfig:
     metadata: dict[str, Any] = field(default_factory=dict, metadata=NOT_TOML)  # model_name, hook_name, context_size, ...
 
     def __post_init__(self) -> None:
-        self.architecture = _ALIASES.get(self.architecture, self.architecture)
+        self.architecture = ARCHITECTURE_ALIASES.get(self.architecture, self.architecture)
         self.dtype = str(self.dtype).removeprefix("torch.")
         if self.d_in and self.d_sae is None:
             self.d_sae = self.expansion_factor * self.d_in
         self.validate()
 
     def validate(self) -> None:
-        if self.architecture not in ARCHITECTURE_NAMES:
+        if self.architecture not in ARCHITECTURE_USES_K:
             raise UserError(f"[sae] architecture = {self.architecture!r} is an unknown SAE architecture; "
-                            f"use one of {sorted(ARCHITECTURE_NAMES)}")
+                            f"use one of {sorted(ARCHITECTURE_USES_K)}")
         if self.expansion_factor < 1:
             raise UserError(f"[sae] expansion_factor = {self.expansion_factor} must be >= 1")
         if self.d_in < 0 or (self.d_sae is not None and self.d_sae < 1):
             raise UserError(f"SAE sizes must be positive (d_in={self.d_in}, d_sae={self.d_sae}); fix [sae] d_sae")
-        if self.architecture not in ("relu", "jumprelu"):
+        if ARCHITECTURE_USES_K[self.architecture]:
             if self.k < 1:
                 raise UserError(f"[sae] k = {self.k} must be >= 1 (active latents per token)")
             if self.d_sae is not None and self.k >= self.d_sae:
@@ -76,12 +79,6 @@ class SAEConfig:
         import torch
 
         return getattr(torch, self.dtype)
-
-    @property
-    def resolved_l1(self) -> float:
-        if self.l1_coefficient is not None:
-            return float(self.l1_coefficient)
-        return 0.2 if self.architecture == "relu" else 0.0
 
 
 @dataclass

@@ -12,6 +12,8 @@ from autointerp.sae.config import SAEConfig
 class JumpReLUSAE(SparseAutoencoder):
     """ReLU with a per-latent threshold: SAELens' "jumprelu" (its BatchTopK SAEs, Gemma Scope). Inference only."""
     architecture = "jumprelu"
+    trainable = False  # no straight-through estimator for the threshold here: read pretrained SAEs only
+    requires_threshold = True
     uses_auxk = False
     supports_sparse_backward = False
 

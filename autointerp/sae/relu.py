@@ -11,6 +11,8 @@ from autointerp.sae.base import EncoderOutput, SparseAutoencoder, to_sparse
 class ReLUSAE(SparseAutoencoder):
     """ReLU encoder + L1 penalty (the original study's SAE); decoded densely during training."""
     architecture = "relu"
+    saelens_name = "standard"
+    default_l1 = 0.2
     uses_auxk = False
     supports_sparse_backward = False  # every positive pre-activation is a latent
 
@@ -24,4 +26,4 @@ class ReLUSAE(SparseAutoencoder):
 
     def _l1_loss(self, x_n: Tensor, latents: EncoderOutput, pre: Tensor | None) -> Tensor:
         l1 = (pre * self.W_dec.norm(dim=1)).sum()
-        return self.cfg.resolved_l1 * l1 / (x_n - x_n.mean(0)).norm(dim=-1).sum().clamp_min(1e-12)
+        return self.l1_coefficient * l1 / (x_n - x_n.mean(0)).norm(dim=-1).sum().clamp_min(1e-12)

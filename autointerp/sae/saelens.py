@@ -20,20 +20,12 @@ from autointerp.errors import UserError
 from autointerp.io import atomic_path
 from autointerp.rundir.layout import SAE_CFG_FILE as CFG_FILE, SAE_SPARSITY_FILE as SPARSITY_FILE, SAE_WEIGHTS_FILE as WEIGHTS_FILE
 from autointerp.sae.base import SparseAutoencoder
-from autointerp.sae.config import _ALIASES, SAEConfig  # noqa: F401
+from autointerp.sae.config import SAEConfig
 from autointerp.sae.registry import create_sae
 
-# cfg.json "architecture" as SAELens spells it; our own name goes in "autointerp_architecture". SAELens stores
-# BatchTopK SAEs for inference as JumpReLU with a threshold per latent (here one global value).
-_SAELENS_ARCH = {"relu": "standard", "topk": "topk", "batchtopk": "jumprelu", "jumprelu": "jumprelu"}
+# cfg.json "architecture" is SAELens' spelling (``SparseAutoencoder.saelens_architecture``: SAELens stores
+# BatchTopK SAEs for inference as JumpReLU with a threshold per latent); our own name is "autointerp_architecture".
 _SAELENS_META = ("model_name", "hook_name", "hook_layer", "context_size", "dataset_path")  # top-level in cfg.json
-
-
-def saelens_architecture(sae: SparseAutoencoder) -> str:
-    """BatchTopK evaluates as JumpReLU at its global threshold once estimated, as TopK before."""
-    if sae.cfg.architecture == "batchtopk":
-        return "jumprelu" if sae.threshold >= 0 else "topk"
-    return _SAELENS_ARCH[sae.cfg.architecture]
 
 
 def save_sae(sae: SparseAutoencoder, directory: str | Path, log_feature_density: Tensor | None = None) -> Path:
@@ -46,7 +38,7 @@ def save_sae(sae: SparseAutoencoder, directory: str | Path, log_feature_density:
         with atomic_path(directory / SPARSITY_FILE) as tmp:
             save_file(sparsity, str(tmp))
     cfg, md = sae.cfg, sae.cfg.metadata
-    sl_arch = saelens_architecture(sae)
+    sl_arch = sae.saelens_architecture()
     raw = {  # ours + the keys SAELens' loaders read
         **{k: v for k, v in asdict(cfg).items() if k != "normalize_activations"},
         "architecture": sl_arch, "autointerp_architecture": cfg.architecture,
@@ -64,8 +56,6 @@ def save_sae(sae: SparseAutoencoder, directory: str | Path, log_feature_density:
     with atomic_path(directory / CFG_FILE) as tmp:
         tmp.write_text(text)
     return directory
-
-
 
 
 def config_from_json(raw: dict[str, Any]) -> SAEConfig:
@@ -92,8 +82,6 @@ def config_from_json(raw: dict[str, Any]) -> SAEConfig:
         raise UserError(f"SAE cfg.json is missing or has a bad field ({e!r}); re-save the SAE") from e
 
 
-
-
 def load_sae(directory: str | Path, device: str | torch.device = "cpu") -> SparseAutoencoder:
     """Load an SAE saved by ``save_sae`` or by SAELens; every user-fixable problem is a ``UserError``."""
     directory = Path(directory)
@@ -118,10 +106,7 @@ def load_sae(directory: str | Path, device: str | torch.device = "cpu") -> Spars
         tensors["b_enc"] = (tensors["b_enc"].float() * norms).to(dt)
         tensors["W_dec"] = (tensors["W_dec"].float() / norms[:, None]).to(dt)
     sae = create_sae(cfg)
-    if cfg.architecture == "batchtopk" and "threshold" in tensors and tensors["threshold"].ndim == 1:
-        tensors["threshold"] = tensors["threshold"][0]  # saved as SAELens JumpReLU (a constant per latent)
-    elif cfg.architecture == "batchtopk" and "threshold" not in tensors:
-        tensors["threshold"] = torch.tensor(-1.0)  # saved as TopK: threshold never estimated
+    tensors = sae.saved_to_state(tensors)
     expected = {n: tuple(t.shape) for n, t in [*sae.named_parameters(), *sae.named_buffers()] if n != "input_scale"}
     for name, shape in expected.items():
         if name not in tensors:

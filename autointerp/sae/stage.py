@@ -24,7 +24,7 @@ from autointerp.rundir.record import Decision, StageRecord, StageResult, decide
 from autointerp.rundir.sae_source import check_run_saes
 from autointerp.sae.metrics import compute_metrics
 from autointerp.sae.pretrained.install import install_pretrained, prepare_pretrained, uses_pretrained
-from autointerp.sae.registry import create_sae
+from autointerp.sae.registry import architecture, create_sae, trainable_names
 from autointerp.sae.saelens import save_sae
 from autointerp.sae.trainer import train_sae
 
@@ -50,8 +50,9 @@ def train_stage(cfg: RunConfig, entry: ModelEntry, *, overwrite: bool = False, p
     model = model or RunDir(cfg.run_path).model(entry.slug)  # the controls pass their own directories
     if uses_pretrained(entry) and (files is None or files.root == model.sae.root):  # installed, never trained
         return TrainOutcome(*install_pretrained(cfg, entry, model, overwrite=overwrite))
-    if cfg.sae.architecture == "jumprelu":
-        raise UserError("architecture 'jumprelu' is inference-only (for SAEs loaded from SAELens); train topk, batchtopk or relu")
+    if not architecture(cfg.sae.architecture).trainable:
+        raise UserError(f"architecture {cfg.sae.architecture!r} is inference-only (for pretrained SAEs); "
+                        f"train one of {', '.join(trainable_names())}")
     ddp.init_from_env()  # no-op unless launched by torchrun
     hdir, files = model.harvest, files or model.sae
     manifest = load_manifest(hdir)

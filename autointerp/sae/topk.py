@@ -12,6 +12,8 @@ from autointerp.sae.config import SAEConfig
 class TopKSAE(SparseAutoencoder):
     """Exactly k latents per token (Gao et al. 2024): L0 is set, not tuned through a penalty."""
     architecture = "topk"
+    uses_k = True
+
     def _select(self, pre: Tensor) -> EncoderOutput:
         return EncoderOutput(*pre.topk(self.cfg.k, dim=-1, sorted=False))
 
@@ -24,6 +26,7 @@ class BatchTopKSAE(SparseAutoencoder):
     training batch. Latents stay sparse, padded with zero acts to the busiest row.
     """
     architecture = "batchtopk"
+    uses_k = True
     threshold_momentum = 0.99
 
     def __init__(self, cfg: SAEConfig):
@@ -38,6 +41,16 @@ class BatchTopKSAE(SparseAutoencoder):
         else:
             del out["threshold"]
         return out
+
+    def saelens_architecture(self) -> str:
+        """Evaluates as SAELens' JumpReLU at its global threshold once estimated, as TopK before."""
+        return "jumprelu" if self.threshold >= 0 else "topk"
+
+    def saved_to_state(self, tensors: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Undo ``folded_state``: a per-latent threshold is our one global value; none means never estimated."""
+        if "threshold" in tensors and tensors["threshold"].ndim == 1:
+            return {**tensors, "threshold": tensors["threshold"][0]}
+        return tensors if "threshold" in tensors else {**tensors, "threshold": torch.tensor(-1.0)}
 
     def _select(self, pre: Tensor) -> EncoderOutput:
         if not self.training and self.threshold >= 0:

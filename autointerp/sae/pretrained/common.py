@@ -1,5 +1,5 @@
 """What every pretrained-SAE reader shares: the result type, checked construction of the one SAE type the
-rest of the code uses (hook names -> (layer, site) are read in ``autointerp.rundir.sae_source``).
+rest of the code uses (hook names -> (layer, site) are read in ``formats``).
 
 Each format module converts its file's tensors to the SAELens orientation (W_enc [d_in, d_sae], W_dec
 [d_sae, d_in]) and hands them to ``build_sae``, which checks what a user can get wrong (shapes that disagree,
@@ -18,13 +18,13 @@ from torch import Tensor
 from autointerp.errors import UserError
 from autointerp.sae.base import SparseAutoencoder
 from autointerp.sae.config import SAEConfig
-from autointerp.sae.registry import create_sae
+from autointerp.sae.registry import architecture as architecture_class, create_sae
 
 @dataclass
 class Pretrained:
     """A pretrained SAE read into our type, with where it came from (named in metrics.json and the report)."""
     sae: SparseAutoencoder
-    format: str  # one of autointerp.rundir.sae_source.FORMATS
+    format: str  # a key of autointerp.sae.pretrained.formats.FORMATS
     path: Path  # the local directory or file read
     layer: int | None  # the block whose output it reads, when its config or path says so
     site: str | None  # "resid" / "mlp" when known
@@ -32,9 +32,8 @@ class Pretrained:
 
     def describe(self, spec: str) -> str:
         """One line for the report: format, architecture, width, and the user's reference."""
-        arch = self.sae.cfg.architecture
-        k = f" k={self.sae.cfg.k}" if arch == "topk" else ""
-        return f"{self.format} {arch}{k} {self.sae.cfg.d_sae} latents ({spec})"
+        k = f" k={self.sae.cfg.k}" if self.sae.uses_k else ""
+        return f"{self.format} {self.sae.architecture}{k} {self.sae.cfg.d_sae} latents ({spec})"
 
 
 def as_tensor(value, name: str, where: Path) -> Tensor:
@@ -48,10 +47,11 @@ def as_tensor(value, name: str, where: Path) -> Tensor:
 def build_sae(where: Path, architecture: str, tensors: dict[str, Tensor], *, k: int = 32,
               apply_b_dec_to_input: bool = True, metadata: dict | None = None) -> SparseAutoencoder:
     """Our SAE from SAELens-oriented tensors (W_enc, b_enc, W_dec, b_dec[, threshold]), every shape checked."""
+    cls = architecture_class(architecture)
     for name in ("W_enc", "b_enc", "W_dec", "b_dec"):
         if name not in tensors:
             raise UserError(f"{where} has no {name} tensor; it is not a complete SAE (re-download it)")
-    if architecture == "jumprelu" and tensors.get("threshold") is None:
+    if cls.requires_threshold and tensors.get("threshold") is None:
         raise UserError(f"{where}: a JumpReLU SAE needs its threshold, and none was found; re-download the SAE "
                         "(Gemma Scope: `threshold` in params.npz; Llama Scope: `jump_relu_threshold` in hyperparams.json)")
     W_enc = tensors["W_enc"]
@@ -59,7 +59,7 @@ def build_sae(where: Path, architecture: str, tensors: dict[str, Tensor], *, k: 
         raise UserError(f"{where}: W_enc has shape {tuple(W_enc.shape)}, expected a matrix [d_in, d_sae]")
     d_in, d_sae = W_enc.shape
     expected = {"W_enc": (d_in, d_sae), "b_enc": (d_sae,), "W_dec": (d_sae, d_in), "b_dec": (d_in,)}
-    if architecture == "jumprelu":
+    if cls.requires_threshold:
         expected["threshold"] = (d_sae,)
     for name, shape in expected.items():
         t = tensors[name]
@@ -68,9 +68,9 @@ def build_sae(where: Path, architecture: str, tensors: dict[str, Tensor], *, k: 
                             "the tensors come from different SAEs - re-download it")
         if not torch.isfinite(t).all():
             raise UserError(f"{where}: {name} contains NaN/inf values; the file is corrupt - re-download it")
-    if architecture == "topk" and not 1 <= k < d_sae:
-        raise UserError(f"{where}: k = {k} must be in [1, d_sae={d_sae}) for a TopK SAE; fix its config")
-    cfg = SAEConfig(architecture=architecture, d_in=int(d_in), d_sae=int(d_sae), k=int(k) if architecture == "topk" else 32,
+    if cls.uses_k and not 1 <= k < d_sae:
+        raise UserError(f"{where}: k = {k} must be in [1, d_sae={d_sae}) for a {architecture} SAE; fix its config")
+    cfg = SAEConfig(architecture=architecture, d_in=int(d_in), d_sae=int(d_sae), k=int(k) if cls.uses_k else 32,
                     apply_b_dec_to_input=apply_b_dec_to_input, metadata=dict(metadata or {}))
     sae = create_sae(cfg, seed=0)
     with torch.no_grad():

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from autointerp.errors import UserError
-from autointerp.rundir.sae_source import gemma_scope_hookpoint
+from autointerp.sae.pretrained.formats import gemma_scope_hookpoint
 from autointerp.sae.pretrained.common import Pretrained, as_tensor, build_sae
 
 

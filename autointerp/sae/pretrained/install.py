@@ -18,9 +18,10 @@ from autointerp.io import write_json
 from autointerp.models.load import load_model
 from autointerp.rundir.layout import ModelDir, RunDir, ShardPaths
 from autointerp.rundir.record import Decision, StageRecord, decide
-from autointerp.rundir.sae_source import describe, hub_reference, same_reference
 from autointerp.sae.metrics import compute_metrics
-from autointerp.sae.pretrained import Pretrained, load_pretrained
+from autointerp.sae.pretrained import load_pretrained
+from autointerp.sae.pretrained.common import Pretrained
+from autointerp.sae.pretrained.formats import describe, hub_reference, same_reference
 from autointerp.sae.saelens import save_sae
 
 

@@ -21,7 +21,7 @@ from safetensors.torch import load_file
 
 from autointerp.errors import UserError
 from autointerp.rundir.layout import LLAMA_SCOPE_CHECKPOINT_DIR, LLAMA_SCOPE_HPARAMS_FILE, LLAMA_SCOPE_WEIGHTS_FILE
-from autointerp.rundir.sae_source import hookpoint, llama_scope_hyperparams
+from autointerp.sae.pretrained.formats import hookpoint, llama_scope_hyperparams
 from autointerp.sae.pretrained.common import Pretrained, as_tensor, build_sae
 
 

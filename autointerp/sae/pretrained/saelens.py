@@ -15,22 +15,23 @@ from safetensors import safe_open
 
 from autointerp.errors import UserError
 from autointerp.rundir.layout import SAEFiles
-from autointerp.rundir.sae_source import saelens_config, saelens_hookpoint
-from autointerp.sae.config import _ALIASES
+from autointerp.sae.pretrained.formats import saelens_config, saelens_hookpoint
+from autointerp.sae.config import ARCHITECTURE_ALIASES
 from autointerp.sae.pretrained.common import Pretrained
+from autointerp.sae.registry import ARCHITECTURES
 from autointerp.sae.saelens import load_sae
-
-SUPPORTED = ("standard", "relu", "topk", "batchtopk", "batch_topk", "jumprelu")
 
 
 def load(directory: Path) -> Pretrained:
     files = SAEFiles(directory)
     raw = saelens_config(files.cfg)
     arch = str(raw.get("architecture") or "standard")
-    if arch not in SUPPORTED:
+    if ARCHITECTURE_ALIASES.get(arch, arch) not in ARCHITECTURES:
+        names = sorted({cls.saelens_name or name for name, cls in ARCHITECTURES.items()})
         raise UserError(f"{files.cfg}: SAELens architecture {arch!r} is not supported; autointerp runs "
-                        "standard, topk, batchtopk and jumprelu SAEs")
-    if _ALIASES.get(arch, arch) == "jumprelu" and raw.get("autointerp_architecture") in (None, "jumprelu"):
+                        f"{', '.join(names)} SAEs")
+    cls = ARCHITECTURES.get(raw.get("autointerp_architecture") or ARCHITECTURE_ALIASES.get(arch, arch))
+    if cls is not None and cls.requires_threshold:
         try:
             with safe_open(str(files.weights), framework="pt") as f:
                 has_threshold = "threshold" in f.keys()

@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 
 from autointerp.errors import UserError
 from autointerp.rundir.layout import SAE_CFG_FILE, SPARSIFY_WEIGHTS_FILE
-from autointerp.rundir.sae_source import hookpoint
+from autointerp.sae.pretrained.formats import hookpoint
 from autointerp.sae.pretrained.common import Pretrained, as_tensor, build_sae
 
 
