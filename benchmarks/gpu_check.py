@@ -2,7 +2,7 @@
 one CUDA device, in one run of a few minutes (sized for a 15-minute device lease, see docs/gpu.md).
 
 Everything it needs is built on the spot: random-weight models from configs (a 12-layer d=768 GPT-2 and a
-Gemma-3-270M-shaped model, with the tiny test tokenizers of tests/tiny_models.py) and the factbook
+Gemma-3-270M-shaped model, with the tiny test tokenizers of tests/helpers/tiny_models.py) and the factbook
 excerpt carried in benchmarks/data/gpu_corpus.jsonl (70 CIA World Factbook sections, public domain, 200 KB,
 repeated under new ids). It imports only what the device image has (torch,
 transformers, safetensors, scipy, pandas, pyarrow, rich, typer, pytest): no datasets, openai or gguf.
@@ -51,7 +51,7 @@ from autointerp.sae.config import SAEConfig  # noqa: E402
 from autointerp.sae.registry import create_sae  # noqa: E402
 from autointerp.sae.trainer import TrainConfig, train_sae  # noqa: E402
 from compare import make_pair  # noqa: E402  (benchmarks/compare.py)
-from tiny_models import make_tokenizer  # noqa: E402
+from helpers.tiny_models import make_tokenizer  # noqa: E402  (tests/helpers/)
 
 CORPUS = ROOT / "benchmarks" / "data" / "gpu_corpus.jsonl"
 DEVICE = "cuda"  # --smoke-cpu runs every step on the CPU at toy sizes (to test this script without a GPU)

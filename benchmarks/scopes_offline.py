@@ -6,7 +6,7 @@ Llama Scope SAE (8x: 32k latents). Offline, without the gated models, this runs 
 * the embedded gemma-3-270m (layer 6) read by a Gemma Scope file of width 16,384 (``width_16k/average_l0_71/
   params.npz``: W_enc, W_dec, b_enc, b_dec, per-latent JumpReLU thresholds), and the embedded minilm-l6 (layer 3)
   read by a Llama Scope directory of width 32,768 (``hyperparams.json`` with a scalar JumpReLU threshold and
-  dataset-wise norm, ``checkpoints/final.safetensors``), written as tests/pretrained_formats.py writes them;
+  dataset-wise norm, ``checkpoints/final.safetensors``), written as tests/helpers/pretrained_formats.py writes them;
 * random encoder/decoder weights whose sparsity is set from the run's own harvest: latent i fires on a share f_i
   of tokens, f log-normal (published SAEs' density histograms are roughly log-normal) with sum f = L0 (82 for
   Gemma Scope's average_l0_71, 50 for Llama Scope): the threshold (Gemma) or encoder bias (Llama, whose
@@ -84,7 +84,7 @@ def sample(run: Path, slug: str, n: int) -> np.ndarray:
 
 def write_saes(root: Path, run: Path | None, rng: np.random.Generator, n_sample: int) -> dict[str, Path]:
     """Both SAEs; with ``run`` (harvested) their sparsity is set from its activations, else placeholders."""
-    from pretrained_formats import random_weights, write_gemma_scope, write_llama_scope
+    from helpers.pretrained_formats import random_weights, write_gemma_scope, write_llama_scope
 
     out = {}
     slug, layer, width, l0 = GEMMA

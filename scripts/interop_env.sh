@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build (idempotently) the separate venv the label-interop test drives: tests/test_interop_compat.py.
+# Build (idempotently) the separate venv the label-interop test drives: tests/explain/test_interop_compat.py.
 #
 #   bash scripts/interop_env.sh            # -> .venv-interop/ next to this repo (self-gitignored)
 #

@@ -1,4 +1,4 @@
-"""Run the real delphi and neuronpedia code for tests/test_interop_compat.py, inside scripts/interop_env.sh's venv.
+"""Run the real delphi and neuronpedia code for tests/explain/test_interop_compat.py, inside scripts/interop_env.sh's venv.
 
     .venv-interop/bin/python scripts/interop_probe.py PLAN.json
 

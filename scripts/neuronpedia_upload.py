@@ -8,7 +8,7 @@ of which autointerp depends on. The model must exist on Neuronpedia (``neuronped
 ``--create-source-set`` creates the source set first (Neuronpedia then makes one source per layer,
 ``<layer>-<set>``). Each record becomes ``Explanation.from_np_db_json(record)`` on a ``Feature``, sent with
 ``Source.upload_batch`` in batches of the package's maximum (128); no activations are sent.
-tests/test_interop_compat.py runs ``upload`` on the real package with only the HTTP request captured.
+tests/explain/test_interop_compat.py runs ``upload`` on the real package with only the HTTP request captured.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 #
 #   bash scripts/peer_env.sh LABEL VENV REQUIREMENT...
 #
-# Used by scripts/saelens_env.sh (sae-lens, for tests/test_saelens_compat.py) and benchmarks/setup_peers.sh
+# Used by scripts/saelens_env.sh (sae-lens, for tests/sae/test_saelens_compat.py) and benchmarks/setup_peers.sh
 # (eai-sparsify + sae-lens, for benchmarks/sae_train.py). LABEL prefixes every line printed ("saelens_env",
 # "setup_peers"). Peers live outside the project's .venv because they pull packages autointerp does not need
 # (sae-lens: transformer-lens, wandb, plotly, ...; sparsify: schedulefree, simple-parsing, ...) and may want

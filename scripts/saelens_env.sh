@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build (idempotently) the separate venv the SAELens compatibility test drives: tests/test_saelens_compat.py.
+# Build (idempotently) the separate venv the SAELens compatibility test drives: tests/sae/test_saelens_compat.py.
 #
 #   bash scripts/saelens_env.sh            # -> .venv-saelens/ next to this repo (self-gitignored)
 #

@@ -1,4 +1,4 @@
-"""Run real sae_lens code for tests/test_saelens_compat.py, inside the venv built by scripts/saelens_env.sh.
+"""Run real sae_lens code for tests/sae/test_saelens_compat.py, inside the venv built by scripts/saelens_env.sh.
 
     .venv-saelens/bin/python scripts/saelens_probe.py PLAN.json
 

@@ -1,19 +1,26 @@
-"""Shared fixtures: tiny random-weight models saved to disk (loaded by path like real ones) and small corpora."""
+"""Shared fixtures: tiny random-weight models saved to disk (loaded by path like real ones) and small corpora.
+
+Layout: tests mirror the package. A test of ``autointerp/<package>/`` (``sae/pretrained`` included) lives in
+``tests/<package>/``; a test of a top-level module (cli, config, ...), of the package as a whole (architecture,
+docs, GPU, cost, damaged artifacts), of the test helpers themselves, or of a script outside the package
+(``benchmarks/``) stays at the top of ``tests/``. What tests share lives in ``tests/helpers/`` (a package: run
+builders in ``helpers/runs.py``, tiny models, pretrained-SAE writers, the CLI subprocess, fixture plugins) and is
+imported as ``helpers.<module>`` (pyproject.toml puts ``tests/`` on sys.path). Test directories have no
+``__init__.py``, so every test file's basename is unique. No test module imports another test module.
+"""
 
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["llm_fixtures", "crosscode_fixture"]
+pytest_plugins = ["helpers.llm_fixtures", "helpers.crosscode_fixture"]
 
-sys.path.insert(0, str(Path(__file__).parent))
 os.environ.setdefault("AUTOINTERP_PROGRESS", "0")
 
-from tiny_models import FAMILIES, SAMPLE_TEXT, make_tiny_model  # noqa: E402
+from helpers.tiny_models import FAMILIES, SAMPLE_TEXT, make_tiny_model  # noqa: E402  (after AUTOINTERP_PROGRESS)
 
 
 @pytest.fixture

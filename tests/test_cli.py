@@ -13,22 +13,7 @@ import pytest
 
 from autointerp.config import load_config, parse_config
 from autointerp.errors import UserError
-
-ENV = dict(os.environ, AUTOINTERP_PROGRESS="0", COLUMNS="200")
-
-
-def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "autointerp", *map(str, args)], capture_output=True, text=True, env=ENV, cwd=cwd, timeout=300)
-
-
-def assert_one_line_error(result: subprocess.CompletedProcess, *needles: str) -> None:
-    assert result.returncode == 2, (result.returncode, result.stderr)
-    assert "Traceback" not in result.stderr
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
-    for needle in needles:
-        assert needle in lines[0], (needle, lines[0])
-
+from helpers.cli import ENV, assert_one_line_error, cli
 
 def test_help_lists_every_stage():
     result = cli("--help")

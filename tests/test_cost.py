@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 import pytest
-from test_report_fixture import make_run
+from helpers.runs import make_report_run
 
 from autointerp.cli import stage
 from autointerp.config import ModelEntry, RunConfig
@@ -20,7 +20,7 @@ from autointerp.rundir.cost import measure
 from autointerp.rundir.cost_table import cost_rows
 from autointerp.rundir.layout import RunDir
 from autointerp.rundir.stage_cost import RunCost, load_ledger
-from synthetic_run import SyntheticSpec, controls_config, make_synthetic_run
+from helpers.runs import SyntheticSpec, controls_config, make_synthetic_run
 
 LINUX = sys.platform.startswith("linux")
 
@@ -179,7 +179,7 @@ def test_a_harvest_records_its_cost_in_its_manifest(tiny_model_dirs, text_corpus
 
 
 def test_report_shows_the_run_cost_and_report_json_has_it(tmp_path):
-    cfg = make_run(tmp_path)
+    cfg = make_report_run(tmp_path)
     cfg = dataclasses.replace(cfg, report=dataclasses.replace(cfg.report, pages=False, plots=False))
     run = RunDir(cfg.run_path)
 
@@ -222,7 +222,7 @@ def test_report_shows_the_run_cost_and_report_json_has_it(tmp_path):
 def test_a_stage_command_records_its_cost_and_keeps_the_other_stages(tiny_model_dirs, text_corpus, tmp_path):
     """`autointerp harvest` on its own is measured like a stage of `autointerp run`: cost.json gets its entry (the
     report's, written before, stays), the manifest its part; a reused harvest keeps the ledger as it was."""
-    from test_cli import cli
+    from helpers.cli import cli
 
     run = tmp_path / "run"
     args = ["--model", tiny_model_dirs["gpt2"], "--layer", "1", "--dataset", text_corpus, "--max-tokens", "300", "--run-dir", run]

@@ -10,8 +10,8 @@ import pytest
 
 from autointerp.errors import DamagedArtifact, UserError
 from autointerp.io import read_json, read_parquet, write_json
-from test_cli import assert_one_line_error, cli
-from test_report_fixture import make_run
+from helpers.cli import assert_one_line_error, cli
+from helpers.runs import make_report_run
 
 
 def test_readers_name_the_file_and_stay_value_errors(tmp_path):
@@ -34,7 +34,7 @@ def test_readers_name_the_file_and_stay_value_errors(tmp_path):
 @pytest.fixture(scope="module")
 def fixture_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("damaged")
-    make_run(root)
+    make_report_run(root)
     return root / "run"
 
 

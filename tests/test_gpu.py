@@ -155,7 +155,7 @@ def test_harvest_bf16_on_cuda_matches_fp32_on_cpu(tiny_model_dirs, text_corpus, 
 @pytest.mark.gpu
 @needs_cuda
 def test_sae_training_on_cuda_matches_cpu_and_resumes_across_devices(tmp_path):
-    from superposition import make_superposition_data
+    from helpers.superposition import make_superposition_data
 
     from autointerp.sae.config import SAEConfig
     from autointerp.sae.registry import create_sae

@@ -1,4 +1,4 @@
-"""Tests for the tiny offline model fixtures in tests/tiny_models.py."""
+"""Tests for the tiny offline model fixtures in tests/helpers/tiny_models.py."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer
 
-from tiny_models import (  # tests/ is on sys.path via conftest.py
+from helpers.tiny_models import (  # tests/ is on sys.path via conftest.py
     CAUSAL_FAMILIES,
     FAMILIES,
     MAX_POSITIONS,

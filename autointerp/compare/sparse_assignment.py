@@ -14,7 +14,7 @@ counting 0. That is the dense Hungarian's objective (``matching.hungarian``) on 
 dense one must pair every feature of the smaller side, if need be at a negative correlation, where this one
 leaves the feature unmatched (counted: ``LevelResult.summary``'s ``n_unmatched_a`` / ``_b``). A leftover dense pair
 sits near or below 0, far below the null threshold, so the shared pairs are the same (tested against the dense
-Hungarian in tests/test_sparse_matching.py). With ``duals=True`` it also returns the LP duals that prove the
+Hungarian in tests/compare/test_sparse_matching.py). With ``duals=True`` it also returns the LP duals that prove the
 matching optimal, from which ``compare.sparse_matching`` checks the pairs the candidates left out.
 """
 

@@ -2,7 +2,7 @@
 
 Why: labels made elsewhere (a bigger explainer, delphi's pipeline, Neuronpedia's published explanations) can
 then be scored and compared here without re-labelling, and ours can be scored by delphi or shown on
-Neuronpedia. Each layout is the one the tool's own code reads and writes; tests/test_interop_compat.py checks
+Neuronpedia. Each layout is the one the tool's own code reads and writes; tests/explain/test_interop_compat.py checks
 them against the real eai-delphi and neuronpedia packages.
 
 - ``delphi``: one file per latent, ``explanations/<module>_latent<N>.txt``, holding the explanation as a JSON

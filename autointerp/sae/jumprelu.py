@@ -24,5 +24,5 @@ class JumpReLUSAE(SparseAutoencoder):
     def _select(self, pre: Tensor) -> EncoderOutput:
         # ``pre`` is already relu(x @ W_enc + b_enc) (base._pre_acts), so this is exactly the published
         # relu(h) * (h > threshold) (Gemma Scope, SAELens' JumpReLUSAE.encode) for any threshold sign:
-        # where h <= 0 both give 0, elsewhere relu(h) = h. Tested against numpy in tests/test_pretrained_saes.py.
+        # where h <= 0 both give 0, elsewhere relu(h) = h. Tested against numpy in tests/sae/pretrained/test_pretrained_saes.py.
         return to_sparse(pre * (pre > self.threshold.to(pre.dtype)))

@@ -12,7 +12,7 @@ gradients are built from the (values, indices) pairs alone:
 
 Measured on the benchmark's shapes (N 1024, d_in 384, d_sae 3072, k 32, 2 CPU threads) this removes
 two thirds of the matmul time per step. The forward results are bit-identical to the dense path and the
-gradients agree to float rounding (tests/test_sparse_ops.py checks both against plain autograd).
+gradients agree to float rounding (tests/sae/test_sparse_ops.py checks both against plain autograd).
 """
 
 from __future__ import annotations
