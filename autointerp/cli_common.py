@@ -109,7 +109,7 @@ def load_run_config(config: Optional[Path], run_dir: Optional[Path], name: Optio
         folder = run_dir if run_dir is not None else Path("runs") / (name or "default")
         saved = RunDir(folder).config
         builtin = not saved.is_file()
-        cfg = load_config(saved) if saved.is_file() else RunConfig()
+        cfg = load_config(saved, saved=True) if saved.is_file() else RunConfig()
     return apply_overrides(cfg, {}, {}, dict(run_dir=str(run_dir) if run_dir else None, name=name), sae=sae,
                            model=model, builtin=builtin)
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import re
-import tomllib
 import types
 import typing
 from dataclasses import dataclass, field
@@ -37,13 +36,14 @@ from autointerp.compare.config import CompareConfig
 from autointerp.crosscode.config import CrosscodeConfig
 from autointerp.controls.config import ControlsConfig
 from autointerp.data.corpus import CorpusConfig, validate_corpus
-from autointerp.errors import UserError
+from autointerp.errors import DamagedArtifact, UserError
 from autointerp.eval.config import ScoreConfig
 from autointerp.explain.config import ExplainConfig
 from autointerp.llm.config import LLMConfig
 from autointerp.report.config import ReportConfig
 from autointerp.exemplars.config import ExemplarConfig
 from autointerp.harvest.config import HarvestConfig
+from autointerp.io import read_toml
 from autointerp.models.resolve import random_weights_spec
 from autointerp.sae.config import SAEConfig, TrainConfig
 from autointerp.sweep.config import SweepConfig
@@ -315,8 +315,13 @@ def parse_config(data: dict, source: str = "config") -> RunConfig:
     return cfg
 
 
-def load_config(path: Path | str | None) -> RunConfig:
-    """Read a TOML run config: a file, a packaged config's name (``parity``), or None for the default."""
+# A run's saved config.toml is rewritten by every stage from its flags / --config: a damaged one can go.
+SAVED_CONFIG_FIX = "fix it, or delete it and pass --config (or the flags) again"
+
+
+def load_config(path: Path | str | None, *, saved: bool = False) -> RunConfig:
+    """Read a TOML run config: a file, a packaged config's name (``parity``), or None for the default.
+    ``saved``: the run directory's own config.toml (a damaged one is a ``DamagedArtifact``, not a typo to fix)."""
     if path is None:
         return RunConfig()
     path = Path(path)
@@ -324,13 +329,17 @@ def load_config(path: Path | str | None) -> RunConfig:
     if not path.exists() and path.suffix == "" and builtin.is_file():
         path = builtin  # a packaged config by name, e.g. `--config parity`
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = read_toml(path, fix=SAVED_CONFIG_FIX)
     except FileNotFoundError as exc:
         raise UserError(f"config file not found: {path}") from exc
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
         raise UserError(f"cannot read config file {path}: {exc}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise UserError(f"config file {path} is not valid TOML: {exc}") from exc
+    except DamagedArtifact as exc:
+        if saved:
+            raise
+        raise UserError(f"config file {path} is not valid TOML: {exc.__cause__}") from exc
+    if saved and not data.get("models"):  # every saved config lists its models: an empty or cut one lost them
+        raise DamagedArtifact(path, "no [[models]]: empty or cut short", SAVED_CONFIG_FIX)
     return parse_config(data, str(path))
 
 

@@ -24,10 +24,11 @@ class UserError(Exception):
 class DamagedArtifact(UserError, ValueError):
     """A run artifact exists but cannot be read (truncated, 0 bytes, not JSON / parquet, a column missing).
 
-    One message for every reader of every artifact (``autointerp.io.read_json`` / ``read_parquet``): the path,
+    One message for every reader of every artifact (``autointerp.io``: JSON, parquet, safetensors, TOML, .npz): the path,
     what is wrong, and the fix. A ValueError too, so readers that treat a damaged optional file as absent
     (caches, records) keep doing so."""
 
-    def __init__(self, path, problem: str):
-        super().__init__(f"{path} is damaged ({problem}); re-run the stage that writes it with --overwrite, or delete it")
+    def __init__(self, path, problem: str, fix: str | None = None):
+        problem = " ".join(str(problem).split())  # one line, whatever the underlying library printed
+        super().__init__(f"{path} is damaged ({problem}); {fix or 're-run the stage that writes it with --overwrite, or delete it'}")
         self.path = path

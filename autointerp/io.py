@@ -48,15 +48,16 @@ def write_json(dest: Path | str, data: object) -> None:
         tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
 
 
-def read_json(path: Path | str) -> dict:
-    """The JSON in ``path``; a missing file raises FileNotFoundError, a damaged one ``DamagedArtifact`` naming it."""
+def read_json(path: Path | str, fix: str | None = None) -> dict:
+    """The JSON in ``path``; a missing file raises FileNotFoundError, a damaged one ``DamagedArtifact`` naming it
+    (and ``fix``, when remaking it is not a re-run of its stage with --overwrite)."""
     from autointerp.errors import DamagedArtifact
 
     path = Path(path)
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DamagedArtifact(path, f"not valid JSON: {exc}") from exc
+        raise DamagedArtifact(path, f"not valid JSON: {exc}", fix) from exc
 
 
 @contextlib.contextmanager
@@ -81,6 +82,71 @@ def read_parquet(path: Path | str, **kwargs):
 
     with parquet_errors(path):
         return pd.read_parquet(path, **kwargs)
+
+
+@contextlib.contextmanager
+def safetensors_errors(path: Path | str, fix: str | None = None) -> Iterator[None]:
+    """Around one safetensors read: a file safetensors cannot read (0 bytes, truncated, not safetensors)
+    becomes ``DamagedArtifact`` naming it (``fix``: how to remake it, when not a re-run with --overwrite); a
+    missing one stays FileNotFoundError."""
+    from safetensors import SafetensorError
+
+    from autointerp.errors import DamagedArtifact
+
+    try:
+        yield
+    except FileNotFoundError:
+        raise
+    except (SafetensorError, OSError) as exc:
+        raise DamagedArtifact(path, f"cannot be read as safetensors: {exc}", fix) from exc
+
+
+@contextlib.contextmanager
+def open_safetensors(path: Path | str, framework: str = "pt", fix: str | None = None):
+    """``safetensors.safe_open`` for run artifacts (lazy: header, metadata, slices); errors as ``safetensors_errors``."""
+    from safetensors import safe_open
+
+    with safetensors_errors(path, fix), safe_open(str(path), framework=framework) as f:
+        yield f
+
+
+def read_safetensors(path: Path | str, framework: str = "pt", fix: str | None = None) -> dict:
+    """Every tensor of a safetensors file (``framework`` "pt" or "numpy"); errors as ``safetensors_errors``."""
+    import importlib
+
+    load_file = importlib.import_module(f"safetensors.{'torch' if framework == 'pt' else framework}").load_file
+    with safetensors_errors(path, fix):
+        return load_file(str(path))
+
+
+def read_toml(path: Path | str, fix: str | None = None) -> dict:
+    """The TOML in ``path``; a missing file raises FileNotFoundError, a damaged one ``DamagedArtifact``."""
+    import tomllib
+
+    from autointerp.errors import DamagedArtifact
+
+    path = Path(path)
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise DamagedArtifact(path, f"not valid TOML: {exc}", fix) from exc
+
+
+def read_npz(path: Path | str, fix: str | None = None) -> dict:
+    """Every array of an .npz file (no pickles); a damaged one raises ``DamagedArtifact``."""
+    import zipfile
+
+    import numpy as np
+
+    from autointerp.errors import DamagedArtifact
+
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            return {k: stored[k] for k in stored.files}
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise DamagedArtifact(path, f"cannot be read as .npz: {exc}", fix) from exc
 
 
 def file_sha256(path: Path | str) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 
 from autointerp.config import RunConfig, to_toml
-from autointerp.io import atomic_path, read_json, write_json
+from autointerp.io import atomic_path, read_json, read_toml, write_json
 from autointerp.rundir.layout import RunDir
 
 log = logging.getLogger("autointerp")
@@ -43,8 +43,8 @@ def run_dir_differences(cfg: RunConfig, settings: bool = True) -> list[str]:
     has_outputs = bool(RunDir(cfg.run_path).harvest_manifests())  # a config saved by an attempt that failed early is no history
     if settings and path.is_file() and has_outputs:
         try:
-            old = _flatten(tomllib.loads(path.read_text(encoding="utf-8")))
-        except (OSError, tomllib.TOMLDecodeError):
+            old = _flatten(read_toml(path))
+        except (OSError, ValueError):  # a damaged config.toml is no history (the stage names it when it reads it)
             old = None
         if old is not None:
             new = _flatten(tomllib.loads(to_toml(cfg)))

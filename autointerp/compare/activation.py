@@ -26,7 +26,7 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from safetensors.numpy import load_file, save_file
+from safetensors.numpy import save_file
 
 from autointerp.compare.bootstrap import PairMoments, block_weights, document_blocks, matching_replicates, percentile_interval
 from autointerp.compare.candidates import CandidateCorrelation
@@ -39,8 +39,8 @@ from autointerp.compare.matching_plan import plan_matching
 from autointerp.compare.sparse_matching import sparse_matching
 from autointerp.compare.units import WordIndex, aligned_pairs, derangement, null_pairs
 from autointerp.data.corpus import Document
-from autointerp.errors import UserError
-from autointerp.io import atomic_path
+from autointerp.errors import DamagedArtifact, UserError
+from autointerp.io import atomic_path, read_json, read_safetensors
 from autointerp.rundir.layout import PairDir, SAEFiles
 
 log = logging.getLogger("autointerp")
@@ -126,8 +126,8 @@ def _load_cached(path: Path, key: str, level: str, alpha: float) -> LevelResult 
     if not path.is_file():
         return None
     try:
-        t = load_file(str(path))
-    except Exception:  # noqa: BLE001 - a damaged cache is recomputed, never trusted
+        t = read_safetensors(path, "numpy")
+    except DamagedArtifact:  # a damaged cache is recomputed, never trusted
         return None
     if bytes(t["key"]).decode() != key or "rare_a" not in t:
         return None
@@ -187,7 +187,7 @@ def sae_width(m: ComparedModel) -> int:
     from autointerp.sae.saelens import config_from_json
 
     try:
-        return int(config_from_json(json.loads(SAEFiles(m.sae_dir).cfg.read_text())).d_sae)
+        return int(config_from_json(read_json(SAEFiles(m.sae_dir).cfg)).d_sae)
     except (OSError, ValueError, UserError):  # unreadable: load_sae names the problem when it gets there
         return 0
 
@@ -357,8 +357,8 @@ def pair_replicates(pair: PairDir, level: str = "word") -> PairReplicates | None
     if not path.is_file():
         return None
     try:
-        t = load_file(str(path))
-    except Exception:  # noqa: BLE001 - a damaged cache holds no replicates
+        t = read_safetensors(path, "numpy")
+    except DamagedArtifact:  # a damaged cache holds no replicates
         return None
     if "boot_shared_bits" not in t:
         return None

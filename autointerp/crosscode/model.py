@@ -27,15 +27,14 @@ Decoder norms are reported in the common-norm space: |raw d_j^m| x s_m.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import Tensor
 
 from autointerp.errors import UserError
-from autointerp.io import atomic_path, write_json
+from autointerp.io import atomic_path, read_json, read_safetensors, write_json
 from autointerp.rundir.layout import SAE_CFG_FILE, CROSSCODER_WEIGHTS_FILE
 from autointerp.sae.config import SAEConfig
 from autointerp.sae.topk import BatchTopKSAE
@@ -102,10 +101,10 @@ def save_crosscoder(cc: CrossCoder, out_dir: Path, meta: dict) -> None:
 def load_crosscoder(out_dir: Path) -> CrossCoder:
     """The crosscoder saved by ``save_crosscoder``, in eval mode (thresholded, batch-independent latents)."""
     try:
-        cfg = json.loads((out_dir / SAE_CFG_FILE).read_text(encoding="utf-8"))
-        t = load_file(str(out_dir / CROSSCODER_WEIGHTS_FILE))
-    except (OSError, ValueError) as e:
-        raise UserError(f"no readable crosscoder in {out_dir} ({e}); run `autointerp crosscode` to train it") from e
+        cfg = read_json(out_dir / SAE_CFG_FILE)
+        t = read_safetensors(out_dir / CROSSCODER_WEIGHTS_FILE)
+    except FileNotFoundError as e:
+        raise UserError(f"no crosscoder in {out_dir} ({e.filename} is missing); run `autointerp crosscode` to train it") from e
     if cfg.get("architecture") != ARCHITECTURE:
         raise UserError(f"{out_dir / SAE_CFG_FILE} is not a crosscoder config (architecture {cfg.get('architecture')!r})")
     s_a, s_b = cfg["scales"]

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import math
 import time
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from autointerp.exemplars.kinds import HARD_NEGATIVE
 from autointerp.exemplars.current import require_exemplars
 from autointerp.explain.labels import lexical_labels, llm_labels, read_labels, read_meta, store_usage, write_labels, write_meta
 from autointerp.explain.prompts import load_template, prompt_sha
+from autointerp.io import read_json
 from autointerp.llm.base import LLMClient, Usage
 from autointerp.progress import console
 from autointerp.rundir.layout import ModelDir
@@ -53,7 +53,7 @@ def scoring_level(model_dir: Path) -> str:
         if not path.is_file():
             continue
         try:
-            level = read(json.loads(path.read_text(encoding="utf-8")))
+            level = read(read_json(path))
         except (OSError, ValueError, AttributeError):
             continue
         if level in LEVELS:
@@ -161,7 +161,7 @@ def hard_negatives_missing(model_dir: Path, level: str) -> str:
         return "sequence level: hard negatives are mined at token level only"
     files = ModelDir(Path(model_dir))
     try:
-        mined = (json.loads(files.exemplars_meta.read_text(encoding="utf-8")).get("hard_negatives") or {}).get("mined")
+        mined = (read_json(files.exemplars_meta).get("hard_negatives") or {}).get("mined")
     except (OSError, ValueError, AttributeError):
         mined = None
     if not mined:

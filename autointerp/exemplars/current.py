@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from autointerp.errors import UserError
+from autointerp.errors import DamagedArtifact, UserError
 from autointerp.io import file_sha256
 from autointerp.rundir.layout import ModelDir
 from autointerp.rundir.record import StageRecord
@@ -21,6 +21,8 @@ def require_exemplars(model_dir: Path) -> None:
     if not model.exemplars.is_file():
         raise UserError(f"no exemplars in {model_dir}; run `autointerp exemplars` first")
     record = StageRecord.load(model.exemplars_record)
+    if record is None and model.exemplars_record.is_file():  # damaged: which SAE mined them is unknown
+        raise DamagedArtifact(model.exemplars_record, "not a stage record", "re-run `autointerp exemplars --overwrite`")
     if record is not None and model.sae.weights.is_file():
         mined_with = record.inputs.get("sae_sha256")
         if mined_with and mined_with != file_sha256(model.sae.weights):

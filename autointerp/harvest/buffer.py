@@ -16,15 +16,14 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
 from torch import Tensor
 
 from autointerp.errors import UserError
+from autointerp.io import open_safetensors
 
 
 
-def _open_error(path: Path, e: Exception) -> UserError:
-    return UserError(f"activation shard {path} is unreadable ({e}); delete it and re-run the harvest")
+_FIX = "delete it and re-run the harvest (or harvest with --overwrite)"
 
 
 def shard_shape(path: str | Path, key: str = "activations") -> tuple[int, int]:
@@ -32,17 +31,12 @@ def shard_shape(path: str | Path, key: str = "activations") -> tuple[int, int]:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"activation shard {path} does not exist; re-run the harvest or fix the path")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            keys = list(f.keys())
-            if key not in keys:
-                raise UserError(f"shard {path} has no tensor {key!r} (has {sorted(keys)}); pass the right key")
-            sl = f.get_slice(key)
-            shape, dtype = sl.get_shape(), sl.get_dtype()
-    except UserError:
-        raise
-    except Exception as e:
-        raise _open_error(path, e) from e
+    with open_safetensors(path, fix=_FIX) as f:
+        keys = list(f.keys())
+        if key not in keys:
+            raise UserError(f"shard {path} has no tensor {key!r} (has {sorted(keys)}); pass the right key")
+        sl = f.get_slice(key)
+        shape, dtype = sl.get_shape(), sl.get_dtype()
     if len(shape) != 2:
         raise UserError(f"shard {path}: {key!r} has shape {shape}, expected 2-D [tokens, d_in]; re-harvest")
     if dtype.upper() not in {"F32", "F16", "BF16", "F64"}:
@@ -51,14 +45,11 @@ def shard_shape(path: str | Path, key: str = "activations") -> tuple[int, int]:
 
 
 def _read_chunks(path: Path, key: str, chunk_rows: int) -> Iterator[Tensor]:
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            sl = f.get_slice(key)
-            n = sl.get_shape()[0]
-            for start in range(0, n, chunk_rows):
-                yield sl[start:start + chunk_rows].to(torch.float32)
-    except Exception as e:
-        raise _open_error(path, e) from e
+    with open_safetensors(path, fix=_FIX) as f:
+        sl = f.get_slice(key)
+        n = sl.get_shape()[0]
+        for start in range(0, n, chunk_rows):
+            yield sl[start:start + chunk_rows].to(torch.float32)
 
 
 def iter_activation_batches(shard_paths: Sequence[str | Path], batch_size: int, buffer_rows: int = 262144,

@@ -35,7 +35,7 @@ def harvest_config(stage: Stage, common: dict, given: dict[str, dict]) -> RunCon
     cfg, saved = load_config(config), None
     if config is None:  # a run that already has a config keeps its models: see harvest_models
         path = RunDir(run_dir if run_dir is not None else Path("runs") / (name or "default")).config
-        saved = load_config(path) if path.is_file() else None
+        saved = load_config(path, saved=True) if path.is_file() else None
     harvest = given.get("harvest") or {}
     if model:
         cfg, _ = harvest_models(saved or cfg, model, kept=saved is not None, flags=set_flags(layer=harvest.get("layer"), site=harvest.get("site")))

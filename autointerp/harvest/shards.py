@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
-from autointerp.io import atomic_path, read_parquet
+from autointerp.io import atomic_path, read_parquet, read_safetensors
 from autointerp.rundir.layout import ShardPaths
 
 ACTIVATIONS_KEY = "activations"
@@ -35,4 +35,5 @@ def write_shard(harvest_dir: Path, index: int, activations: torch.Tensor, rows: 
 
 def read_shard(harvest_dir: Path, index: int) -> tuple[torch.Tensor, pd.DataFrame]:
     paths = ShardPaths.of(harvest_dir, index)
-    return load_file(str(paths.activations))[ACTIVATIONS_KEY], read_parquet(paths.index)
+    fix = "delete it and re-run the harvest (or harvest with --overwrite)"
+    return read_safetensors(paths.activations, fix=fix)[ACTIVATIONS_KEY], read_parquet(paths.index)

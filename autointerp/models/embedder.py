@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from autointerp.errors import UserError
-from autointerp.io import atomic_path
+from autointerp.io import atomic_path, read_npz
 from autointerp.models.resolve import EMBEDDED_MODELS, resolve_model
 
 DEFAULT_EMBEDDER = "minilm-l6"
@@ -64,9 +64,9 @@ def embed_texts_cached(texts: list[str], spec: str, cache: Path, batch_size: int
     known: dict[str, np.ndarray] = {}
     if Path(cache).is_file():
         try:
-            with np.load(cache, allow_pickle=False) as stored:
-                known = dict(zip(stored["keys"].tolist(), stored["embeddings"]))
-        except (OSError, ValueError, KeyError):  # a damaged cache is only a cache: embed again
+            stored = read_npz(cache)
+            known = dict(zip(stored["keys"].tolist(), stored["embeddings"]))
+        except (OSError, ValueError, KeyError):  # a damaged cache (DamagedArtifact is a ValueError) is only a cache: embed again
             known = {}
     todo = sorted({k: t for k, t in zip(keys, texts) if k not in known}.items())
     if todo:

@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import Tensor
 
 from autointerp.errors import UserError
-from autointerp.io import atomic_path
+from autointerp.io import atomic_path, read_json, read_safetensors
 from autointerp.rundir.layout import SAE_CFG_FILE as CFG_FILE, SAE_SPARSITY_FILE as SPARSITY_FILE, SAE_WEIGHTS_FILE as WEIGHTS_FILE
 from autointerp.sae.base import SparseAutoencoder
 from autointerp.sae.config import SAEConfig
@@ -89,15 +89,9 @@ def load_sae(directory: str | Path, device: str | torch.device = "cpu") -> Spars
     for p in (cfg_path, w_path):
         if not p.is_file():
             raise UserError(f"{p} is missing; point at a directory containing a trained SAE (or re-run training)")
-    try:
-        raw = json.loads(cfg_path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise UserError(f"{cfg_path} is not valid JSON ({e}); re-save the SAE") from e
+    raw = read_json(cfg_path, fix="re-save the SAE (re-run training with --overwrite, or re-download it)")
     cfg = config_from_json(raw)
-    try:
-        tensors = load_file(str(w_path))
-    except Exception as e:  # safetensors raises SafetensorError / OSError / ValueError on bad files
-        raise UserError(f"{w_path} is corrupt or truncated ({e}); delete it and re-train or re-download") from e
+    tensors = read_safetensors(w_path, fix="delete it and re-train (with --overwrite) or re-download")
     if raw.get("rescale_acts_by_decoder_norm") and {"W_enc", "b_enc", "W_dec"} <= tensors.keys():
         # SAELens TopK: acts = topk(pre * |W_dec_i|), decoded as acts / |W_dec_i| @ W_dec; fold the norms in
         norms = tensors["W_dec"].float().norm(dim=1).clamp_min(1e-8)

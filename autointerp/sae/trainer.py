@@ -18,13 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import Tensor
 
-from autointerp.errors import UserError
+from autointerp.errors import DamagedArtifact, UserError
 from autointerp.rundir.layout import CHECKPOINT_FILE
-from autointerp.io import atomic_path
+from autointerp.io import atomic_path, open_safetensors
 from autointerp import distributed as ddp
 from autointerp.sae.base import SparseAutoencoder
 from autointerp.sae.config import TrainConfig  # the [train] section
@@ -117,12 +116,13 @@ def _save_checkpoint(path: Path, sae: SparseAutoencoder, opt: torch.optim.Optimi
 
 def _load_checkpoint(path: Path, sae: SparseAutoencoder, opt: torch.optim.Optimizer, cfg: TrainConfig,
                      device: torch.device) -> _State:
-    try:
-        with safe_open(str(path), framework="pt") as f:
+    fix = "delete it to restart training"
+    with open_safetensors(path, fix=fix) as f:
+        try:
             meta = json.loads((f.metadata() or {})["trainer"])
-            tensors = {k: f.get_tensor(k) for k in list(f.keys())}
-    except Exception as e:
-        raise UserError(f"checkpoint {path} is unreadable ({e}); delete it to restart training") from e
+        except (KeyError, ValueError) as e:
+            raise DamagedArtifact(path, f"no trainer state in its header: {e}", fix) from e
+        tensors = {k: f.get_tensor(k) for k in list(f.keys())}
     def shape(cfg: dict) -> dict:  # expansion_factor is informational once d_sae is resolved
         return {k: v for k, v in cfg.items() if k != "expansion_factor"}
 

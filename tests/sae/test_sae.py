@@ -139,10 +139,10 @@ def test_load_errors(tmp_path):
     w_path = tmp_path / WEIGHTS_FILE
     good = w_path.read_bytes()
     w_path.write_bytes(good[: len(good) // 2])  # truncated download / killed writer
-    with pytest.raises(UserError, match="corrupt or truncated"):
+    with pytest.raises(UserError, match="damaged"):
         load_sae(tmp_path)
     w_path.write_bytes(b"\x00" * 100)
-    with pytest.raises(UserError, match="corrupt or truncated"):
+    with pytest.raises(UserError, match="damaged"):
         load_sae(tmp_path)
     w_path.write_bytes(good)
     load_sae(tmp_path)

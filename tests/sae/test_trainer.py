@@ -190,7 +190,7 @@ def test_buffer_loop_and_errors(tmp_path):
     with pytest.raises(UserError, match="different widths"):
         iter_activation_batches([paths[0], tmp_path / "narrow.safetensors"], 8)
     (tmp_path / "junk.safetensors").write_bytes(b"\x07" * 64)
-    with pytest.raises(UserError, match="unreadable"):
+    with pytest.raises(UserError, match="damaged"):
         iter_activation_batches([tmp_path / "junk.safetensors"], 8)
     train, held = held_out_split(list(reversed(paths)))
     assert train == paths[:2] and held == paths[2:]

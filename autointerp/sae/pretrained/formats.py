@@ -16,17 +16,20 @@ whether the run already holds an SAE is the run's record (``autointerp.rundir.sa
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from autointerp.errors import UserError
+from autointerp.errors import DamagedArtifact, UserError
 from autointerp.hub import hub_reachable
+from autointerp.io import read_json
 from autointerp.rundir.layout import (GEMMA_SCOPE_FILE, LLAMA_SCOPE_CHECKPOINT_DIR, LLAMA_SCOPE_HPARAMS_FILE,
                                       LLAMA_SCOPE_WEIGHTS_FILE, SAE_CFG_FILE, SAE_WEIGHTS_FILE, SPARSIFY_WEIGHTS_FILE,
                                       SAEFiles)
+
+# The fix for a damaged file of a pretrained SAE: it is the user's input (--sae), not a run artifact a stage remakes.
+REDOWNLOAD = "re-download the SAE"
 
 # ------------------------------------------------------------------------------------------ where the files are
 HF_PREFIX = "hf://"
@@ -126,9 +129,9 @@ def named_hookpoint(hook: str | None) -> Hookpoint:
 def saelens_config(path: Path) -> dict:
     """An SAELens cfg.json as a dict (one-line error when it is not one)."""
     try:
-        raw = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise UserError(f"{path} is not valid JSON ({e}); re-download the SAE") from e
+        raw = read_json(path, fix=REDOWNLOAD)
+    except OSError as e:
+        raise UserError(f"{path} cannot be read ({e}); {REDOWNLOAD}") from e
     if not isinstance(raw, dict):
         raise UserError(f"{path} is not a JSON object; it is not an SAELens {SAE_CFG_FILE}")
     return raw
@@ -166,9 +169,11 @@ def gemma_scope_hookpoint(file: Path) -> Hookpoint:
 def llama_scope_hyperparams(hp_path: Path) -> tuple[dict, int, int, str | None]:
     """(hyperparameters, d_model, d_sae, hook) from hyperparams.json; a transcoder is refused."""
     try:
-        hp = json.loads(hp_path.read_text())
+        hp = read_json(hp_path, fix=REDOWNLOAD)
         d_model, d_sae = int(hp["d_model"]), int(hp["d_sae"])
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+    except DamagedArtifact:
+        raise
+    except (OSError, KeyError, TypeError, ValueError) as e:
         raise UserError(f"{hp_path} is not a Llama Scope {LLAMA_SCOPE_HPARAMS_FILE} ({e!r}); re-download the SAE") from e
     hook_in, hook_out = hp.get("hook_point_in"), hp.get("hook_point_out", hp.get("hook_point_in"))
     if hook_in != hook_out:

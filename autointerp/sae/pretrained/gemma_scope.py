@@ -9,22 +9,21 @@ The npz is read with ``allow_pickle=False``; the layer comes from the path, the 
 
 from __future__ import annotations
 
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from autointerp.errors import UserError
-from autointerp.sae.pretrained.formats import gemma_scope_hookpoint
+from autointerp.io import read_npz
+from autointerp.sae.pretrained.formats import REDOWNLOAD, gemma_scope_hookpoint
 from autointerp.sae.pretrained.common import Pretrained, as_tensor, build_sae
 
 
 def load(file: Path) -> Pretrained:
     try:
-        with np.load(file, allow_pickle=False) as data:
-            arrays = {key: np.array(data[key]) for key in data.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
-        raise UserError(f"{file} is not a readable npz file ({e}); re-download the SAE") from e
+        arrays = read_npz(file, fix=REDOWNLOAD)
+    except OSError as e:  # a missing or unreadable file (a damaged one is DamagedArtifact)
+        raise UserError(f"{file} cannot be read ({e}); {REDOWNLOAD}") from e
     # some exports spell the matrices w_enc / w_dec
     arrays = {("W_" + key[2:] if key.startswith("w_") else key): value for key, value in arrays.items()}
     tensors = {name: as_tensor(arrays[name], name, file) for name in ("W_enc", "W_dec", "b_enc", "b_dec", "threshold")

@@ -17,11 +17,11 @@ import math
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
 
 from autointerp.errors import UserError
+from autointerp.io import read_safetensors
 from autointerp.rundir.layout import LLAMA_SCOPE_CHECKPOINT_DIR, LLAMA_SCOPE_HPARAMS_FILE, LLAMA_SCOPE_WEIGHTS_FILE
-from autointerp.sae.pretrained.formats import hookpoint, llama_scope_hyperparams
+from autointerp.sae.pretrained.formats import REDOWNLOAD, hookpoint, llama_scope_hyperparams
 from autointerp.sae.pretrained.common import Pretrained, as_tensor, build_sae
 
 
@@ -49,10 +49,7 @@ def load(directory: Path) -> Pretrained:
     if act_fn != "jumprelu":
         raise UserError(f"{hp_path}: act_fn = {act_fn!r}; only the released JumpReLU Llama Scope SAEs are supported")
     threshold = hp.get("jump_relu_threshold")
-    try:
-        t = load_file(str(w_path))
-    except Exception as e:  # noqa: BLE001 - safetensors raises several types on a bad file
-        raise UserError(f"{w_path} is corrupt or truncated ({e}); re-download the SAE") from e
+    t = read_safetensors(w_path, fix=REDOWNLOAD)
     missing = [n for n in ("encoder.weight", "encoder.bias", "decoder.weight", "decoder.bias") if n not in t]
     if missing:
         raise UserError(f"{w_path} has no tensor(s) {', '.join(missing)}; it is not a Llama Scope SAE")

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from safetensors import safe_open
-
 from autointerp.errors import UserError
+from autointerp.io import open_safetensors
 from autointerp.rundir.layout import SAEFiles
-from autointerp.sae.pretrained.formats import saelens_config, saelens_hookpoint
+from autointerp.sae.pretrained.formats import REDOWNLOAD, saelens_config, saelens_hookpoint
 from autointerp.sae.config import ARCHITECTURE_ALIASES
 from autointerp.sae.pretrained.common import Pretrained
 from autointerp.sae.registry import ARCHITECTURES
@@ -32,11 +31,8 @@ def load(directory: Path) -> Pretrained:
                         f"{', '.join(names)} SAEs")
     cls = ARCHITECTURES.get(raw.get("autointerp_architecture") or ARCHITECTURE_ALIASES.get(arch, arch))
     if cls is not None and cls.requires_threshold:
-        try:
-            with safe_open(str(files.weights), framework="pt") as f:
-                has_threshold = "threshold" in f.keys()
-        except Exception as e:  # noqa: BLE001 - safetensors raises several types on a bad file
-            raise UserError(f"{files.weights} is corrupt or truncated ({e}); re-download the SAE") from e
+        with open_safetensors(files.weights, fix=REDOWNLOAD) as f:
+            has_threshold = "threshold" in f.keys()
         if not has_threshold:
             raise UserError(f"{files.weights}: a JumpReLU SAE needs its `threshold` tensor, and the file has none; "
                             "re-download the SAE")

@@ -9,33 +9,30 @@ Transcoders and skip connections do not reconstruct their own input, so they are
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from safetensors.torch import load_file
-
-from autointerp.errors import UserError
+from autointerp.errors import DamagedArtifact, UserError
+from autointerp.io import read_json, read_safetensors
 from autointerp.rundir.layout import SAE_CFG_FILE, SPARSIFY_WEIGHTS_FILE
-from autointerp.sae.pretrained.formats import hookpoint
+from autointerp.sae.pretrained.formats import REDOWNLOAD, hookpoint
 from autointerp.sae.pretrained.common import Pretrained, as_tensor, build_sae
 
 
 def load(directory: Path) -> Pretrained:
     cfg_path, w_path = directory / SAE_CFG_FILE, directory / SPARSIFY_WEIGHTS_FILE
     try:
-        raw = json.loads(cfg_path.read_text())
+        raw = read_json(cfg_path, fix=REDOWNLOAD)
         d_in, k = int(raw["d_in"]), int(raw.get("k", 32))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+    except DamagedArtifact:
+        raise
+    except (OSError, KeyError, TypeError, ValueError) as e:
         raise UserError(f"{cfg_path} is not a sparsify cfg.json ({e!r}); re-download the SAE") from e
     if raw.get("activation", "topk") != "topk":
         raise UserError(f"{cfg_path}: sparsify activation {raw['activation']!r} is not supported; only topk SAEs are")
     if raw.get("transcode") or raw.get("skip_connection"):
         raise UserError(f"{cfg_path}: a sparsify transcoder / skip-connection coder does not reconstruct its input; "
                         "use an SAE (transcode = false, skip_connection = false)")
-    try:
-        t = load_file(str(w_path))
-    except Exception as e:  # noqa: BLE001 - safetensors raises several types on a bad file
-        raise UserError(f"{w_path} is corrupt or truncated ({e}); re-download the SAE") from e
+    t = read_safetensors(w_path, fix=REDOWNLOAD)
     missing = [n for n in ("encoder.weight", "encoder.bias", "W_dec", "b_dec") if n not in t]
     if missing:
         raise UserError(f"{w_path} has no tensor(s) {', '.join(missing)}; it is not a sparsify SAE")
