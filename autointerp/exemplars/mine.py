@@ -308,7 +308,9 @@ def mine_exemplars(sae, harvest_dir: Path, docs: Mapping[str, str] | list | None
     harvest_dir, out_dir = Path(harvest_dir), Path(out_dir)
     manifest, shards = open_harvest(harvest_dir, sae.cfg.d_in)
     level = (manifest.get("identity") or {}).get("level", "token")
+    entities = None  # the documents' entities, for the lexical profile (a doc_id -> text mapping has none)
     if docs is not None and not isinstance(docs, Mapping):
+        entities = {d.doc_id: d.entity for d in docs}
         docs = {d.doc_id: d.text for d in docs}
     rng = np.random.default_rng(cfg.seed)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -322,6 +324,8 @@ def mine_exemplars(sae, harvest_dir: Path, docs: Mapping[str, str] | list | None
             with progress_bar("exemplars: windows", len(shards), "shards", enabled=progress) as advance:
                 table = _gather(sae, harvest_dir, shards, scan, windows, cfg, docs, level == "sequence", device, advance)
             documents = pd.DataFrame({"doc_id": list(docs), "text": list(docs.values())}) if docs is not None else None
+            if documents is not None and entities is not None:
+                documents["entity"] = documents["doc_id"].map(entities)
             profile = compute_profiles(table, documents)
             if spill is not None:
                 with progress_bar("exemplars: hard negatives", 2 * len(shards), "shards", enabled=progress) as advance:

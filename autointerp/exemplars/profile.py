@@ -12,8 +12,11 @@ same word. Kinds (long format, ``<model>/lexical_profile.parquet``):
 
 - ``word`` / ``token``: share of the feature's activation mass on each word type (case-folded) / token string;
 - ``left`` / ``right``: the (up to) two words before / after the peak token's word, share of the peak windows;
-- ``entity``: share of the activation mass per document entity (the part of the document's first line
-  before ":" when it has one, e.g. the country of a factbook page, else the doc_id's folder).
+- ``entity``: share of the activation mass per document entity, only where the corpus names entities (its
+  ``entity`` column: ``[corpus] entity_field``, or the factbook's country). A document without one is its own
+  entity, and its id ("stdlib_docs.jsonl:117") means nothing to a reader or an embedder, so it gets no row. An
+  entity is shown by the heading its documents share ("Maldives" in "Maldives: Economy") when every document
+  has such a heading and each entity's documents share one, else by its value.
 """
 
 from __future__ import annotations
@@ -73,19 +76,30 @@ class LexicalProfile:
         return "; ".join(parts)
 
 
+def _heading(text: str | None) -> str:
+    """The part of a document's first line before ":" ("Maldives" in "Maldives: Economy"); "" without one."""
+    first = str(text or "").split("\n", 1)[0].strip()
+    return first.split(":", 1)[0].strip() if ":" in first and len(first) <= 120 else ""
+
+
 def _entities(documents: pd.DataFrame | None) -> dict[str, str]:
+    """doc_id -> the name of the entity its document is about; documents of no entity are left out.
+
+    Without an ``entity`` column (a frame of doc_id and text only) a document's heading is its entity. With
+    one, the entity value counts, shown by its documents' shared heading when headings name entities
+    consistently (every document has one, one heading per entity: the factbook's "Maldives" for "mv") -
+    a heading that is not the same for all documents of an entity names something else (a section)."""
     if documents is None or documents.empty:
         return {}
-    out = {}
-    for doc_id, text in zip(documents["doc_id"], documents["text"]):
-        first = str(text or "").split("\n", 1)[0].strip()
-        out[str(doc_id)] = first.split(":", 1)[0].strip() if ":" in first and len(first) <= 120 else ""
-    return out
-
-
-def _entity_of(doc_id: str, titles: dict[str, str]) -> str:
-    name = titles.get(doc_id) or ""
-    return name or (doc_id.rsplit("/", 1)[0] if "/" in doc_id else doc_id)
+    headings = {str(d): _heading(t) for d, t in zip(documents["doc_id"], documents["text"])}
+    if "entity" not in documents.columns:
+        return {d: h for d, h in headings.items() if h}
+    values = {str(d): str(e) for d, e in zip(documents["doc_id"], documents["entity"]) if isinstance(e, str) and e.strip()}
+    shown: dict[str, set[str]] = defaultdict(set)
+    for doc_id, value in values.items():
+        shown[value].add(headings[doc_id])
+    use_headings = bool(values) and all(len(h) == 1 and "" not in h for h in shown.values())
+    return {d: next(iter(shown[v])) if use_headings else v for d, v in values.items()}
 
 
 def _clean_token(token: str) -> str:
@@ -125,7 +139,8 @@ class _Accumulator:
     def rows(self, feature: int) -> list[tuple]:
         out = []
         for kind in KINDS:
-            total = self.peaks if kind in ("left", "right", "position") else sum(self.mass[kind].values())
+            # entity: a share of all the mass, documents of no entity included (they have no row of their own)
+            total = self.peaks if kind in ("left", "right", "position") else sum(self.mass["token" if kind == "entity" else kind].values())
             if total <= 0:
                 continue
             ranked = sorted(self.mass[kind].items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_PER_KIND]
@@ -135,7 +150,7 @@ class _Accumulator:
         return out
 
 
-def _add_window(acc: _Accumulator, tokens, acts, starts, ends, text: str | None, max_index: int, entity: str) -> None:
+def _add_window(acc: _Accumulator, tokens, acts, starts, ends, text: str | None, max_index: int, entity: str | None) -> None:
     acts = np.asarray(acts, dtype=np.float64)
     firing = np.flatnonzero(acts > 0)
     if text is None or not len(starts):
@@ -159,7 +174,8 @@ def _add_window(acc: _Accumulator, tokens, acts, starts, ends, text: str | None,
             word = text[spans[k][0]:spans[k][1]]
             acc.add("word", word.lower(), acts[i])
             acc.surface[word.lower()][word] += 1
-        acc.add("entity", entity, acts[i])
+        if entity:
+            acc.add("entity", entity, acts[i])
     if 0 <= max_index < len(starts) and acts[max_index] > 0:
         k = word_of(int(max_index))
         if k is not None:
@@ -212,7 +228,7 @@ def compute_profiles(exemplars: Path | pa.Table, documents: pd.DataFrame | None 
                 rows.extend(acc.rows(current))
             acc, current = _Accumulator(), feature
         _add_window(acc, data["tokens"][j], data["acts"][j], data["char_start"][j], data["char_end"][j], data["text"][j],
-                    int(data["max_index"][j]), _entity_of(str(data["doc_id"][j]), titles))
+                    int(data["max_index"][j]), titles.get(str(data["doc_id"][j])))
     if current is not None:
         rows.extend(acc.rows(current))
     frame = pd.DataFrame(rows, columns=PROFILE_SCHEMA.names)

@@ -10,7 +10,11 @@ LLM candidate of the feature restates one: its training score is inflated (it is
 training windows it was copied from), so a non-restating candidate wins over it whatever the scores.
 
 The lexical label (``autointerp.explain.lexical``) competes too: the final label is whichever of the best
-LLM candidate and the lexical label scores higher on the training windows (ties go to the LLM label).
+LLM candidate and the lexical label scores higher on the training windows (ties go to the LLM label). The
+word-only label (``word_label``) replaces that choice only when it leads it by more than ``WORD_LEAD``: it
+says nothing about when its words fire, so it must be clearly better, not better within the noise of
+training windows. A lexical label whose context phrases came from a few top windows can score below the bare
+words on windows across the feature's range (measured on the prose benchmark: docs/labels.md).
 """
 
 from __future__ import annotations
@@ -23,17 +27,22 @@ from autointerp.exemplars.profile import LexicalProfile
 from autointerp.explain.config import ExplainConfig
 from autointerp.explain.explainer import choose_examples, format_example, parse_label
 from autointerp.explain.format import split_windows
-from autointerp.explain.lexical import copies_template, lexical_label, restates_window
+from autointerp.explain.lexical import copies_template, lexical_label, restates_window, word_label
 from autointerp.llm.base import LLMClient, LLMError, Usage
 from autointerp.explain.prompts import Template
 from autointerp.explain.select import best_index, train_scores
 from autointerp.rundir.windows import Window
 
+# The word-only label's required lead in training AUROC over the label otherwise chosen: the paired
+# difference of two labels' training AUROCs on one feature's windows varies by about this much when the
+# windows are resampled (bootstrap over the training windows of the benchmark features, docs/labels.md).
+WORD_LEAD = 0.05
+
 
 @dataclass
 class Candidate:
     text: str | None
-    source: str  # llm | lexical
+    source: str  # llm | lexical | word
     raw: str = ""
     error: str | None = None
     restates: bool = False
@@ -117,24 +126,31 @@ async def label_feature(client: LLMClient | None, templates: list[Template], fea
     if client is not None and settings.labeller == "llm":
         result.candidates = await llm_candidates(client, templates, windows, settings, profile, result.usage)
     if settings.lexical:
-        result.candidates.append(Candidate(lexical_label(profile), "lexical"))
+        lexical = lexical_label(profile)
+        result.candidates.append(Candidate(lexical, "lexical"))
+        words = word_label(profile)
+        if words and words != lexical:  # the same text could never lead itself
+            result.candidates.append(Candidate(words, "word"))
     usable = [c for c in result.candidates if c.text and not c.template_copy]
     if settings.choose_by == "embedding" and usable:
         scores = await asyncio.to_thread(train_scores, [c.text for c in usable], windows, before=score_before, after=score_after, embedder=embedder)
         for c, s in zip(usable, scores):
             c.train_score = s
-    best_llm, lexical = result.best("llm"), result.best("lexical")
-    for c in (best_llm, lexical):
+    for c in (result.best("llm"), result.best("lexical"), result.best("word")):
         if c is not None:
             c.kept = True
     return result
 
 
+def _score(c: Candidate) -> float:
+    return c.train_score if not math.isnan(c.train_score) else -math.inf
+
+
 def final_choice(result: FeatureLabels) -> Candidate | None:
-    """The final label: the best LLM candidate unless the lexical label scores strictly higher on training windows."""
-    llm, lexical = result.best("llm"), result.best("lexical")
-    if llm is None or lexical is None:
-        return llm or lexical
-    l_score = llm.train_score if not math.isnan(llm.train_score) else -math.inf
-    x_score = lexical.train_score if not math.isnan(lexical.train_score) else -math.inf
-    return lexical if x_score > l_score else llm
+    """The final label: the best LLM candidate unless the lexical label scores strictly higher on training
+    windows; the word-only label instead only when it leads that choice by more than ``WORD_LEAD``."""
+    llm, lexical, words = result.best("llm"), result.best("lexical"), result.best("word")
+    chosen = llm or lexical if llm is None or lexical is None else lexical if _score(lexical) > _score(llm) else llm
+    if words is not None and (chosen is None or _score(words) > _score(chosen) + WORD_LEAD):
+        return words
+    return chosen

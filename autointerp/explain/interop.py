@@ -134,7 +134,7 @@ def _final_labels(model: ModelDir) -> list[tuple[int, str, str]]:
     for row in table.to_dict("records"):
         text = str(row["label"]).strip()
         model_name = row.get("explainer_model")
-        explainer = "lexical" if row.get("label_source") == "lexical" else (model_name if isinstance(model_name, str) and model_name else default)
+        explainer = "lexical" if row.get("label_source") in ("lexical", "word") else (model_name if isinstance(model_name, str) and model_name else default)
         if text:
             out.append((int(row["feature"]), text, explainer))
     return sorted(out)

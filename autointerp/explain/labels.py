@@ -34,10 +34,10 @@ STRING_COLUMNS = ("label_source", "llm_label", "lexical_label",  # issue 13: whe
 CANDIDATE_SCHEMA = pa.schema([("feature", pa.int64()), ("candidate", pa.string()), ("source", pa.string()),
                               ("train_score", pa.float64()), ("kept", pa.bool_()), ("restates", pa.bool_()), ("template_copy", pa.bool_())])
 DEFINITIONS = {
-    "label": "the final label: the kept LLM candidate, or the lexical label where it scores higher on the feature's TRAINING windows (label_source says which; null when labelling failed)",
+    "label": "the final label: the kept LLM candidate, or the lexical label where it scores higher on the feature's TRAINING windows, or the word-only label where it leads both by more than 0.05 there (label_source says which; null when labelling failed)",
     "llm_label": "the kept LLM candidate (best of n_candidates on training windows; template copies rejected)",
     "lexical_label": "a deterministic label from the feature's lexical profile (its dominant words and contexts), no LLM",
-    "label_source": "llm or lexical: which label became the final label",
+    "label_source": "llm, lexical or word: which label became the final label",
     "word_label": "the word-only baseline: the feature's main words and nothing about when they fire (scored as word_<scorer>, word_<scorer>_hard)",
     "feature_class": "the feature's class from its activations (token / contextual / topical / other; exemplars.json feature_classes.rule)",
     "llm_skipped": "1 when no LLM was asked: a token-class feature gets its lexical label ([explain] llm_for_tokens = false)",

@@ -61,7 +61,7 @@ def lexical_label(profile: LexicalProfile | None) -> str | None:
         contexts = _contexts(profile, head)
     else:
         named = [w for w, s, _ in words if s >= MIN_WORD_SHARE][:MAIN_WORDS] or [head]
-        label = "the words " + ", ".join(f'"{w}"' for w in named)
+        label = f'the word "{head}"' if len(named) == 1 else "the words " + ", ".join(f'"{w}"' for w in named)
         contexts = _contexts(profile, head, 1)
     if contexts:
         label += " (in " + ", ".join(f'"{c}"' for c in contexts) + ")"

@@ -138,8 +138,9 @@ def kind_table(m: ModelInputs, scorers: list[str]) -> list[str]:
     out += [""] + [line for scorer in scorers for line in class_table(m.labels, scorer)]
     source = m.labels["label_source"].value_counts() if "label_source" in m.labels.columns else pd.Series(dtype=int)
     if len(source):
-        out.append(f"- Final label per feature (the LLM or the lexical label, whichever scored higher on the feature's *training* windows): "
-                   f"LLM for {count(int(source.get('llm', 0)))}, lexical for {count(int(source.get('lexical', 0)))}.")
+        out.append(f"- Final label per feature (the LLM or the lexical label, whichever scored higher on the feature's *training* windows; "
+                   f"the word-only label where it led that by a clear margin): LLM for {count(int(source.get('llm', 0)))}, "
+                   f"lexical for {count(int(source.get('lexical', 0)))}, word-only for {count(int(source.get('word', 0)))}.")
     checks = (m.labels_meta or {}).get("copy_checks") or {}
     if checks.get("restating_rate") is not None:
         out.append(f"- Copy checks: {checks['restating_rate']:.0%} of kept LLM labels restate a fragment of a window shown to the explainer; "

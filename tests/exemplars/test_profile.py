@@ -18,14 +18,15 @@ VOCAB = ["the", "rate", "growth", "people", "capita", "dollars", "cases", "land"
 D = 8
 
 
-def _one_word_run(root, word: str = "per", n_docs: int = 40, seed: int = 0):
+def _one_word_run(root, word: str = "per", n_docs: int = 40, seed: int = 0, entities=None):
     """Documents of random words with ``word`` sprinkled in; latent 0 fires on ``word`` only."""
     rng = np.random.default_rng(seed)
     documents = []
     for _ in range(n_docs):
         words = [word if rng.random() < 0.12 else str(rng.choice(VOCAB)) for _ in range(int(rng.integers(30, 60)))]
         documents.append([w if i == 0 else " " + w for i, w in enumerate(words)])  # the leading space in the token (GPT-2 style)
-    return make_mined_toy_run(root, documents, lambda piece: (0, 1.5, 3.0) if piece.strip() == word else (1 + rng.integers(D - 1), 0.5, 2.0), rng, d=D)
+    return make_mined_toy_run(root, documents, lambda piece: (0, 1.5, 3.0) if piece.strip() == word else (1 + rng.integers(D - 1), 0.5, 2.0), rng, d=D,
+                              entities=entities)
 
 
 def test_a_feature_that_fires_on_one_word_gets_that_word_as_its_lexical_label(tmp_path):
@@ -68,6 +69,38 @@ def test_context_and_entity_rows_and_summary():
     spread = LexicalProfile(4, {"word": [("est", 0.3, 9), ("July", 0.2, 5), ("(", 0.1, 4), ("x", 0.01, 1)]})
     assert lexical_label(spread) == 'the words "est", "July", "("'
     assert lexical_label(None) is None and lexical_label(LexicalProfile(5)) is None
+
+
+def _entity_rows(profile: LexicalProfile) -> list[tuple[str, float]]:
+    return [(t, round(s, 6)) for t, s, _ in profile.top("entity", 10)]
+
+
+def test_entities_come_from_the_corpus_and_a_document_id_is_never_one(tmp_path):
+    """A corpus without an entity field (every document its own entity) gives no entity rows, so no label ends in
+    "mostly in toy/d3"; an entity field's value is named; a heading shared by an entity's documents ("Sylvania:
+    Economy") names it instead of its code; the miner (Documents with entities) and the stage (the saved
+    corpus frame) agree."""
+    model = _one_word_run(tmp_path, entities=lambda n: "statistics")
+    assert _entity_rows(read_profiles(model.lexical_profile)[0]) == [("statistics", 1.0)]  # the miner's profile
+    doc_ids = sorted(set(pq.read_table(model.exemplars, columns=["doc_id"]).column("doc_id").to_pylist()))
+    plain = pd.DataFrame({"doc_id": doc_ids, "text": ["words words words"] * len(doc_ids)})
+
+    def profile(documents):
+        return read_profiles(write_profiles(compute_profiles(model.exemplars, documents), tmp_path / "p.parquet"))[0]
+
+    for documents in (None, plain, plain.assign(entity=None)):  # no entities: nothing named, never a doc id
+        per = profile(documents)
+        assert per.top("entity") == [] and "mostly" not in lexical_label(per) + per.summary()
+    titled = profile(plain.assign(entity="statistics"))
+    assert _entity_rows(titled) == [("statistics", 1.0)] and lexical_label(titled).endswith(", mostly in statistics")
+    n = np.array([int(d.rsplit("d", 1)[1]) for d in doc_ids])
+    codes = np.where(n % 2 == 0, "fr", "sy")
+    headed = plain.assign(entity=codes, text=[("Freedonia" if c == "fr" else "Sylvania") + ": Economy\nwords" for c in codes])
+    assert {t for t, _ in _entity_rows(profile(headed))} == {"Freedonia", "Sylvania"}
+    mixed = headed.assign(text=[f"Section {i}: Economy\nwords" for i in range(len(doc_ids))])  # headings that differ within an entity
+    assert {t for t, _ in _entity_rows(profile(mixed))} == {"fr", "sy"}
+    half = profile(plain.assign(entity=np.where(n % 2 == 0, "statistics", None)))  # shares are of all the mass
+    assert len(half.top("entity")) == 1 and 0.2 < half.top("entity")[0][1] < 0.8
 
 
 def test_sentence_position_is_profiled_and_named(tmp_path):

@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 
 from autointerp.config import ModelEntry, RunConfig
 from autointerp.exemplars.mine import EXEMPLAR_SCHEMA
-from autointerp.explain.candidates import Candidate, FeatureLabels, final_choice
+from autointerp.explain.candidates import WORD_LEAD, Candidate, FeatureLabels, final_choice
 from autointerp.explain.lexical import copies_template, restates_window
 from autointerp.explain.prompts import load_template
 from autointerp.explain.select import auroc, best_index
@@ -68,7 +68,7 @@ def test_selection_never_reads_held_out_windows(tmp_path, tiny_model_dirs):
     cfg = _config(run, tiny_model_dirs)
     labels, candidates = _explain(cfg)
     cols = ["label", "label_source", "llm_label", "lexical_label", "train_score_llm", "train_score_lexical"]
-    assert set(candidates["source"]) == {"llm", "lexical"} and candidates.groupby("feature")["kept"].sum().ge(1).all()
+    assert set(candidates["source"]) == {"llm", "lexical", "word"} and candidates.groupby("feature")["kept"].sum().ge(1).all()
     assert labels["train_score_lexical"].notna().all()
     # every kept candidate is the best of its source on training windows, and the final label the better of the two
     for feature, group in candidates.groupby("feature"):
@@ -77,8 +77,11 @@ def test_selection_never_reads_held_out_windows(tmp_path, tiny_model_dirs):
             assert len(kept) == 1 and kept["train_score"].iloc[0] == part["train_score"].max()
         row = labels.loc[feature]
         expected = "lexical" if pd.isna(row["train_score_llm"]) or row["train_score_lexical"] > row["train_score_llm"] else "llm"
+        words = group.loc[group["source"] == "word", "train_score"]
+        if len(words) and words.iloc[0] > max(row["train_score_lexical"], np.nan_to_num(row["train_score_llm"], nan=-1)) + WORD_LEAD:
+            expected = "word"
         assert row["label_source"] == expected
-        assert row["label"] == (row["lexical_label"] if expected == "lexical" else row["llm_label"])
+        assert row["label"] == {"lexical": row["lexical_label"], "llm": row["llm_label"], "word": row["word_label"]}[expected]
 
     exemplars = ModelDir(run / SLUG).exemplars
     _corrupt(exemplars, "test")
@@ -103,6 +106,13 @@ def test_final_choice_and_best_index():
     assert final_choice(FeatureLabels(0, [llm, lexical])) is llm
     copied = Candidate("names of European cities", "llm", train_score=0.99, template_copy=True)
     assert final_choice(FeatureLabels(0, [copied, lexical])) is lexical  # template copies never win
+    # the word-only label (nothing about when its word fires) wins only when it leads the choice by more than WORD_LEAD
+    words = Candidate('the word "lava"', "word", train_score=0.7 + WORD_LEAD)
+    assert final_choice(FeatureLabels(0, [llm, lexical, words])) is llm
+    words.train_score = 0.7 + WORD_LEAD + 0.01
+    assert final_choice(FeatureLabels(0, [llm, lexical, words])) is words
+    assert final_choice(FeatureLabels(0, [Candidate("x", "llm", train_score=float("nan")), words])) is words
+    assert final_choice(FeatureLabels(0, [words])) is words  # no other label: the word label
     assert auroc([True, True, False, False], np.array([0.9, 0.8, 0.1, 0.2])) == 1.0
     assert auroc([True, False], np.array([0.5, 0.5])) == 0.5
 

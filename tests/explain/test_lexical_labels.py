@@ -43,6 +43,11 @@ def test_lexical_labels_name_the_words_and_beat_shuffled_ones(tmp_path):
         assert len(named) >= min(3, len(words)), label  # its main words, quoted
         assert table.loc[feature, "label"] == label and table.loc[feature, "label_source"] == "lexical"
     assert table["llm_label"].isna().all() and table["status"].eq("ok").all()
+    # the word-only label competed on the training windows too (and lost: it says nothing about when)
+    candidates = pd.read_parquet(model.label_candidates)
+    words = candidates[candidates["source"] == "word"].set_index("feature")
+    assert len(words) and words["train_score"].notna().all()
+    assert all(words.loc[f, "candidate"] == table.loc[f, "word_label"] != table.loc[f, "lexical_label"] for f in words.index)
     # scored as a label kind of its own, next to the shuffled labels, on the held-out windows
     assert table["lexical_embedding"].notna().all() and table["baseline_embedding"].notna().all()
     assert table["score_embedding"].isna().all()  # there is no LLM label to score

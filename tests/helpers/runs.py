@@ -41,6 +41,7 @@ from autointerp.data.corpus import CorpusConfig, CorpusStats, Document, corpus_f
 from autointerp.eval.scorers import SCORERS as SCORER_CLASSES
 from autointerp.exemplars.config import ExemplarConfig
 from autointerp.exemplars.mine import EXEMPLAR_SCHEMA, mine_exemplars, write_exemplars
+from autointerp.exemplars.profile import write_profiles
 from autointerp.exemplars.stage import write_lexical_profile
 from autointerp.explain.labels import empty_table, merge_rows, write_labels as write_labels_table, write_meta
 from autointerp.harvest.shards import write_shard
@@ -113,7 +114,7 @@ def save_identity_sae(sae_dir: Path, d: int, k: int, slug: str) -> None:
     save_tied_topk_sae(sae_dir, np.eye(d, dtype=np.float32), k, {"model_name": slug, "hook_name": "toy", "level": "token"})
 
 
-def mine(sae, hdir: Path, docs: dict[str, str], out: Path, **settings):
+def mine(sae, hdir: Path, docs: dict[str, str] | list[Document], out: Path, **settings):
     """The real exemplar miner, ``settings`` overriding ExemplarConfig's defaults."""
     return mine_exemplars(sae, hdir, docs, out, ExemplarConfig(**settings), progress=False)
 
@@ -335,10 +336,13 @@ def lexical_codes(unit_texts: list[str], types: list[str], rng: np.random.Genera
 
 
 # ================================================================================ toy harvests and mined runs
-def make_mined_toy_run(root: Path, documents: list[list[str]], latent_of, rng: np.random.Generator, d: int = 8) -> ModelDir:
+def make_mined_toy_run(root: Path, documents: list[list[str]], latent_of, rng: np.random.Generator, d: int = 8,
+                       entities: Callable[[int], str | None] | None = None) -> ModelDir:
     """A one-shard harvest of ``documents`` (token pieces, one per word, the separator in the piece; one context
-    each), each token's vector from ``latent_of(piece) -> (latent, low, high)`` (that latent at a uniform value in
-    [low, high)), an identity SAE, and the real miner's exemplars; returns the model's directory."""
+    each; doc ids ``toy/d<n>``), each token's vector from ``latent_of(piece) -> (latent, low, high)`` (that latent
+    at a uniform value in [low, high)), an identity SAE, and the real miner's exemplars; returns the model's
+    directory. ``entities(n)``: document n's corpus entity, handed to the miner as ``Document``s (else a
+    doc_id -> text mapping, which names none)."""
     model = RunDir(root).model("toy")
 
     def vector(doc: int, i: int) -> np.ndarray:
@@ -349,7 +353,10 @@ def make_mined_toy_run(root: Path, documents: list[list[str]], latent_of, rng: n
 
     texts = write_piece_harvest(model, {f"toy/d{n}": pieces for n, pieces in enumerate(documents)}, vector, d_model=d, ctx_len=64, split=False)
     save_identity_sae(model.sae_dir, d, 1, "toy")
-    mine(load_sae(model.sae_dir), model.harvest, texts, model.root, n_top=6, n_quantiles=4, per_quantile=2, n_random=6, window_before=4, window_after=2)
+    if entities is not None:
+        texts = [Document(doc_id, text, entities(int(doc_id.rsplit("d", 1)[1]))) for doc_id, text in texts.items()]
+    result = mine(load_sae(model.sae_dir), model.harvest, texts, model.root, n_top=6, n_quantiles=4, per_quantile=2, n_random=6, window_before=4, window_after=2)
+    write_profiles(result.profile, model.lexical_profile)  # the miner's profile, written as the exemplars stage writes it
     return model
 
 
