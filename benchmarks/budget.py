@@ -7,7 +7,7 @@ and 4, i.e. 16x end to end; a GPU machine can run ``--budgets 1,4,16``), one run
 epochs`` passes over the harvest, so the training tokens scale with the budget too. Only the stages the
 verdict needs run, one command each, in order: ``harvest``, ``train``, ``compare`` (activation matching;
 no labels: the verdict does not use them), ``controls`` (same-model ceiling per model, random-weights floor).
-From the pair's ``calibration.json`` (``compare.verdict``) we read, for the shared and beyond-words columns
+From the pair's calibration (``controls.calibration.pair_calibration``: compare's with the controls) we read, for the shared and beyond-words columns
 of each model, the pair's value, the same-model ceiling and the random-weights floor with their 95%
 document-bootstrap intervals and the call; plus the pair counts and the raw-activation columns.
 
@@ -213,13 +213,16 @@ def _cell(c: dict | None) -> dict | None:
 
 def verdict_point(run_dir: Path) -> dict:
     """The verdict table's numbers of the run's one real pair."""
-    cals = sorted(run_dir.glob("compare/*__*/calibration.json"))
-    if not cals:
-        raise SystemExit(f"{run_dir}: no compare/<A>__<B>/calibration.json; has `autointerp compare` run?")
-    cal = read_json(cals[0])
+    from autointerp.controls.calibration import pair_calibration
+    from autointerp.rundir.layout import RunDir
+
+    pairs = [p for p in RunDir(run_dir).pairs() if p.stats.is_file()]
+    if not pairs:
+        raise SystemExit(f"{run_dir}: no compare/<A>__<B>/stats.json; has `autointerp compare` run?")
+    cal = pair_calibration(run_dir, pairs[0])  # compare's calibration with the controls of controls.json
     v = cal.get("verdict") or {}
     if not v.get("columns") or not cal.get("floors"):
-        raise SystemExit(f"{cals[0]}: no verdict with controls; has `autointerp controls` run?")
+        raise SystemExit(f"{pairs[0].root}: no verdict with controls; has `autointerp controls` run?")
     cols = {}
     for name in COLUMNS:
         c = v["columns"][name]
@@ -231,7 +234,7 @@ def verdict_point(run_dir: Path) -> dict:
     for name in REPRESENTATION:
         c = v["columns"].get(name) or {}
         cols[name] = {"pair": _cell(c), "floor": _cell(c.get("floor")), "call": c.get("call")}
-    return {"run_dir": str(run_dir), "pair": cals[0].parent.name, "columns": cols, "n_matchable": cal.get("n_matchable"),
+    return {"run_dir": str(run_dir), "pair": pairs[0].root.name, "columns": cols, "n_matchable": cal.get("n_matchable"),
             "harvested_tokens": harvested_tokens(run_dir), "train_tokens": train_tokens(run_dir),
             "n_documents": (read_json(run_dir / "corpus" / "selection.json") if (run_dir / "corpus" / "selection.json").is_file() else {}).get("n_docs")}
 

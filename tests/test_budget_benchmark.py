@@ -81,7 +81,8 @@ def test_verdict_point_and_separation(tmp_path):
             "beyond_words_a": _col("a", 0.05, [0.05, 0.06], [0.0, 0.002], [0.10, 0.12], "above_floor"),
             "beyond_words_b": _col("b", 0.08, [0.07, 0.09], [0.0, 0.003], [0.17, 0.19], "above_floor"),
             "cka": {"value": 0.3, "ci": [0.28, 0.36], "floor": {"value": 0.08, "ci": [0.07, 0.09]}, "ceiling": {}, "call": "above_floor"}}
-    (pair / "calibration.json").write_text(json.dumps({"verdict": {"columns": cols}, "floors": [{}], "n_matchable": {"a": 100, "b": 50}}))
+    cal = {"verdict": {"columns": cols}, "floors": [{}], "n_matchable": {"a": 100, "b": 50}}
+    (pair / "stats.json").write_text(json.dumps({"calibration": cal}))  # compare's; no controls.json: read as it is
     p = budget.verdict_point(tmp_path)
     assert p["columns"]["shared_a"]["ceiling"]["ci"] == [0.35, 0.36]
     assert p["columns"]["beyond_words_b"]["ceiling_count"]["value"] == 20

@@ -103,5 +103,8 @@ def test_cli_run_on_both_embedded_models(tmp_path):
     assert (floor["random"], floor["against"]) == ("minilm-l6", "gemma-3-270m") and 0 <= floor["shared_fraction"] <= 1
     random_manifest = load_manifest(tmp_path / "run" / "controls" / "random" / "minilm-l6" / "harvest")
     assert random_manifest["identity"]["model"] == "minilm-l6 (random weights, seed 0)"
-    calibration = json.loads((tmp_path / "run" / "compare" / "gemma-3-270m__minilm-l6" / "calibration.json").read_text())
+    from autointerp.controls.calibration import pair_calibration
+    from autointerp.rundir.layout import RunDir
+
+    calibration = pair_calibration(tmp_path / "run", RunDir(tmp_path / "run").pair("gemma-3-270m", "minilm-l6"))  # compare's + the controls
     assert set(calibration["ceiling_shared_fraction"]) == {"gemma-3-270m", "minilm-l6"} and "gemma-3-270m" in calibration["floor_shared_fraction"]
