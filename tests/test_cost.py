@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 import pytest
-from helpers.runs import make_report_run
+from helpers.report_run import make_report_run
 
 from autointerp.cli import stage
 from autointerp.config import ModelEntry, RunConfig

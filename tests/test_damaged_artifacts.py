@@ -15,7 +15,7 @@ import pytest
 from autointerp.errors import DamagedArtifact, UserError
 from autointerp.io import read_json, read_parquet, write_json
 from helpers.cli import assert_one_line_error, cli
-from helpers.runs import make_report_run
+from helpers.report_run import make_report_run
 
 
 def test_readers_name_the_file_and_stay_value_errors(tmp_path):

@@ -203,7 +203,7 @@ def test_a_two_model_report_is_unchanged(tmp_path):
     """No matrix, no universal features, no scale section for a pair: the verdict says it all."""
     import dataclasses
 
-    from helpers.runs import make_report_run
+    from helpers.report_run import make_report_run
 
     cfg = make_report_run(tmp_path)
     cfg = dataclasses.replace(cfg, report=dataclasses.replace(cfg.report, pages=False))

@@ -11,7 +11,7 @@ from html.parser import HTMLParser
 import pandas as pd
 import pytest
 from rich.console import Console
-from helpers.runs import DEAD_FEATURE, FAILED_FEATURE, N_LABELLED, make_report_run
+from helpers.report_run import DEAD_FEATURE, FAILED_FEATURE, N_LABELLED, make_report_run
 
 from autointerp.exemplars.profile import LexicalProfile, compute_profiles, profiles_from_frame, write_profiles
 from autointerp.explain.lexical import lexical_label

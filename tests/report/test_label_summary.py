@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from rich.console import Console
-from helpers.runs import FAILED_FEATURE, SCORERS, make_report_run
+from helpers.report_run import FAILED_FEATURE, SCORERS, make_report_run
 
 from autointerp.explain.labels import read_labels, write_labels
 from autointerp.report.artifacts import load_run_inputs

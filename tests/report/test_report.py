@@ -9,14 +9,7 @@ from html.parser import HTMLParser
 
 import pandas as pd
 import pytest
-from helpers.runs import (
-    EXPLAINER,
-    HOSTILE_DOC,
-    HOSTILE_LABEL,
-    METRICS,
-    SCORERS,
-    make_report_run,
-)
+from helpers.report_run import EXPLAINER, HOSTILE_DOC, HOSTILE_LABEL, METRICS, SCORERS, make_report_run
 from typer.testing import CliRunner
 
 from autointerp.report.pages import shown_windows
@@ -311,7 +304,7 @@ def test_damaged_input_fails_cleanly_and_keeps_the_previous_report(tmp_path):
 
 
 def test_report_opens_with_the_verdict_then_what_is_shared_beyond_words_then_what_one_model_has_alone(report):
-    from helpers.runs import CALIBRATION
+    from helpers.report_run import CALIBRATION
 
     cfg, _, md = report
     order = [md.index(h) for h in ("## The verdict", "## What is shared beyond words", "## What one model has alone", "## What was compared",
@@ -353,7 +346,7 @@ def test_console_verdict_shows_every_call_whole_in_80_columns(report):
 
     from autointerp.report.artifacts import load_run_inputs
     from autointerp.report.verdict import verdict_console
-    from helpers.runs import CALIBRATION
+    from helpers.report_run import CALIBRATION
 
     cfg, _, _ = report
     console = Console(width=80, record=True)

@@ -43,7 +43,7 @@ from autointerp.report.html_render import CSP
 from autointerp.report.stage import report_stage
 from autointerp.rundir.layout import INDEX_VIEWS, RunDir
 from helpers import ROOT
-from helpers.runs import DOCS, HOSTILE_LABEL, make_report_run, tokenize
+from helpers.report_run import DOCS, HOSTILE_LABEL, make_report_run, tokenize
 
 pytestmark = pytest.mark.slow
 

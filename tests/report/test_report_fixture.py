@@ -9,7 +9,7 @@ import pytest
 from autointerp.errors import UserError
 from autointerp.exemplars.mine import EXEMPLAR_SCHEMA
 from autointerp.rundir.layout import RunDir
-from helpers.runs import SCORERS, make_report_run
+from helpers.report_run import SCORERS, make_report_run
 
 
 # ------------------------------------------------------------------ the fixture honours the contract

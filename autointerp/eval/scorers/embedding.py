@@ -40,6 +40,8 @@ class EmbeddingScorer(Scorer):
         from autointerp.models.embedder import embed_texts
 
         key = tuple(texts)  # the real and the shuffled label share one feature's windows: embed them once
-        if key not in self._window_vectors:
-            self._window_vectors = {key: embed_texts(list(texts), spec=self.settings.embedder)}
-        return self._window_vectors[key] @ embed_texts([label], spec=self.settings.embedder)[0]
+        vectors = self._window_vectors.get(key)  # read once: other threads may replace the cache meanwhile
+        if vectors is None:
+            vectors = embed_texts(list(texts), spec=self.settings.embedder)
+            self._window_vectors = {key: vectors}
+        return vectors @ embed_texts([label], spec=self.settings.embedder)[0]
