@@ -237,6 +237,6 @@ def test_a_stage_command_records_its_cost_and_keeps_the_other_stages(tiny_model_
     [(part, cost)] = harvest["parts"].items()
     manifest = read_json(next(run.glob("*/harvest/harvest.json")))
     assert part.endswith("/harvest") and cost["wall_s"] == manifest["cost"]["wall_s"]
-    assert ledger["total"]["wall_s"] >= harvest["wall_s"] + 1.0
+    assert ledger["total"]["wall_s"] == pytest.approx(harvest["wall_s"] + 1.0, abs=0.011)  # totals are rounded to 0.01 s
     assert cli("harvest", *args).returncode == 0  # nothing to do: the ledger is left as it was
     assert read_json(RunDir(run).cost) == ledger
