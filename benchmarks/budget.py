@@ -278,9 +278,14 @@ def weight_sharing(sae_a: Path, sae_b: Path, threshold: float = 0.7) -> dict:
 def ceiling_point(run_dir: Path, weights: bool = True) -> dict:
     """Per model: the controls' same-model ceiling (shared and beyond-words fractions with intervals) and the
     weight criterion on the same two SAEs."""
+    from autointerp.controls.calibration import entries
+
     rec = read_json(run_dir / "controls" / "controls.json")
     out = {}
-    for slug, c in (rec.get("ceiling") or {}).items():
+    for c in entries(rec):
+        if c["control"] != "ceiling":
+            continue
+        [slug] = c["stands_for"]
         cfg = read_json(run_dir / slug / "sae" / "cfg.json")
         entry = {"d_sae": cfg.get("d_sae"), "expansion_factor": cfg.get("expansion_factor"),
                  "shared": {"value": (c.get("shared_fraction_of") or {}).get(slug), "ci": ((c.get("ci") or {}).get("shared_fraction_of") or {}).get(slug)},

@@ -49,6 +49,11 @@ def _count(summary: dict, key: str) -> dict | None:
     return _cell(summary.get(key), (summary.get("intervals") or {}).get(key))
 
 
+def _side(control: dict, slug: str) -> str | None:
+    """The side of a control's comparison that stands for the real model ``slug`` (``controls.base.Control``)."""
+    return next((side for side, real in (control.get("stands_for") or {}).items() if real == slug), None)
+
+
 def _floor_cell(floors: list[dict], pick) -> tuple[dict | None, dict | None]:
     """(cell, floor record) of the highest floor (the conservative one) among those that measure it."""
     cells = [(c, f) for f in floors if (c := pick(f)) is not None]
@@ -62,22 +67,23 @@ def verdict(cal: dict, a: str, b: str) -> dict:
     columns = {}
     for side, slug, other in (("a", a, b), ("b", b, a)):
         for name, key, count in (("shared", "shared_fraction_of", "n_shared"), ("beyond_words", "contextual_fraction_of", "n_contextual")):
-            # a floor measures this model's column when it is matched against the random other model (its own
-            # fraction) or when its random copy is matched against the other model (the copy's fraction)
-            floor, record = _floor_cell(floors, lambda f: _fraction(f, key, slug) if f.get("against") == slug else
-                                        _fraction(f, key, f"{slug}@random") if f.get("random") == slug else None)
+            # a floor measures this model's column through the side that stands for it: the model itself matched
+            # against a random copy of the other (its own fraction), or its random copy matched against the other
+            floor, record = _floor_cell(floors, lambda f: _fraction(f, key, s) if (s := _side(f, slug)) else None)
             ceiling = {slug: c for s, rec in ceilings.items() if s == slug and (c := _fraction(rec, key, slug)) is not None}
             pair = _fraction(cal, key, slug) or {"value": None, "ci": None}
             col = pair | {"ceiling": ceiling, "floor": floor, "model": slug, "count": _count(cal, count),
                           "floor_count": _count(record, count) if record else None,
-                          "ceiling_count": {s: _count(rec, count) for s, rec in ceilings.items() if s == slug}}
+                          "ceiling_count": {s: _count(rec, count) for s, rec in ceilings.items() if s == slug},
+                          "floor_title": record.get("title") if record else None,
+                          "ceiling_title": {s: rec.get("title") for s, rec in ceilings.items() if s == slug}}
             col["call"] = call(pair, floor, ceiling.get(slug))
             columns[f"{name}_{side}"] = col
     for key, _ in REPRESENTATION:
         entry = cal.get(key) or {}
         pair = {"value": entry.get("value"), "ci": entry.get("ci")}
-        floor, _ = _floor_cell(floors, lambda f: _cell((f.get(key) or {}).get("value"), (f.get(key) or {}).get("ci")) if f.get(key) else None)
-        columns[key] = pair | {"ceiling": {}, "floor": floor, "call": call(pair, floor, None)}
+        floor, record = _floor_cell(floors, lambda f: _cell((f.get(key) or {}).get("value"), (f.get(key) or {}).get("ci")) if f.get(key) else None)
+        columns[key] = pair | {"ceiling": {}, "floor": floor, "call": call(pair, floor, None), "floor_title": record.get("title") if record else None}
     return {"columns": columns, "rule": RULE, "sentences": sentences(columns, cal, a, b)}
 
 

@@ -20,33 +20,64 @@ from autointerp.rundir.layout import PairDir, RunDir
 _CONTROL_KEYS = ("shared_over_ceiling", "ceiling", "floors", "controls_seconds")
 
 
-def control_summary(stats: dict, seconds: float | None) -> dict:
-    """What controls.json keeps of one control comparison (its own calibration, as the pair's is)."""
+def control_summary(stats: dict, seconds: float | None, cost: dict | None = None) -> dict:
+    """What controls.json keeps of one control comparison (its own calibration, as the pair's is): ``seconds``
+    (wall, which the calibration reads) and ``cost`` (``autointerp.rundir.cost``) when it ran, None when it
+    reused its outputs (the stage then keeps the ones recorded when it ran)."""
     cal = stats.get("calibration") or {}
     keep = ("shared_fraction", "n_shared", "n_pairs", "null_threshold", "beyond_lexical_fraction", "n_contextual",
             "n_lexical", "cka", "svcca", "mutual_knn", "intervals", "representation_bootstrap")
-    return {k: cal.get(k) for k in keep} | per_model(stats) | {"seconds": seconds}
+    return {k: cal.get(k) for k in keep} | per_model(stats) | {"seconds": seconds, "cost": cost}
+
+
+def entries(record: dict | None) -> list[dict]:
+    """Every control summary of a controls.json record, in the order they ran. A record written before the
+    controls were registered (``{"ceiling": {model: summary}, "floor": [summary]}``) is read as the two
+    built-in controls."""
+    record = record or {}
+    if "controls" in record:
+        return [e for made in (record["controls"] or {}).values() for e in made or []]
+    out = []
+    for slug, c in (record.get("ceiling") or {}).items():
+        out.append(c | {"control": "ceiling", "role": "ceiling", "title": "other SAE seed",
+                        "label": f"{slug} vs {slug}@seed{c.get('seed')}", "stands_for": {slug: slug}})
+    for f in record.get("floor") or []:
+        real, copy = f.get("against"), f"{f.get('random')}@random"
+        out.append(f | {"control": "floor", "role": "floor", "title": "random-weights control",
+                        "label": f"{real} vs {copy}", "stands_for": {real: real, copy: f.get("random")}})
+    return out
 
 
 def with_controls(cal: dict, controls: dict | None, stats: dict) -> dict:
     """The pair's calibration (``stats``: the pair's stats.json) with the controls that concern it, all counted
     per model (``per_model``): model X's ceiling is the share of its features with a shared partner in a
-    second SAE of X (another seed); its floor, the share with a shared partner in the random-weights copy
-    of the other model."""
+    second SAE of X (another seed); its floor, the share with a shared partner in a comparison that needs no
+    learned weights (X against a random-weights copy of the other model, or that copy's own share). A control
+    concerns the pair when every real model it stands for is one of the pair's; the first ceiling of each model
+    is its ceiling, and the verdict reads the highest floor."""
     out, controls = dict(cal), controls or {}
     a, b = stats.get("model_a"), stats.get("model_b")
     out |= per_model(stats)
     not_measured = dict(out.get("not_measured") or {})
-    ceiling = {slug: (c.get("shared_fraction_of") or {}).get(slug) for slug, c in (controls.get("ceiling") or {}).items() if slug in (a, b)}
-    if ceiling:
-        out["ceiling_shared_fraction"] = ceiling
+    mine = [e for e in entries(controls) if e.get("stands_for") and set(e["stands_for"].values()) <= {a, b}]
+    ceilings: dict[str, dict] = {}
+    for e in mine:
+        if e.get("role") == "ceiling":
+            for side, real in e["stands_for"].items():
+                if side == real:
+                    ceilings.setdefault(real, e)
+    if ceilings:
+        out["ceiling_shared_fraction"] = {slug: (e.get("shared_fraction_of") or {}).get(slug) for slug, e in ceilings.items()}
         own = out["shared_fraction_of"]
-        out["shared_over_ceiling"] = {slug: (own[slug] / v if own.get(slug) is not None and v else None) for slug, v in ceiling.items()}
-        out["ceiling"] = {slug: controls["ceiling"][slug] for slug in ceiling}
+        out["shared_over_ceiling"] = {slug: (own[slug] / v if own.get(slug) is not None and v else None)
+                                      for slug, v in out["ceiling_shared_fraction"].items()}
+        out["ceiling"] = ceilings
         not_measured.pop("ceiling_shared_fraction", None)
-    floors = [f for f in controls.get("floor") or [] if {f.get("random"), f.get("against")} == {a, b}]
+    floors = [e for e in mine if e.get("role") == "floor"]
     if floors:
-        out["floor_shared_fraction"] = {f["against"]: (f.get("shared_fraction_of") or {}).get(f["against"]) for f in floors}
+        # each real model's share in the comparisons it takes part in as itself (the pair's own column)
+        out["floor_shared_fraction"] = {real: (f.get("shared_fraction_of") or {}).get(side)
+                                        for f in floors for side, real in f["stands_for"].items() if side == real}
         out["floors"] = floors
         not_measured.pop("floor_shared_fraction", None)
     for key, reason in (controls.get("off") or {}).items():

@@ -8,6 +8,13 @@ from autointerp.errors import UserError
 
 FLOOR_CHOICES = ("first", "last", "all", "none")
 
+# name -> "module:Class" (a ``controls.base.Control``), imported when the controls stage runs; the order is the
+# order they run in and the order of their rows. ``controls.registry.register_control`` adds one from outside.
+CONTROL_REGISTRY: dict[str, str | type] = {
+    "ceiling": "autointerp.controls.ceiling:SeedCeiling",
+    "floor": "autointerp.controls.floor:RandomWeightsFloor",
+}
+
 
 @dataclass
 class ControlsConfig:

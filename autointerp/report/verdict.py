@@ -57,12 +57,20 @@ def rows(v: dict, a: str, b: str) -> list[VerdictRow]:
                     cells.append(cell_ci(cols[key]["ceiling"].get(slug), _kind(key)))
                 else:
                     cells.append("")
-            out.append(VerdictRow(f"ceiling: {slug} vs {slug} (other SAE seed)", cells))
+            title = (cols[f"shared_{side}"].get("ceiling_title") or {}).get(slug) or "other SAE seed"
+            out.append(VerdictRow(f"ceiling: {slug} vs {slug} ({title})", cells))
     if any(cols[k]["floor"] for k, _ in COLUMNS if k != "count"):
         floor_of = {"count": cell_ci(cols["beyond_words_a"].get("floor_count"), "int")}
-        out.append(VerdictRow("floor: random-weights control", [floor_of.get(k) or cell_ci(cols[k]["floor"], _kind(k)) for k, _ in COLUMNS]))
+        out.append(VerdictRow(f"floor: {_floor_title(cols)}", [floor_of.get(k) or cell_ci(cols[k]["floor"], _kind(k)) for k, _ in COLUMNS]))
     out.append(VerdictRow("call", ["" if k == "count" else (cols[k]["call"] or "no call") for k, _ in COLUMNS]))
     return out
+
+
+def _floor_title(cols: dict) -> str:
+    """The floor row's name: the control every column's floor comes from (each column reads the highest
+    floor, so different columns may read different controls: then they are all named)."""
+    titles = dict.fromkeys(c.get("floor_title") or "random-weights control" for k, _ in COLUMNS if k != "count" and (c := cols[k])["floor"])
+    return " / ".join(titles)
 
 
 def headers(a: str, b: str) -> list[str]:

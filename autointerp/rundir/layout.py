@@ -269,6 +269,11 @@ class ControlsDir:
     def floor_pair(self, real: str, randomised: str) -> PairDir:
         return PairDir(self.root / FLOOR_DIR / f"{real}__{randomised}")
 
+    def of(self, control: str) -> ControlsDir:
+        """A registered control's own directory (``controls/<control>/``), laid out like this one: a control that
+        is a variant of a built-in one (another seed, say) keeps its files apart with the same method names."""
+        return ControlsDir(self.root / control)
+
 
 @dataclass(frozen=True)
 class CrosscodeDir:

@@ -50,7 +50,8 @@ def test_ceiling_is_at_or_above_the_cross_model_fraction(synthetic_controls):
     assert first.weights.read_bytes() != second.weights.read_bytes()
     # the floor was switched off: said so, with the setting that switched it off
     assert "floor = \"none\"" in cal["not_measured"]["floor_shared_fraction"]
-    assert record["seconds"] > 0 and all(c["seconds"] > 0 for c in record["ceiling"].values())
+    assert record["seconds"] > 0 and all(c["seconds"] > 0 for c in record["controls"]["ceiling"])
+    assert [c["label"] for c in record["controls"]["ceiling"]] == ["synth-a vs synth-a@seed1", "synth-b vs synth-b@seed1"]
 
 
 def test_controls_rerun_is_a_no_op_that_keeps_the_cost(synthetic_controls):
@@ -59,8 +60,8 @@ def test_controls_rerun_is_a_no_op_that_keeps_the_cost(synthetic_controls):
     before = sae.stat().st_mtime_ns
     again = stage("controls").run(cfg).detail
     assert sae.stat().st_mtime_ns == before
-    assert again["ceiling"]["synth-a"]["seconds"] == record["ceiling"]["synth-a"]["seconds"]
-    assert again["ceiling"]["synth-a"]["shared_fraction"] == record["ceiling"]["synth-a"]["shared_fraction"]
+    first, then = record["controls"]["ceiling"][0], again["controls"]["ceiling"][0]
+    assert then["seconds"] == first["seconds"] and then["shared_fraction"] == first["shared_fraction"]
 
 
 def test_random_weights_are_seeded_and_differ_from_the_trained_ones(tiny_model_dirs):
@@ -99,7 +100,7 @@ def test_floor_runs_end_to_end_on_tiny_models(tiny_model_dirs, text_corpus, tmp_
     manifest = read_json(run.controls.random_model("B").manifest)
     assert manifest["complete"] and manifest["identity"]["model"].endswith("(random weights, seed 0)")
     assert manifest["identity"]["corpus"] == read_json(run.model("B").manifest)["identity"]["corpus"]
-    [floor] = record["floor"]
+    [floor] = record["controls"]["floor"]
     assert (floor["random"], floor["against"]) == ("B", "A") and 0.0 <= floor["shared_fraction"] <= 1.0
     cal = pair_calibration(run.root, run.pair("A", "B"))
     assert cal["floor_shared_fraction"] == {"A": floor["shared_fraction_of"]["A"]} and cal["floors"][0]["cka"]["value"] is not None

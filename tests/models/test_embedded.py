@@ -98,8 +98,8 @@ def test_cli_run_on_both_embedded_models(tmp_path):
         assert len(pd.read_parquet(tmp_path / "run" / model / "exemplars.parquet")) > 0
     # the controls ran through the same path: each model against a second seed, MiniLM's random-weights copy against Gemma
     controls = json.loads((tmp_path / "run" / "controls" / "controls.json").read_text())
-    assert set(controls["ceiling"]) == {"gemma-3-270m", "minilm-l6"}
-    [floor] = controls["floor"]
+    assert {c["label"] for c in controls["controls"]["ceiling"]} == {"gemma-3-270m vs gemma-3-270m@seed1", "minilm-l6 vs minilm-l6@seed1"}
+    [floor] = controls["controls"]["floor"]
     assert (floor["random"], floor["against"]) == ("minilm-l6", "gemma-3-270m") and 0 <= floor["shared_fraction"] <= 1
     random_manifest = load_manifest(tmp_path / "run" / "controls" / "random" / "minilm-l6" / "harvest")
     assert random_manifest["identity"]["model"] == "minilm-l6 (random weights, seed 0)"
