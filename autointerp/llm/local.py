@@ -10,6 +10,8 @@ the GIL inside its kernels; the tokenizer (not safe to share across threads) is 
 Logprobs come straight from the logits. With ``echo=True`` the prompt's own tokens get their
 log-probability and top-N alternatives from the SAME forward pass that starts generation; this is what
 makes simulation scoring cheap (one pass reads a predicted-activation distribution at every slot).
+A prompt is prefilled in fixed blocks, continuing from the state of a prefix a recent prompt shared
+(``prefix_states``: the explainer's worked examples are prefilled once, with the same numbers).
 The output head (Gemma: 262k words x 640) costs more than the whole 270M-parameter body on an echoed
 prompt, so it runs only where it is read: the last position without echo, and with ``echo_at`` only at
 the positions predicting those offsets' tokens (a simulation prompt reads ~1 position in 5).
@@ -23,6 +25,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from autointerp.llm.base import Completion, LLMClient, LLMError, TokenLogprob, Usage
+from autointerp.llm.prefix_states import PrefixStates
 
 DEFAULT_LOCAL_MODEL = "gemma-3-270m"
 HEAD_CHUNK = 128  # prompt positions per output-head chunk (bounds memory: chunk x vocab floats)
@@ -81,6 +84,7 @@ class LocalClient(LLMClient):
         self._load_lock = threading.Lock()
         self._text_lock = threading.Lock()  # tokenizer calls and usage totals, shared by the workers
         self._pieces: dict[int, str] = {}  # token id -> its decoded text (_piece)
+        self._prefixes = PrefixStates()  # states of prompt prefixes shared by recent prompts (the explainer's examples)
         self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="autointerp-local-llm")
 
     # -- loading -------------------------------------------------------------------------------
@@ -150,8 +154,7 @@ class LocalClient(LLMClient):
             if echo:
                 last_logits, past, prompt_lp = self._echo_forward(lm, input_ids, ids, enc["offset_mapping"], logprobs or 0, echo_at)
             else:
-                out = lm.model(input_ids=input_ids, use_cache=True, logits_to_keep=1)
-                last_logits, past = out.logits[0, -1].float(), out.past_key_values
+                last_logits, past = self._prefill(lm, ids, device)
             text, gen_lp, finish = self._generate(lm, last_logits, past, len(ids), max_tokens, temperature, logprobs, len(prompt))
         completion_tokens = len(gen_lp)
         usage = Usage(prompt_tokens=len(ids), completion_tokens=completion_tokens, calls=1)
@@ -164,6 +167,26 @@ class LocalClient(LLMClient):
             logprobs=(prompt_lp + gen_lp) if want_lp else None,
             finish_reason=finish,
         )
+
+    def _prefill(self, lm, ids: list[int], device):
+        """The prompt's state and its last position's logits, prefilled in ``prefix_states.BLOCK``-token blocks
+        from the longest prefix a recent prompt left (``prefix_states``): the same numbers as without reuse."""
+        import torch
+
+        start, past = self._prefixes.lookup(ids)
+        keep_at = self._prefixes.plan(ids)
+        decoder, block, n = lm.model.get_decoder(), self._prefixes.block, len(ids)
+        pos = start
+        while True:
+            end = min(pos + block, n)
+            chunk = torch.tensor([ids[pos:end]], device=device)
+            if end == n:  # the last block: the output head at its last position only
+                out = lm.model(input_ids=chunk, past_key_values=past, use_cache=True, logits_to_keep=1)
+                return out.logits[0, -1].float(), out.past_key_values
+            past = decoder(input_ids=chunk, past_key_values=past, use_cache=True).past_key_values
+            pos = end
+            if pos == keep_at:
+                self._prefixes.keep(ids[:pos], past)
 
     def _echo_forward(self, lm, input_ids, ids: list[int], offsets, top_n: int, echo_at: frozenset[int] | None = None):
         """One pass over the prompt: per-token logprob + top-N alternatives, and the state to generate from.
