@@ -23,6 +23,13 @@ os.environ.setdefault("AUTOINTERP_PROGRESS", "0")
 from helpers.tiny_models import FAMILIES, SAMPLE_TEXT, make_tiny_model  # noqa: E402  (after AUTOINTERP_PROGRESS)
 
 
+def pytest_collection_finish(session):
+    """Start building the peer venvs the collected tests need, in the background (``helpers.peer_envs``)."""
+    from helpers import peer_envs
+
+    peer_envs.start(peer_envs.needed(session.items))
+
+
 @pytest.fixture
 def one_thread():
     """Tiny matmuls: extra OpenMP threads only add sync overhead (and spin on a busy 2-core box)."""

@@ -18,10 +18,8 @@ serve the two packages; any other build failure fails the test.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -31,13 +29,12 @@ from typer.testing import CliRunner
 from autointerp.cli import app
 from autointerp.explain.labels import read_labels
 from helpers.runs import FAILED, LABELS, LEXICAL, MODELS, labelled_run
-from helpers import ROOT
+from helpers import ROOT, peer_envs
 
 pytestmark = pytest.mark.slow
 
-ENV_SCRIPT = ROOT / "scripts" / "interop_env.sh"
 PROBE = ROOT / "scripts" / "interop_probe.py"
-VENV = Path(os.environ.get("INTEROP_VENV", ROOT / ".venv-interop"))
+VENV = peer_envs.venv("interop")
 SPECS = ("eai-delphi==0.1.3", "neuronpedia==1.2.1")
 SLUG = "gemma-3-270m"
 # delphi's explainer answers (what an LLM would say) -> the explanation delphi parses out of them
@@ -56,19 +53,17 @@ def _registry_problem(tmp: Path) -> str | None:
 
 @pytest.fixture(scope="module")
 def interop_python(request, tmp_path_factory) -> Path:
-    """Build (or reuse) the delphi + neuronpedia venv; skip only when the registry is unreachable."""
-    t0 = time.perf_counter()
-    proc = subprocess.run(["bash", str(ENV_SCRIPT)], check=False, capture_output=True, text=True, timeout=1800,
-                          env={**os.environ, "INTEROP_VENV": str(VENV)})
-    took = time.perf_counter() - t0
+    """Build (or reuse) the delphi + neuronpedia venv (started in the background when the session collected
+    these tests: ``helpers.peer_envs``); skip only when the registry is unreachable."""
+    build = peer_envs.wait("interop")
     capman = request.config.pluginmanager.getplugin("capturemanager")
     with capman.global_and_fixture_disabled():
-        print(f"\n[interop env setup {took:.1f}s] " + " | ".join(proc.stdout.strip().splitlines()[-2:]))
-    if proc.returncode != 0:
+        print(f"\n[interop env setup {build.seconds:.1f}s, waited {build.waited:.1f}s] " + " | ".join(build.stdout.strip().splitlines()[-2:]))
+    if build.returncode != 0:
         problem = _registry_problem(tmp_path_factory.mktemp("registry"))
         if problem is not None:
             pytest.skip(f"the package registry cannot serve {' and '.join(SPECS)}: {problem}")
-    assert proc.returncode == 0, f"scripts/interop_env.sh failed ({took:.0f}s):\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
+    assert build.returncode == 0, f"scripts/interop_env.sh failed ({build.seconds:.0f}s):\n{build.stdout[-2000:]}\n{build.stderr[-4000:]}"
     return VENV / "bin" / "python"
 
 

@@ -19,7 +19,6 @@ with ``rescale_acts_by_decoder_norm`` have the norms folded in on load.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import time
@@ -33,13 +32,12 @@ from safetensors.torch import load_file, save_file
 from autointerp.sae.config import SAEConfig
 from autointerp.sae.registry import create_sae
 from autointerp.sae.saelens import load_sae, save_sae
-from helpers import ROOT
+from helpers import ROOT, peer_envs
 
 pytestmark = pytest.mark.slow
 
-ENV_SCRIPT = ROOT / "scripts" / "saelens_env.sh"
 PROBE = ROOT / "scripts" / "saelens_probe.py"
-VENV = Path(os.environ.get("SAELENS_VENV", ROOT / ".venv-saelens"))
+VENV = peer_envs.venv("saelens")
 
 D_IN, D_SAE, K, N = 16, 64, 4, 96
 META = {"model_name": "tiny-llama", "hook_name": "model.layers.1", "hook_layer": 1, "context_size": 32,
@@ -138,15 +136,13 @@ def proposed_cfg_fix(raw: dict[str, Any]) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------------ fixtures
 @pytest.fixture(scope="module")
 def saelens_python(request) -> Path:
-    """Build (or reuse) the sae-lens venv; never skip: a missing venv is built here."""
-    t0 = time.perf_counter()
-    proc = subprocess.run(["bash", str(ENV_SCRIPT)], check=False, capture_output=True, text=True, timeout=1800,
-                          env={**os.environ, "SAELENS_VENV": str(VENV)})
-    took = time.perf_counter() - t0
+    """Build (or reuse) the sae-lens venv; never skip: a missing venv is built (started in the background
+    when the session collected these tests: ``helpers.peer_envs``)."""
+    build = peer_envs.wait("saelens")
     capman = request.config.pluginmanager.getplugin("capturemanager")
     with capman.global_and_fixture_disabled():
-        print(f"\n[saelens env setup {took:.1f}s] " + " | ".join(proc.stdout.strip().splitlines()[-2:]))
-    assert proc.returncode == 0, f"scripts/saelens_env.sh failed ({took:.0f}s):\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
+        print(f"\n[saelens env setup {build.seconds:.1f}s, waited {build.waited:.1f}s] " + " | ".join(build.stdout.strip().splitlines()[-2:]))
+    assert build.returncode == 0, f"scripts/saelens_env.sh failed ({build.seconds:.0f}s):\n{build.stdout[-2000:]}\n{build.stderr[-4000:]}"
     return VENV / "bin" / "python"
 
 
