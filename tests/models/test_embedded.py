@@ -85,6 +85,7 @@ def test_cli_run_on_both_embedded_models(tmp_path):
     config.write_text(
         f'run_dir = "{tmp_path / "run"}"\n[corpus]\nmax_tokens = 1000\n[harvest]\nctx_len = 64\nshard_tokens = 300\n'
         "[sae]\nexpansion_factor = 2\nk = 8\n[train]\nepochs = 2\nbatch_size = 128\nce_contexts = 2\n[exemplars]\nn_top = 5\n"
+        "[explain]\nn_features = 4\n"  # four features per model through the local LLM: the path, not the label count
     )
     env = dict(os.environ, AUTOINTERP_PROGRESS="0")
     result = subprocess.run([sys.executable, "-m", "autointerp", "run", "--config", str(config)], capture_output=True, text=True, env=env, timeout=900)
