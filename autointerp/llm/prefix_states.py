@@ -19,7 +19,18 @@ from collections import OrderedDict
 
 BLOCK = 64  # prompt tokens per prefill step: the granularity at which a prefix can be reused
 KEPT = 8  # prefix states kept (least recently used dropped first)
+KEPT_BYTES = 512 * 2**20  # and at most this much key/value memory (Gemma 270M: ~37 KB a token; a 2B model ~6x that)
 RECENT = 8  # recent prompts a new prompt is compared with to find a shared prefix
+
+
+def _nbytes(state) -> int:
+    """Key/value bytes of a transformers cache (0 for anything else)."""
+    total = 0
+    for layer in getattr(state, "layers", ()) or ():
+        for name in ("keys", "values"):
+            tensor = getattr(layer, name, None)
+            total += int(tensor.nbytes) if hasattr(tensor, "nbytes") else 0
+    return total
 
 
 def _shared(a: tuple[int, ...], b: list[int]) -> int:
@@ -31,9 +42,10 @@ def _shared(a: tuple[int, ...], b: list[int]) -> int:
 
 
 class PrefixStates:
-    def __init__(self, block: int = BLOCK, kept: int = KEPT, recent: int = RECENT):
-        self.block, self.kept_max, self.recent_max = block, kept, recent
+    def __init__(self, block: int = BLOCK, kept: int = KEPT, recent: int = RECENT, kept_bytes: int = KEPT_BYTES):
+        self.block, self.kept_max, self.recent_max, self.kept_bytes = block, kept, recent, kept_bytes
         self._states: OrderedDict[tuple[int, ...], object] = OrderedDict()
+        self._sizes: dict[tuple[int, ...], int] = {}
         self._recent: list[tuple[int, ...]] = []
         self._lock = threading.Lock()
         self.reused_tokens = 0  # prompt tokens not prefilled because a kept state covered them
@@ -69,9 +81,13 @@ class PrefixStates:
 
     def keep(self, ids: list[int], state) -> None:
         """Keep a copy of ``state``, the state after prefilling exactly ``ids``."""
-        snapshot = copy.deepcopy(state)
+        snapshot, key = copy.deepcopy(state), tuple(ids)
+        size = _nbytes(snapshot)
+        if size > self.kept_bytes:
+            return
         with self._lock:
-            self._states[tuple(ids)] = snapshot
-            self._states.move_to_end(tuple(ids))
-            while len(self._states) > self.kept_max:
-                self._states.popitem(last=False)
+            self._states[key], self._sizes[key] = snapshot, size
+            self._states.move_to_end(key)
+            while len(self._states) > self.kept_max or sum(self._sizes.values()) > self.kept_bytes:
+                old, _ = self._states.popitem(last=False)
+                self._sizes.pop(old, None)

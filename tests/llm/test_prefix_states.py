@@ -62,3 +62,23 @@ def test_a_prefix_is_kept_only_where_prompts_share_whole_blocks():
     assert (start, state) == (8, {"state": 8}) and state is not states._states[tuple(b[:8])]  # a copy
     assert states.lookup(b[:8]) == (0, None)  # it would cover the whole prompt: the last token is always computed
     assert states.lookup([5] * 20) == (0, None)
+
+
+def test_kept_states_stay_within_their_memory_budget(tiny_model_dirs):
+    """States are dropped, least recently used first, once their key/value bytes pass the budget."""
+    client = LocalClient(str(tiny_model_dirs["gpt2"]), device="cpu")
+    lm = client.loaded()
+    ids = lm.tokenizer(_prompt(1))["input_ids"]
+    with torch.inference_mode():
+        _, state = client._prefill(lm, ids[:130], "cpu")
+    from autointerp.llm.prefix_states import _nbytes
+
+    one = _nbytes(state)
+    assert one > 0
+    states = PrefixStates(block=4, kept=8, kept_bytes=2 * one)
+    for i in range(3):
+        states.keep([i] * 8, state)
+    assert list(states._states) == [(1,) * 8, (2,) * 8]  # the third pushed the first out
+    states = PrefixStates(block=4, kept_bytes=one - 1)
+    states.keep([0] * 8, state)
+    assert not states._states  # a state larger than the whole budget is not kept
