@@ -27,7 +27,14 @@ def pytest_collection_finish(session):
     """Start building the peer venvs the collected tests need, in the background (``helpers.peer_envs``)."""
     from helpers import peer_envs
 
-    peer_envs.start(peer_envs.needed(session.items))
+    if not session.config.option.collectonly:
+        peer_envs.start(peer_envs.needed(session.items))
+
+
+def pytest_sessionfinish(session):
+    from helpers import peer_envs
+
+    peer_envs.stop()
 
 
 @pytest.fixture

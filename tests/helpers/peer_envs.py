@@ -34,6 +34,7 @@ ENVS = {
     "saelens": (ROOT / "scripts" / "saelens_env.sh", "SAELENS_VENV", ROOT / ".venv-saelens", "saelens_python"),
 }
 _builds: dict[str, Future] = {}
+_running: set[subprocess.Popen] = set()  # builds in progress (stopped with the session: ``stop``)
 _lock = threading.Lock()
 
 
@@ -45,12 +46,29 @@ def venv(name: str) -> Path:
 def _run(name: str) -> Build:
     script, var, _, _ = ENVS[name]
     t0 = time.perf_counter()
+    proc = subprocess.Popen(["bash", str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, var: str(venv(name))})
+    with _lock:
+        _running.add(proc)
     try:
-        proc = subprocess.run(["bash", str(script)], check=False, capture_output=True, text=True, timeout=1800,
-                              env={**os.environ, var: str(venv(name))})
-        return Build(proc.returncode, proc.stdout, proc.stderr, time.perf_counter() - t0, 0.0)
-    except subprocess.TimeoutExpired as exc:
-        return Build(124, str(exc.stdout or ""), f"timed out after {exc.timeout:.0f} s", time.perf_counter() - t0, 0.0)
+        out, err = proc.communicate(timeout=1800)
+        return Build(proc.returncode, out, err, time.perf_counter() - t0, 0.0)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        return Build(124, out, err + "\ntimed out after 1800 s", time.perf_counter() - t0, 0.0)
+    finally:
+        with _lock:
+            _running.discard(proc)
+
+
+def stop() -> None:
+    """Stop builds still running when the session ends (a test run stopped early): the venv scripts write their
+    stamp last, so the next session rebuilds a venv left half-made."""
+    with _lock:
+        running = list(_running)
+    for proc in running:
+        proc.terminate()
 
 
 def start(names: list[str]) -> None:
