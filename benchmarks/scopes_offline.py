@@ -21,7 +21,7 @@ compare, the random-weights floor control, report). Prints each step's time and 
     python benchmarks/scopes_offline.py --max-tokens 100000
 
 Ends with: RESULT scopes_seconds=... scopes_compare_seconds=... scopes_rss_gib=... (the whole run, the pair's
-compare stage alone re-run from scratch, max RSS of the run's process).
+compare stage alone re-run from scratch, the run's peak RSS from its cost.json).
 """
 
 from __future__ import annotations
@@ -141,12 +141,15 @@ def main() -> None:
     log(f"SAEs written from the harvest (Gemma Scope 16,384 at {saes[GEMMA[0]]}, Llama Scope 32,768 at {saes[LLAMA[0]]}): "
         f"{time.perf_counter() - t:.0f}s")
     t = time.perf_counter()
-    done = subprocess.run(["/usr/bin/time", "-f", "MAXRSS %M", sys.executable, "-m", "autointerp", "run", "--config", str(cfg_path)],
+    done = subprocess.run([sys.executable, "-m", "autointerp", "run", "--config", str(cfg_path)],
                           capture_output=True, text=True, env=ENV, cwd=ROOT)
     if done.returncode:
         sys.exit(f"autointerp run failed ({done.returncode}):\n{done.stdout[-6000:]}\n{done.stderr[-4000:]}")
     run_s = time.perf_counter() - t
-    rss = max((int(x.split()[1]) for x in done.stderr.splitlines() if x.startswith("MAXRSS")), default=0) / 1024**2
+    # the run's own peak: cost.json's total (each stage resets the kernel's high-water mark, autointerp.rundir.cost,
+    # so what /usr/bin/time reports covers only the last stage); read now, before `compare --overwrite` below
+    # replaces the compare entry with its own
+    rss = json.loads((run / "cost.json").read_text())["total"]["peak_rss_mb"] / 1024
     log(f"autointerp run (install, exemplars, explain, score, compare, floor control, report): {run_s:.0f}s, max RSS {rss:.2f} GiB")
     pair = next((run / "compare").glob(f"{GEMMA[0]}__{LLAMA[0]}*"))
     stats = json.loads((pair / "stats.json").read_text())
