@@ -15,6 +15,9 @@ from typing import ClassVar, NamedTuple
 from autointerp.config import ModelEntry, RunConfig
 
 ROLES = ("ceiling", "floor")
+# the built-in controls' titles (their classes' ``title``; also what an old-layout controls.json is read as)
+SEED_CEILING_TITLE = "other SAE seed"
+RANDOM_FLOOR_TITLE = "random-weights control"
 
 
 class Job(NamedTuple):

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from autointerp.compare.calibration import NOT_MEASURED, per_model
 from autointerp.compare.verdict import verdict
+from autointerp.controls.base import RANDOM_FLOOR_TITLE, SEED_CEILING_TITLE
 from autointerp.io import read_json
 from autointerp.rundir.layout import PairDir, RunDir
 
@@ -39,11 +40,11 @@ def entries(record: dict | None) -> list[dict]:
         return [e for made in (record["controls"] or {}).values() for e in made or []]
     out = []
     for slug, c in (record.get("ceiling") or {}).items():
-        out.append(c | {"control": "ceiling", "role": "ceiling", "title": "other SAE seed",
+        out.append(c | {"control": "ceiling", "role": "ceiling", "title": SEED_CEILING_TITLE,
                         "label": f"{slug} vs {slug}@seed{c.get('seed')}", "stands_for": {slug: slug}})
     for f in record.get("floor") or []:
         real, copy = f.get("against"), f"{f.get('random')}@random"
-        out.append(f | {"control": "floor", "role": "floor", "title": "random-weights control",
+        out.append(f | {"control": "floor", "role": "floor", "title": RANDOM_FLOOR_TITLE,
                         "label": f"{real} vs {copy}", "stands_for": {real: real, copy: f.get("random")}})
     return out
 

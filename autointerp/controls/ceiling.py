@@ -10,7 +10,7 @@ import dataclasses
 from autointerp.compare.inputs import model_inputs
 from autointerp.compare.stage import compare_pair
 from autointerp.config import RunConfig
-from autointerp.controls.base import Control, Job
+from autointerp.controls.base import SEED_CEILING_TITLE, Control, Job
 from autointerp.controls.calibration import control_summary
 from autointerp.rundir.cost import measure
 from autointerp.rundir.layout import RunDir
@@ -26,7 +26,7 @@ def control_cfg(cfg: RunConfig, **train) -> RunConfig:
 class SeedCeiling(Control):
     name = "ceiling"
     role = "ceiling"
-    title = "other SAE seed"
+    title = SEED_CEILING_TITLE
 
     def jobs(self, cfg: RunConfig) -> tuple[list[Job], str | None]:
         if not cfg.controls.ceiling:

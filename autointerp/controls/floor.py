@@ -12,7 +12,7 @@ import dataclasses
 from autointerp.compare.inputs import model_inputs
 from autointerp.compare.stage import compare_pair
 from autointerp.config import ModelEntry, RunConfig
-from autointerp.controls.base import Control, Job
+from autointerp.controls.base import RANDOM_FLOOR_TITLE, Control, Job
 from autointerp.controls.calibration import control_summary
 from autointerp.controls.ceiling import control_cfg
 from autointerp.harvest.stage import harvest_stage
@@ -24,7 +24,7 @@ from autointerp.sae.stage import train_stage
 class RandomWeightsFloor(Control):
     name = "floor"
     role = "floor"
-    title = "random-weights control"
+    title = RANDOM_FLOOR_TITLE
 
     def init_seed(self, cfg: RunConfig) -> int:
         return cfg.controls.floor_seed

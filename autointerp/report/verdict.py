@@ -15,6 +15,7 @@ from typing import NamedTuple
 from rich.table import Table
 
 from autointerp.compare.verdict import RULE
+from autointerp.controls.base import RANDOM_FLOOR_TITLE, SEED_CEILING_TITLE
 from autointerp.report.artifacts import PairInputs, RunInputs
 from autointerp.report.fmt import cell_ci, count, num, pct, pvalue
 
@@ -57,7 +58,7 @@ def rows(v: dict, a: str, b: str) -> list[VerdictRow]:
                     cells.append(cell_ci(cols[key]["ceiling"].get(slug), _kind(key)))
                 else:
                     cells.append("")
-            title = (cols[f"shared_{side}"].get("ceiling_title") or {}).get(slug) or "other SAE seed"
+            title = (cols[f"shared_{side}"].get("ceiling_title") or {}).get(slug) or SEED_CEILING_TITLE
             out.append(VerdictRow(f"ceiling: {slug} vs {slug} ({title})", cells))
     if any(cols[k]["floor"] for k, _ in COLUMNS if k != "count"):
         floor_of = {"count": cell_ci(cols["beyond_words_a"].get("floor_count"), "int")}
@@ -69,7 +70,7 @@ def rows(v: dict, a: str, b: str) -> list[VerdictRow]:
 def _floor_title(cols: dict) -> str:
     """The floor row's name: the control every column's floor comes from (each column reads the highest
     floor, so different columns may read different controls: then they are all named)."""
-    titles = dict.fromkeys(c.get("floor_title") or "random-weights control" for k, _ in COLUMNS if k != "count" and (c := cols[k])["floor"])
+    titles = dict.fromkeys(c.get("floor_title") or RANDOM_FLOOR_TITLE for k, _ in COLUMNS if k != "count" and (c := cols[k])["floor"])
     return " / ".join(titles)
 
 
